@@ -1,0 +1,381 @@
+//! The model-set manifest (`models/<set>/manifest.json`): what the models expect and what they measured.
+//!
+//! ```
+//! let json = r#"{
+//!   "schema_version": 1, "name": "demo",
+//!   "input": {"shape": [1, 1, 2, 2], "layout": "NCHW", "dtype": "u8",
+//!             "normalize": {"scale": 0.00392156862745098, "mean": 0.5, "std": 0.25}},
+//!   "classes": ["no", "yes"],
+//!   "models": {"tiny": {"file": "tiny.onnx", "sha256": "00000000000000000000000000000000000000000000000000000000000000aa",
+//!                       "input_name": "image", "output": "logits", "test_accuracy": 0.9}}
+//! }"#;
+//! let manifest = hiedge_core::Manifest::from_json(json).unwrap();
+//! assert_eq!(manifest.input_len(), 4);
+//! assert_eq!(manifest.temperature(), 1.0);
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// The only manifest schema this crate reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A model set: the input contract shared by its models, its classes, the models, and the
+/// calibrated decision module.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Must be [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Name of the model set, e.g. `fashion-mnist`.
+    pub name: String,
+    /// Input contract.
+    pub input: InputSpec,
+    /// Class names, index = label.
+    pub classes: Vec<String>,
+    /// Models by role (`tiny`, `large`, ...).
+    pub models: BTreeMap<String, ModelEntry>,
+    /// Decision-module parameters written by `hiedge calibrate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionParams>,
+}
+
+/// What a model's input looks like and how raw pixels become it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Tensor shape including the batch dimension, which must be 1.
+    pub shape: Vec<usize>,
+    /// Axis order of `shape`.
+    pub layout: Layout,
+    /// Type of the raw input values a caller sends (only `u8` pixels are supported).
+    pub dtype: Dtype,
+    /// `x = (raw * scale - mean) / std`.
+    pub normalize: Normalize,
+}
+
+/// Axis order of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// Batch, channels, height, width.
+    #[serde(rename = "NCHW")]
+    Nchw,
+    /// Batch, height, width, channels.
+    #[serde(rename = "NHWC")]
+    Nhwc,
+}
+
+/// Raw input value type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// Unsigned bytes (pixels 0..=255).
+    U8,
+}
+
+/// Affine normalisation applied to every raw value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    /// Multiplier applied first (1/255 maps pixels to 0..1).
+    pub scale: f32,
+    /// Subtracted after scaling.
+    pub mean: f32,
+    /// Divides the centred value; must be > 0.
+    pub std: f32,
+}
+
+/// What a model outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Unnormalised scores; hiedge applies softmax (with the calibrated temperature).
+    Logits,
+    /// Already a probability distribution.
+    Probabilities,
+}
+
+/// One model file of the set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// File name relative to the manifest.
+    pub file: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+    /// Name of the ONNX input.
+    pub input_name: String,
+    /// What the single output holds.
+    pub output: OutputKind,
+    /// Number of weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<u64>,
+    /// Bytes of fp32 weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_bytes: Option<u64>,
+    /// Test-set accuracy measured on the exported file (0..=1).
+    pub test_accuracy: f64,
+    /// One-line description of the architecture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Training provenance (epochs, seed, library versions), free-form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained: Option<serde_json::Value>,
+}
+
+impl ModelEntry {
+    /// `"<name>@<first 12 hex digits of sha256>"`, the model id used on the wire.
+    pub fn id(&self, name: &str) -> String {
+        format!("{name}@{}", &self.sha256[..12.min(self.sha256.len())])
+    }
+}
+
+/// Decision-module parameters fitted on the calibration set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionParams {
+    /// Softmax temperature for the tiny model's logits (1 = none).
+    pub temperature: f32,
+    /// The calibrated `LogisticTop2` ("LRA") decision module.
+    pub logistic_top2: LogisticParams,
+    /// Per-policy thresholds that reach `target_accuracy` on the calibration set with the least
+    /// offloading (keys: `max_prob`, `margin`, `entropy`, `logistic_top2`).
+    #[serde(default)]
+    pub thresholds: BTreeMap<String, f32>,
+    /// Accuracy the thresholds aim for on the calibration set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_accuracy: Option<f64>,
+    /// Where the parameters were fitted (e.g. `train[55000..60000]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_set: Option<String>,
+}
+
+/// `P(tiny is right) = sigmoid(bias + w1 * p1 + w2 * p2)` over the top two probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogisticParams {
+    /// Intercept.
+    pub bias: f32,
+    /// Weight of the top probability.
+    pub w1: f32,
+    /// Weight of the second probability.
+    pub w2: f32,
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::ManifestInvalid { field: field.into(), reason: reason.into() }
+}
+
+impl Manifest {
+    /// Parses and validates a manifest.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let manifest: Manifest = serde_json::from_str(json)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Pretty JSON, as committed in the repository.
+    pub fn to_json_pretty(&self) -> Result<String> {
+        Ok(serde_json::to_string_pretty(self)? + "\n")
+    }
+
+    /// Checks every field that later code relies on; the error names the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.schema_version != SCHEMA_VERSION {
+            return Err(invalid(
+                "schema_version",
+                format!("is {}, this version of hiedge reads {SCHEMA_VERSION}", self.schema_version),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        self.validate_input()?;
+        if self.classes.len() < 2 {
+            return Err(invalid("classes", format!("needs at least 2 classes, has {}", self.classes.len())));
+        }
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.trim().is_empty() {
+                return Err(invalid(format!("classes[{i}]"), "must not be empty"));
+            }
+            if self.classes[..i].contains(c) {
+                return Err(invalid(format!("classes[{i}]"), format!("`{c}` appears twice")));
+            }
+        }
+        if self.models.is_empty() {
+            return Err(invalid("models", "must list at least one model"));
+        }
+        for (name, m) in &self.models {
+            let f = |k: &str| format!("models.{name}.{k}");
+            if m.file.trim().is_empty() || m.file.contains("..") || m.file.starts_with('/') {
+                return Err(invalid(f("file"), format!("`{}` is not a plain relative file name", m.file)));
+            }
+            if m.sha256.len() != 64 || !m.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+                return Err(invalid(f("sha256"), "must be 64 lower-case hex digits"));
+            }
+            if m.input_name.is_empty() {
+                return Err(invalid(f("input_name"), "must not be empty"));
+            }
+            if !(0.0..=1.0).contains(&m.test_accuracy) {
+                return Err(invalid(f("test_accuracy"), format!("{} is not in 0..=1", m.test_accuracy)));
+            }
+        }
+        if let Some(d) = &self.decision {
+            if !(d.temperature.is_finite() && d.temperature > 0.0) {
+                return Err(invalid("decision.temperature", format!("{} is not a positive number", d.temperature)));
+            }
+            let l = d.logistic_top2;
+            if ![l.bias, l.w1, l.w2].iter().all(|v| v.is_finite()) {
+                return Err(invalid("decision.logistic_top2", "weights must be finite numbers"));
+            }
+            for (k, t) in &d.thresholds {
+                if !t.is_finite() {
+                    return Err(invalid(format!("decision.thresholds.{k}"), "must be a finite number"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_input(&self) -> Result<()> {
+        let s = &self.input.shape;
+        if s.len() != 4 {
+            return Err(invalid("input.shape", format!("must have 4 dimensions (N, C, H, W or N, H, W, C), has {}", s.len())));
+        }
+        if s[0] != 1 {
+            return Err(invalid("input.shape", format!("batch dimension must be 1, is {}", s[0])));
+        }
+        if s.contains(&0) {
+            return Err(invalid("input.shape", "no dimension may be 0"));
+        }
+        let n = self.input_len();
+        if n > 16 * 1024 * 1024 {
+            return Err(invalid("input.shape", format!("{n} values is more than hiedge accepts (16 Mi)")));
+        }
+        let norm = self.input.normalize;
+        if !(norm.std.is_finite() && norm.std > 0.0) {
+            return Err(invalid("input.normalize.std", format!("{} is not a positive number", norm.std)));
+        }
+        if !norm.scale.is_finite() || norm.scale == 0.0 {
+            return Err(invalid("input.normalize.scale", format!("{} is not a non-zero number", norm.scale)));
+        }
+        if !norm.mean.is_finite() {
+            return Err(invalid("input.normalize.mean", "must be a finite number"));
+        }
+        Ok(())
+    }
+
+    /// Number of raw values (bytes for `u8`) one sample has.
+    pub fn input_len(&self) -> usize {
+        self.input.shape.iter().product()
+    }
+
+    /// `(channels, height, width)` of one sample.
+    pub fn chw(&self) -> (usize, usize, usize) {
+        let s = &self.input.shape;
+        match self.input.layout {
+            Layout::Nchw => (s[1], s[2], s[3]),
+            Layout::Nhwc => (s[3], s[1], s[2]),
+        }
+    }
+
+    /// The entry for model `name`.
+    pub fn model(&self, name: &str) -> Result<&ModelEntry> {
+        self.models.get(name).ok_or_else(|| Error::UnknownModel {
+            name: name.to_string(),
+            available: self.models.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// Calibrated softmax temperature, 1 when the manifest has not been calibrated.
+    pub fn temperature(&self) -> f32 {
+        self.decision.as_ref().map_or(1.0, |d| d.temperature)
+    }
+
+    /// Calibrated threshold for a policy key (`max_prob`, `margin`, `entropy`, `logistic_top2`).
+    pub fn threshold(&self, key: &str) -> Option<f32> {
+        self.decision.as_ref().and_then(|d| d.thresholds.get(key).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"{
+      "schema_version": 1, "name": "fm",
+      "input": {"shape": [1, 1, 28, 28], "layout": "NCHW", "dtype": "u8",
+                "normalize": {"scale": 0.00392156862745098, "mean": 0.286, "std": 0.353}},
+      "classes": ["a", "b", "c"],
+      "models": {"tiny": {"file": "tiny.onnx",
+                          "sha256": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                          "input_name": "image", "output": "logits", "test_accuracy": 0.9}},
+      "decision": {"temperature": 1.5, "logistic_top2": {"bias": -3, "w1": 8, "w2": -2},
+                   "thresholds": {"max_prob": 0.9}}
+    }"#;
+
+    fn edit(f: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(VALID).unwrap();
+        f(&mut v);
+        v.to_string()
+    }
+
+    fn field_of(json: &str) -> String {
+        match Manifest::from_json(json) {
+            Err(Error::ManifestInvalid { field, .. }) => field,
+            other => panic!("expected ManifestInvalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_valid_manifest_and_round_trips() {
+        let m = Manifest::from_json(VALID).unwrap();
+        assert_eq!(m.input_len(), 784);
+        assert_eq!(m.chw(), (1, 28, 28));
+        assert_eq!(m.temperature(), 1.5);
+        assert_eq!(m.threshold("max_prob"), Some(0.9));
+        assert_eq!(m.threshold("margin"), None);
+        assert_eq!(m.model("tiny").unwrap().id("tiny"), "tiny@0123456789ab");
+        let again = Manifest::from_json(&m.to_json_pretty().unwrap()).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn rejects_bad_json_and_unknown_fields() {
+        assert!(matches!(Manifest::from_json("{"), Err(Error::ManifestParse(_))));
+        let extra = edit(|v| v["surprise"] = 1.into());
+        let err = Manifest::from_json(&extra).unwrap_err().to_string();
+        assert!(err.contains("surprise"), "{err}");
+        let missing = edit(|v| {
+            v.as_object_mut().unwrap().remove("classes");
+        });
+        let err = Manifest::from_json(&missing).unwrap_err().to_string();
+        assert!(err.contains("classes"), "{err}");
+    }
+
+    #[test]
+    fn names_the_invalid_field() {
+        assert_eq!(field_of(&edit(|v| v["schema_version"] = 2.into())), "schema_version");
+        assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([2, 1, 28, 28]))), "input.shape");
+        assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 28, 28]))), "input.shape");
+        assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 0, 28, 28]))), "input.shape");
+        assert_eq!(field_of(&edit(|v| v["input"]["normalize"]["std"] = 0.into())), "input.normalize.std");
+        assert_eq!(field_of(&edit(|v| v["classes"] = serde_json::json!(["a"]))), "classes");
+        assert_eq!(field_of(&edit(|v| v["classes"] = serde_json::json!(["a", "b", "a"]))), "classes[2]");
+        assert_eq!(field_of(&edit(|v| v["models"] = serde_json::json!({}))), "models");
+        assert_eq!(field_of(&edit(|v| v["models"]["tiny"]["sha256"] = "abc".into())), "models.tiny.sha256");
+        assert_eq!(field_of(&edit(|v| v["models"]["tiny"]["file"] = "../x.onnx".into())), "models.tiny.file");
+        assert_eq!(field_of(&edit(|v| v["models"]["tiny"]["test_accuracy"] = 1.5.into())), "models.tiny.test_accuracy");
+        assert_eq!(field_of(&edit(|v| v["decision"]["temperature"] = (-1).into())), "decision.temperature");
+    }
+
+    #[test]
+    fn unknown_model_lists_available() {
+        let m = Manifest::from_json(VALID).unwrap();
+        let err = m.model("huge").unwrap_err().to_string();
+        assert!(err.contains("huge") && err.contains("tiny"), "{err}");
+    }
+}

@@ -1,0 +1,171 @@
+//! Trade-off sweeps over a labelled set: what HI accuracy each policy reaches for what offloading.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{argmax, softmax};
+use crate::policy::{validate_probs, DecisionPolicy, Feedback, ScoreRule};
+use crate::{Error, Metrics, Result};
+
+/// Both models' answers on a labelled set.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    /// True labels.
+    pub labels: Vec<usize>,
+    /// Tiny-model probabilities (after temperature scaling).
+    pub tiny_probs: Vec<Vec<f32>>,
+    /// Tiny-model labels.
+    pub tiny_pred: Vec<usize>,
+    /// Large-model labels.
+    pub large_pred: Vec<usize>,
+}
+
+impl Samples {
+    /// From raw logits of both models; the tiny logits are softmaxed at `temperature`.
+    pub fn from_logits(labels: Vec<usize>, tiny_logits: &[Vec<f32>], large_logits: &[Vec<f32>], temperature: f32) -> Result<Self> {
+        if tiny_logits.len() != labels.len() || large_logits.len() != labels.len() {
+            return Err(Error::InvalidData(format!(
+                "{} labels but {} tiny and {} large outputs",
+                labels.len(),
+                tiny_logits.len(),
+                large_logits.len()
+            )));
+        }
+        let tiny_probs: Vec<Vec<f32>> = tiny_logits.iter().map(|l| softmax(l, temperature)).collect();
+        for p in &tiny_probs {
+            validate_probs(p)?;
+        }
+        let tiny_pred = tiny_probs.iter().map(|p| argmax(p)).collect();
+        let large_pred = large_logits.iter().map(|l| argmax(l)).collect();
+        Ok(Samples { labels, tiny_probs, tiny_pred, large_pred })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    fn record(&self, m: &mut Metrics, i: usize, offloaded: bool) {
+        let fin = if offloaded { self.large_pred[i] } else { self.tiny_pred[i] };
+        m.record(self.labels[i], self.tiny_pred[i], fin, offloaded);
+    }
+
+    /// Metrics when every sample is kept (`false`) or offloaded (`true`).
+    pub fn baseline(&self, offload: bool) -> Metrics {
+        let mut m = Metrics::default();
+        (0..self.len()).for_each(|i| self.record(&mut m, i, offload));
+        m
+    }
+
+    /// Metrics of a threshold rule: offload when `score <= threshold`.
+    pub fn at_threshold(&self, rule: &ScoreRule, threshold: f32) -> Metrics {
+        let mut m = Metrics::default();
+        for (i, p) in self.tiny_probs.iter().enumerate() {
+            self.record(&mut m, i, rule.score_unchecked(p) <= threshold);
+        }
+        m
+    }
+
+    /// Runs a (possibly learning) policy over the samples in order; offloaded samples feed the
+    /// large model's label back to it, as a deployment would.
+    pub fn run_policy(&self, policy: &mut dyn DecisionPolicy) -> Result<Metrics> {
+        let mut m = Metrics::default();
+        for (i, p) in self.tiny_probs.iter().enumerate() {
+            let d = policy.decide(p)?;
+            if d.is_offload() {
+                policy.observe(&Feedback { probs: p, local_label: self.tiny_pred[i], remote_label: self.large_pred[i], explored: d.explored })?;
+            }
+            self.record(&mut m, i, d.is_offload());
+        }
+        Ok(m)
+    }
+
+    /// The threshold that reaches `target` HI accuracy with the least offloading, found exactly by
+    /// scanning the samples in score order. `None` when no threshold reaches it.
+    pub fn operating_point(&self, rule: &ScoreRule, target: f64) -> Option<OperatingPoint> {
+        let mut order: Vec<(f32, usize)> = self.tiny_probs.iter().enumerate().map(|(i, p)| (rule.score_unchecked(p), i)).collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n = self.len();
+        let mut correct: i64 = (0..n).filter(|&i| self.tiny_pred[i] == self.labels[i]).count() as i64;
+        let need = (target * n as f64 - 1e-9).ceil() as i64;
+        // k = number offloaded: the k lowest scores. Only cut between distinct scores.
+        for k in 0..=n {
+            let boundary = k == 0 || k == n || order[k - 1].0 < order[k].0;
+            if k > 0 {
+                let i = order[k - 1].1;
+                correct += (self.large_pred[i] == self.labels[i]) as i64 - (self.tiny_pred[i] == self.labels[i]) as i64;
+            }
+            if !boundary || correct < need {
+                continue;
+            }
+            let threshold = if k == 0 {
+                if order.first().is_some_and(|(s, _)| *s > 0.0) { 0.0 } else { continue }
+            } else {
+                order[k - 1].0
+            };
+            return Some(OperatingPoint { threshold, metrics: self.at_threshold(rule, threshold) });
+        }
+        None
+    }
+}
+
+/// A threshold and what it gives.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    /// Offload when `score <= threshold`.
+    pub threshold: f32,
+    /// Metrics at that threshold.
+    pub metrics: Metrics,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PolicyConfig;
+
+    /// 4 samples: tiny right on the two confident ones, large right on all but the last.
+    fn samples() -> Samples {
+        Samples {
+            labels: vec![0, 1, 2, 3],
+            tiny_probs: vec![vec![0.9, 0.1], vec![0.2, 0.8], vec![0.6, 0.4], vec![0.55, 0.45]],
+            tiny_pred: vec![0, 1, 0, 0],
+            large_pred: vec![0, 1, 2, 0],
+        }
+    }
+
+    #[test]
+    fn thresholds_trade_offload_for_accuracy() {
+        let s = samples();
+        assert_eq!(s.baseline(false).hi_accuracy(), 0.5);
+        assert_eq!(s.baseline(true).hi_accuracy(), 0.75);
+        let m = s.at_threshold(&ScoreRule::MaxProb, 0.6);
+        assert_eq!((m.offloaded, m.correct), (2, 3));
+        let op = s.operating_point(&ScoreRule::MaxProb, 0.75).unwrap();
+        // offloading just the 0.55 sample is not enough; 0.55 and 0.6 are
+        assert_eq!(op.threshold, 0.6);
+        assert_eq!(op.metrics.offloaded, 2);
+        assert!(s.operating_point(&ScoreRule::MaxProb, 0.9).is_none());
+        let op = s.operating_point(&ScoreRule::MaxProb, 0.5).unwrap();
+        assert_eq!((op.threshold, op.metrics.offloaded), (0.0, 0));
+    }
+
+    #[test]
+    fn run_policy_matches_threshold_metrics_for_fixed_policies() {
+        let s = samples();
+        let mut p = PolicyConfig::MaxProb { threshold: 0.6 }.build().unwrap();
+        assert_eq!(s.run_policy(p.as_mut()).unwrap(), s.at_threshold(&ScoreRule::MaxProb, 0.6));
+        let mut p = PolicyConfig::AlwaysOffload.build().unwrap();
+        assert_eq!(s.run_policy(p.as_mut()).unwrap(), s.baseline(true));
+    }
+
+    #[test]
+    fn from_logits_checks_lengths() {
+        assert!(Samples::from_logits(vec![0], &[], &[vec![1.0, 0.0]], 1.0).is_err());
+        let s = Samples::from_logits(vec![1], &[vec![0.0, 2.0]], &[vec![3.0, 0.0]], 1.0).unwrap();
+        assert_eq!((s.tiny_pred[0], s.large_pred[0]), (1, 0));
+    }
+}

@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Train hiedge's Fashion-MNIST models (PyTorch -> ONNX) and write the parity fixture.
+
+One command regenerates everything under models/fashion-mnist/ (see models/README.md):
+
+    python models/train/train.py --model all
+
+Data split (fixed, never shuffled across roles):
+  * train:        training images 0 .. 54,999   (fit the networks)
+  * calibration:  training images 55,000 .. 59,999 (fit the decision module: `hiedge calibrate`)
+  * test:         the 10,000 t10k images        (reporting only)
+
+Outputs (per model): <name>.onnx (opset 13, input "image" f32[1,1,28,28], output "logits" f32[1,10]),
+and a manifest.json entry with sha256, parameter count, weight bytes and the test accuracy measured
+with onnxruntime on the exported file. The fixture holds the first 1,000 test images (raw u8), their
+labels and both models' onnxruntime logits, for the tract parity tests.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import random
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DATA_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
+ROOT = Path(__file__).resolve().parents[2]
+OUT_DIR = ROOT / "models" / "fashion-mnist"
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+N_TRAIN = 55_000
+FIXTURE_N = 1_000
+TINY_MAX_WEIGHT_BYTES = 40 * 1024
+
+
+def read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    magic, = struct.unpack(">I", data[:4])
+    ndim = magic & 0xFF
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load_data():
+    x_train = read_idx(DATA_DIR / "train-images-idx3-ubyte.gz")
+    y_train = read_idx(DATA_DIR / "train-labels-idx1-ubyte.gz")
+    x_test = read_idx(DATA_DIR / "t10k-images-idx3-ubyte.gz")
+    y_test = read_idx(DATA_DIR / "t10k-labels-idx1-ubyte.gz")
+    assert x_train.shape == (60_000, 28, 28) and x_test.shape == (10_000, 28, 28)
+    return (x_train[:N_TRAIN], y_train[:N_TRAIN]), (x_test, y_test)
+
+
+class Tiny(nn.Module):
+    """Two conv blocks and a linear head: ~10k parameters (<= 40 KB fp32 after BN folding)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 24, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.conv2 = nn.Conv2d(24, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32 * 3 * 3, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)  # 24x14x14
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)  # 32x7x7
+        x = F.avg_pool2d(x, 3, stride=2)                      # 32x3x3
+        return self.fc(torch.flatten(x, 1))
+
+
+def conv_bn(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Large(nn.Module):
+    """A small VGG-style CNN (three stages, BN, dropout)."""
+
+    def __init__(self, w: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            conv_bn(1, w), conv_bn(w, w), nn.MaxPool2d(2),            # 14x14
+            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # 7x7
+            conv_bn(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1),
+        )
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * w, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+SPECS = {
+    # name: (constructor, epochs, lr, augment)
+    "tiny": (Tiny, 15, 4e-3, False),
+    "large": (Large, 12, 4e-3, True),
+}
+
+
+def fold_bn(model: nn.Module) -> nn.Module:
+    """Fold every Conv2d(bias=False) -> BatchNorm2d pair into one Conv2d with bias (eval-mode maths)."""
+    def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                          stride=conv.stride, padding=conv.padding, bias=True)
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        fused.weight.data = conv.weight.data * scale.reshape(-1, 1, 1, 1)
+        fused.bias.data = bn.bias.data - bn.running_mean * scale
+        return fused
+
+    def walk(module: nn.Module):
+        names = list(module._modules.keys())
+        for i, name in enumerate(names):
+            child = module._modules[name]
+            nxt = module._modules[names[i + 1]] if i + 1 < len(names) else None
+            if isinstance(child, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d):
+                module._modules[name] = fold(child, nxt)
+                module._modules[names[i + 1]] = nn.Identity()
+            else:
+                walk(child)
+    walk(model)
+    return model
+
+
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flip and random 2-pixel shift (pad + crop)."""
+    flip = torch.rand(x.shape[0]) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    padded = F.pad(x, (2, 2, 2, 2))
+    dx, dy = random.randint(0, 4), random.randint(0, 4)
+    return padded[:, :, dy:dy + 28, dx:dx + 28]
+
+
+def normalise(x_u8: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    return ((torch.from_numpy(x_u8.astype(np.float32)) / 255.0 - mean) / std).unsqueeze(1)
+
+
+def train(name: str, train_set, test_set, mean: float, std: float, epochs: int | None, log) -> nn.Module:
+    ctor, default_epochs, lr, aug = SPECS[name]
+    epochs = epochs or default_epochs
+    model = ctor().to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
+    x = normalise(train_set[0], mean, std).contiguous(memory_format=torch.channels_last)
+    y = torch.from_numpy(train_set[1].astype(np.int64))
+    xt = normalise(test_set[0], mean, std)
+    yt = torch.from_numpy(test_set[1].astype(np.int64))
+    batch = 128
+    steps = (len(x) + batch - 1) // batch
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps)
+    for epoch in range(epochs):
+        model.train()
+        t0 = time.time()
+        perm = torch.randperm(len(x))
+        total = 0.0
+        for i in range(steps):
+            idx = perm[i * batch:(i + 1) * batch]
+            xb = x[idx]
+            if aug:
+                xb = augment(xb)
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item()
+        acc = evaluate(model, xt, yt)
+        log(f"{name} epoch {epoch + 1}/{epochs}: loss {total / steps:.4f}  test acc {acc:.4f}  "
+            f"({time.time() - t0:.0f}s)")
+    model.eval()
+    return model.to(memory_format=torch.contiguous_format)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), 1000):
+        correct += (model(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item()
+    return correct / len(x)
+
+
+def export(model: nn.Module, path: Path) -> None:
+    model = fold_bn(model).eval()
+    dummy = torch.zeros(1, 1, 28, 28)
+    torch.onnx.export(model, dummy, str(path), input_names=["image"], output_names=["logits"],
+                      opset_version=13, do_constant_folding=True, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def onnx_weight_stats(path: Path) -> tuple[int, int]:
+    graph = onnx.load(str(path)).graph
+    params = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    return params, params * 4
+
+
+def ort_logits(path: Path, x: torch.Tensor) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {"image": x[i:i + 1].numpy()})[0] for i in range(len(x))])
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=["tiny", "large", "all"], default="all")
+    ap.add_argument("--epochs", type=int, default=None, help="override the default epoch count")
+    ap.add_argument("--seed", type=int, default=20240601)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = ROOT / "models" / "train" / "train.log"
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        with open(log_path, "a") as f:
+            f.write(msg + "\n")
+
+    train_set, test_set = load_data()
+    # Normalisation constants from the training split only, rounded so Rust and Python agree exactly.
+    mean = round(float(train_set[0].mean() / 255.0), 4)
+    std = round(float(train_set[0].std() / 255.0), 4)
+    xt = normalise(test_set[0], mean, std)
+    yt = test_set[1]
+
+    manifest_path = OUT_DIR / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.setdefault("schema_version", 1)
+    manifest["name"] = "fashion-mnist"
+    manifest["input"] = {"shape": [1, 1, 28, 28], "layout": "NCHW", "dtype": "u8",
+                         "normalize": {"scale": 1.0 / 255.0, "mean": mean, "std": std}}
+    manifest["classes"] = CLASSES
+    manifest.setdefault("models", {})
+
+    names = ["tiny", "large"] if args.model == "all" else [args.model]
+    for name in names:
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        t0 = time.time()
+        model = train(name, train_set, test_set, mean, std, args.epochs, log)
+        path = OUT_DIR / f"{name}.onnx"
+        export(model, path)
+        params, weight_bytes = onnx_weight_stats(path)
+        logits = ort_logits(path, xt)
+        torch_logits = model(xt[:FIXTURE_N]).detach().numpy()
+        parity = float(np.abs(torch_logits - logits[:FIXTURE_N]).max())
+        acc = float((logits.argmax(1) == yt).mean())
+        log(f"{name}: {params} params, {weight_bytes} weight bytes, onnx {path.stat().st_size} bytes, "
+            f"onnxruntime test acc {acc:.4f}, torch-vs-ort max|diff| {parity:.2e}, "
+            f"trained in {time.time() - t0:.0f}s")
+        if name == "tiny" and weight_bytes > TINY_MAX_WEIGHT_BYTES:
+            raise SystemExit(f"tiny has {weight_bytes} weight bytes > {TINY_MAX_WEIGHT_BYTES}")
+        manifest["models"][name] = {
+            "file": f"{name}.onnx",
+            "sha256": sha256(path),
+            "input_name": "image",
+            "output": "logits",
+            "params": params,
+            "weight_bytes": weight_bytes,
+            "test_accuracy": round(acc, 4),
+            "architecture": model.__class__.__doc__.strip(),
+            "trained": {"epochs": args.epochs or SPECS[name][1], "seed": args.seed,
+                        "torch": torch.__version__, "onnxruntime": ort.__version__},
+        }
+        fixture = OUT_DIR / "fixture"
+        fixture.mkdir(exist_ok=True)
+        (fixture / f"{name}_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
+
+    fixture = OUT_DIR / "fixture"
+    (fixture / "images.u8").write_bytes(test_set[0][:FIXTURE_N].tobytes())
+    (fixture / "labels.u8").write_bytes(test_set[1][:FIXTURE_N].tobytes())
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"wrote {manifest_path}")
+
+
+if __name__ == "__main__":
+    main()
