@@ -1,1 +1,83 @@
-fn main(){}
+//! `hiedge`: the native command line for Hierarchical Inference on Fashion-MNIST.
+//!
+//! * `hiedge eval`: runs the tiny and large models over the 10,000 test images and prints the HI
+//!   trade-off table for every decision policy.
+//! * `hiedge calibrate`: fits the decision module (temperature, LogisticTop2, per-policy thresholds)
+//!   on the calibration set and writes it into the manifest.
+//! * `hiedge bench`: times both models natively, side by side, and writes a table.
+
+mod bench;
+mod calibrate;
+mod data;
+mod eval;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Hierarchical Inference: a tiny model on the device, a large one at the edge.
+#[derive(Parser)]
+#[command(name = "hiedge", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the models and the data are.
+#[derive(clap::Args, Clone)]
+pub struct Paths {
+    /// Model-set directory holding manifest.json and the ONNX files.
+    #[arg(long, default_value = "models/fashion-mnist")]
+    pub models: PathBuf,
+    /// Directory with the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist).
+    #[arg(long, env = "FASHION_MNIST_DIR", default_value = "/usr/share/datasets/fashion-mnist")]
+    pub data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the HI trade-off table on the test set for every policy.
+    Eval {
+        #[command(flatten)]
+        paths: Paths,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Use only the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Accuracy drop from large-only (in percentage points) the operating point may give up.
+        #[arg(long, default_value_t = 0.3)]
+        max_drop: f64,
+    },
+    /// Fit temperature, LogisticTop2 and per-policy thresholds on the calibration set; write the manifest.
+    Calibrate {
+        #[command(flatten)]
+        paths: Paths,
+        /// Accuracy drop from large-only (in percentage points) the thresholds aim for.
+        #[arg(long, default_value_t = 0.3)]
+        max_drop: f64,
+        /// Print what would be written without changing the manifest.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Time the tiny and large models natively (single thread), interleaved, and write a table.
+    Bench {
+        #[command(flatten)]
+        paths: Paths,
+        /// Number of test images to time each model on.
+        #[arg(short, long, default_value_t = 2000)]
+        n: usize,
+        /// Markdown file to write the table to.
+        #[arg(long, default_value = "bench/native.md")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
+        Command::Calibrate { paths, max_drop, dry_run } => calibrate::run(&paths, max_drop, dry_run),
+        Command::Bench { paths, n, out } => bench::run(&paths, n, &out),
+    }
+}

@@ -143,7 +143,13 @@ mod tests {
             let base = [2.0f32, 1.0, 0.0];
             let probs = softmax(&base, 1.0);
             let u = ((i * 7919) % 3000) as f32 / 3000.0;
-            let y = if u < probs[0] { 0 } else if u < probs[0] + probs[1] { 1 } else { 2 };
+            let y = if u < probs[0] {
+                0
+            } else if u < probs[0] + probs[1] {
+                1
+            } else {
+                2
+            };
             logits.push(base.iter().map(|v| v * 3.0).collect());
             labels.push(y);
         }

@@ -34,10 +34,8 @@ impl IdxArray {
         if ndim == 0 || bytes.len() < header {
             return Err(bad(format!("header for {ndim} dimensions does not fit in {} bytes", bytes.len())));
         }
-        let dims: Vec<usize> = bytes[4..header]
-            .chunks_exact(4)
-            .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-            .collect();
+        let dims: Vec<usize> =
+            bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
         let len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("size overflows".into()))?;
         if bytes.len() - header != len {
             return Err(bad(format!("dims {dims:?} need {len} data bytes, file has {}", bytes.len() - header)));

@@ -49,7 +49,11 @@ impl Fixture {
             .map(|(name, bytes)| {
                 let v = f32s_from_le_bytes(&bytes)?;
                 if v.len() != n * classes {
-                    return Err(Error::InvalidData(format!("fixture logits for `{name}` have {} values, expected {}", v.len(), n * classes)));
+                    return Err(Error::InvalidData(format!(
+                        "fixture logits for `{name}` have {} values, expected {}",
+                        v.len(),
+                        n * classes
+                    )));
                 }
                 Ok((name, v))
             })
@@ -64,7 +68,13 @@ impl Fixture {
             .iter()
             .map(|m| Ok((m.to_string(), std::fs::read(dir.join(format!("{m}_logits.f32")))?)))
             .collect::<Result<_>>()?;
-        Self::from_parts(std::fs::read(dir.join("images.u8"))?, std::fs::read(dir.join("labels.u8"))?, logits, input_len, classes)
+        Self::from_parts(
+            std::fs::read(dir.join("images.u8"))?,
+            std::fs::read(dir.join("labels.u8"))?,
+            logits,
+            input_len,
+            classes,
+        )
     }
 
     /// Number of samples.

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod preprocess;
+pub mod protocol;
 pub mod sweep;
 
 pub use error::{Error, Result};

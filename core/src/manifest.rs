@@ -243,7 +243,10 @@ impl Manifest {
     fn validate_input(&self) -> Result<()> {
         let s = &self.input.shape;
         if s.len() != 4 {
-            return Err(invalid("input.shape", format!("must have 4 dimensions (N, C, H, W or N, H, W, C), has {}", s.len())));
+            return Err(invalid(
+                "input.shape",
+                format!("must have 4 dimensions (N, C, H, W or N, H, W, C), has {}", s.len()),
+            ));
         }
         if s[0] != 1 {
             return Err(invalid("input.shape", format!("batch dimension must be 1, is {}", s[0])));

@@ -430,7 +430,9 @@ impl PolicyConfig {
     pub fn calibrated_kind(manifest: &Manifest, kind: &str) -> Result<Self> {
         let t = |k: &str| {
             manifest.threshold(k).ok_or_else(|| {
-                Error::InvalidPolicy(format!("the manifest has no calibrated threshold for `{k}`: run `hiedge calibrate`"))
+                Error::InvalidPolicy(format!(
+                    "the manifest has no calibrated threshold for `{k}`: run `hiedge calibrate`"
+                ))
             })
         };
         Ok(match kind {
@@ -649,7 +651,8 @@ mod tests {
             let probs = [p1, 1.0 - p1];
             let d = h.decide(&probs).unwrap();
             if d.is_offload() {
-                let fb = Feedback { probs: &probs, local_label: 0, remote_label: (p1 < 0.6) as usize, explored: d.explored };
+                let fb =
+                    Feedback { probs: &probs, local_label: 0, remote_label: (p1 < 0.6) as usize, explored: d.explored };
                 h.observe(&fb).unwrap();
             }
         }
@@ -660,7 +663,9 @@ mod tests {
     fn online_hedge_is_deterministic_for_a_seed() {
         let run = || {
             let mut h = OnlineHedge::new(0.3, 50, 0.05, 0.3, 42).unwrap();
-            (0..200).map(|i| h.decide(&[0.9 + (i % 10) as f32 / 100.0, 0.1 - (i % 10) as f32 / 100.0]).unwrap().action).collect::<Vec<_>>()
+            (0..200)
+                .map(|i| h.decide(&[0.9 + (i % 10) as f32 / 100.0, 0.1 - (i % 10) as f32 / 100.0]).unwrap().action)
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

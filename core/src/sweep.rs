@@ -21,7 +21,12 @@ pub struct Samples {
 
 impl Samples {
     /// From raw logits of both models; the tiny logits are softmaxed at `temperature`.
-    pub fn from_logits(labels: Vec<usize>, tiny_logits: &[Vec<f32>], large_logits: &[Vec<f32>], temperature: f32) -> Result<Self> {
+    pub fn from_logits(
+        labels: Vec<usize>,
+        tiny_logits: &[Vec<f32>],
+        large_logits: &[Vec<f32>],
+        temperature: f32,
+    ) -> Result<Self> {
         if tiny_logits.len() != labels.len() || large_logits.len() != labels.len() {
             return Err(Error::InvalidData(format!(
                 "{} labels but {} tiny and {} large outputs",
@@ -77,7 +82,12 @@ impl Samples {
         for (i, p) in self.tiny_probs.iter().enumerate() {
             let d = policy.decide(p)?;
             if d.is_offload() {
-                policy.observe(&Feedback { probs: p, local_label: self.tiny_pred[i], remote_label: self.large_pred[i], explored: d.explored })?;
+                policy.observe(&Feedback {
+                    probs: p,
+                    local_label: self.tiny_pred[i],
+                    remote_label: self.large_pred[i],
+                    explored: d.explored,
+                })?;
             }
             self.record(&mut m, i, d.is_offload());
         }
@@ -87,7 +97,8 @@ impl Samples {
     /// The threshold that reaches `target` HI accuracy with the least offloading, found exactly by
     /// scanning the samples in score order. `None` when no threshold reaches it.
     pub fn operating_point(&self, rule: &ScoreRule, target: f64) -> Option<OperatingPoint> {
-        let mut order: Vec<(f32, usize)> = self.tiny_probs.iter().enumerate().map(|(i, p)| (rule.score_unchecked(p), i)).collect();
+        let mut order: Vec<(f32, usize)> =
+            self.tiny_probs.iter().enumerate().map(|(i, p)| (rule.score_unchecked(p), i)).collect();
         order.sort_by(|a, b| a.0.total_cmp(&b.0));
         let n = self.len();
         let mut correct: i64 = (0..n).filter(|&i| self.tiny_pred[i] == self.labels[i]).count() as i64;
@@ -103,7 +114,11 @@ impl Samples {
                 continue;
             }
             let threshold = if k == 0 {
-                if order.first().is_some_and(|(s, _)| *s > 0.0) { 0.0 } else { continue }
+                if order.first().is_some_and(|(s, _)| *s > 0.0) {
+                    0.0
+                } else {
+                    continue;
+                }
             } else {
                 order[k - 1].0
             };

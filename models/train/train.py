@@ -85,14 +85,14 @@ def conv_bn(cin, cout):
 
 
 class Large(nn.Module):
-    """A small VGG-style CNN (three stages, BN, dropout)."""
+    """A VGG-style CNN: one conv at 28x28, two at 14x14, two at 7x7 (BN, ReLU), global pooling, dropout."""
 
-    def __init__(self, w: int = 32):
+    def __init__(self, w: int = 48):
         super().__init__()
         self.features = nn.Sequential(
-            conv_bn(1, w), conv_bn(w, w), nn.MaxPool2d(2),            # 14x14
-            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),  # 7x7
-            conv_bn(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1),
+            conv_bn(1, w), nn.MaxPool2d(2),                               # 14x14
+            conv_bn(w, 2 * w), conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),    # 7x7
+            conv_bn(2 * w, 4 * w), conv_bn(4 * w, 4 * w), nn.AdaptiveAvgPool2d(1),
         )
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(4 * w, 10))
 
@@ -101,9 +101,9 @@ class Large(nn.Module):
 
 
 SPECS = {
-    # name: (constructor, epochs, lr, augment)
-    "tiny": (Tiny, 15, 4e-3, False),
-    "large": (Large, 12, 4e-3, True),
+    # name: (constructor, epochs, lr, augment, label smoothing)
+    "tiny": (Tiny, 15, 4e-3, False, 0.0),
+    "large": (Large, 30, 3e-3, True, 0.1),
 }
 
 
@@ -145,7 +145,7 @@ def normalise(x_u8: np.ndarray, mean: float, std: float) -> torch.Tensor:
 
 
 def train(name: str, train_set, test_set, mean: float, std: float, epochs: int | None, log) -> nn.Module:
-    ctor, default_epochs, lr, aug = SPECS[name]
+    ctor, default_epochs, lr, aug, smoothing = SPECS[name]
     epochs = epochs or default_epochs
     model = ctor().to(memory_format=torch.channels_last)  # ~1.5x faster convolutions on CPU
     x = normalise(train_set[0], mean, std).contiguous(memory_format=torch.channels_last)
@@ -166,7 +166,7 @@ def train(name: str, train_set, test_set, mean: float, std: float, epochs: int |
             xb = x[idx]
             if aug:
                 xb = augment(xb)
-            loss = F.cross_entropy(model(xb), y[idx])
+            loss = F.cross_entropy(model(xb), y[idx], label_smoothing=smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()

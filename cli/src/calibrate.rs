@@ -1,0 +1,72 @@
+//! `hiedge calibrate`: fit the decision module on the calibration set and write it to the manifest.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use hiedge_core::calibrate::{fit_logistic_top2, fit_temperature, nll};
+use hiedge_core::dataset::{CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_core::manifest::DecisionParams;
+use hiedge_core::policy::ScoreRule;
+use hiedge_core::sweep::Samples;
+
+use crate::data::{calibration_split, logits, ModelSet};
+use crate::Paths;
+
+pub fn run(paths: &Paths, max_drop: f64, dry_run: bool) -> Result<()> {
+    let mut set = ModelSet::load(&paths.models)?;
+    let split = calibration_split(paths)?;
+    let tiny = logits(&set.tiny, &split, "tiny")?;
+    let large = logits(&set.large, &split, "large")?;
+
+    let temperature = fit_temperature(&tiny, &split.labels)?;
+    eprintln!(
+        "temperature {temperature:.4}: calibration NLL {:.4} -> {:.4}",
+        nll(&tiny, &split.labels, 1.0),
+        nll(&tiny, &split.labels, temperature)
+    );
+    let samples = Samples::from_logits(split.labels.clone(), &tiny, &large, temperature)?;
+    let correct: Vec<bool> = (0..samples.len()).map(|i| samples.tiny_pred[i] == samples.labels[i]).collect();
+    let logistic_top2 = fit_logistic_top2(&samples.tiny_probs, &correct)?;
+    eprintln!("logistic_top2: {logistic_top2:?}");
+
+    let target = samples.baseline(true).hi_accuracy() - max_drop / 100.0;
+    eprintln!(
+        "calibration set: tiny {:.2}%, large {:.2}%, target {:.2}%",
+        100.0 * samples.baseline(false).hi_accuracy(),
+        100.0 * samples.baseline(true).hi_accuracy(),
+        100.0 * target
+    );
+    let mut thresholds = BTreeMap::new();
+    for rule in [ScoreRule::MaxProb, ScoreRule::Margin, ScoreRule::Entropy, ScoreRule::LogisticTop2(logistic_top2)] {
+        match samples.operating_point(&rule, target) {
+            Some(op) => {
+                eprintln!(
+                    "{:>14}: threshold {:.4} offloads {:.2}% for {:.2}%",
+                    rule.key(),
+                    op.threshold,
+                    100.0 * op.metrics.offload_fraction(),
+                    100.0 * op.metrics.hi_accuracy()
+                );
+                thresholds.insert(rule.key().to_string(), op.threshold);
+            }
+            None => eprintln!("{:>14}: no threshold reaches the target", rule.key()),
+        }
+    }
+    set.manifest.decision = Some(DecisionParams {
+        temperature,
+        logistic_top2,
+        thresholds,
+        target_accuracy: Some(target),
+        calibration_set: Some(format!("train[{CALIBRATION_START}..{}]", CALIBRATION_START + CALIBRATION_LEN)),
+    });
+    set.manifest.validate()?;
+    let json = set.manifest.to_json_pretty()?;
+    if dry_run {
+        print!("{json}");
+    } else {
+        let path = paths.models.join("manifest.json");
+        std::fs::write(&path, json)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! `hiedge eval`: the HI trade-off table on the test set.
+
+use anyhow::Result;
+use hiedge_core::policy::ScoreRule;
+use hiedge_core::sweep::Samples;
+use hiedge_core::{Metrics, PolicyConfig};
+use serde::Serialize;
+
+use crate::data::{logits, test_split, ModelSet};
+use crate::Paths;
+
+/// Offload costs reported for every row.
+pub const BETAS: [f64; 3] = [0.1, 0.3, 0.5];
+/// Thresholds of the sweep rows for every threshold policy.
+const GRID: [f32; 12] = [0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999];
+
+/// One line of the table.
+#[derive(Serialize)]
+pub struct Row {
+    pub policy: String,
+    /// `0.900`, `calibrated 0.912`, `best 0.934`, `beta=0.3`, or `-`.
+    pub param: String,
+    pub threshold: Option<f32>,
+    pub offload_fraction: f64,
+    pub hi_accuracy: f64,
+    pub kept_accuracy: Option<f64>,
+    /// Cost per image at each of [`BETAS`].
+    pub cost: Vec<(f64, f64)>,
+}
+
+impl Row {
+    fn new(policy: &str, param: String, threshold: Option<f32>, m: &Metrics) -> Self {
+        Row {
+            policy: policy.into(),
+            param,
+            threshold,
+            offload_fraction: m.offload_fraction(),
+            hi_accuracy: m.hi_accuracy(),
+            kept_accuracy: m.kept_accuracy(),
+            cost: BETAS.iter().map(|&b| (b, m.cost_per_image(b))).collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    images: usize,
+    large_only_accuracy: f64,
+    target_accuracy: f64,
+    rows: Vec<Row>,
+    /// Per threshold policy: the least offloading that reaches the target (None: never).
+    operating_points: Vec<(String, Option<Row>)>,
+}
+
+fn rules(set: &ModelSet) -> Vec<ScoreRule> {
+    let mut rules = vec![ScoreRule::MaxProb, ScoreRule::Margin, ScoreRule::Entropy];
+    if let Some(d) = &set.manifest.decision {
+        rules.push(ScoreRule::LogisticTop2(d.logistic_top2));
+    }
+    rules
+}
+
+pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Result<()> {
+    let set = ModelSet::load(&paths.models)?;
+    let split = test_split(paths, limit)?;
+    let tiny = logits(&set.tiny, &split, "tiny")?;
+    let large = logits(&set.large, &split, "large")?;
+    let samples = Samples::from_logits(split.labels.clone(), &tiny, &large, set.manifest.temperature())?;
+
+    let large_only = samples.baseline(true);
+    let target = large_only.hi_accuracy() - max_drop / 100.0;
+    let mut rows = vec![
+        Row::new("tiny-only", "-".into(), None, &samples.baseline(false)),
+        Row::new("large-only", "-".into(), None, &large_only),
+    ];
+    let mut operating_points = Vec::new();
+    for rule in rules(&set) {
+        let key = rule.key();
+        for t in GRID {
+            rows.push(Row::new(key, format!("{t:.3}"), Some(t), &samples.at_threshold(&rule, t)));
+        }
+        if let Some(t) = set.manifest.threshold(key) {
+            rows.push(Row::new(key, format!("calibrated {t:.4}"), Some(t), &samples.at_threshold(&rule, t)));
+        }
+        let op = samples.operating_point(&rule, target);
+        if let Some(op) = &op {
+            rows.push(Row::new(key, format!("best {:.4}", op.threshold), Some(op.threshold), &op.metrics));
+        }
+        operating_points.push((
+            key.to_string(),
+            op.map(|op| Row::new(key, format!("{:.4}", op.threshold), Some(op.threshold), &op.metrics)),
+        ));
+    }
+    for beta in BETAS {
+        let cfg = PolicyConfig::OnlineHedge {
+            beta: beta as f32,
+            bins: 100,
+            eta: 0.05,
+            explore: 0.05,
+            seed: 0x9E37_79B9_7F4A_7C15,
+        };
+        let mut policy = cfg.build()?;
+        let m = samples.run_policy(policy.as_mut())?;
+        let learnt = policy.threshold();
+        let param = format!("beta={beta} (learnt {:.2})", learnt.unwrap_or(f32::NAN));
+        rows.push(Row::new("online_hedge", param, learnt, &m));
+    }
+
+    let report = Report {
+        images: samples.len(),
+        large_only_accuracy: large_only.hi_accuracy(),
+        target_accuracy: target,
+        rows,
+        operating_points,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_tables(&report, max_drop);
+    }
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}", 100.0 * x)
+}
+
+fn print_tables(r: &Report, max_drop: f64) {
+    println!("HI on {} Fashion-MNIST test images (tiny on every image, large on offloaded ones)\n", r.images);
+    let costs: Vec<String> = BETAS.iter().map(|b| format!("cost β={b}")).collect();
+    println!("| policy | threshold / param | offload % | HI acc % | tiny acc on kept % | {} |", costs.join(" | "));
+    println!("|---|---|---:|---:|---:|{}", "---:|".repeat(BETAS.len()));
+    for row in &r.rows {
+        let kept = row.kept_accuracy.map_or("-".into(), pct);
+        let cost: Vec<String> = row.cost.iter().map(|(_, c)| format!("{c:.4}")).collect();
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            row.policy,
+            row.param,
+            pct(row.offload_fraction),
+            pct(row.hi_accuracy),
+            kept,
+            cost.join(" | ")
+        );
+    }
+    println!(
+        "\nOperating points: least offloading that reaches large-only - {max_drop} pts = {}% HI accuracy\n",
+        pct(r.target_accuracy)
+    );
+    println!("| policy | threshold | offload % | HI acc % |");
+    println!("|---|---:|---:|---:|");
+    for (policy, row) in &r.operating_points {
+        match row {
+            Some(row) => {
+                println!("| {policy} | {} | {} | {} |", row.param, pct(row.offload_fraction), pct(row.hi_accuracy))
+            }
+            None => println!("| {policy} | never reached | - | - |"),
+        }
+    }
+}

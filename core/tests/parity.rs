@@ -1,0 +1,84 @@
+//! tract vs the onnxruntime reference outputs committed with the models (first 1,000 test images),
+//! plus the size budgets of the committed models.
+
+use std::path::PathBuf;
+
+use hiedge_core::fixture::Fixture;
+use hiedge_core::model::argmax;
+use hiedge_core::{Error, Manifest, Model};
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist")
+}
+
+fn manifest() -> Manifest {
+    Manifest::from_json(&std::fs::read_to_string(models_dir().join("manifest.json")).unwrap()).unwrap()
+}
+
+fn onnx(name: &str) -> Vec<u8> {
+    std::fs::read(models_dir().join(format!("{name}.onnx"))).unwrap()
+}
+
+#[test]
+fn tract_matches_onnxruntime_on_the_fixture() {
+    let manifest = manifest();
+    let fixture =
+        Fixture::load(&models_dir().join("fixture"), &["tiny", "large"], manifest.input_len(), manifest.classes.len())
+            .unwrap();
+    assert_eq!(fixture.len(), 1000);
+    for name in ["tiny", "large"] {
+        let model = Model::load(&manifest, name, &onnx(name)).unwrap();
+        let (mut max_diff, mut same_argmax) = (0.0f32, 0);
+        for i in 0..fixture.len() {
+            let got = model.logits(fixture.image(i)).unwrap();
+            let want = fixture.reference_logits(name, i).unwrap();
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                max_diff = max_diff.max((g - w).abs());
+            }
+            same_argmax += (argmax(&got) == argmax(want)) as usize;
+        }
+        assert_eq!(same_argmax, fixture.len(), "{name}: argmax differs from onnxruntime");
+        assert!(max_diff <= 1e-4, "{name}: max |tract - onnxruntime| = {max_diff}");
+        eprintln!("{name}: argmax 100% equal, max |diff| {max_diff:e}");
+    }
+}
+
+#[test]
+fn model_load_checks_hash_and_input() {
+    let manifest = manifest();
+    let mut bytes = onnx("tiny");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    assert!(matches!(Model::load(&manifest, "tiny", &bytes), Err(Error::ModelHashMismatch { .. })));
+    assert!(matches!(Model::load(&manifest, "huge", &bytes), Err(Error::UnknownModel { .. })));
+    let tiny = Model::load(&manifest, "tiny", &onnx("tiny")).unwrap();
+    assert_eq!(tiny.input_len(), 784);
+    assert_eq!(tiny.num_classes(), 10);
+    assert!(tiny.id().starts_with("tiny@"));
+    let err = tiny.predict(&[0u8; 783], 1.0).unwrap_err();
+    assert_eq!(err.to_string(), "input has 783 values but the model expects 784");
+    let p = tiny.predict(&[0u8; 784], manifest.temperature()).unwrap();
+    assert!((p.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
+/// Sum of the ONNX initializers' element counts, times 4 bytes (fp32).
+fn weight_bytes(bytes: &[u8]) -> usize {
+    use tract_onnx::prelude::Framework;
+    let proto = tract_onnx::onnx().proto_model_for_read(&mut &bytes[..]).unwrap();
+    let graph = proto.graph.unwrap();
+    graph.initializer.iter().map(|t| t.dims.iter().product::<i64>() as usize * 4).sum()
+}
+
+#[test]
+fn committed_models_fit_their_budgets() {
+    let manifest = manifest();
+    let tiny = onnx("tiny");
+    let tiny_weights = weight_bytes(&tiny);
+    assert!(tiny_weights <= 40 * 1024, "tiny has {tiny_weights} bytes of fp32 weights > 40 KB");
+    assert_eq!(Some(tiny_weights as u64), manifest.model("tiny").unwrap().weight_bytes);
+    let large = onnx("large");
+    assert!(large.len() <= 8 * 1024 * 1024, "large.onnx is {} bytes > 8 MB", large.len());
+    assert!(manifest.model("tiny").unwrap().test_accuracy >= 0.90);
+    assert!(manifest.model("large").unwrap().test_accuracy >= 0.935);
+}
