@@ -416,13 +416,16 @@ fn check_threshold(kind: &str, t: f32) -> Result<()> {
 }
 
 impl PolicyConfig {
-    /// The manifest's calibrated `LogisticTop2` at its default threshold 0.5.
+    /// The manifest's calibrated `LogisticTop2`: its fitted weights at its calibrated threshold
+    /// (the one that reaches the calibration target with the least offloading), or at the plain
+    /// LRA rule's 0.5 when the manifest has no threshold for it.
     pub fn calibrated(manifest: &Manifest) -> Result<Self> {
         let d = manifest.decision.as_ref().ok_or_else(|| {
             Error::InvalidPolicy("the manifest has no `decision` section: run `hiedge calibrate` first".into())
         })?;
         let l = d.logistic_top2;
-        Ok(PolicyConfig::LogisticTop2 { bias: l.bias, w1: l.w1, w2: l.w2, threshold: default_logistic_threshold() })
+        let threshold = manifest.threshold("logistic_top2").unwrap_or_else(default_logistic_threshold);
+        Ok(PolicyConfig::LogisticTop2 { bias: l.bias, w1: l.w1, w2: l.w2, threshold })
     }
 
     /// Policy `kind` at the threshold calibrated for it in the manifest (`logistic_top2` also takes
@@ -439,12 +442,10 @@ impl PolicyConfig {
             "max_prob" => PolicyConfig::MaxProb { threshold: t(kind)? },
             "margin" => PolicyConfig::Margin { threshold: t(kind)? },
             "entropy" => PolicyConfig::Entropy { threshold: t(kind)? },
-            "logistic_top2" => match Self::calibrated(manifest)? {
-                PolicyConfig::LogisticTop2 { bias, w1, w2, .. } => {
-                    PolicyConfig::LogisticTop2 { bias, w1, w2, threshold: t(kind)? }
-                }
-                other => other,
-            },
+            "logistic_top2" => {
+                t(kind)?;
+                Self::calibrated(manifest)?
+            }
             "online_hedge" => PolicyConfig::OnlineHedge {
                 beta: 0.3,
                 bins: default_bins(),
@@ -657,6 +658,38 @@ mod tests {
             }
         }
         assert!(h.threshold().unwrap() <= 0.55, "{:?}", h.threshold());
+    }
+
+    #[test]
+    fn calibrated_policies_come_from_the_manifest() {
+        let json = |decision: &str| {
+            format!(
+                r#"{{"schema_version":1,"name":"m","input":{{"shape":[1,1,2,2],"layout":"NCHW","dtype":"u8",
+                "normalize":{{"scale":1,"mean":0,"std":1}}}},"classes":["a","b"],
+                "models":{{"t":{{"file":"t.onnx","sha256":"{}","input_name":"x","output":"logits","test_accuracy":0.5}}}}{decision}}}"#,
+                "0".repeat(64)
+            )
+        };
+        let with = |t: &str| {
+            json(&format!(
+                r#","decision":{{"temperature":1,"logistic_top2":{{"bias":1,"w1":2,"w2":3}},"thresholds":{{{t}}}}}"#
+            ))
+        };
+        let m = Manifest::from_json(&with(r#""logistic_top2":0.9,"max_prob":0.8"#)).unwrap();
+        assert_eq!(
+            PolicyConfig::calibrated(&m).unwrap(),
+            PolicyConfig::LogisticTop2 { bias: 1.0, w1: 2.0, w2: 3.0, threshold: 0.9 }
+        );
+        assert_eq!(PolicyConfig::calibrated_kind(&m, "max_prob").unwrap(), PolicyConfig::MaxProb { threshold: 0.8 });
+        assert!(PolicyConfig::calibrated_kind(&m, "margin").unwrap_err().to_string().contains("hiedge calibrate"));
+        assert!(PolicyConfig::calibrated_kind(&m, "nope").is_err());
+        let m = Manifest::from_json(&with("")).unwrap();
+        assert_eq!(
+            PolicyConfig::calibrated(&m).unwrap(),
+            PolicyConfig::LogisticTop2 { bias: 1.0, w1: 2.0, w2: 3.0, threshold: 0.5 }
+        );
+        let m = Manifest::from_json(&json("")).unwrap();
+        assert!(PolicyConfig::calibrated(&m).unwrap_err().to_string().contains("hiedge calibrate"));
     }
 
     #[test]
