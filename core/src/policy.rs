@@ -266,12 +266,16 @@ impl OnlineHedge {
         self.observed
     }
 
+    /// Expert weights scaled so the largest is 1 (log weights are kept normalised the same way).
+    fn weights(&self) -> impl Iterator<Item = f64> + '_ {
+        let max = self.log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        self.log_weights.iter().map(move |lw| (lw - max).exp())
+    }
+
     /// Weight mass of experts that would offload a sample with top probability `p1`.
     fn offload_mass(&self, p1: f32) -> f64 {
-        let max = self.log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let (mut offload, mut total) = (0.0, 0.0);
-        for (t, lw) in self.thresholds.iter().zip(&self.log_weights) {
-            let w = (lw - max).exp();
+        for (t, w) in self.thresholds.iter().zip(self.weights()) {
             total += w;
             if p1 <= *t {
                 offload += w;
@@ -322,8 +326,7 @@ impl DecisionPolicy for OnlineHedge {
 
     /// The weighted-median threshold: samples with `p1` at or below it are offloaded.
     fn threshold(&self) -> Option<f32> {
-        let max = self.log_weights.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let w: Vec<f64> = self.log_weights.iter().map(|lw| (lw - max).exp()).collect();
+        let w: Vec<f64> = self.weights().collect();
         let total: f64 = w.iter().sum();
         let mut acc = 0.0;
         for (t, wi) in self.thresholds.iter().zip(&w).rev() {
