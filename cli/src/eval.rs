@@ -92,14 +92,7 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         ));
     }
     for beta in BETAS {
-        let cfg = PolicyConfig::OnlineHedge {
-            beta: beta as f32,
-            bins: 100,
-            eta: 0.05,
-            explore: 0.05,
-            seed: 0x9E37_79B9_7F4A_7C15,
-        };
-        let mut policy = cfg.build()?;
+        let mut policy = PolicyConfig::online_hedge(beta as f32).build()?;
         let m = samples.run_policy(policy.as_mut())?;
         let learnt = policy.threshold();
         let param = format!("beta={beta} (learnt {:.2})", learnt.unwrap_or(f32::NAN));

@@ -431,6 +431,17 @@ impl PolicyConfig {
         Ok(PolicyConfig::LogisticTop2 { bias: l.bias, w1: l.w1, w2: l.w2, threshold })
     }
 
+    /// `OnlineHedge` with offload cost `beta` and the default bins, learning rate, exploration and seed.
+    pub fn online_hedge(beta: f32) -> Self {
+        PolicyConfig::OnlineHedge {
+            beta,
+            bins: default_bins(),
+            eta: default_eta(),
+            explore: default_explore(),
+            seed: default_seed(),
+        }
+    }
+
     /// Policy `kind` at the threshold calibrated for it in the manifest (`logistic_top2` also takes
     /// its calibrated weights). Kinds without a threshold get their defaults.
     pub fn calibrated_kind(manifest: &Manifest, kind: &str) -> Result<Self> {
@@ -449,13 +460,7 @@ impl PolicyConfig {
                 t(kind)?;
                 Self::calibrated(manifest)?
             }
-            "online_hedge" => PolicyConfig::OnlineHedge {
-                beta: 0.3,
-                bins: default_bins(),
-                eta: default_eta(),
-                explore: default_explore(),
-                seed: default_seed(),
-            },
+            "online_hedge" => Self::online_hedge(0.3),
             "always_local" => PolicyConfig::AlwaysLocal,
             "always_offload" => PolicyConfig::AlwaysOffload,
             other => return Err(Error::InvalidPolicy(format!("unknown policy kind `{other}`"))),
