@@ -13,12 +13,24 @@ export FASHION_MNIST_DIR
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 
-.PHONY: help deps data rust-targets build test test-rust check-wasm eval calibrate bench demo models
+# wrangler: no telemetry, no account, no download.
+export WRANGLER_SEND_METRICS := false
+export WRANGLER_SEND_ERROR_REPORTS := false
+export CLOUDFLARE_CF_FETCH_ENABLED := false
+export WRANGLER_HIDE_BANNER := true
+# worker-build: use the tools installed here instead of downloading them from GitHub.
+WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
+
+.PHONY: help deps tools data rust-targets build wasm worker test test-rust check-wasm test-browser test-worker \
+        test-npm eval calibrate bench bench-worker demo models
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
-deps: data rust-targets ## install everything the build and tests need
+deps: data tools ## install everything the build and tests need
+
+tools: ## rust target, wasm-bindgen-cli (Cargo.lock version), wasm-pack, worker-build, npm tools, chromium
+	scripts/install-tools.sh all
 
 data: ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when missing
 	@if [ ! -f $(FASHION_MNIST_DIR)/t10k-images-idx3-ubyte.gz ]; then \
@@ -32,14 +44,30 @@ rust-targets: ## add the wasm32 target to the Rust toolchain when missing
 build: ## build the native CLI (release, no LTO)
 	cargo build --release -p hiedge-cli
 
-test: deps test-rust check-wasm ## run all tests
+wasm: tools ## build the npm package `hiedge` into wasm-client/pkg (release, simd128, wasm-opt -Oz)
+	scripts/build-wasm.sh
+
+worker: tools ## build the Worker into edge-worker/build (worker-build --release, offline)
+	cd edge-worker && $(WORKER_BUILD_ENV) worker-build --release
+	@echo "worker: $$(stat -c %s edge-worker/build/index_bg.wasm) bytes wasm, $$(gzip -9c edge-worker/build/index_bg.wasm | wc -c) gzip"
+
+test: deps test-rust check-wasm test-browser test-worker test-npm ## run all tests
 	@echo "make test: all passed"
 
-test-rust: data
-	cargo test --workspace
+test-rust: data ## native unit, parity and CLI tests
+	cargo test -p hiedge-core -p hiedge-cli
 
 check-wasm: rust-targets ## hiedge-core must build for wasm32-unknown-unknown
 	cargo check --target wasm32-unknown-unknown -p hiedge-core
+
+test-browser: tools ## wasm-pack tests of the client in headless Chromium (Debian chromium + chromedriver)
+	scripts/test-browser.sh
+
+test-worker: worker ## the real Worker under wrangler dev: parity and hostile requests
+	cargo test -p hiedge-cli --test worker -- --ignored --nocapture
+
+test-npm: wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium
+	node tests/npm/pack-install.mjs
 
 eval: data build ## print the HI trade-off table on the 10,000 test images
 	$(HIEDGE) eval
@@ -50,7 +78,11 @@ calibrate: data build ## fit the decision module on the calibration set and writ
 bench: data build ## time both models natively, side by side; writes bench/native.md
 	$(HIEDGE) bench --out bench/native.md
 
-demo: eval ## until the Worker and page exist: the eval table
+bench-worker: data build worker ## load-test the Worker under wrangler dev; writes bench/worker.md
+	$(HIEDGE) bench-worker --out bench/worker.md
+
+demo: data build worker wasm ## build everything, start the Worker and the page, print the URL
+	scripts/demo.sh
 
 models: data ## retrain both models from scratch (PyTorch on CPU, ~30 min on 2 cores), then calibrate
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)

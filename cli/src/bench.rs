@@ -10,13 +10,13 @@ use crate::data::{test_split, ModelSet};
 use crate::Paths;
 
 /// Latency summary in milliseconds.
-struct Summary {
-    median: f64,
-    p95: f64,
-    mean: f64,
+pub(crate) struct Summary {
+    pub median: f64,
+    pub p95: f64,
+    pub mean: f64,
 }
 
-fn summarise(mut ms: Vec<f64>) -> Summary {
+pub(crate) fn summarise(mut ms: Vec<f64>) -> Summary {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     Summary { median: at(0.5), p95: at(0.95), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
@@ -30,7 +30,7 @@ fn time_one(model: &Model, pixels: &[u8], temperature: f32) -> Result<f64> {
     Ok(ms)
 }
 
-fn cpu_name() -> String {
+pub(crate) fn cpu_name() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

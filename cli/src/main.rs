@@ -5,8 +5,11 @@
 //! * `hiedge calibrate`: fits the decision module (temperature, LogisticTop2, per-policy thresholds)
 //!   on the calibration set and writes it into the manifest.
 //! * `hiedge bench`: times both models natively, side by side, and writes a table.
+//! * `hiedge bench-worker`: load-tests the Worker under `wrangler dev` and compares its inference
+//!   time with native tract.
 
 mod bench;
+mod bench_worker;
 mod calibrate;
 mod data;
 mod eval;
@@ -72,6 +75,27 @@ enum Command {
         #[arg(long, default_value = "bench/native.md")]
         out: PathBuf,
     },
+    /// Load-test the Worker under `wrangler dev` (started here unless --url is given): requests/s and
+    /// p50/p99 per concurrency, workerd vs native inference time, bundle size.
+    BenchWorker {
+        #[command(flatten)]
+        paths: Paths,
+        /// A running Worker's base URL; without it `wrangler dev` is started on a free loopback port.
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Concurrency levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+        concurrency: Vec<usize>,
+        /// Interleaved health/classify pairs for the inference-time estimate.
+        #[arg(long, default_value_t = 500)]
+        pairs: usize,
+        /// Markdown file to write.
+        #[arg(long, default_value = "bench/worker.md")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,5 +103,8 @@ fn main() -> anyhow::Result<()> {
         Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
         Command::Calibrate { paths, max_drop, dry_run } => calibrate::run(&paths, max_drop, dry_run),
         Command::Bench { paths, n, out } => bench::run(&paths, n, &out),
+        Command::BenchWorker { paths, url, seconds, concurrency, pairs, out } => {
+            bench_worker::run(&paths, url, seconds, &concurrency, pairs, &out)
+        }
     }
 }

@@ -9,6 +9,8 @@
 //! * [`Preprocessor`]: raw `u8` pixels to the model's `f32` input, as the manifest says.
 //! * [`policy`]: the decision module that keeps the local answer or offloads the sample
 //!   ([`DecisionPolicy`], configured by [`PolicyConfig`]).
+//! * [`session`]: one client's HI loop (local step, offload outcome, result, running stats) and
+//!   [`server`]: the Worker's access rules and lazily-loaded model, both around [`protocol`].
 //! * [`Metrics`], [`sweep`] and [`calibrate`]: HI accuracy, offload fraction and cost, trade-off
 //!   sweeps, and fitting the decision module on the calibration set.
 //!
@@ -38,6 +40,8 @@ pub mod model;
 pub mod policy;
 pub mod preprocess;
 pub mod protocol;
+pub mod server;
+pub mod session;
 pub mod sweep;
 
 pub use error::{Error, Result};

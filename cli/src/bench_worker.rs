@@ -1,0 +1,211 @@
+//! `hiedge bench-worker`: the Worker under `wrangler dev` on loopback, measured from outside.
+//!
+//! * throughput and latency at several concurrencies, each for a fixed duration;
+//! * the large model's inference time in workerd vs native tract on the same images in the same
+//!   run. workerd does not advance its clock during CPU work, so the Worker cannot time itself:
+//!   inference is estimated as median(classify latency) - median(`/v1/health` latency), the two
+//!   requests interleaved one by one over the same connection pool;
+//! * the built bundle's size, raw and gzip.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hiedge_cli::wrangler::{agent, WranglerDev};
+
+use crate::bench::{cpu_name, summarise, Summary};
+use crate::data::{test_split, ModelSet};
+use crate::Paths;
+
+fn post(agent: &ureq::Agent, url: &str, pixels: &[u8]) -> Result<f64> {
+    let t0 = Instant::now();
+    let mut resp = agent.post(url).header("Content-Type", "application/octet-stream").send(pixels)?;
+    let body = resp.body_mut().read_to_string()?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    if resp.status() != 200 {
+        bail!("classify answered {}: {body}", resp.status());
+    }
+    Ok(ms)
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Result<f64> {
+    let t0 = Instant::now();
+    let mut resp = agent.get(url).call()?;
+    resp.body_mut().read_to_string()?;
+    let ms = t0.elapsed().as_secs_f64() * 1e3;
+    if resp.status() != 200 {
+        bail!("health answered {}", resp.status());
+    }
+    Ok(ms)
+}
+
+struct LoadResult {
+    concurrency: usize,
+    requests: usize,
+    errors: usize,
+    seconds: f64,
+    latency: Summary,
+    p99: f64,
+}
+
+fn load(base: &str, images: &Arc<Vec<Vec<u8>>>, concurrency: usize, duration: Duration) -> LoadResult {
+    let url = format!("{base}/v1/classify");
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (url, images, stop) = (url.clone(), images.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let agent = agent();
+                let (mut ms, mut errors) = (Vec::new(), 0usize);
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    match post(&agent, &url, &images[i % images.len()]) {
+                        Ok(t) => ms.push(t),
+                        Err(_) => errors += 1,
+                    }
+                    i += concurrency;
+                }
+                (ms, errors)
+            })
+        })
+        .collect();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        if let Ok((ms, e)) = w.join() {
+            all.extend(ms);
+            errors += e;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let requests = all.len();
+    let mut sorted = all.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p99 = sorted.get(((sorted.len().max(1) - 1) as f64 * 0.99).round() as usize).copied().unwrap_or(f64::NAN);
+    LoadResult {
+        concurrency,
+        requests,
+        errors,
+        seconds,
+        latency: if all.is_empty() { Summary { median: f64::NAN, p95: f64::NAN, mean: f64::NAN } } else { summarise(all) },
+        p99,
+    }
+}
+
+fn gzip_len(bytes: &[u8]) -> Result<usize> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?.len())
+}
+
+/// Runs the benchmark against `url`, or against a `wrangler dev` it starts itself.
+pub fn run(paths: &Paths, url: Option<String>, seconds: u64, concurrency: &[usize], pairs: usize, out: &Path) -> Result<()> {
+    let set = ModelSet::load(&paths.models)?;
+    let split = test_split(paths, Some(1000))?;
+    let images: Arc<Vec<Vec<u8>>> = Arc::new((0..split.len()).map(|i| split.images.item(i).to_vec()).collect());
+    let repo = std::env::current_dir()?;
+    let _dev;
+    let base = match url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => {
+            eprintln!("starting wrangler dev...");
+            let dev = WranglerDev::start(&repo, &[])?;
+            let u = dev.url.clone();
+            _dev = dev;
+            u
+        }
+    };
+    let agent = agent();
+    let classify_url = format!("{base}/v1/classify");
+    let health_url = format!("{base}/v1/health");
+    eprintln!("warming up {base}...");
+    for img in images.iter().take(50) {
+        post(&agent, &classify_url, img)?;
+    }
+
+    // Inference in workerd vs native tract, same images, same run.
+    eprintln!("{pairs} interleaved health/classify pairs and native tract on the same images...");
+    let (mut health, mut classify, mut native) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..pairs {
+        let img = &images[i % images.len()];
+        health.push(get(&agent, &health_url)?);
+        classify.push(post(&agent, &classify_url, img)?);
+        let t0 = Instant::now();
+        std::hint::black_box(set.large.predict(img, 1.0)?);
+        native.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let (h, c, n) = (summarise(health), summarise(classify), summarise(native));
+    let workerd_infer = c.median - h.median;
+
+    let mut rows = Vec::new();
+    for &k in concurrency {
+        eprintln!("concurrency {k} for {seconds} s...");
+        rows.push(load(&base, &images, k, Duration::from_secs(seconds)));
+    }
+
+    let wasm = std::fs::read(repo.join("edge-worker/build/index_bg.wasm")).context("reading the built Worker wasm")?;
+    let js = std::fs::read(repo.join("edge-worker/build/index.js")).context("reading the built Worker JS")?;
+    let (wasm_gz, js_gz) = (gzip_len(&wasm)?, gzip_len(&js)?);
+
+    let mut md = String::from("# Worker benchmark (`hiedge bench-worker`)\n\n");
+    md += &format!(
+        "The hiedge Worker (large model, {} params) under `wrangler dev` (workerd) on 127.0.0.1, driven from \
+         the same machine: {} ({} logical CPUs, shared, so client, proxy and workerd compete for the cores). \
+         Bodies are {}-byte Fashion-MNIST test images, round-robin over the first {}.\n\n",
+        set.manifest.model("large")?.params.unwrap_or(0),
+        cpu_name(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        set.manifest.input_len(),
+        images.len()
+    );
+    md += "## Throughput and latency\n\n| concurrency | seconds | requests | errors | requests/s | p50 ms | p99 ms | mean ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for r in &rows {
+        md += &format!(
+            "| {} | {:.1} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
+            r.concurrency,
+            r.seconds,
+            r.requests,
+            r.errors,
+            r.requests as f64 / r.seconds,
+            r.latency.median,
+            r.p99,
+            r.latency.mean
+        );
+    }
+    md += &format!(
+        "\n## Large-model inference: workerd vs native tract\n\n\
+         workerd freezes its clock during CPU work, so the Worker cannot time its own inference (it \
+         reports `infer_ms: null`). Measured from outside instead, at concurrency 1 over {pairs} interleaved \
+         pairs: median `POST /v1/classify` latency minus median `GET /v1/health` latency (same route through \
+         wrangler's proxy, no inference). Native: the same images through the same hiedge-core code, \
+         native tract, in this process, in the same loop.\n\n\
+         | measure | median ms | p95 ms |\n|---|---:|---:|\n\
+         | `GET /v1/health` round trip | {:.3} | {:.3} |\n\
+         | `POST /v1/classify` round trip | {:.3} | {:.3} |\n\
+         | native tract, large model | {:.3} | {:.3} |\n\n\
+         workerd inference (classify - health medians): **{workerd_infer:.3} ms**; native: **{:.3} ms**; \
+         ratio workerd / native: **{:.2}x** (goal <= 2x). The Workers Free plan allows 10 ms CPU per request.\n",
+        h.median, h.p95, c.median, c.p95, n.median, n.p95, n.median, workerd_infer / n.median
+    );
+    md += &format!(
+        "\n## Bundle\n\n| file | raw bytes | gzip -9 bytes |\n|---|---:|---:|\n\
+         | edge-worker/build/index_bg.wasm | {} | {} |\n| edge-worker/build/index.js | {} | {} |\n\n\
+         Cloudflare's limit (wrangler 4.86 docs): 3 MB (Free) / 10 MB (Paid) compressed per Worker.\n",
+        wasm.len(),
+        wasm_gz,
+        js.len(),
+        js_gz
+    );
+    print!("{md}");
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, &md).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Support code shared by the `hiedge` binary and its integration tests.
+
+pub mod wrangler;

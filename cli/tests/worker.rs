@@ -1,0 +1,247 @@
+//! The real Worker under `wrangler dev` (workerd): parity with native tract on 50 committed images,
+//! and hostile or malformed requests each answered with the documented 4xx JSON error, after which
+//! the Worker still answers correctly. Needs `make worker` and the npm tools, so it is ignored by a
+//! plain `cargo test`; `make test-worker` runs it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hiedge_cli::wrangler::{agent, WranglerDev};
+use hiedge_core::fixture::Fixture;
+use hiedge_core::protocol::{ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
+use hiedge_core::{Manifest, Model};
+use ureq::http;
+
+const ALLOWED: &str = "http://127.0.0.1:5173";
+const CAP: usize = 4096;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn manifest() -> Manifest {
+    Manifest::from_json(&std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap()).unwrap()
+}
+
+fn fixture(m: &Manifest) -> Fixture {
+    Fixture::load(&repo().join("models/fashion-mnist/fixture"), &["tiny", "large"], m.input_len(), m.classes.len())
+        .unwrap()
+}
+
+/// One request: method, path, headers, body.
+struct Req {
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+fn req(method: &'static str, path: &str) -> Req {
+    Req { method, path: path.into(), headers: vec![], body: vec![] }
+}
+
+impl Req {
+    fn header(mut self, k: &'static str, v: &str) -> Self {
+        self.headers.push((k, v.into()));
+        self
+    }
+    fn octets(self, body: Vec<u8>) -> Self {
+        Req { body, ..self }.header("Content-Type", "application/octet-stream")
+    }
+    fn body(self, body: Vec<u8>) -> Self {
+        Req { body, ..self }
+    }
+}
+
+struct Resp {
+    status: u16,
+    content_type: String,
+    headers: http::HeaderMap,
+    body: String,
+}
+
+fn send(base: &str, r: &Req) -> Resp {
+    let mut b = http::Request::builder().method(r.method).uri(format!("{base}{}", r.path));
+    for (k, v) in &r.headers {
+        b = b.header(*k, v.as_str());
+    }
+    let request = b.body(r.body.clone()).unwrap();
+    let mut resp = agent().run(request).unwrap_or_else(|e| panic!("{} {}: transport error {e}", r.method, r.path));
+    let headers = resp.headers().clone();
+    let content_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let body = resp.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
+    Resp { status: resp.status().as_u16(), content_type, headers, body }
+}
+
+/// Writes `request` as is on a fresh connection and returns everything read back.
+fn send_raw(base: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn assert_error(resp: &Resp, status: u16, code: ErrorCode, what: &str) {
+    assert_eq!(resp.status, status, "{what}: status (body {})", resp.body);
+    assert!(resp.content_type.starts_with("application/json"), "{what}: content type {}", resp.content_type);
+    let body: ErrorBody = serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("{what}: not an error JSON ({e}): {}", resp.body));
+    assert_eq!(body.error.code, code, "{what}: {}", body.error.message);
+    assert!(body.error.message.len() > 10, "{what}: message too short: {}", body.error.message);
+}
+
+fn classify(base: &str, pixels: &[u8]) -> ClassifyResponse {
+    let resp = send(base, &req("POST", "/v1/classify").octets(pixels.to_vec()));
+    assert_eq!(resp.status, 200, "classify: {}", resp.body);
+    ClassifyResponse::from_json(&resp.body, 10).unwrap()
+}
+
+#[test]
+#[ignore = "needs the built Worker (make worker) and wrangler (npm ci): run by `make test-worker`"]
+fn worker_matches_native_tract_and_survives_hostile_requests() {
+    let m = manifest();
+    let fx = fixture(&m);
+    let large = Model::load(&m, "large", &std::fs::read(repo().join("models/fashion-mnist/large.onnx")).unwrap()).unwrap();
+    let cap = CAP.to_string();
+    let dev = WranglerDev::start(&repo(), &[("ALLOWED_ORIGINS", ALLOWED), ("MAX_BODY_BYTES", &cap)]).unwrap();
+    let base = dev.url.as_str();
+
+    // Health and manifest.
+    let health = send(base, &req("GET", "/v1/health"));
+    assert_eq!(health.status, 200);
+    let h: HealthResponse = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(h.model, m.model("large").unwrap().id("large"));
+    let served = send(base, &req("GET", "/v1/models"));
+    assert_eq!(served.status, 200);
+    assert_eq!(Manifest::from_json(&served.body).unwrap(), m);
+
+    // Parity: 50 committed images, same label and probabilities within 1e-4 as native tract.
+    let mut max_diff = 0.0f32;
+    for i in 0..50 {
+        let want = large.predict(fx.image(i), 1.0).unwrap();
+        let resp = send(base, &req("POST", "/v1/classify").octets(fx.image(i).to_vec()));
+        assert_eq!(resp.status, 200, "image {i}: {}", resp.body);
+        assert!(resp.headers.get("server-timing").is_some(), "classify must send Server-Timing");
+        let got = ClassifyResponse::from_json(&resp.body, 10).unwrap();
+        assert_eq!(got.label as usize, want.label, "image {i}");
+        assert_eq!(got.model, h.model);
+        for (g, w) in got.probs.iter().zip(&want.probs) {
+            max_diff = max_diff.max((g - w).abs());
+        }
+    }
+    assert!(max_diff <= 1e-4, "max |workerd - native| = {max_diff}");
+    eprintln!("parity: 50 images, labels equal, max |diff| {max_diff:e}");
+
+    // A well-formed request with a charset parameter and a long unrelated header still works.
+    let ok = send(
+        base,
+        &req("POST", "/v1/classify")
+            .body(fx.image(0).to_vec())
+            .header("Content-Type", "Application/Octet-Stream; charset=binary")
+            .header("X-Padding", &"a".repeat(4000)),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+
+    // Hostile and malformed requests: each gets the documented 4xx JSON error.
+    let json_pixels = serde_json::to_vec(&serde_json::json!({ "pixels": fx.image(0) })).unwrap();
+    let long_path = format!("/v1/{}", "a".repeat(8000));
+    let cases: Vec<(&str, Req, u16, ErrorCode)> = vec![
+        ("empty body", req("POST", "/v1/classify").octets(vec![]), 400, ErrorCode::EmptyBody),
+        ("783 bytes", req("POST", "/v1/classify").octets(vec![0; 783]), 400, ErrorCode::WrongInputLength),
+        ("785 bytes", req("POST", "/v1/classify").octets(vec![0; 785]), 400, ErrorCode::WrongInputLength),
+        ("1 byte", req("POST", "/v1/classify").octets(vec![7]), 400, ErrorCode::WrongInputLength),
+        ("2 samples at once", req("POST", "/v1/classify").octets(vec![0; 1568]), 400, ErrorCode::WrongInputLength),
+        ("JSON pixels as octets", req("POST", "/v1/classify").octets(json_pixels.clone()), 400, ErrorCode::WrongInputLength),
+        ("body over the cap", req("POST", "/v1/classify").octets(vec![0; CAP + 1]), 413, ErrorCode::PayloadTooLarge),
+        ("10 MB body", req("POST", "/v1/classify").octets(vec![0; 10 << 20]), 413, ErrorCode::PayloadTooLarge),
+        ("text/plain", req("POST", "/v1/classify").body(vec![0; 784]).header("Content-Type", "text/plain"), 415, ErrorCode::UnsupportedMediaType),
+        ("no content type", req("POST", "/v1/classify").body(vec![0; 784]), 415, ErrorCode::UnsupportedMediaType),
+        ("JSON body", req("POST", "/v1/classify").body(json_pixels).header("Content-Type", "application/json"), 415, ErrorCode::UnsupportedMediaType),
+        ("form data", req("POST", "/v1/classify").body(b"a=1".to_vec()).header("Content-Type", "application/x-www-form-urlencoded"), 415, ErrorCode::UnsupportedMediaType),
+        ("GET classify", req("GET", "/v1/classify"), 405, ErrorCode::MethodNotAllowed),
+        ("PUT classify", req("PUT", "/v1/classify").octets(vec![0; 784]), 405, ErrorCode::MethodNotAllowed),
+        ("DELETE health", req("DELETE", "/v1/health"), 405, ErrorCode::MethodNotAllowed),
+        ("PATCH models", req("PATCH", "/v1/models"), 405, ErrorCode::MethodNotAllowed),
+        ("POST health", req("POST", "/v1/health").octets(vec![0; 784]), 405, ErrorCode::MethodNotAllowed),
+        ("unknown path", req("GET", "/v2/classify"), 404, ErrorCode::NotFound),
+        ("root", req("GET", "/"), 404, ErrorCode::NotFound),
+        ("path traversal", req("GET", "/v1/../../etc/passwd"), 404, ErrorCode::NotFound),
+        ("encoded traversal", req("GET", "/v1/%2e%2e/%2e%2e/etc/passwd"), 404, ErrorCode::NotFound),
+        ("encoded slash", req("POST", "/v1%2fclassify").octets(vec![0; 784]), 404, ErrorCode::NotFound),
+        ("trailing slash", req("POST", "/v1/classify/").octets(vec![0; 784]), 404, ErrorCode::NotFound),
+        ("8 KB path", req("GET", &long_path), 404, ErrorCode::NotFound),
+        ("disallowed origin", req("POST", "/v1/classify").octets(vec![0; 784]).header("Origin", "https://evil.example"), 403, ErrorCode::OriginNotAllowed),
+        ("disallowed origin preflight", req("OPTIONS", "/v1/classify").header("Origin", "https://evil.example").header("Access-Control-Request-Method", "POST"), 403, ErrorCode::OriginNotAllowed),
+        ("lookalike origin", req("GET", "/v1/health").header("Origin", "http://127.0.0.1:51730"), 403, ErrorCode::OriginNotAllowed),
+    ];
+    let n_cases = cases.len();
+    for (what, r, status, code) in &cases {
+        let resp = send(base, r);
+        assert_error(&resp, *status, *code, what);
+        if *status == 405 {
+            assert!(resp.headers.get("allow").is_some(), "{what}: 405 without Allow");
+        }
+    }
+
+    // A method HTTP clients refuse to send (written by hand on a raw socket).
+    let raw = send_raw(base, "PROPFIND /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 405"), "PROPFIND: {raw}");
+    assert!(raw.contains("\"method_not_allowed\""), "PROPFIND: {raw}");
+
+    // CORS for the allowed origin: preflight and the real request echo it.
+    let pre = send(base, &req("OPTIONS", "/v1/classify").header("Origin", ALLOWED).header("Access-Control-Request-Method", "POST"));
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.headers.get("access-control-allow-origin").unwrap(), ALLOWED);
+    assert_eq!(pre.headers.get("vary").unwrap(), "Origin");
+    let real = send(base, &req("POST", "/v1/classify").octets(fx.image(1).to_vec()).header("Origin", ALLOWED));
+    assert_eq!(real.status, 200);
+    assert_eq!(real.headers.get("access-control-allow-origin").unwrap(), ALLOWED);
+
+    // 100 concurrent requests, half of them malformed: every one answered as documented.
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let base = base.to_string();
+            let pixels = if i % 2 == 0 { fx.image(i).to_vec() } else { vec![0; 783] };
+            std::thread::spawn(move || (i, send(&base, &req("POST", "/v1/classify").octets(pixels))))
+        })
+        .collect();
+    for h in handles {
+        let (i, resp) = h.join().unwrap();
+        if i % 2 == 0 {
+            assert_eq!(resp.status, 200, "concurrent {i}: {}", resp.body);
+            let got = ClassifyResponse::from_json(&resp.body, 10).unwrap();
+            assert_eq!(got.label as usize, large.predict(fx.image(i), 1.0).unwrap().label, "concurrent {i}");
+        } else {
+            assert_error(&resp, 400, ErrorCode::WrongInputLength, "concurrent malformed");
+        }
+    }
+
+    // Still answering correctly afterwards.
+    assert_eq!(classify(base, fx.image(2)).label as usize, large.predict(fx.image(2), 1.0).unwrap().label);
+    drop(dev);
+
+    // With API_TOKEN set: missing and wrong tokens get 401, the right one works; preflights need none.
+    let dev = WranglerDev::start(&repo(), &[("API_TOKEN", "s3cret-token")]).unwrap();
+    let base = dev.url.as_str();
+    let token_cases = [
+        ("no token", req("POST", "/v1/classify").octets(fx.image(0).to_vec())),
+        ("wrong token", req("POST", "/v1/classify").octets(fx.image(0).to_vec()).header("Authorization", "Bearer nope")),
+        ("token prefix", req("POST", "/v1/classify").octets(fx.image(0).to_vec()).header("Authorization", "Bearer s3cret")),
+        ("basic auth", req("POST", "/v1/classify").octets(fx.image(0).to_vec()).header("Authorization", "Basic czNjcmV0LXRva2Vu")),
+        ("health without token", req("GET", "/v1/health")),
+    ];
+    for (what, r) in &token_cases {
+        assert_error(&send(base, r), 401, ErrorCode::Unauthorized, what);
+    }
+    let pre = send(base, &req("OPTIONS", "/v1/classify").header("Origin", "https://any.example"));
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.headers.get("access-control-allow-origin").unwrap(), "*");
+    let authed = send(base, &req("POST", "/v1/classify").octets(fx.image(3).to_vec()).header("Authorization", "Bearer s3cret-token"));
+    assert_eq!(authed.status, 200, "{}", authed.body);
+    eprintln!("hostile requests: {} answered with the documented error", n_cases + 1 + 50 + token_cases.len());
+    std::thread::sleep(Duration::from_millis(10));
+}

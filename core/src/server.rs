@@ -1,0 +1,211 @@
+//! The serving side of the wire protocol: access rules (CORS allow-list, bearer token, body cap) and
+//! the classify handler. The Cloudflare Worker (edge-worker) is a thin HTTP facade over this, so
+//! every check here is unit-tested natively.
+//!
+//! ```
+//! use hiedge_core::server::AccessRules;
+//! let rules = AccessRules::from_vars(Some("https://a.example, http://127.0.0.1:5173"), Some("s3cret"), None).unwrap();
+//! assert_eq!(rules.allow_origin(Some("https://a.example")).unwrap().as_deref(), Some("https://a.example"));
+//! assert_eq!(rules.allow_origin(Some("https://evil.example")).unwrap_err().status(), 403);
+//! assert!(rules.check_token(Some("Bearer s3cret")).is_ok());
+//! assert_eq!(rules.check_token(Some("Bearer nope")).unwrap_err().status(), 401);
+//! ```
+
+use crate::model::sha256_hex;
+use crate::protocol::{ApiError, ClassifyResponse, ErrorCode, HealthResponse};
+use crate::{Manifest, Model};
+
+/// Default request body cap: 64 KiB (a Fashion-MNIST sample is 784 bytes).
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+/// Who may call the Worker and how much they may send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRules {
+    /// Allowed `Origin`s; `None` means any (`*`).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Bearer token required on every request except the CORS preflight, when set.
+    pub api_token: Option<String>,
+    /// Largest accepted classify body in bytes.
+    pub max_body: usize,
+}
+
+impl AccessRules {
+    /// Rules from the Worker's variables: `ALLOWED_ORIGINS` (comma-separated exact origins, or `*`;
+    /// unset means `*`), the `API_TOKEN` secret (unset or empty: no token needed) and `MAX_BODY_BYTES`.
+    pub fn from_vars(origins: Option<&str>, token: Option<&str>, max_body: Option<&str>) -> Result<Self, String> {
+        let allowed_origins = match origins.map(str::trim) {
+            None | Some("") | Some("*") => None,
+            Some(list) => Some(
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        };
+        let api_token = token.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+        let max_body = match max_body.map(str::trim) {
+            None | Some("") => DEFAULT_MAX_BODY,
+            Some(v) => v.parse().map_err(|_| format!("MAX_BODY_BYTES must be a number of bytes, is `{v}`"))?,
+        };
+        Ok(AccessRules { allowed_origins, api_token, max_body })
+    }
+
+    /// The `Access-Control-Allow-Origin` value for a request's `Origin`: `None` for requests without
+    /// one (not from a browser), `*` or the echoed origin when allowed, 403 otherwise.
+    pub fn allow_origin(&self, origin: Option<&str>) -> Result<Option<String>, ApiError> {
+        let Some(origin) = origin else { return Ok(None) };
+        match &self.allowed_origins {
+            None => Ok(Some("*".into())),
+            Some(list) if list.iter().any(|o| o == origin) => Ok(Some(origin.to_string())),
+            Some(_) => Err(ApiError::new(
+                ErrorCode::OriginNotAllowed,
+                format!("origin `{}` is not in ALLOWED_ORIGINS", origin.chars().take(100).collect::<String>()),
+            )),
+        }
+    }
+
+    /// Checks the `Authorization` header when a token is configured (constant-time comparison).
+    pub fn check_token(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let Some(expected) = &self.api_token else { return Ok(()) };
+        let given = authorization.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
+        match given {
+            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid")),
+            None => Err(ApiError::new(ErrorCode::Unauthorized, "this Worker needs `Authorization: Bearer <API_TOKEN>`")),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The model a Worker serves: the manifest and ONNX bytes are known at start-up, the tract plan is
+/// built on first use (Workers allow 1 s of start-up) and kept for the isolate's life.
+#[derive(Debug)]
+pub struct ModelService {
+    manifest: Manifest,
+    manifest_json: String,
+    name: String,
+    onnx: &'static [u8],
+    id: String,
+    model: std::cell::OnceCell<Model>,
+}
+
+impl ModelService {
+    /// A service for model `name` of the manifest in `manifest_json`, with its ONNX bytes. Checks
+    /// the manifest and the bytes' sha256 now (cheap); parses the model later.
+    pub fn new(manifest_json: &str, name: &str, onnx: &'static [u8]) -> crate::Result<Self> {
+        let manifest = Manifest::from_json(manifest_json)?;
+        let entry = manifest.model(name)?;
+        if sha256_hex(onnx) != entry.sha256 {
+            return Err(crate::Error::ModelHashMismatch {
+                name: name.into(),
+                expected: entry.sha256.clone(),
+                actual: sha256_hex(onnx),
+            });
+        }
+        let id = entry.id(name);
+        Ok(ModelService {
+            manifest,
+            manifest_json: manifest_json.to_string(),
+            name: name.into(),
+            onnx,
+            id,
+            model: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The manifest as served by `GET /v1/models`.
+    pub fn manifest_json(&self) -> &str {
+        &self.manifest_json
+    }
+
+    /// `name@sha256-prefix`.
+    pub fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes a classify body must have.
+    pub fn input_len(&self) -> usize {
+        self.manifest.input_len()
+    }
+
+    /// `GET /v1/health`.
+    pub fn health(&self) -> HealthResponse {
+        HealthResponse { status: "ok".into(), model: self.id.clone(), loaded: self.model.get().is_some() }
+    }
+
+    /// The model, parsed and optimised on first call.
+    pub fn model(&self) -> Result<&Model, ApiError> {
+        if let Some(m) = self.model.get() {
+            return Ok(m);
+        }
+        let m = Model::load(&self.manifest, &self.name, self.onnx)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the model failed to load: {e}")))?;
+        Ok(self.model.get_or_init(|| m))
+    }
+
+    /// `POST /v1/classify` on a body already checked with
+    /// [`check_classify_body`](crate::protocol::check_classify_body). `clock` reads milliseconds;
+    /// when it does not advance across inference (workerd), `infer_ms` is `None`.
+    pub fn classify(&self, pixels: &[u8], clock: &dyn Fn() -> f64) -> Result<ClassifyResponse, ApiError> {
+        let model = self.model()?;
+        let t0 = clock();
+        let prediction = model
+            .predict(pixels, 1.0)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("inference failed: {e}")))?;
+        let elapsed = clock() - t0;
+        Ok(ClassifyResponse {
+            label: prediction.label as u32,
+            probs: prediction.probs,
+            model: self.id.clone(),
+            infer_ms: (elapsed > 0.0).then_some(elapsed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let any = AccessRules::from_vars(None, None, None).unwrap();
+        assert_eq!(any.allow_origin(Some("https://x.example")).unwrap().as_deref(), Some("*"));
+        assert_eq!(any.allow_origin(None).unwrap(), None);
+        let star = AccessRules::from_vars(Some(" * "), Some(""), Some("")).unwrap();
+        assert_eq!(star, any);
+        let list = AccessRules::from_vars(Some("https://a.example/, http://127.0.0.1:8080"), None, None).unwrap();
+        assert_eq!(list.allow_origin(Some("https://a.example")).unwrap().as_deref(), Some("https://a.example"));
+        assert_eq!(list.allow_origin(Some("http://127.0.0.1:8080")).unwrap().as_deref(), Some("http://127.0.0.1:8080"));
+        for bad in ["https://a.example.evil", "http://a.example", "null", ""] {
+            let e = list.allow_origin(Some(bad)).unwrap_err();
+            assert_eq!((e.code, e.status()), (ErrorCode::OriginNotAllowed, 403), "{bad}");
+        }
+        assert_eq!(list.allow_origin(None).unwrap(), None);
+    }
+
+    #[test]
+    fn tokens() {
+        let open = AccessRules::from_vars(None, None, None).unwrap();
+        assert!(open.check_token(None).is_ok());
+        let locked = AccessRules::from_vars(None, Some("tok"), None).unwrap();
+        for bad in [None, Some("tok"), Some("Bearer"), Some("Bearer to"), Some("Bearer tokk"), Some("Basic tok")] {
+            assert_eq!(locked.check_token(bad).unwrap_err().status(), 401, "{bad:?}");
+        }
+        assert!(locked.check_token(Some("Bearer tok")).is_ok());
+    }
+
+    #[test]
+    fn body_cap() {
+        assert_eq!(AccessRules::from_vars(None, None, None).unwrap().max_body, DEFAULT_MAX_BODY);
+        assert_eq!(AccessRules::from_vars(None, None, Some("2048")).unwrap().max_body, 2048);
+        assert!(AccessRules::from_vars(None, None, Some("lots")).unwrap_err().contains("MAX_BODY_BYTES"));
+    }
+}

@@ -1,0 +1,176 @@
+//! # hiedge-worker
+//!
+//! The large model of a hiedge model set behind the HI wire protocol (`docs/protocol.md`), as a
+//! Cloudflare Worker. A thin HTTP facade: routing, access rules, body limits and the model all come
+//! from `hiedge-core` ([`protocol`], [`server`]); this file only moves bytes between
+//! workers-rs types and those functions.
+//!
+//! The model is embedded in the bundle and parsed + optimised on first use in each isolate (never at
+//! start-up: Workers allow 1 s for it), then kept.
+
+use futures_util::StreamExt;
+use hiedge_core::protocol::{self, ApiError, ErrorCode, Route};
+use hiedge_core::server::{AccessRules, ModelService};
+use worker::{event, Context, Env, Headers, Request, Response, Result};
+
+const MANIFEST_JSON: &str = include_str!("../../models/fashion-mnist/manifest.json");
+const MODEL_NAME: &str = "large";
+static MODEL_ONNX: &[u8] = include_bytes!("../../models/fashion-mnist/large.onnx");
+
+thread_local! {
+    /// One service per isolate; the tract plan inside is built on first classify.
+    static SERVICE: Result<&'static ModelService, String> = ModelService::new(MANIFEST_JSON, MODEL_NAME, MODEL_ONNX)
+        .map(|s| &*Box::leak(Box::new(s)))
+        .map_err(|e| e.to_string());
+}
+
+fn service() -> std::result::Result<&'static ModelService, ApiError> {
+    SERVICE.with(|s| s.clone()).map_err(|e| ApiError::new(ErrorCode::Internal, e))
+}
+
+/// Milliseconds from the JS clock. workerd freezes it during pure CPU work, so a span around
+/// inference reads 0 there (and the protocol then reports `infer_ms: null`).
+fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
+#[event(fetch)]
+async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    // The raw method: workers-rs maps unknown methods to GET.
+    let method = req.inner().method();
+    let path = req.path();
+    let origin = req.headers().get("Origin")?;
+    let rules = match access_rules(&env) {
+        Ok(r) => r,
+        Err(e) => return error_response(&ApiError::new(ErrorCode::Internal, e), None),
+    };
+    let allow_origin = match rules.allow_origin(origin.as_deref()) {
+        Ok(o) => o,
+        Err(e) => return error_response(&e, None),
+    };
+    let cors = allow_origin.as_deref();
+    let route = match protocol::route(&method, &path) {
+        Ok(r) => r,
+        Err(e) if e.code == ErrorCode::MethodNotAllowed => {
+            let allow = protocol::route("OPTIONS", &path).map(|_| allow_for(&path)).unwrap_or("");
+            let mut resp = error_response(&e, cors)?;
+            resp.headers_mut().set("Allow", allow)?;
+            return Ok(resp);
+        }
+        Err(e) => return error_response(&e, cors),
+    };
+    if route == Route::Preflight {
+        return preflight(&path, cors);
+    }
+    if let Err(e) = rules.check_token(req.headers().get("Authorization")?.as_deref()) {
+        return error_response(&e, cors);
+    }
+    let result = match route {
+        Route::Classify => classify(&mut req, &rules).await,
+        Route::Health => service().and_then(|s| json(&s.health())).map(|b| (b, None)),
+        _ => service().map(|s| (s.manifest_json().to_string(), None)),
+    };
+    match result {
+        Ok((body, server_timing)) => {
+            let mut resp = json_response(body, 200, cors)?;
+            if let Some(timing) = server_timing {
+                resp.headers_mut().set("Server-Timing", &timing)?;
+                resp.headers_mut().set("Cache-Control", "no-store")?;
+            }
+            Ok(resp)
+        }
+        Err(e) => error_response(&e, cors),
+    }
+}
+
+/// `POST /v1/classify`: headers first (type, declared length), then the body read with a cap, then
+/// the model. Returns the JSON body and the `Server-Timing` value.
+async fn classify(req: &mut Request, rules: &AccessRules) -> std::result::Result<(String, Option<String>), ApiError> {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    protocol::check_classify_headers(
+        header("Content-Type").as_deref(),
+        header("Content-Length").as_deref(),
+        rules.max_body,
+    )?;
+    let service = service()?;
+    let body = read_body_capped(req, rules.max_body).await?;
+    protocol::check_classify_body(&body, service.input_len(), rules.max_body)?;
+    let response = service.classify(&body, &now_ms)?;
+    let timing = match response.infer_ms {
+        Some(ms) => format!("infer;dur={ms:.3}"),
+        None => "infer;desc=\"not measurable: the runtime clock does not advance during CPU work\"".to_string(),
+    };
+    Ok((json(&response)?, Some(timing)))
+}
+
+/// Reads the body chunk by chunk and stops with 413 as soon as it passes `max_body`, so a huge
+/// body without a `Content-Length` is never held whole.
+async fn read_body_capped(req: &mut Request, max_body: usize) -> std::result::Result<Vec<u8>, ApiError> {
+    let bad_body = |e: worker::Error| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}"));
+    let mut stream = match req.stream() {
+        Ok(s) => s,
+        // No body at all.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(bad_body)?;
+        if body.len() + chunk.len() > max_body {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("body exceeds the limit of {max_body} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn access_rules(env: &Env) -> std::result::Result<AccessRules, String> {
+    let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
+    let token = env.secret("API_TOKEN").ok().map(|v| v.to_string()).or_else(|| var("API_TOKEN"));
+    AccessRules::from_vars(var("ALLOWED_ORIGINS").as_deref(), token.as_deref(), var("MAX_BODY_BYTES").as_deref())
+}
+
+fn allow_for(path: &str) -> &'static str {
+    match protocol::route("POST", path) {
+        Ok(Route::Classify) => protocol::allowed_methods(Route::Classify),
+        _ => protocol::allowed_methods(Route::Health),
+    }
+}
+
+fn preflight(path: &str, cors: Option<&str>) -> Result<Response> {
+    let headers = cors_headers(cors)?;
+    headers.set("Access-Control-Allow-Methods", allow_for(path))?;
+    headers.set("Access-Control-Allow-Headers", "Content-Type, Authorization")?;
+    headers.set("Access-Control-Max-Age", "86400")?;
+    headers.set("Allow", allow_for(path))?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> std::result::Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+}
+
+fn cors_headers(cors: Option<&str>) -> Result<Headers> {
+    let headers = Headers::new();
+    if let Some(origin) = cors {
+        headers.set("Access-Control-Allow-Origin", origin)?;
+        headers.set("Access-Control-Expose-Headers", "Server-Timing")?;
+        if origin != "*" {
+            headers.set("Vary", "Origin")?;
+        }
+    }
+    Ok(headers)
+}
+
+fn json_response(body: String, status: u16, cors: Option<&str>) -> Result<Response> {
+    let headers = cors_headers(cors)?;
+    headers.set("Content-Type", "application/json")?;
+    headers.set("X-Content-Type-Options", "nosniff")?;
+    Ok(Response::from_bytes(body.into_bytes())?.with_status(status).with_headers(headers))
+}
+
+fn error_response(e: &ApiError, cors: Option<&str>) -> Result<Response> {
+    json_response(e.to_json(), e.status(), cors)
+}

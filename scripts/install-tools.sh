@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what hiedge's build and tests need, idempotently, without downloads from GitHub:
+#   rust target wasm32, wasm-bindgen-cli at the exact Cargo.lock version, wasm-pack, worker-build,
+#   the npm dev tools (wrangler/workerd, binaryen's wasm-opt, playwright-core), Debian chromium +
+#   chromium-driver. Usage: scripts/install-tools.sh [rust|npm|chromium|all]...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+
+want_wasm_bindgen() {
+  # The exact version in Cargo.lock: wasm-pack and worker-build only use a CLI that matches it.
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
+}
+
+rust_tools() {
+  rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+  local v; v=$(want_wasm_bindgen)
+  [ -n "$v" ] || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$v" ]; then
+    echo "installing wasm-bindgen-cli $v (~5-9 min)"
+    # No --locked: its lock file names a webpki-roots version the registry mirror lacks.
+    cargo install -q wasm-bindgen-cli --version "=$v" --force
+  fi
+  command -v wasm-pack >/dev/null || { echo "installing wasm-pack"; cargo install -q wasm-pack --locked; }
+  if ! worker-build --version 2>/dev/null | grep -q '^0\.8\.'; then
+    echo "installing worker-build 0.8 (~10-16 min)"
+    cargo install -q worker-build --version "^0.8" --locked
+  fi
+}
+
+npm_tools() {
+  # package-lock.json pins wrangler 4.86.0 (Node 20), binaryen 132, playwright-core.
+  if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+  node_modules/.bin/wrangler --version >/dev/null
+  node_modules/@cloudflare/workerd-linux-64/bin/workerd --version >/dev/null
+}
+
+chromium() {
+  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    echo "installing Debian chromium + chromium-driver"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+}
+
+[ $# -gt 0 ] || set -- all
+for what in "$@"; do
+  case $what in
+    rust) rust_tools ;;
+    npm) npm_tools ;;
+    chromium) chromium ;;
+    all) rust_tools; npm_tools; chromium ;;
+    *) echo "unknown: $what (rust|npm|chromium|all)" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,86 @@
+// The `hiedge` npm package as a user gets it: `npm pack` the built wasm-client/pkg, install the
+// tarball into a fresh empty npm project, import it in a page and classify a committed sample in
+// headless Chromium. Run by `make test-npm` (after `make wasm`).
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import assert from "node:assert/strict";
+import { launchChromium, serveStatic } from "../support/browser.mjs";
+
+const repo = resolve(import.meta.dirname, "../..");
+const pkgDir = join(repo, "wasm-client/pkg");
+assert.ok(existsSync(join(pkgDir, "package.json")), "wasm-client/pkg is missing: run `make wasm`");
+const work = mkdtempSync(join(tmpdir(), "hiedge-npm-"));
+const npm = (args, cwd) => execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+
+let browser, server;
+try {
+  const tarball = npm(["pack", pkgDir, "--pack-destination", work, "--json"], repo);
+  const packed = JSON.parse(tarball)[0];
+  const files = packed.files.map((f) => f.path).sort();
+  console.log(`packed ${packed.filename}: ${packed.size} bytes, files ${files.join(", ")}`);
+  for (const f of ["hiedge.js", "hiedge.d.ts", "hiedge_bg.wasm", "package.json", "README.md"]) {
+    assert.ok(files.includes(f), `tarball lacks ${f}`);
+  }
+
+  const app = join(work, "app");
+  execFileSync("mkdir", ["-p", app]);
+  writeFileSync(join(app, "package.json"), JSON.stringify({ name: "hiedge-user-app", private: true, type: "module" }));
+  npm(["install", "--no-audit", "--no-fund", "--offline", join(work, packed.filename)], app);
+  const installed = JSON.parse(readFileSync(join(app, "node_modules/hiedge/package.json"), "utf8"));
+  assert.equal(installed.name, "hiedge");
+  assert.ok(installed.types, "package.json names its types");
+  const dts = readFileSync(join(app, "node_modules/hiedge", installed.types), "utf8");
+  for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(pixels: Uint8Array): Promise<ClassifyResult>"]) {
+    assert.ok(dts.includes(name), `types lack \`${name}\``);
+  }
+
+  // The user's page: the package, the model set, one committed sample.
+  const models = join(repo, "models/fashion-mnist");
+  copyFileSync(join(models, "tiny.onnx"), join(app, "tiny.onnx"));
+  copyFileSync(join(models, "manifest.json"), join(app, "manifest.json"));
+  writeFileSync(join(app, "sample.bin"), readFileSync(join(models, "fixture/images.u8")).subarray(0, 784));
+  writeFileSync(
+    join(app, "index.html"),
+    `<!doctype html><meta charset="utf-8"><title>hiedge user app</title><script type="module">
+import init, { HiClient } from "./node_modules/hiedge/hiedge.js";
+try {
+  await init();
+  const stages = [];
+  const client = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: null,
+                                         onProgress: (p) => stages.push(p.stage) });
+  const pixels = new Uint8Array(await (await fetch("./sample.bin")).arrayBuffer());
+  const result = await client.classify(pixels);
+  let rejected = null;
+  try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; }
+  window.__result = { result, stages, rejected, classes: client.classes, stats: client.stats() };
+} catch (e) { window.__result = { error: String(e && e.stack || e) }; }
+</script>`,
+  );
+
+  server = await serveStatic(app);
+  browser = await launchChromium();
+  const page = await browser.newPage();
+  const logs = [];
+  page.on("console", (m) => logs.push(m.text()));
+  await page.goto(`${server.url}/index.html`);
+  await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60_000 });
+  const out = await page.evaluate(() => window.__result);
+  assert.equal(out.error, undefined, `page failed: ${out.error}\n${logs.join("\n")}`);
+  const reference = JSON.parse(readFileSync(join(repo, "wasm-client/tests/native_reference.json"), "utf8"));
+  assert.equal(out.result.localLabel, reference.labels[0], "label of sample 0 differs from native tract");
+  assert.ok(["local", "fallback"].includes(out.result.decision), `decision ${out.result.decision} without an endpoint`);
+  assert.deepEqual(out.stages, ["manifest", "model", "compile", "ready"]);
+  assert.equal(out.rejected, "input has 10 values but the model expects 784");
+  assert.equal(out.classes.length, 10);
+  assert.equal(out.stats.samples, 1);
+  console.log(
+    `npm tarball installed into an empty project and classified in Chromium: label ${out.result.label} ` +
+      `(${out.result.className}), decision ${out.result.decision}, localMs ${out.result.timings.localMs.toFixed(3)}`,
+  );
+} finally {
+  await browser?.close();
+  await server?.close();
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,137 @@
+//! The offload request: `POST {endpoint}/v1/classify` with the raw pixels, under a timeout.
+//! Every failure becomes [`RemoteOutcome::Failed`] with a reason; nothing here rejects.
+
+use hiedge_core::protocol::{ClassifyResponse, ErrorBody, CLASSIFY_PATH, OCTET_STREAM};
+use hiedge_core::session::RemoteOutcome;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::js::{clear_timeout, describe, fetch_with_request, js_error, now_ms, set_timeout, sleep};
+
+/// Default offload timeout.
+pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
+
+/// Where and how offloads are sent.
+#[derive(Debug, Clone)]
+pub struct OffloadClient {
+    url: Option<String>,
+    token: Option<String>,
+    timeout_ms: f64,
+    delay_ms: f64,
+}
+
+fn number(value: &JsValue, name: &str, default: f64) -> Result<f64, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(default);
+    }
+    match value.as_f64() {
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(js_error(&format!("`{name}` must be a number >= 0"))),
+    }
+}
+
+impl OffloadClient {
+    /// From the `endpoint`, `token`, `timeoutMs` and `networkDelayMs` options.
+    pub fn from_options(endpoint: &JsValue, token: &JsValue, timeout: &JsValue, delay: &JsValue) -> Result<Self, JsValue> {
+        let mut client = OffloadClient {
+            url: None,
+            token: token.as_string().filter(|t| !t.is_empty()),
+            timeout_ms: number(timeout, "timeoutMs", DEFAULT_TIMEOUT_MS)?,
+            delay_ms: number(delay, "networkDelayMs", 0.0)?,
+        };
+        if !(endpoint.is_undefined() || endpoint.is_null()) {
+            let e = endpoint.as_string().ok_or_else(|| js_error("`endpoint` must be a URL string or null"))?;
+            client.set_endpoint(Some(e))?;
+        }
+        Ok(client)
+    }
+
+    /// Sets the Worker's base URL (`None`: no Worker, every offload falls back).
+    pub fn set_endpoint(&mut self, endpoint: Option<String>) -> Result<(), JsValue> {
+        self.url = match endpoint {
+            None => None,
+            Some(e) if e.starts_with("http://") || e.starts_with("https://") || e.starts_with('/') => {
+                Some(format!("{}{CLASSIFY_PATH}", e.trim_end_matches('/')))
+            }
+            Some(e) => return Err(js_error(&format!("endpoint `{e}` is not an http(s) URL"))),
+        };
+        Ok(())
+    }
+
+    /// Sets the emulated extra delay.
+    pub fn set_delay(&mut self, ms: f64) -> Result<(), JsValue> {
+        self.delay_ms = number(&JsValue::from_f64(ms), "networkDelayMs", 0.0)?;
+        Ok(())
+    }
+
+    /// Sends one sample; the round trip covers the emulated delay, the request and parsing the answer.
+    pub async fn classify(&self, pixels: &[u8], classes: usize) -> RemoteOutcome {
+        let start = now_ms();
+        let result = match &self.url {
+            None => Err("no endpoint is configured".to_string()),
+            Some(url) => {
+                if self.delay_ms > 0.0 {
+                    sleep(self.delay_ms).await;
+                }
+                self.post(url, pixels, classes).await
+            }
+        };
+        let round_trip_ms = now_ms() - start;
+        match result {
+            Ok(response) => RemoteOutcome::Answered { response, round_trip_ms },
+            Err(reason) => RemoteOutcome::Failed { reason, round_trip_ms },
+        }
+    }
+
+    async fn post(&self, url: &str, pixels: &[u8], classes: usize) -> Result<ClassifyResponse, String> {
+        let controller = web_sys::AbortController::new().map_err(|e| describe(&e))?;
+        let init = web_sys::RequestInit::new();
+        init.set_method("POST");
+        init.set_mode(web_sys::RequestMode::Cors);
+        init.set_signal(Some(&controller.signal()));
+        let headers = web_sys::Headers::new().map_err(|e| describe(&e))?;
+        headers.set("Content-Type", OCTET_STREAM).map_err(|e| describe(&e))?;
+        if let Some(token) = &self.token {
+            headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| describe(&e))?;
+        }
+        init.set_headers(&headers);
+        let body = js_sys::Uint8Array::from(pixels);
+        init.set_body(&body);
+        let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| describe(&e))?;
+
+        let abort = Closure::once_into_js({
+            let controller = controller.clone();
+            move || controller.abort()
+        });
+        let timer = set_timeout(abort.unchecked_ref(), self.timeout_ms);
+        let outcome = self.send(&request, classes).await;
+        clear_timeout(&timer);
+        outcome.map_err(|reason| {
+            if controller.signal().aborted() {
+                format!("timeout after {} ms", self.timeout_ms)
+            } else {
+                reason
+            }
+        })
+    }
+
+    async fn send(&self, request: &web_sys::Request, classes: usize) -> Result<ClassifyResponse, String> {
+        let resp = JsFuture::from(fetch_with_request(request))
+            .await
+            .map_err(|e| format!("network error: {}", describe(&e)))?;
+        let resp: web_sys::Response = resp.dyn_into().map_err(|e| describe(&e))?;
+        let text = JsFuture::from(resp.text().map_err(|e| describe(&e))?)
+            .await
+            .map_err(|e| format!("network error reading the response: {}", describe(&e)))?
+            .as_string()
+            .unwrap_or_default();
+        if !resp.ok() {
+            let detail = serde_json::from_str::<ErrorBody>(&text)
+                .map(|b| format!("{}: {}", serde_json::to_string(&b.error.code).unwrap_or_default(), b.error.message))
+                .unwrap_or_else(|_| text.chars().take(200).collect());
+            return Err(format!("HTTP {}: {detail}", resp.status()));
+        }
+        ClassifyResponse::from_json(&text, classes).map_err(|e| format!("bad response: {e}"))
+    }
+}
