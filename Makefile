@@ -22,7 +22,7 @@ export WRANGLER_HIDE_BANNER := true
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
 .PHONY: help deps tools data rust-targets build wasm worker test test-rust check-wasm test-browser test-worker \
-        test-npm eval calibrate bench bench-worker demo models
+        test-npm eval calibrate bench bench-client bench-worker demo models
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -77,6 +77,9 @@ calibrate: data build ## fit the decision module on the calibration set and writ
 
 bench: data build ## time both models natively, side by side; writes bench/native.md
 	$(HIEDGE) bench --out bench/native.md
+
+bench-client: wasm ## the tiny model in headless Chromium: timings over 1,000 samples, package size; writes bench/client.md
+	node scripts/bench-client.mjs 1000
 
 bench-worker: data build worker ## load-test the Worker under wrangler dev; writes bench/worker.md
 	$(HIEDGE) bench-worker --out bench/worker.md

@@ -3,6 +3,7 @@
 # no downloads), then wasm-opt -Oz from npm binaryen 132 (cached by input hash, it takes minutes),
 # then the package.json and README the package ships with.
 set -euo pipefail
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hiedge/target}
 cd "$(dirname "$0")/.."
 CACHE=${HIEDGE_CACHE:-$HOME/.cache/hiedge}
 PKG=wasm-client/pkg

@@ -2,6 +2,7 @@
 # The client's wasm-bindgen tests in headless Debian Chromium via chromedriver (no downloads).
 # Fails when no test ran: "running 0 tests" means nothing was checked.
 set -euo pipefail
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hiedge/target}
 cd "$(dirname "$0")/../wasm-client"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -246,6 +246,11 @@ impl OnlineHedge {
         if !(eta.is_finite() && eta > 0.0) {
             return Err(Error::InvalidPolicy(format!("online_hedge eta must be > 0, is {eta}")));
         }
+        if seed > MAX_SEED {
+            return Err(Error::InvalidPolicy(format!(
+                "online_hedge seed must be at most 2^53-1 (exact as a JavaScript number), is {seed}"
+            )));
+        }
         if !(explore.is_finite() && explore > 0.0 && explore <= 1.0) {
             return Err(Error::InvalidPolicy(format!("online_hedge explore must be in (0, 1], is {explore}")));
         }
@@ -351,8 +356,11 @@ fn default_eta() -> f32 {
 fn default_explore() -> f32 {
     0.05
 }
+/// Largest seed accepted: 2^53 - 1, so a configuration survives JSON and JavaScript numbers exactly.
+pub const MAX_SEED: u64 = (1 << 53) - 1;
+
 fn default_seed() -> u64 {
-    0x9E37_79B9_7F4A_7C15
+    0x1E_3779_B97F_4A7C
 }
 
 /// A policy by name with its parameters; serialises as `{"kind": "max_prob", "threshold": 0.9}`.
@@ -400,7 +408,7 @@ pub enum PolicyConfig {
         /// Exploration probability (default 0.05).
         #[serde(default = "default_explore")]
         explore: f32,
-        /// Seed of the exploration stream.
+        /// Seed of the exploration stream (at most [`MAX_SEED`], so it is exact in JavaScript).
         #[serde(default = "default_seed")]
         seed: u64,
     },
@@ -616,6 +624,7 @@ mod tests {
             PolicyConfig::OnlineHedge { beta: 0.3, bins: 1, eta: 0.1, explore: 0.1, seed: 1 },
             PolicyConfig::OnlineHedge { beta: 0.3, bins: 10, eta: 0.0, explore: 0.1, seed: 1 },
             PolicyConfig::OnlineHedge { beta: 0.3, bins: 10, eta: 0.1, explore: 0.0, seed: 1 },
+            PolicyConfig::OnlineHedge { beta: 0.3, bins: 10, eta: 0.1, explore: 0.1, seed: MAX_SEED + 1 },
         ] {
             assert!(matches!(cfg.build(), Err(Error::InvalidPolicy(_))), "{cfg:?}");
         }

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
 import { launchChromium, serveStatic } from "../support/browser.mjs";
+import { startWorker } from "../support/wrangler.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
 const pkgDir = join(repo, "wasm-client/pkg");
@@ -14,7 +15,7 @@ assert.ok(existsSync(join(pkgDir, "package.json")), "wasm-client/pkg is missing:
 const work = mkdtempSync(join(tmpdir(), "hiedge-npm-"));
 const npm = (args, cwd) => execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
-let browser, server;
+let browser, server, worker;
 try {
   const tarball = npm(["pack", pkgDir, "--pack-destination", work, "--json"], repo);
   const packed = JSON.parse(tarball)[0];
@@ -52,19 +53,24 @@ try {
                                          onProgress: (p) => stages.push(p.stage) });
   const pixels = new Uint8Array(await (await fetch("./sample.bin")).arrayBuffer());
   const result = await client.classify(pixels);
+  // The same package against the real Worker (wrangler dev): every sample offloaded and answered.
+  const endpoint = new URLSearchParams(location.search).get("worker");
+  const remote = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint, policy: "always_offload" });
+  const offloaded = await remote.classify(pixels);
   let rejected = null;
   try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; }
-  window.__result = { result, stages, rejected, classes: client.classes, stats: client.stats() };
+  window.__result = { result, offloaded, stages, rejected, classes: client.classes, stats: client.stats() };
 } catch (e) { window.__result = { error: String(e && e.stack || e) }; }
 </script>`,
   );
 
   server = await serveStatic(app);
+  worker = await startWorker();
   browser = await launchChromium();
   const page = await browser.newPage();
   const logs = [];
   page.on("console", (m) => logs.push(m.text()));
-  await page.goto(`${server.url}/index.html`);
+  await page.goto(`${server.url}/index.html?worker=${encodeURIComponent(worker.url)}`);
   await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60_000 });
   const out = await page.evaluate(() => window.__result);
   assert.equal(out.error, undefined, `page failed: ${out.error}\n${logs.join("\n")}`);
@@ -75,12 +81,23 @@ try {
   assert.equal(out.rejected, "input has 10 values but the model expects 784");
   assert.equal(out.classes.length, 10);
   assert.equal(out.stats.samples, 1);
+  const off = out.offloaded;
+  assert.equal(off.decision, "offloaded", `offload to the Worker failed: ${off.fallbackReason}`);
+  assert.equal(off.remoteLabel, off.label);
+  assert.match(off.remoteModel, /^large@[0-9a-f]{12}$/);
+  assert.equal(off.bytesSent, 784);
+  // The Worker's own inference time when its clock advanced, else null (never a guess); inside the round trip.
+  const remoteMs = off.timings.remoteMs;
+  assert.ok(remoteMs === null || (remoteMs > 0 && remoteMs <= off.timings.roundTripMs), `remoteMs ${remoteMs}`);
+  assert.ok(off.timings.roundTripMs > 0);
   console.log(
     `npm tarball installed into an empty project and classified in Chromium: label ${out.result.label} ` +
-      `(${out.result.className}), decision ${out.result.decision}, localMs ${out.result.timings.localMs.toFixed(3)}`,
+      `(${out.result.className}), decision ${out.result.decision}; offloaded to wrangler dev: remote label ` +
+      `${off.remoteLabel}, round trip ${off.timings.roundTripMs.toFixed(1)} ms, Worker inference ${remoteMs} ms`,
   );
 } finally {
   await browser?.close();
   await server?.close();
+  await worker?.stop();
   rmSync(work, { recursive: true, force: true });
 }

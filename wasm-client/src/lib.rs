@@ -150,9 +150,11 @@ impl HiClient {
         };
         let session = self.inner.clone();
         let offload = self.offload.borrow().clone();
+        // No RefCell borrow may live across an await: other classify calls run meanwhile.
+        let classes = session.borrow().manifest().classes.len();
         future_to_promise(async move {
             let remote = if local.decision.is_offload() {
-                offload.classify(&pixels, session.borrow().manifest().classes.len()).await
+                offload.classify(&pixels, classes).await
             } else {
                 RemoteOutcome::NotAsked
             };

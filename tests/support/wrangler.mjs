@@ -1,0 +1,71 @@
+// `wrangler dev` (workerd) with the Worker built by `make worker`, on a free loopback port, offline,
+// in its own process group so that stop() ends wrangler and workerd together.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const repo = resolve(import.meta.dirname, "../..");
+
+export const OFFLINE_ENV = {
+  WRANGLER_SEND_METRICS: "false",
+  WRANGLER_SEND_ERROR_REPORTS: "false",
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  WRANGLER_HIDE_BANNER: "true",
+};
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.on("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/**
+ * Starts the Worker; resolves when GET /v1/health answers. `vars`: extra Worker variables.
+ * Returns { url, stop() }.
+ */
+export async function startWorker({ vars = {}, port } = {}) {
+  if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
+  port ??= await freePort();
+  const inspector = await freePort();
+  const state = mkdtempSync(join(tmpdir(), "hiedge-wrangler-"));
+  const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-ip", "127.0.0.1",
+    "--inspector-port", String(inspector), "--show-interactive-dev-session=false", "--log-level", "warn",
+    "--persist-to", join(state, "state")];
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  const child = spawn(join(repo, "node_modules/.bin/wrangler"), args, {
+    cwd: repo, env: { ...process.env, ...OFFLINE_ENV }, detached: true, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stdout.on("data", (d) => (log += d));
+  child.stderr.on("data", (d) => (log += d));
+  let exited = null;
+  child.on("exit", (code) => (exited = code));
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    if (exited === null) {
+      try { process.kill(-child.pid, "SIGTERM"); } catch {}
+      for (let i = 0; i < 100 && exited === null; i++) await new Promise((r) => setTimeout(r, 50));
+      try { process.kill(-child.pid, "SIGKILL"); } catch {}
+    }
+    rmSync(state, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + 90_000;
+  while (Date.now() < deadline) {
+    if (exited !== null) { await stop(); throw new Error(`wrangler dev exited (${exited}):\n${log}`); }
+    try {
+      const r = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(2000) });
+      if (r.status === 200 || r.status === 401) return { url, stop, log: () => log };
+    } catch {}
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await stop();
+  throw new Error(`wrangler dev did not answer /v1/health in 90 s:\n${log}`);
+}
