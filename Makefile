@@ -22,7 +22,7 @@ export WRANGLER_HIDE_BANNER := true
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
 .PHONY: help deps tools data rust-targets build wasm worker test test-rust check-wasm test-browser test-worker \
-        test-npm eval calibrate bench bench-client bench-worker demo models
+        test-npm test-e2e www eval calibrate bench bench-client bench-worker demo models
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -51,7 +51,7 @@ worker: tools ## build the Worker into edge-worker/build (worker-build --release
 	cd edge-worker && $(WORKER_BUILD_ENV) worker-build --release
 	@echo "worker: $$(stat -c %s edge-worker/build/index_bg.wasm) bytes wasm, $$(gzip -9c edge-worker/build/index_bg.wasm | wc -c) gzip"
 
-test: deps test-rust check-wasm test-browser test-worker test-npm ## run all tests
+test: deps test-rust check-wasm test-browser test-worker test-npm test-e2e ## run all tests
 	@echo "make test: all passed"
 
 test-rust: data ## native unit, parity and CLI tests
@@ -69,6 +69,9 @@ test-worker: worker ## the real Worker under wrangler dev: parity and hostile re
 test-npm: wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium
 	node tests/npm/pack-install.mjs
 
+test-e2e: worker www ## the demo page in headless Chromium against wrangler dev (Playwright)
+	node tests/e2e/demo.test.mjs
+
 eval: data build ## print the HI trade-off table on the 10,000 test images
 	$(HIEDGE) eval
 
@@ -84,8 +87,11 @@ bench-client: wasm ## the tiny model in headless Chromium: timings over 1,000 sa
 bench-worker: data build worker ## load-test the Worker under wrangler dev; writes bench/worker.md
 	$(HIEDGE) bench-worker --out bench/worker.md
 
-demo: data build worker wasm ## build everything, start the Worker and the page, print the URL
-	scripts/demo.sh
+www: wasm ## build the demo page (Vite) into www/dist
+	scripts/build-www.sh
+
+demo: data worker www ## build everything, start the Worker and the page on 127.0.0.1, print the URL
+	node scripts/demo.mjs
 
 models: data ## retrain both models from scratch (PyTorch on CPU, ~30 min on 2 cores), then calibrate
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
