@@ -195,7 +195,9 @@ pub fn run(paths: &Paths, url: Option<String>, seconds: u64, concurrency: &[usiz
     md += &format!(
         "\n## Bundle\n\n| file | raw bytes | gzip -9 bytes |\n|---|---:|---:|\n\
          | edge-worker/build/index_bg.wasm | {} | {} |\n| edge-worker/build/index.js | {} | {} |\n\n\
-         Cloudflare's limit (wrangler 4.86 docs): 3 MB (Free) / 10 MB (Paid) compressed per Worker.\n",
+         Cloudflare's limits page (developers.cloudflare.com/workers/platform/limits) currently lists a \
+         Worker size of 64 MiB on both plans; its earlier versions listed 3 MB (Free) / 10 MB (Paid) after \
+         compression, which the gzip column is to be compared with.\n",
         wasm.len(),
         wasm_gz,
         js.len(),
