@@ -93,7 +93,12 @@ async fn classify(req: &mut Request, rules: &AccessRules) -> std::result::Result
         rules.max_body,
     )?;
     let service = service()?;
-    let body = read_body_capped(req, rules.max_body).await?;
+    // A declared length was checked against the cap above: read it whole. Without one, stream with a cap.
+    let body = if header("Content-Length").is_some() {
+        req.bytes().await.map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))?
+    } else {
+        read_body_capped(req, rules.max_body).await?
+    };
     protocol::check_classify_body(&body, service.input_len(), rules.max_body)?;
     let response = service.classify(&body, &now_ms)?;
     let timing = match response.infer_ms {
