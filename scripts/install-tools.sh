@@ -29,9 +29,12 @@ rust_tools() {
 }
 
 npm_tools() {
-  # package-lock.json pins wrangler 4.86.0 (Node 20), binaryen 132, playwright-core.
-  if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
+  # package-lock.json pins wrangler 4.86.0 (Node 20), binaryen 132, playwright-core, Vite, Chart.js.
+  # `npm install` rather than `npm ci`: npm 11's `ci` rejects a lock written on Linux because it lacks
+  # other platforms' optional rollup/esbuild packages (npm/cli#4828); `install` follows the lock as is.
+  if [ ! -x node_modules/.bin/vite ] || ! cmp -s package-lock.json node_modules/.hiedge-lock; then
+    npm install --no-audit --no-fund --loglevel=error
+    cp package-lock.json node_modules/.hiedge-lock
   fi
   node_modules/.bin/wrangler --version >/dev/null
   node_modules/@cloudflare/workerd-linux-64/bin/workerd --version >/dev/null

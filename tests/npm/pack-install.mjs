@@ -8,6 +8,29 @@ import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
 import { launchChromium, serveStatic } from "../support/browser.mjs";
 import { startWorker } from "../support/wrangler.mjs";
+import { createServer } from "node:http";
+
+/** A misbehaving "Worker": /down503 answers 503, /badjson 200 with junk, /wronglabel an invalid result, /slow never in time. */
+async function badWorker() {
+  const server = createServer((req, res) => {
+    const cors = { "Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "Content-Type, Authorization" };
+    if (req.method === "OPTIONS") return res.writeHead(204, cors).end();
+    req.resume();
+    const mode = req.url.split("/")[1];
+    if (mode === "down503") {
+      res.writeHead(503, { ...cors, "Content-Type": "application/json" });
+      return res.end(JSON.stringify({ error: { code: "internal", message: "overloaded, try later" } }));
+    }
+    if (mode === "badjson") return res.writeHead(200, cors).end("<html>not json</html>");
+    if (mode === "wronglabel") {
+      res.writeHead(200, { ...cors, "Content-Type": "application/json" });
+      return res.end(JSON.stringify({ label: 0, probs: [0, 1, 0, 0, 0, 0, 0, 0, 0, 0], model: "x", infer_ms: null }));
+    }
+    setTimeout(() => res.writeHead(200, cors).end("{}"), 3000); // slow
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((ok) => server.close(ok)) };
+}
 
 const repo = resolve(import.meta.dirname, "../..");
 const pkgDir = join(repo, "wasm-client/pkg");
@@ -15,7 +38,7 @@ assert.ok(existsSync(join(pkgDir, "package.json")), "wasm-client/pkg is missing:
 const work = mkdtempSync(join(tmpdir(), "hiedge-npm-"));
 const npm = (args, cwd) => execFileSync("npm", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
-let browser, server, worker;
+let browser, server, worker, bad;
 try {
   const tarball = npm(["pack", pkgDir, "--pack-destination", work, "--json"], repo);
   const packed = JSON.parse(tarball)[0];
@@ -57,20 +80,30 @@ try {
   const endpoint = new URLSearchParams(location.search).get("worker");
   const remote = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint, policy: "always_offload" });
   const offloaded = await remote.classify(pixels);
+  // A Worker that answers 503, junk, an invalid result, or too late: the local answer, flagged, with the reason.
+  const badBase = new URLSearchParams(location.search).get("bad");
+  const failures = {};
+  for (const mode of ["down503", "badjson", "wronglabel", "slow"]) {
+    const c = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: badBase + "/" + mode,
+                                      policy: "always_offload", timeoutMs: 500 });
+    const r = await c.classify(pixels);
+    failures[mode] = { decision: r.decision, reason: r.fallbackReason, label: r.label, localLabel: r.localLabel };
+  }
   let rejected = null;
   try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; }
-  window.__result = { result, offloaded, stages, rejected, classes: client.classes, stats: client.stats() };
+  window.__result = { result, offloaded, failures, stages, rejected, classes: client.classes, stats: client.stats() };
 } catch (e) { window.__result = { error: String(e && e.stack || e) }; }
 </script>`,
   );
 
   server = await serveStatic(app);
   worker = await startWorker();
+  bad = await badWorker();
   browser = await launchChromium();
   const page = await browser.newPage();
   const logs = [];
   page.on("console", (m) => logs.push(m.text()));
-  await page.goto(`${server.url}/index.html?worker=${encodeURIComponent(worker.url)}`);
+  await page.goto(`${server.url}/index.html?worker=${encodeURIComponent(worker.url)}&bad=${encodeURIComponent(bad.url)}`);
   await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60_000 });
   const out = await page.evaluate(() => window.__result);
   assert.equal(out.error, undefined, `page failed: ${out.error}\n${logs.join("\n")}`);
@@ -90,14 +123,23 @@ try {
   const remoteMs = off.timings.remoteMs;
   assert.ok(remoteMs === null || (remoteMs > 0 && remoteMs <= off.timings.roundTripMs), `remoteMs ${remoteMs}`);
   assert.ok(off.timings.roundTripMs > 0);
+  const want = { down503: /^HTTP 503: "internal": overloaded/, badjson: /^bad response: /, wronglabel: /^bad response: .*argmax/,
+                 slow: /^timeout after 500 ms$/ };
+  for (const [mode, f] of Object.entries(out.failures)) {
+    assert.equal(f.decision, "fallback", `${mode}: ${JSON.stringify(f)}`);
+    assert.equal(f.label, f.localLabel, `${mode}: the local answer`);
+    assert.match(f.reason, want[mode], mode);
+  }
   console.log(
     `npm tarball installed into an empty project and classified in Chromium: label ${out.result.label} ` +
       `(${out.result.className}), decision ${out.result.decision}; offloaded to wrangler dev: remote label ` +
-      `${off.remoteLabel}, round trip ${off.timings.roundTripMs.toFixed(1)} ms, Worker inference ${remoteMs} ms`,
+      `${off.remoteLabel}, round trip ${off.timings.roundTripMs.toFixed(1)} ms, Worker inference ${remoteMs} ms; ` +
+      `503 / junk / invalid / slow Worker -> fallback with reasons: ${Object.values(out.failures).map((f) => f.reason).join(" | ")}`,
   );
 } finally {
   await browser?.close();
   await server?.close();
   await worker?.stop();
+  await bad?.close();
   rmSync(work, { recursive: true, force: true });
 }
