@@ -65,6 +65,11 @@ try {
   assert.ok(await page.isHidden("[data-testid=banner]"));
   await page.locator("[data-testid=grid] .thumb").nth(3).click();
   assert.match(await page.textContent("[data-testid=detail]"), /tiny model probabilities/);
+  // Your own image: a PNG (here a screenshot of the first thumbnail), resized to 28x28 gray and classified.
+  const png = await page.locator("[data-testid=grid] .thumb canvas").first().screenshot();
+  await page.setInputFiles("[data-testid=upload]", { name: "photo.png", mimeType: "image/png", buffer: png });
+  await page.waitForFunction(() => /\(\d+\.\d%\), (local|offloaded|fallback)/.test(document.querySelector("[data-testid=upload-result]").textContent), null, { timeout: 30_000 });
+  step(`upload: ${await page.textContent("[data-testid=upload-result]")}`);
   await page.screenshot({ path: join(artifacts, "demo.png"), fullPage: true });
   step(`200 samples: ${offloaded.length} offloaded, accuracy ${(100 * accuracy).toFixed(2)}% (shown the same)`);
 
