@@ -11,6 +11,7 @@
 //!   ([`DecisionPolicy`], configured by [`PolicyConfig`]).
 //! * [`session`]: one client's HI loop (local step, offload outcome, result, running stats) and
 //!   [`server`]: the Worker's access rules and lazily-loaded model, both around [`protocol`].
+//! * [`early_exit`]: a two-stage early-exit local model (exit head after the first block), for EE-HI.
 //! * [`Metrics`], [`sweep`] and [`calibrate`]: HI accuracy, offload fraction and cost, trade-off
 //!   sweeps, and fitting the decision module on the calibration set.
 //!
@@ -32,6 +33,7 @@
 
 pub mod calibrate;
 pub mod dataset;
+pub mod early_exit;
 mod error;
 pub mod fixture;
 pub mod manifest;

@@ -41,6 +41,45 @@ pub struct Manifest {
     /// Decision-module parameters written by `hiedge calibrate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionParams>,
+    /// An early-exit local model (two ONNX stages), for EE-HI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_exit: Option<EarlyExitEntry>,
+}
+
+/// One ONNX file of an early-exit model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageEntry {
+    /// File name, relative to the manifest.
+    pub file: String,
+    /// Hex sha256 of the file.
+    pub sha256: String,
+    /// Parameter count, informational.
+    #[serde(default)]
+    pub params: Option<u64>,
+}
+
+/// An early-exit model: stage 1 maps the image to exit-head logits and intermediate features,
+/// stage 2 maps the features to the final logits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyExitEntry {
+    /// Image -> (`exit_logits`, `features`).
+    pub stage1: StageEntry,
+    /// `features` -> `logits`.
+    pub stage2: StageEntry,
+    /// Shape of the features tensor between the stages.
+    pub feature_shape: Vec<usize>,
+    /// Test accuracy of the exit head alone.
+    pub exit_test_accuracy: f64,
+    /// Test accuracy of the final head.
+    pub test_accuracy: f64,
+    /// Human description.
+    #[serde(default)]
+    pub architecture: Option<String>,
+    /// Training details, informational.
+    #[serde(default)]
+    pub trained: Option<serde_json::Value>,
 }
 
 /// What a model's input looks like and how raw pixels become it.
@@ -165,6 +204,17 @@ pub struct LogisticParams {
     pub w2: f32,
 }
 
+/// A model file entry: a plain relative file name and a lower-case hex sha256.
+fn check_file(prefix: &str, file: &str, sha256: &str) -> Result<()> {
+    if file.trim().is_empty() || file.contains("..") || file.starts_with('/') {
+        return Err(invalid(format!("{prefix}.file"), format!("`{file}` is not a plain relative file name")));
+    }
+    if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        return Err(invalid(format!("{prefix}.sha256"), "must be 64 lower-case hex digits"));
+    }
+    Ok(())
+}
+
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::ManifestInvalid { field: field.into(), reason: reason.into() }
 }
@@ -210,17 +260,20 @@ impl Manifest {
         }
         for (name, m) in &self.models {
             let f = |k: &str| format!("models.{name}.{k}");
-            if m.file.trim().is_empty() || m.file.contains("..") || m.file.starts_with('/') {
-                return Err(invalid(f("file"), format!("`{}` is not a plain relative file name", m.file)));
-            }
-            if m.sha256.len() != 64 || !m.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
-                return Err(invalid(f("sha256"), "must be 64 lower-case hex digits"));
-            }
+            check_file(&format!("models.{name}"), &m.file, &m.sha256)?;
             if m.input_name.is_empty() {
                 return Err(invalid(f("input_name"), "must not be empty"));
             }
             if !(0.0..=1.0).contains(&m.test_accuracy) {
                 return Err(invalid(f("test_accuracy"), format!("{} is not in 0..=1", m.test_accuracy)));
+            }
+        }
+        if let Some(ee) = &self.early_exit {
+            for (k, st) in [("stage1", &ee.stage1), ("stage2", &ee.stage2)] {
+                check_file(&format!("early_exit.{k}"), &st.file, &st.sha256)?;
+            }
+            if ee.feature_shape.is_empty() || ee.feature_shape.contains(&0) {
+                return Err(invalid("early_exit.feature_shape", "must be a non-empty shape without zeros"));
             }
         }
         if let Some(d) = &self.decision {

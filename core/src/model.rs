@@ -8,7 +8,7 @@ use tract_onnx::prelude::*;
 use crate::manifest::OutputKind;
 use crate::{Error, Manifest, Preprocessor, Result};
 
-type Plan = Arc<TypedRunnableModel>;
+pub(crate) type Plan = Arc<TypedRunnableModel>;
 
 /// A classifier ready to run: the optimised plan plus the manifest's preprocessing.
 #[derive(Debug, Clone)]
@@ -61,11 +61,7 @@ impl Model {
 
     /// Parses ONNX bytes with a fixed f32 input shape, optimises, and makes the plan runnable.
     fn from_onnx(onnx: &[u8], shape: &[usize], pre: Preprocessor) -> Result<Self> {
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &onnx[..])?
-            .with_input_fact(0, f32::fact(shape).into())?
-            .into_optimized()?
-            .into_runnable()?;
+        let plan = optimised_plan(onnx, shape)?;
         let out_fact = plan.model().output_fact(0)?;
         let num_classes = out_fact
             .shape
@@ -101,15 +97,11 @@ impl Model {
         if input.len() != expected {
             return Err(Error::InputLength { expected, actual: input.len() });
         }
-        let tensor = Tensor::from_shape(&self.shape, input)?;
-        let outputs = self.plan.run(tvec!(tensor.into_tvalue()))?;
-        let out = outputs
-            .first()
-            .ok_or_else(|| Error::Model("model produced no output".into()))?
-            .try_as_plain_ram()?
-            .as_slice::<f32>()?
-            .to_vec();
-        Ok(out)
+        let mut outputs = run_plan(&self.plan, &self.shape, input)?;
+        if outputs.is_empty() {
+            return Err(Error::Model("model produced no output".into()));
+        }
+        Ok(outputs.swap_remove(0))
     }
 
     /// Raw outputs for raw pixels.
@@ -132,6 +124,22 @@ impl Model {
         };
         Prediction { label: argmax(&probs), probs, logits }
     }
+}
+
+/// Parses ONNX bytes with input 0 fixed to an f32 tensor of `shape`, optimises, makes it runnable.
+pub(crate) fn optimised_plan(onnx: &[u8], shape: &[usize]) -> Result<Plan> {
+    Ok(tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])?
+        .with_input_fact(0, f32::fact(shape).into())?
+        .into_optimized()?
+        .into_runnable()?)
+}
+
+/// Runs a plan on one f32 input of `shape`; every output as a flat `Vec<f32>`.
+pub(crate) fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
+    let tensor = Tensor::from_shape(shape, input)?;
+    let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
+    outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
 }
 
 /// Numerically stable softmax of `logits / temperature`.

@@ -82,3 +82,33 @@ fn committed_models_fit_their_budgets() {
     assert!(manifest.model("tiny").unwrap().test_accuracy >= 0.90);
     assert!(manifest.model("large").unwrap().test_accuracy >= 0.935);
 }
+
+#[test]
+fn early_exit_stages_match_onnxruntime_on_the_fixture() {
+    use hiedge_core::early_exit::EarlyExitModel;
+    let manifest = manifest();
+    let fixture =
+        Fixture::load(&models_dir().join("fixture"), &["ee_exit", "ee"], manifest.input_len(), manifest.classes.len())
+            .unwrap();
+    let ee = EarlyExitModel::load(&manifest, &onnx("ee_stage1"), &onnx("ee_stage2")).unwrap();
+    let (mut max_diff, mut same) = (0.0f32, [0usize; 2]);
+    for i in 0..fixture.len() {
+        let (exit_logits, features) = ee.stage1(fixture.image(i)).unwrap();
+        let final_logits = ee.stage2(&features).unwrap();
+        for (k, (got, name)) in [(&exit_logits, "ee_exit"), (&final_logits, "ee")].into_iter().enumerate() {
+            let want = fixture.reference_logits(name, i).unwrap();
+            for (g, w) in got.iter().zip(want) {
+                max_diff = max_diff.max((g - w).abs());
+            }
+            same[k] += (argmax(got) == argmax(want)) as usize;
+        }
+    }
+    assert_eq!(same, [fixture.len(); 2], "argmax differs from onnxruntime");
+    assert!(max_diff <= 1e-4, "early exit: max |tract - onnxruntime| = {max_diff}");
+    eprintln!("early exit: both heads argmax 100% equal, max |diff| {max_diff:e}");
+    // Tampered stage 2 is refused.
+    let mut bad = onnx("ee_stage2");
+    bad[20] ^= 1;
+    assert!(matches!(EarlyExitModel::load(&manifest, &onnx("ee_stage1"), &bad), Err(Error::ModelHashMismatch { .. })));
+    assert!(ee.stage1(&[0u8; 10]).is_err());
+}

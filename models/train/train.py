@@ -80,6 +80,44 @@ class Tiny(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+class EarlyExit(nn.Module):
+    """The tiny model's two conv blocks with an exit head after the first. Stage 1: image -> exit logits
+    and the block-1 features (24x14x14); stage 2: features -> final logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 24, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.exit_fc = nn.Linear(24 * 3 * 3, 10)
+        self.conv2 = nn.Conv2d(24, 32, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32 * 3 * 3, 10)
+
+    def stage1(self, x):
+        f = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)                # 24x14x14
+        return self.exit_fc(torch.flatten(F.avg_pool2d(f, 4, stride=4), 1)), f  # exit head on 24x3x3
+
+    def stage2(self, f):
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(f))), 2)  # 32x7x7
+        x = F.avg_pool2d(x, 3, stride=2)                      # 32x3x3
+        return self.fc(torch.flatten(x, 1))
+
+    def forward(self, x):
+        exit_logits, f = self.stage1(x)
+        return exit_logits, self.stage2(f)
+
+
+class Stage(nn.Module):
+    """One stage of an EarlyExit model, for export."""
+
+    def __init__(self, model: EarlyExit, which: int):
+        super().__init__()
+        self.model, self.which = model, which
+
+    def forward(self, x):
+        return self.model.stage1(x) if self.which == 1 else self.model.stage2(x)
+
+
 def conv_bn(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
@@ -104,6 +142,7 @@ SPECS = {
     # name: (constructor, epochs, lr, augment, label smoothing)
     "tiny": (Tiny, 15, 4e-3, False, 0.0),
     "large": (Large, 30, 3e-3, True, 0.1),
+    "ee": (EarlyExit, 15, 4e-3, False, 0.0),
 }
 
 
@@ -166,7 +205,11 @@ def train(name: str, train_set, test_set, mean: float, std: float, epochs: int |
             xb = x[idx]
             if aug:
                 xb = augment(xb)
-            loss = F.cross_entropy(model(xb), y[idx], label_smoothing=smoothing)
+            out = model(xb)
+            if isinstance(out, tuple):  # early exit: both heads learn, equally weighted
+                loss = sum(F.cross_entropy(o, y[idx], label_smoothing=smoothing) for o in out)
+            else:
+                loss = F.cross_entropy(out, y[idx], label_smoothing=smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -184,7 +227,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
     correct = 0
     for i in range(0, len(x), 1000):
-        correct += (model(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum().item()
+        out = model(x[i:i + 1000])
+        out = out[-1] if isinstance(out, tuple) else out  # early exit: the final head
+        correct += (out.argmax(1) == y[i:i + 1000]).sum().item()
     return correct / len(x)
 
 
@@ -194,6 +239,58 @@ def export(model: nn.Module, path: Path) -> None:
     torch.onnx.export(model, dummy, str(path), input_names=["image"], output_names=["logits"],
                       opset_version=13, do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(onnx.load(str(path)))
+
+
+def export_early_exit(model: EarlyExit, stage1: Path, stage2: Path) -> None:
+    model = fold_bn(model).eval()
+    torch.onnx.export(Stage(model, 1), torch.zeros(1, 1, 28, 28), str(stage1), input_names=["image"],
+                      output_names=["exit_logits", "features"], opset_version=13, do_constant_folding=True,
+                      dynamo=False)
+    torch.onnx.export(Stage(model, 2), torch.zeros(1, 24, 14, 14), str(stage2), input_names=["features"],
+                      output_names=["logits"], opset_version=13, do_constant_folding=True, dynamo=False)
+    for p in (stage1, stage2):
+        onnx.checker.check_model(onnx.load(str(p)))
+
+
+def ort_run(path: Path, name: str, x: torch.Tensor) -> list[np.ndarray]:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    runs = [sess.run(None, {name: x[i:i + 1].numpy()}) for i in range(len(x))]
+    return [np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))]
+
+
+def train_early_exit(args, train_set, test_set, mean, std, xt, yt, manifest, log) -> None:
+    """Trains the EarlyExit model, exports its two stages, records them under manifest["early_exit"]."""
+    t0 = time.time()
+    model = train("ee", train_set, test_set, mean, std, args.epochs, log)
+    s1, s2 = OUT_DIR / "ee_stage1.onnx", OUT_DIR / "ee_stage2.onnx"
+    export_early_exit(model, s1, s2)
+    exit_logits, features = ort_run(s1, "image", xt)
+    (logits,) = ort_run(s2, "features", torch.from_numpy(features))
+    with torch.no_grad():
+        torch_exit, torch_final = model(xt[:FIXTURE_N])
+    parity = max(float(np.abs(torch_exit.numpy() - exit_logits[:FIXTURE_N]).max()),
+                 float(np.abs(torch_final.numpy() - logits[:FIXTURE_N]).max()))
+    exit_acc = float((exit_logits.argmax(1) == yt).mean())
+    acc = float((logits.argmax(1) == yt).mean())
+    stats = {p.name: onnx_weight_stats(p) for p in (s1, s2)}
+    log(f"ee: stage1 {stats[s1.name][0]} params, stage2 {stats[s2.name][0]} params, onnxruntime test acc exit "
+        f"{exit_acc:.4f} final {acc:.4f}, torch-vs-ort max|diff| {parity:.2e}, trained in {time.time() - t0:.0f}s")
+    manifest["early_exit"] = {
+        "stage1": {"file": s1.name, "sha256": sha256(s1), "params": stats[s1.name][0]},
+        "stage2": {"file": s2.name, "sha256": sha256(s2), "params": stats[s2.name][0]},
+        "feature_shape": [1, 24, 14, 14],
+        "exit_test_accuracy": round(exit_acc, 4),
+        "test_accuracy": round(acc, 4),
+        "architecture": EarlyExit.__doc__.strip().replace("\n    ", " "),
+        "trained": {"epochs": args.epochs or SPECS["ee"][1], "seed": args.seed,
+                    "torch": torch.__version__, "onnxruntime": ort.__version__},
+    }
+    fixture = OUT_DIR / "fixture"
+    fixture.mkdir(exist_ok=True)
+    (fixture / "ee_exit_logits.f32").write_bytes(exit_logits[:FIXTURE_N].astype("<f4").tobytes())
+    (fixture / "ee_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
 
 
 def onnx_weight_stats(path: Path) -> tuple[int, int]:
@@ -215,7 +312,7 @@ def sha256(path: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["tiny", "large", "all"], default="all")
+    ap.add_argument("--model", choices=["tiny", "large", "ee", "all"], default="all")
     ap.add_argument("--epochs", type=int, default=None, help="override the default epoch count")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -246,8 +343,14 @@ def main() -> None:
     manifest["classes"] = CLASSES
     manifest.setdefault("models", {})
 
-    names = ["tiny", "large"] if args.model == "all" else [args.model]
+    names = ["tiny", "large", "ee"] if args.model == "all" else [args.model]
     for name in names:
+        if name == "ee":
+            random.seed(args.seed)
+            np.random.seed(args.seed)
+            torch.manual_seed(args.seed)
+            train_early_exit(args, train_set, test_set, mean, std, xt, yt, manifest, log)
+            continue
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
