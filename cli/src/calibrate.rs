@@ -9,10 +9,13 @@ use hiedge_core::manifest::DecisionParams;
 use hiedge_core::policy::ScoreRule;
 use hiedge_core::sweep::Samples;
 
-use crate::data::{calibration_split, logits, ModelSet};
+use hiedge_core::early_exit::{EeCost, EeHiCalibrated, EeSamples};
+use hiedge_core::model::argmax;
+
+use crate::data::{calibration_split, device_ms, ee_probs, logits, ModelSet};
 use crate::Paths;
 
-pub fn run(paths: &Paths, max_drop: f64, dry_run: bool) -> Result<()> {
+pub fn run(paths: &Paths, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<()> {
     let mut set = ModelSet::load(&paths.models)?;
     let split = calibration_split(paths)?;
     let tiny = logits(&set.tiny, &split, "tiny")?;
@@ -52,7 +55,36 @@ pub fn run(paths: &Paths, max_drop: f64, dry_run: bool) -> Result<()> {
             None => eprintln!("{:>14}: no threshold reaches the target", rule.key()),
         }
     }
+    let early_exit = match &set.ee {
+        None => None,
+        Some(ee) => {
+            let (exit, fin) = ee_probs(ee, &split)?;
+            let large_labels: Vec<usize> = large.iter().map(|l| argmax(l)).collect();
+            let ee_samples = EeSamples::new(&exit, &fin, &large_labels, &split.labels)?;
+            let (_, stage1_ms, stage2_ms) = device_ms(&set.tiny, ee, &split, 500)?;
+            let cost = EeCost { stage1_ms, stage2_ms, offload_ms: rtt_ms };
+            match ee_samples.fit(target, &cost) {
+                Some((thresholds, calibration)) => {
+                    eprintln!(
+                        "{:>14}: {thresholds:?} offloads {:.2}%, exits {:.2}% after stage 1, runs stage 2 on {:.2}%, \
+                         {:.2}% (fitted for stage 1 {stage1_ms:.3} ms, stage 2 {stage2_ms:.3} ms, round trip {rtt_ms} ms)",
+                        "ee_hi",
+                        100.0 * calibration.offloaded,
+                        100.0 * calibration.exited,
+                        100.0 * calibration.stage2,
+                        100.0 * calibration.accuracy
+                    );
+                    Some(EeHiCalibrated { thresholds, fitted_for: cost, calibration })
+                }
+                None => {
+                    eprintln!("{:>14}: no thresholds reach the target", "ee_hi");
+                    None
+                }
+            }
+        }
+    };
     set.manifest.decision = Some(DecisionParams {
+        early_exit,
         temperature,
         logistic_top2,
         thresholds,

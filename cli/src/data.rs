@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_core::early_exit::EarlyExitModel;
+use hiedge_core::model::softmax;
 use hiedge_core::{Manifest, Model};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -15,6 +17,8 @@ pub struct ModelSet {
     pub manifest: Manifest,
     pub tiny: Model,
     pub large: Model,
+    /// The early-exit model, when the manifest has one.
+    pub ee: Option<EarlyExitModel>,
 }
 
 impl ModelSet {
@@ -29,7 +33,15 @@ impl ModelSet {
             Model::load(&manifest, name, &bytes).with_context(|| format!("loading {}", file.display()))
         };
         let (tiny, large) = (load("tiny")?, load("large")?);
-        Ok(ModelSet { manifest, tiny, large })
+        let ee = match &manifest.early_exit {
+            None => None,
+            Some(e) => {
+                let read = |f: &str| std::fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()));
+                let (s1, s2) = (read(&e.stage1.file)?, read(&e.stage2.file)?);
+                Some(EarlyExitModel::load(&manifest, &s1, &s2).context("loading the early-exit model")?)
+            }
+        };
+        Ok(ModelSet { manifest, tiny, large, ee })
     }
 }
 
@@ -83,14 +95,19 @@ pub fn calibration_split(paths: &Paths) -> Result<Split> {
     load_split(&paths.data, "train", Some((CALIBRATION_START, CALIBRATION_LEN)))
 }
 
-/// Raw logits of `model` for every image of `split`, with a progress bar.
-pub fn logits(model: &Model, split: &Split, what: &str) -> Result<Vec<Vec<f32>>> {
+fn progress(split: &Split, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(split.len() as u64).with_message(what.to_string());
     bar.set_style(
         ProgressStyle::with_template("{msg:>14} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    bar
+}
+
+/// Raw logits of `model` for every image of `split`, with a progress bar.
+pub fn logits(model: &Model, split: &Split, what: &str) -> Result<Vec<Vec<f32>>> {
+    let bar = progress(split, what);
     let out = (0..split.len())
         .map(|i| {
             bar.inc(1);
@@ -99,4 +116,45 @@ pub fn logits(model: &Model, split: &Split, what: &str) -> Result<Vec<Vec<f32>>>
         .collect::<Result<Vec<_>>>();
     bar.finish_and_clear();
     out
+}
+
+/// Both heads' softmax probabilities of the early-exit model for every image of `split`.
+pub fn ee_probs(ee: &EarlyExitModel, split: &Split) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+    let bar = progress(split, "early exit");
+    let (mut exit, mut fin) = (Vec::with_capacity(split.len()), Vec::with_capacity(split.len()));
+    for i in 0..split.len() {
+        bar.inc(1);
+        let (e, features) = ee.stage1(split.images.item(i))?;
+        exit.push(softmax(&e, 1.0));
+        fin.push(softmax(&ee.stage2(&features)?, 1.0));
+    }
+    bar.finish_and_clear();
+    Ok((exit, fin))
+}
+
+/// Median native milliseconds of (tiny model, early-exit stage 1, stage 2) over the first `n`
+/// images, interleaved, one thread.
+pub fn device_ms(tiny: &Model, ee: &EarlyExitModel, split: &Split, n: usize) -> Result<(f64, f64, f64)> {
+    let (mut t, mut s1, mut s2) = (Vec::new(), Vec::new(), Vec::new());
+    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        let t0 = std::time::Instant::now();
+        f()?;
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
+    };
+    for i in 0..n.min(split.len()) {
+        let img = split.images.item(i);
+        t.push(time(&mut || tiny.logits(img).map(drop).map_err(Into::into))?);
+        let mut features = None;
+        s1.push(time(&mut || {
+            features = Some(ee.stage1(img)?.1);
+            Ok(())
+        })?);
+        let f = features.context("stage 1 gave no features")?;
+        s2.push(time(&mut || ee.stage2(&f).map(drop).map_err(Into::into))?);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Ok((median(t), median(s1), median(s2)))
 }

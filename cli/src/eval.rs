@@ -6,7 +6,10 @@ use hiedge_core::sweep::Samples;
 use hiedge_core::{Metrics, PolicyConfig};
 use serde::Serialize;
 
-use crate::data::{logits, test_split, ModelSet};
+use hiedge_core::early_exit::{EeHiThresholds, EeOutcome, EeSamples};
+use hiedge_core::model::argmax;
+
+use crate::data::{device_ms, ee_probs, logits, test_split, ModelSet};
 use crate::Paths;
 
 /// Offload costs reported for every row.
@@ -50,6 +53,23 @@ struct Report {
     rows: Vec<Row>,
     /// Per threshold policy: the least offloading that reaches the target (None: never).
     operating_points: Vec<(String, Option<Row>)>,
+    /// EE-HI at its calibrated thresholds, when the model set has an early-exit model.
+    ee_hi: Option<EeReport>,
+}
+
+/// EE-HI on the test set, next to HI, with native device compute per sample.
+#[derive(Serialize)]
+struct EeReport {
+    thresholds: EeHiThresholds,
+    outcome: EeOutcome,
+    exit_head_accuracy: f64,
+    final_head_accuracy: f64,
+    /// Median native ms: tiny model, stage 1, stage 2 (one thread, interleaved).
+    tiny_ms: f64,
+    stage1_ms: f64,
+    stage2_ms: f64,
+    /// HI with the calibrated logistic_top2 on the same images, for comparison.
+    hi: Option<Row>,
 }
 
 fn rules(set: &ModelSet) -> Vec<ScoreRule> {
@@ -99,7 +119,33 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         rows.push(Row::new("online_hedge", param, learnt, &m));
     }
 
+    let ee_hi = match (&set.ee, set.manifest.decision.as_ref().and_then(|d| d.early_exit)) {
+        (Some(ee), Some(cal)) => {
+            let (exit, fin) = ee_probs(ee, &split)?;
+            let large_labels: Vec<usize> = large.iter().map(|l| argmax(l)).collect();
+            let ee_samples = EeSamples::new(&exit, &fin, &large_labels, &split.labels)?;
+            let head = |p: &Vec<Vec<f32>>| {
+                p.iter().zip(&split.labels).filter(|(p, &t)| argmax(p) == t).count() as f64 / split.len() as f64
+            };
+            let (tiny_ms, stage1_ms, stage2_ms) = device_ms(&set.tiny, ee, &split, 500)?;
+            let hi = set.manifest.threshold("logistic_top2").zip(rules(&set).pop()).map(|(t, rule)| {
+                Row::new(rule.key(), format!("calibrated {t:.4}"), Some(t), &samples.at_threshold(&rule, t))
+            });
+            Some(EeReport {
+                thresholds: cal.thresholds,
+                outcome: ee_samples.simulate(&cal.thresholds),
+                exit_head_accuracy: head(&exit),
+                final_head_accuracy: head(&fin),
+                tiny_ms,
+                stage1_ms,
+                stage2_ms,
+                hi,
+            })
+        }
+        _ => None,
+    };
     let report = Report {
+        ee_hi,
         images: samples.len(),
         large_only_accuracy: large_only.hi_accuracy(),
         target_accuracy: target,
@@ -110,6 +156,9 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_tables(&report, max_drop);
+        if let Some(e) = &report.ee_hi {
+            print_ee(e);
+        }
     }
     Ok(())
 }
@@ -149,5 +198,49 @@ fn print_tables(r: &Report, max_drop: f64) {
             }
             None => println!("| {policy} | never reached | - | - |"),
         }
+    }
+}
+
+fn print_ee(e: &EeReport) {
+    let t = e.thresholds;
+    println!(
+        "\nEE-HI (early-exit tiny model + HI) at the calibrated thresholds: exit when the exit head's p1 > {:.2}, \
+         offload at once when p1 <= {:.2}, else run stage 2 and offload when its p1 <= {:.2}. Device compute: \
+         median native ms per stage (one thread), weighted by how often each stage runs.\n",
+        t.exit, t.offload, t.hi
+    );
+    println!("| | accuracy % | offload % | exit head answered % | offloaded after stage 1 % | ran stage 2 % | device compute ms/sample |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    if let Some(hi) = &e.hi {
+        println!(
+            "| HI, tiny + logistic_top2 {} | {} | {} | - | - | - | {:.4} |",
+            hi.param,
+            pct(hi.hi_accuracy),
+            pct(hi.offload_fraction),
+            e.tiny_ms
+        );
+    }
+    let o = e.outcome;
+    let ee_ms = e.stage1_ms + o.stage2 * e.stage2_ms;
+    println!(
+        "| EE-HI | {} | {} | {} | {} | {} | {ee_ms:.4} |",
+        pct(o.accuracy),
+        pct(o.offloaded),
+        pct(o.exited),
+        pct(1.0 - o.exited - o.stage2),
+        pct(o.stage2)
+    );
+    println!("| early-exit model, exit head only | {} | 0.00 | 100.00 | 0.00 | 0.00 | {:.4} |", pct(e.exit_head_accuracy), e.stage1_ms);
+    println!(
+        "| early-exit model, final head only | {} | 0.00 | 0.00 | 0.00 | 100.00 | {:.4} |",
+        pct(e.final_head_accuracy),
+        e.stage1_ms + e.stage2_ms
+    );
+    if e.hi.is_some() {
+        println!(
+            "\nEE-HI device compute vs HI: {:.1}% lower ({ee_ms:.4} vs {:.4} ms per sample).",
+            100.0 * (1.0 - ee_ms / e.tiny_ms),
+            e.tiny_ms
+        );
     }
 }

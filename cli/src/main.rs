@@ -60,6 +60,9 @@ enum Command {
         /// Accuracy drop from large-only (in percentage points) the thresholds aim for.
         #[arg(long, default_value_t = 0.3)]
         max_drop: f64,
+        /// Offload round trip (ms) the EE-HI thresholds are fitted for (stage times are measured).
+        #[arg(long, default_value_t = 20.0)]
+        rtt_ms: f64,
         /// Print what would be written without changing the manifest.
         #[arg(long)]
         dry_run: bool,
@@ -101,7 +104,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
-        Command::Calibrate { paths, max_drop, dry_run } => calibrate::run(&paths, max_drop, dry_run),
+        Command::Calibrate { paths, max_drop, rtt_ms, dry_run } => calibrate::run(&paths, max_drop, rtt_ms, dry_run),
         Command::Bench { paths, n, out } => bench::run(&paths, n, &out),
         Command::BenchWorker { paths, url, seconds, concurrency, pairs, out } => {
             bench_worker::run(&paths, url, seconds, &concurrency, pairs, &out)

@@ -56,6 +56,19 @@ fn eval_reproduces_manifest_accuracies_and_the_hi_claim() {
     assert!(best.1 >= target, "{best:?} below target {target}");
     assert!(best.0 <= 0.25, "needs {:.1}% offloading to reach {target}", 100.0 * best.0);
 
+    // EE-HI: both heads score what the manifest says, and the calibrated thresholds give a consistent outcome.
+    let ee = &report["ee_hi"];
+    for (key, committed) in [("exit_head_accuracy", "exit_test_accuracy"), ("final_head_accuracy", "test_accuracy")] {
+        let measured = ee[key].as_f64().unwrap();
+        let want = manifest["early_exit"][committed].as_f64().unwrap();
+        assert!((measured - want).abs() <= 0.00051, "early exit {key}: tract {measured}, manifest {want}");
+    }
+    let o = &ee["outcome"];
+    let f = |k: &str| o[k].as_f64().unwrap();
+    assert!(f("exited") + f("stage2") <= 1.0 + 1e-9 && f("offloaded") <= 1.0 - f("exited") + 1e-9, "{o}");
+    assert!(f("accuracy") > ee["final_head_accuracy"].as_f64().unwrap(), "EE-HI must beat the early-exit model alone: {o}");
+    assert!(f("exited") > 0.0 && f("stage2") < 1.0, "no sample exited early: {o}");
+
     // every threshold row's cost is (beta * offload + errors) / n
     for r in report["rows"].as_array().unwrap() {
         let (off, acc) = (r["offload_fraction"].as_f64().unwrap(), r["hi_accuracy"].as_f64().unwrap());

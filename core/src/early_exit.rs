@@ -95,3 +95,241 @@ impl EarlyExitModel {
         self.pre.input_len()
     }
 }
+
+// ---- EE-HI: the decision after each stage -------------------------------------------------------
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{top2, validate_probs, Action};
+
+/// EE-HI thresholds, all on the top probability `p1` of a head's softmax:
+/// after stage 1, answer locally when the exit head is sure (`p1 > exit`), offload at once when it
+/// is very unsure (`p1 <= offload`), else run stage 2 and offload when `p1 <= hi` (MaxProb HI).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EeHiThresholds {
+    /// Exit early with the exit head's answer when its `p1 > exit`.
+    pub exit: f32,
+    /// Offload without running stage 2 when the exit head's `p1 <= offload` (`offload <= exit`).
+    pub offload: f32,
+    /// After stage 2: offload when the final head's `p1 <= hi`.
+    pub hi: f32,
+}
+
+/// What EE-HI does after stage 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterStage1 {
+    /// Answer with the exit head.
+    Exit,
+    /// Offload now, skipping stage 2.
+    Offload,
+    /// Run stage 2, then decide.
+    Continue,
+}
+
+impl EeHiThresholds {
+    /// Checks `0 <= offload <= exit <= 1` and `0 <= hi <= 1`.
+    pub fn validate(&self) -> Result<()> {
+        let ok = |t: f32| t.is_finite() && (0.0..=1.0).contains(&t);
+        if !(ok(self.exit) && ok(self.offload) && ok(self.hi)) {
+            return Err(Error::InvalidPolicy(format!("ee_hi thresholds must be in 0..=1, are {self:?}")));
+        }
+        if self.offload > self.exit {
+            return Err(Error::InvalidPolicy(format!(
+                "ee_hi offload threshold {} must not exceed the exit threshold {}",
+                self.offload, self.exit
+            )));
+        }
+        Ok(())
+    }
+
+    /// The decision after stage 1, from the exit head's probabilities.
+    pub fn after_stage1(&self, exit_probs: &[f32]) -> Result<AfterStage1> {
+        validate_probs(exit_probs)?;
+        let p1 = top2(exit_probs).0;
+        Ok(if p1 > self.exit {
+            AfterStage1::Exit
+        } else if p1 <= self.offload {
+            AfterStage1::Offload
+        } else {
+            AfterStage1::Continue
+        })
+    }
+
+    /// The decision after stage 2, from the final head's probabilities.
+    pub fn after_stage2(&self, final_probs: &[f32]) -> Result<Action> {
+        validate_probs(final_probs)?;
+        Ok(if top2(final_probs).0 <= self.hi { Action::Offload } else { Action::Keep })
+    }
+}
+
+/// Relative costs EE-HI thresholds are fitted for (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EeCost {
+    /// Stage 1 on the device.
+    pub stage1_ms: f64,
+    /// Stage 2 on the device.
+    pub stage2_ms: f64,
+    /// One offload round trip.
+    pub offload_ms: f64,
+}
+
+/// EE-HI over a labelled set: what happened, as fractions of the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct EeOutcome {
+    /// Final answers that were right.
+    pub accuracy: f64,
+    /// Samples offloaded (early or after stage 2).
+    pub offloaded: f64,
+    /// Samples answered by the exit head.
+    pub exited: f64,
+    /// Samples that ran stage 2.
+    pub stage2: f64,
+}
+
+impl EeOutcome {
+    /// Expected latency per sample under `cost`: stage 1 always, stage 2 when run, the round trip when offloaded.
+    pub fn expected_ms(&self, cost: &EeCost) -> f64 {
+        cost.stage1_ms + self.stage2 * cost.stage2_ms + self.offloaded * cost.offload_ms
+    }
+}
+
+/// EE-HI as `hiedge calibrate` fitted it: thresholds, the costs they were fitted for, and what they
+/// gave on the calibration set. Stored in the manifest's `decision.early_exit`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EeHiCalibrated {
+    /// The thresholds.
+    pub thresholds: EeHiThresholds,
+    /// Costs minimised (stage times measured natively, offload round trip assumed).
+    pub fitted_for: EeCost,
+    /// Outcome on the calibration set.
+    pub calibration: EeOutcome,
+}
+
+/// Per-sample facts EE-HI needs, precomputed once from both heads' and the large model's outputs.
+#[derive(Debug, Clone)]
+pub struct EeSamples {
+    exit_p1: Vec<f32>,
+    final_p1: Vec<f32>,
+    exit_right: Vec<bool>,
+    final_right: Vec<bool>,
+    large_right: Vec<bool>,
+}
+
+impl EeSamples {
+    /// From the exit head's and final head's probabilities, the large model's labels and the truth.
+    pub fn new(exit_probs: &[Vec<f32>], final_probs: &[Vec<f32>], large: &[usize], truth: &[usize]) -> Result<Self> {
+        let n = truth.len();
+        if exit_probs.len() != n || final_probs.len() != n || large.len() != n || n == 0 {
+            return Err(Error::InvalidData("EE-HI samples need the same, non-zero number of each input".into()));
+        }
+        let right = |p: &Vec<f32>, t: usize| crate::model::argmax(p) == t;
+        Ok(EeSamples {
+            exit_p1: exit_probs.iter().map(|p| top2(p).0).collect(),
+            final_p1: final_probs.iter().map(|p| top2(p).0).collect(),
+            exit_right: exit_probs.iter().zip(truth).map(|(p, &t)| right(p, t)).collect(),
+            final_right: final_probs.iter().zip(truth).map(|(p, &t)| right(p, t)).collect(),
+            large_right: large.iter().zip(truth).map(|(&l, &t)| l == t).collect(),
+        })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.exit_p1.len()
+    }
+
+    /// Always false (construction needs samples).
+    pub fn is_empty(&self) -> bool {
+        self.exit_p1.is_empty()
+    }
+
+    /// EE-HI with thresholds `th` on these samples.
+    pub fn simulate(&self, th: &EeHiThresholds) -> EeOutcome {
+        let (mut right, mut off, mut exited, mut s2) = (0usize, 0usize, 0usize, 0usize);
+        for i in 0..self.len() {
+            let e = self.exit_p1[i];
+            if e > th.exit {
+                exited += 1;
+                right += self.exit_right[i] as usize;
+            } else if e <= th.offload {
+                off += 1;
+                right += self.large_right[i] as usize;
+            } else {
+                s2 += 1;
+                if self.final_p1[i] <= th.hi {
+                    off += 1;
+                    right += self.large_right[i] as usize;
+                } else {
+                    right += self.final_right[i] as usize;
+                }
+            }
+        }
+        let n = self.len() as f64;
+        EeOutcome { accuracy: right as f64 / n, offloaded: off as f64 / n, exited: exited as f64 / n, stage2: s2 as f64 / n }
+    }
+
+    /// The thresholds (on a 0.01 grid) that reach `target` accuracy with the least expected latency
+    /// under `cost`; `None` when no setting reaches the target.
+    pub fn fit(&self, target: f64, cost: &EeCost) -> Option<(EeHiThresholds, EeOutcome)> {
+        let grid: Vec<f32> = (0..=100).map(|k| k as f32 / 100.0).collect();
+        let mut best: Option<(EeHiThresholds, EeOutcome, f64)> = None;
+        for &exit in &grid[50..] {
+            for &offload in grid.iter().filter(|&&o| o <= exit).step_by(2) {
+                for &hi in &grid[20..] {
+                    let th = EeHiThresholds { exit, offload, hi };
+                    let out = self.simulate(&th);
+                    if out.accuracy < target {
+                        continue;
+                    }
+                    let ms = out.expected_ms(cost);
+                    if best.as_ref().is_none_or(|b| ms < b.2) {
+                        best = Some((th, out, ms));
+                    }
+                }
+            }
+        }
+        best.map(|(th, out, _)| (th, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_after_each_stage() {
+        let th = EeHiThresholds { exit: 0.9, offload: 0.4, hi: 0.7 };
+        th.validate().unwrap();
+        assert_eq!(th.after_stage1(&[0.95, 0.05]).unwrap(), AfterStage1::Exit);
+        assert_eq!(th.after_stage1(&[0.9, 0.1]).unwrap(), AfterStage1::Continue);
+        assert_eq!(th.after_stage1(&[0.4, 0.35, 0.25]).unwrap(), AfterStage1::Offload);
+        assert_eq!(th.after_stage2(&[0.7, 0.3]).unwrap(), Action::Offload);
+        assert_eq!(th.after_stage2(&[0.71, 0.29]).unwrap(), Action::Keep);
+        assert!(th.after_stage1(&[f32::NAN, 0.5]).is_err());
+        assert!(EeHiThresholds { exit: 0.5, offload: 0.6, hi: 0.5 }.validate().is_err());
+        assert!(EeHiThresholds { exit: 1.5, offload: 0.1, hi: 0.5 }.validate().is_err());
+    }
+
+    #[test]
+    fn simulate_and_fit() {
+        // Sample 0: exit head sure and right. 1: exit unsure, final sure and right. 2: both unsure,
+        // final wrong, large right. 3: exit very unsure, large right.
+        let exit = vec![vec![0.95, 0.05], vec![0.7, 0.3], vec![0.6, 0.4], vec![0.5, 0.5]];
+        let fin = vec![vec![0.99, 0.01], vec![0.05, 0.95], vec![0.55, 0.45], vec![0.6, 0.4]];
+        let truth = [0, 1, 1, 1];
+        let large = [0, 1, 1, 1];
+        let s = EeSamples::new(&exit, &fin, &large, &truth).unwrap();
+        let out = s.simulate(&EeHiThresholds { exit: 0.9, offload: 0.5, hi: 0.6 });
+        assert_eq!(out, EeOutcome { accuracy: 1.0, offloaded: 0.5, exited: 0.25, stage2: 0.5 });
+        // Everything through stage 2 and kept: samples 2 and 3 (final head wrong) are lost.
+        assert_eq!(s.simulate(&EeHiThresholds { exit: 1.0, offload: 0.0, hi: 0.0 }).accuracy, 0.5);
+        let cost = EeCost { stage1_ms: 0.1, stage2_ms: 0.2, offload_ms: 20.0 };
+        let (th, out) = s.fit(1.0, &cost).unwrap();
+        assert_eq!(out.accuracy, 1.0);
+        assert_eq!(out.offloaded, 0.5, "{th:?}: two samples need the large model");
+        th.validate().unwrap();
+        assert!(EeSamples::new(&exit, &fin, &large, &truth[..3]).is_err());
+    }
+}

@@ -190,6 +190,9 @@ pub struct DecisionParams {
     /// Where the parameters were fitted (e.g. `train[55000..60000]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_set: Option<String>,
+    /// EE-HI thresholds fitted on the calibration set (when the model set has an early-exit model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_exit: Option<crate::early_exit::EeHiCalibrated>,
 }
 
 /// `P(tiny is right) = sigmoid(bias + w1 * p1 + w2 * p2)` over the top two probabilities.
