@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 [ -f wasm-client/pkg/hiedge.js ] || { echo "wasm-client/pkg is missing: run make wasm" >&2; exit 1; }
 data=www/public/data
 mkdir -p "$data"
-cp models/fashion-mnist/{tiny.onnx,manifest.json} "$data/"
+cp models/fashion-mnist/{tiny.onnx,ee_stage1.onnx,ee_stage2.onnx,manifest.json} "$data/"
 cp models/fashion-mnist/fixture/{images.u8,labels.u8,large_logits.f32} "$data/"
 node_modules/.bin/vite build www --logLevel warn
 echo "built www/dist"

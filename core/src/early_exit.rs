@@ -68,8 +68,17 @@ impl EarlyExitModel {
 
     /// Raw pixels -> (exit-head logits, features for stage 2).
     pub fn stage1(&self, pixels: &[u8]) -> Result<(Vec<f32>, Features)> {
-        let input = self.pre.run(pixels)?;
-        let mut out = run_plan(&self.stage1, &self.input_shape, &input)?;
+        self.stage1_values(&self.pre.run(pixels)?)
+    }
+
+    /// The preprocessing stage 1 expects.
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.pre
+    }
+
+    /// Already-normalised input values -> (exit-head logits, features for stage 2).
+    pub fn stage1_values(&self, input: &[f32]) -> Result<(Vec<f32>, Features)> {
+        let mut out = run_plan(&self.stage1, &self.input_shape, input)?;
         if out.len() != 2 {
             return Err(Error::Model(format!("early-exit stage 1 must have 2 outputs, has {}", out.len())));
         }

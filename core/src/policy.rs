@@ -412,6 +412,18 @@ pub enum PolicyConfig {
         #[serde(default = "default_seed")]
         seed: u64,
     },
+    /// EE-HI with the early-exit model (see [`crate::early_exit`]): exit when the exit head's
+    /// `p1 > exit`, offload at once when `p1 <= offload`, else run stage 2 and offload when its
+    /// `p1 <= hi`. Only a session with the early-exit model can run it; [`PolicyConfig::build`]
+    /// gives the after-stage-2 rule (MaxProb at `hi`).
+    EeHi {
+        /// Exit threshold on the exit head.
+        exit: f32,
+        /// Early-offload threshold on the exit head (`<= exit`).
+        offload: f32,
+        /// MaxProb threshold on the final head.
+        hi: f32,
+    },
     /// Never offload (tiny-only).
     AlwaysLocal,
     /// Always offload (large-only).
@@ -471,6 +483,16 @@ impl PolicyConfig {
             "online_hedge" => Self::online_hedge(0.3),
             "always_local" => PolicyConfig::AlwaysLocal,
             "always_offload" => PolicyConfig::AlwaysOffload,
+            "ee_hi" => {
+                let e = manifest.decision.as_ref().and_then(|d| d.early_exit).ok_or_else(|| {
+                    Error::InvalidPolicy(
+                        "the manifest has no calibrated EE-HI thresholds: add an early-exit model and run `hiedge calibrate`"
+                            .into(),
+                    )
+                })?;
+                let t = e.thresholds;
+                PolicyConfig::EeHi { exit: t.exit, offload: t.offload, hi: t.hi }
+            }
             other => return Err(Error::InvalidPolicy(format!("unknown policy kind `{other}`"))),
         })
     }
@@ -504,9 +526,27 @@ impl PolicyConfig {
             PolicyConfig::OnlineHedge { beta, bins, eta, explore, seed } => {
                 Box::new(OnlineHedge::new(beta, bins, eta, explore, seed)?)
             }
+            PolicyConfig::EeHi { exit, offload, hi } => {
+                crate::early_exit::EeHiThresholds { exit, offload, hi }.validate()?;
+                Box::new(ThresholdPolicy { rule: ScoreRule::MaxProb, threshold: hi })
+            }
             PolicyConfig::AlwaysLocal => Box::new(FixedPolicy(Action::Keep)),
-            _ => Box::new(FixedPolicy(Action::Offload)),
+            PolicyConfig::AlwaysOffload => Box::new(FixedPolicy(Action::Offload)),
+            PolicyConfig::MaxProb { .. }
+            | PolicyConfig::Margin { .. }
+            | PolicyConfig::Entropy { .. }
+            | PolicyConfig::LogisticTop2 { .. } => {
+                return Err(Error::InvalidPolicy("threshold policy without a threshold rule".into()))
+            }
         })
+    }
+
+    /// The EE-HI thresholds, for [`PolicyConfig::EeHi`].
+    pub fn ee_hi(&self) -> Option<crate::early_exit::EeHiThresholds> {
+        match *self {
+            PolicyConfig::EeHi { exit, offload, hi } => Some(crate::early_exit::EeHiThresholds { exit, offload, hi }),
+            _ => None,
+        }
     }
 
     /// Parses a JSON policy description and builds it.

@@ -29,7 +29,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Feedback;
+use crate::early_exit::{AfterStage1, EarlyExitModel};
+use crate::model::{argmax, softmax};
+use crate::policy::{Action, Feedback};
 use crate::protocol::ClassifyResponse;
 use crate::{Decision, DecisionPolicy, Error, Manifest, Model, PolicyConfig, Prediction, Result};
 
@@ -44,6 +46,20 @@ pub enum Outcome {
     /// Offloaded, but the remote model could not be used (down, slow, 5xx, bad JSON): the tiny
     /// model's answer, flagged.
     Fallback,
+}
+
+/// Which local computation produced the local answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalStage {
+    /// The whole tiny model (HI).
+    Full,
+    /// EE-HI: the exit head after stage 1 was sure enough.
+    Exit,
+    /// EE-HI: the exit head was so unsure that the sample was offloaded without stage 2.
+    EarlyOffload,
+    /// EE-HI: both stages ran.
+    Stage2,
 }
 
 /// The local half of a sample: tiny-model prediction, decision and their timings (ms).
@@ -63,6 +79,8 @@ pub struct LocalStep {
     pub decision_ms: f64,
     /// Bytes the offload request will carry (the raw pixels).
     pub payload_bytes: usize,
+    /// Which local computation ran.
+    pub stage: LocalStage,
 }
 
 /// What happened to the offload request.
@@ -144,6 +162,8 @@ pub struct HiResult {
     pub timings: Timings,
     /// Bytes sent over the network for this sample (request body; 0 when kept).
     pub bytes_sent: usize,
+    /// Which local computation ran (`full` for HI; `exit`, `early_offload` or `stage2` for EE-HI).
+    pub local_stage: LocalStage,
 }
 
 /// Running statistics over a session's samples.
@@ -201,6 +221,7 @@ impl SessionStats {
 pub struct HiSession {
     manifest: Manifest,
     model: Model,
+    early_exit: Option<EarlyExitModel>,
     policy_config: PolicyConfig,
     policy: Box<dyn DecisionPolicy>,
     stats: SessionStats,
@@ -209,8 +230,30 @@ pub struct HiSession {
 impl HiSession {
     /// A session classifying with `model` (the tiny model of `manifest`) and deciding with `policy`.
     pub fn new(manifest: Manifest, model: Model, policy: PolicyConfig) -> Result<Self> {
+        Self::with_early_exit(manifest, model, None, policy)
+    }
+
+    /// A session that can also run EE-HI ([`PolicyConfig::EeHi`]) with the early-exit model.
+    pub fn with_early_exit(
+        manifest: Manifest,
+        model: Model,
+        early_exit: Option<EarlyExitModel>,
+        policy: PolicyConfig,
+    ) -> Result<Self> {
         let built = policy.build()?;
-        Ok(HiSession { manifest, model, policy_config: policy, policy: built, stats: SessionStats::default() })
+        let session =
+            HiSession { manifest, model, early_exit, policy_config: policy, policy: built, stats: SessionStats::default() };
+        session.check_policy(&session.policy_config)?;
+        Ok(session)
+    }
+
+    fn check_policy(&self, policy: &PolicyConfig) -> Result<()> {
+        if policy.ee_hi().is_some() && self.early_exit.is_none() {
+            return Err(Error::InvalidPolicy(
+                "ee_hi needs the early-exit model: give the session its two stages (HiClient: `earlyExit`)".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The manifest.
@@ -230,6 +273,7 @@ impl HiSession {
 
     /// Replaces the decision module (an online policy starts learning afresh).
     pub fn set_policy(&mut self, policy: PolicyConfig) -> Result<()> {
+        self.check_policy(&policy)?;
         self.policy = policy.build()?;
         self.policy_config = policy;
         Ok(())
@@ -253,6 +297,9 @@ impl HiSession {
     /// Runs the tiny model and the decision module on `pixels`, timing each step with `clock`
     /// (milliseconds from any origin).
     pub fn run_local(&mut self, pixels: &[u8], clock: &dyn Fn() -> f64) -> Result<LocalStep> {
+        if let (Some(th), Some(ee)) = (self.policy_config.ee_hi(), &self.early_exit) {
+            return run_early_exit(ee, th, self.policy.as_mut(), pixels, clock);
+        }
         let t0 = clock();
         let input = self.model.preprocessor().run(pixels)?;
         let t1 = clock();
@@ -269,6 +316,7 @@ impl HiSession {
             local_ms: t2 - t1,
             decision_ms: t3 - t2,
             payload_bytes: pixels.len(),
+            stage: LocalStage::Full,
         })
     }
 
@@ -304,6 +352,7 @@ impl HiSession {
             fallback_reason: reason,
             timings: Timings { round_trip_ms, ..timings },
             bytes_sent: if outcome == Outcome::Local { 0 } else { local.payload_bytes },
+            local_stage: local.stage,
         };
         let result = match remote {
             RemoteOutcome::NotAsked if decision.is_offload() => {
@@ -348,6 +397,7 @@ impl HiSession {
                         fallback_reason: None,
                         timings,
                         bytes_sent: local.payload_bytes,
+                        local_stage: local.stage,
                     }
                 }
             }
@@ -355,4 +405,51 @@ impl HiSession {
         self.stats.record(&result);
         Ok(result)
     }
+}
+
+/// EE-HI's local step: stage 1, then exit, offload at once, or stage 2 and the HI rule (`policy`).
+fn run_early_exit(
+    ee: &EarlyExitModel,
+    th: crate::early_exit::EeHiThresholds,
+    policy: &mut dyn DecisionPolicy,
+    pixels: &[u8],
+    clock: &dyn Fn() -> f64,
+) -> Result<LocalStep> {
+    let t0 = clock();
+    let input = ee.preprocessor().run(pixels)?;
+    let t1 = clock();
+    let (exit_logits, features) = ee.stage1_values(&input)?;
+    let exit_probs = softmax(&exit_logits, 1.0);
+    let after = th.after_stage1(&exit_probs)?;
+    let score = crate::policy::top2(&exit_probs).0;
+    let exit_prediction = Prediction { label: argmax(&exit_probs), probs: exit_probs, logits: exit_logits };
+    let (prediction, action, score, stage, t2, t3) = match after {
+        AfterStage1::Exit | AfterStage1::Offload => {
+            let t = clock();
+            let (action, stage) = if after == AfterStage1::Exit {
+                (Action::Keep, LocalStage::Exit)
+            } else {
+                (Action::Offload, LocalStage::EarlyOffload)
+            };
+            (exit_prediction, action, score, stage, t, t)
+        }
+        AfterStage1::Continue => {
+            let logits = ee.stage2(&features)?;
+            let probs = softmax(&logits, 1.0);
+            let t2 = clock();
+            let d = policy.decide(&probs)?;
+            let t3 = clock();
+            (Prediction { label: argmax(&probs), probs, logits }, d.action, d.score, LocalStage::Stage2, t2, t3)
+        }
+    };
+    Ok(LocalStep {
+        prediction,
+        decision: Decision { action, score, explored: false },
+        started_ms: t0,
+        preprocess_ms: t1 - t0,
+        local_ms: t2 - t1,
+        decision_ms: t3 - t2,
+        payload_bytes: pixels.len(),
+        stage,
+    })
 }

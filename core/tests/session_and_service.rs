@@ -151,7 +151,29 @@ fn wasm_reference_file_is_native_tract() {
         let decisions: Vec<_> = predictions.iter().map(|p| policy.decide(&p.probs).unwrap()).collect();
         policies.insert(kind.into(), serde_json::json!({ "config": config, "decisions": decisions }));
     }
+    // EE-HI through a session with the early-exit model: the stage, local label and decision per image.
+    let ee = hiedge_core::early_exit::EarlyExitModel::load(
+        &manifest,
+        &std::fs::read(models_dir().join("ee_stage1.onnx")).unwrap(),
+        &std::fs::read(models_dir().join("ee_stage2.onnx")).unwrap(),
+    )
+    .unwrap();
+    let ee_config = PolicyConfig::calibrated_kind(&manifest, "ee_hi").unwrap();
+    let mut ee_session = HiSession::with_early_exit(manifest.clone(), tiny.clone(), Some(ee), ee_config.clone()).unwrap();
+    let clock = clock();
+    let ee_steps: Vec<_> = (0..N)
+        .map(|i| {
+            let step = ee_session.run_local(fx.image(i), &clock).unwrap();
+            serde_json::json!({ "stage": step.stage, "label": step.prediction.label, "offload": step.decision.is_offload() })
+        })
+        .collect();
+    let stages: Vec<_> = ee_steps.iter().map(|s| s["stage"].as_str().unwrap().to_string()).collect();
+    for stage in ["exit", "stage2"] {
+        assert!(stages.iter().any(|s| s == stage), "no EE-HI sample took the `{stage}` path in {N}");
+    }
+    assert!(HiSession::new(manifest.clone(), tiny.clone(), ee_config.clone()).is_err(), "ee_hi without the model");
     let reference = serde_json::json!({
+        "ee_hi": { "config": ee_config, "steps": ee_steps },
         "about": "native tract, tiny model, first 50 images of models/fashion-mnist/fixture; written by core/tests/session_and_service.rs",
         "labels": predictions.iter().map(|p| p.label).collect::<Vec<_>>(),
         "probs": predictions.iter().map(|p| &p.probs).collect::<Vec<_>>(),

@@ -82,6 +82,14 @@ try {
   assert.ok(r.every((x) => x.decision === "offloaded" && typeof x.remoteLabel === "number"), "threshold 1 must offload all");
   step("threshold 1: 40 of 40 offloaded");
 
+  // EE-HI: the early-exit model in the page, some samples answered by the exit head, none lost.
+  await page.selectOption("[data-testid=policy]", "ee_hi");
+  await runSamples(page, { limit: 60, rate: 0 });
+  const ee = await page.evaluate(() => window.hiedgeDemo.rows.map((r) => r.result.localStage));
+  assert.equal(ee.length, 60);
+  assert.ok(ee.includes("exit") && ee.includes("stage2") && !ee.includes("full"), `EE-HI stages: ${ee.join(",")}`);
+  step(`EE-HI: ${ee.filter((s) => s === "exit").length} of 60 answered by the exit head`);
+
   // The Worker stops mid-run: the remaining offloads fall back, nothing is lost, the banner shows.
   await page.selectOption("[data-testid=policy]", "logistic_top2");
   await runSamples(page, { limit: 200, rate: 50, until: 40 });

@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hiedge_core::session::{HiSession, RemoteOutcome};
+use hiedge_core::early_exit::EarlyExitModel;
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -38,7 +39,8 @@ export type PolicyConfig =
   | { kind: "max_prob" | "margin" | "entropy"; threshold: number }
   | { kind: "logistic_top2"; bias: number; w1: number; w2: number; threshold?: number }
   | { kind: "online_hedge"; beta: number; bins?: number; eta?: number; explore?: number; seed?: number }
-  | { kind: "always_local" } | { kind: "always_offload" };
+  | { kind: "always_local" } | { kind: "always_offload" }
+  | "ee_hi" | { kind: "ee_hi"; exit: number; offload: number; hi: number };
 
 /** Loading progress reported by `HiClient.create`. */
 export interface LoadProgress { stage: "manifest" | "model" | "compile" | "ready"; message: string }
@@ -50,6 +52,8 @@ export interface HiClientOptions {
   manifest: object | string;
   /** Which model of the manifest runs locally (default "tiny"). */
   modelName?: string;
+  /** The manifest's early-exit model (its two stages), needed for the "ee_hi" policy. */
+  earlyExit?: { stage1: Uint8Array | ArrayBuffer | string; stage2: Uint8Array | ArrayBuffer | string };
   /** Base URL of the hiedge Worker, e.g. "https://hiedge.example.workers.dev". Without it every offload falls back. */
   endpoint?: string | null;
   /** Decision policy (default: the manifest's calibrated logistic_top2). */
@@ -82,6 +86,8 @@ export interface ClassifyResult {
   /** Why the offload failed, for "fallback". */
   fallbackReason: string | null;
   timings: Timings; bytesSent: number;
+  /** "full" for HI; for EE-HI "exit" (the exit head answered), "early_offload" (offloaded after stage 1) or "stage2". */
+  localStage: "full" | "exit" | "early_offload" | "stage2";
 }
 
 export interface ClientStats {
@@ -126,8 +132,19 @@ impl HiClient {
 
         report("compile", &format!("optimising model `{name}` ({} bytes)", bytes.len()));
         let model = Model::load(&manifest, &name, &bytes).map_err(|e| js_error(&e.to_string()))?;
+        let early_exit = match get("earlyExit") {
+            v if v.is_undefined() || v.is_null() => None,
+            v => {
+                report("model", "loading the early-exit model");
+                let stage = |k: &str| Reflect::get(&v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+                let s1 = js::bytes_or_fetch(&stage("stage1"), "earlyExit.stage1").await?;
+                let s2 = js::bytes_or_fetch(&stage("stage2"), "earlyExit.stage2").await?;
+                Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(|e| js_error(&e.to_string()))?)
+            }
+        };
         let policy = policy_from_js(&manifest, &get("policy"))?;
-        let session = HiSession::new(manifest, model, policy).map_err(|e| js_error(&e.to_string()))?;
+        let session =
+            HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(|e| js_error(&e.to_string()))?;
         let offload = OffloadClient::from_options(&get("endpoint"), &get("token"), &get("timeoutMs"), &get("networkDelayMs"))?;
 
         report("ready", "ready");

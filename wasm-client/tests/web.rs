@@ -14,11 +14,27 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 const MANIFEST: &str = include_str!("../../models/fashion-mnist/manifest.json");
 const TINY: &[u8] = include_bytes!("../../models/fashion-mnist/tiny.onnx");
+const EE_STAGE1: &[u8] = include_bytes!("../../models/fashion-mnist/ee_stage1.onnx");
+const EE_STAGE2: &[u8] = include_bytes!("../../models/fashion-mnist/ee_stage2.onnx");
 const IMAGES: &[u8] = include_bytes!("../../models/fashion-mnist/fixture/images.u8");
 const REFERENCE: &str = include_str!("native_reference.json");
 
 #[derive(Deserialize)]
+struct EeReference {
+    config: PolicyConfig,
+    steps: Vec<EeStep>,
+}
+
+#[derive(Deserialize)]
+struct EeStep {
+    stage: String,
+    label: usize,
+    offload: bool,
+}
+
+#[derive(Deserialize)]
 struct Reference {
+    ee_hi: EeReference,
     labels: Vec<usize>,
     probs: Vec<Vec<f32>>,
     policies: std::collections::BTreeMap<String, PolicyReference>,
@@ -109,6 +125,29 @@ async fn every_policy_decides_as_the_native_core() {
             serde_json::from_str(&String::from(js_sys::JSON::stringify(&by_name.policy().unwrap()).unwrap())).unwrap();
         assert_eq!(&cfg, &want.config, "{kind}");
     }
+}
+
+#[wasm_bindgen_test]
+async fn ee_hi_in_wasm_takes_the_native_paths() {
+    let reference = reference();
+    let o = options(policy_js(&reference.ee_hi.config), None);
+    let ee = Object::new();
+    set(&ee, "stage1", &Uint8Array::from(EE_STAGE1).into());
+    set(&ee, "stage2", &Uint8Array::from(EE_STAGE2).into());
+    set(o.unchecked_ref(), "earlyExit", &ee.into());
+    let c = match HiClient::create(o).await {
+        Ok(c) => c,
+        Err(e) => panic!("HiClient.create with earlyExit failed: {e:?}"),
+    };
+    for (i, want) in reference.ee_hi.steps.iter().enumerate() {
+        let r = c.classify_local(&image(i)).unwrap();
+        assert_eq!(get(&r, "localStage").as_string().as_deref(), Some(want.stage.as_str()), "image {i}");
+        assert_eq!(get(&r, "localLabel").as_f64(), Some(want.label as f64), "image {i}");
+        assert_eq!(get(&r, "offloadWanted").as_bool(), Some(want.offload), "image {i}");
+    }
+    // Without the early-exit model, ee_hi is refused with a reason.
+    let err = HiClient::create(options(JsValue::from_str("ee_hi"), None)).await.err().expect("ee_hi without earlyExit");
+    assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("earlyExit"));
 }
 
 #[wasm_bindgen_test]

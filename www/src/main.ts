@@ -60,6 +60,7 @@ async function load() {
     model: "./data/tiny.onnx",
     manifest: "./data/manifest.json",
     endpoint: state.workerUrl,
+    earlyExit: { stage1: "./data/ee_stage1.onnx", stage2: "./data/ee_stage2.onnx" },
     timeoutMs: 3000,
     onProgress: (p) => say(`Loading: ${p.message}...`),
   });
@@ -208,7 +209,7 @@ function showDetail(row: Row) {
     truth <b>${state.classes[row.truth]}</b> ${r.label === row.truth ? "✔" : "✘"}<br>
     tiny: ${state.classes[r.localLabel]}; large: ${r.remoteLabel === null ? "not asked" : state.classes[r.remoteLabel]}
     ${r.fallbackReason ? `<br>fallback: ${r.fallbackReason}` : ""}<br>
-    score ${r.score.toFixed(3)} vs threshold ${r.threshold === null ? "n/a" : r.threshold.toFixed(3)}<br>
+    local stage: ${r.localStage}${r.localStage === "full" ? "" : " (EE-HI)"}; score ${r.score.toFixed(3)} vs threshold ${r.threshold === null ? "n/a" : r.threshold.toFixed(3)}<br>
     preprocess ${ms(t.preprocessMs)} ms, tiny ${ms(t.localMs)} ms, decision ${ms(t.decisionMs)} ms,
     round trip ${ms(t.roundTripMs)} ms (Worker inference ${t.remoteMs === null ? "not measurable there" : ms(t.remoteMs) + " ms"}),
     total ${ms(t.totalMs)} ms, ${r.bytesSent} bytes sent
