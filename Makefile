@@ -22,7 +22,7 @@ export WRANGLER_HIDE_BANNER := true
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
 .PHONY: help deps tools data rust-targets build wasm worker test test-rust check-wasm test-browser test-worker \
-        test-npm test-e2e www eval calibrate bench bench-client bench-worker demo models
+        test-npm test-e2e www eval calibrate bench bench-native bench-client bench-worker demo models
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -51,7 +51,7 @@ worker: tools ## build the Worker into edge-worker/build (worker-build --release
 	cd edge-worker && $(WORKER_BUILD_ENV) worker-build --release
 	@echo "worker: $$(stat -c %s edge-worker/build/index_bg.wasm) bytes wasm, $$(gzip -9c edge-worker/build/index_bg.wasm | wc -c) gzip"
 
-test: deps test-rust check-wasm test-browser test-worker test-npm test-e2e ## run all tests
+test: deps test-rust check-wasm test-browser test-worker test-npm test-e2e test-bench ## run all tests
 	@echo "make test: all passed"
 
 test-rust: data ## native unit, parity and CLI tests
@@ -72,13 +72,19 @@ test-npm: wasm ## npm pack, install the tarball in an empty project, classify in
 test-e2e: worker www ## the demo page in headless Chromium against wrangler dev (Playwright)
 	node tests/e2e/demo.test.mjs
 
+test-bench: worker wasm ## the benchmark harness runs on a handful of samples (not a benchmark)
+	node tests/bench/harness.test.mjs
+
 eval: data build ## print the HI trade-off table on the 10,000 test images
 	$(HIEDGE) eval
 
 calibrate: data build ## fit the decision module on the calibration set and write it to the manifest
 	$(HIEDGE) calibrate
 
-bench: data build ## time both models natively, side by side; writes bench/native.md
+bench: data worker wasm ## one headless Chromium run against the Worker: HI, EE-HI, baselines, tract vs onnxruntime-web; writes bench/results.{md,json}
+	node scripts/bench.mjs --n $${BENCH_N:-1000} --out bench
+
+bench-native: data build ## time both models natively, side by side; writes bench/native.md
 	$(HIEDGE) bench --out bench/native.md
 
 bench-client: wasm ## the tiny model in headless Chromium: timings over 1,000 samples, package size; writes bench/client.md

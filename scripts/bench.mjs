@@ -1,0 +1,102 @@
+// `make bench`: one headless Chromium run of bench/bench.html against the local Worker (wrangler
+// dev): tiny-only, large-on-device (the large model in wasm), always-offload, HI (each policy at its
+// calibrated point) and EE-HI, at emulated extra round trips; plus tract-wasm vs onnxruntime-web on
+// the same ONNX files. Writes <out>/results.json and <out>/results.md.
+// Usage: node scripts/bench.mjs [--n 1000] [--rtts 0,20,80] [--ort-n 300] [--out bench]
+import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
+import { startWorker } from "../tests/support/wrangler.mjs";
+
+const repo = resolve(import.meta.dirname, "..");
+const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
+const n = Number(arg("n", 1000));
+const rtts = arg("rtts", "0,20,80");
+const ortN = Number(arg("ort-n", 300));
+const out = resolve(repo, arg("out", "bench"));
+if (!(n >= 1 && n <= 10000)) throw new Error("--n must be 1..10000");
+
+// The first n Fashion-MNIST test images, from Debian's dataset-fashion-mnist.
+const dataDir = process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist";
+const idx = (f) => gunzipSync(readFileSync(join(dataDir, f)));
+const data = join(repo, "test-results/bench-data");
+mkdirSync(data, { recursive: true });
+writeFileSync(join(data, "images.u8"), idx("t10k-images-idx3-ubyte.gz").subarray(16, 16 + n * 784));
+writeFileSync(join(data, "labels.u8"), idx("t10k-labels-idx1-ubyte.gz").subarray(8, 8 + n));
+
+const worker = await startWorker();
+const server = await serveStatic(repo);
+const browser = await launchChromium();
+let result;
+try {
+  const page = await browser.newPage();
+  const url = `${server.url}/bench/bench.html?n=${n}&rtts=${rtts}&ortN=${ortN}&worker=${encodeURIComponent(worker.url)}` +
+    `&images=/test-results/bench-data/images.u8&labels=/test-results/bench-data/labels.u8`;
+  await page.goto(url);
+  const timer = setInterval(async () => {
+    try { process.stderr.write(`\r${await page.textContent("#progress")}        `); } catch {}
+  }, 5000);
+  await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 3 * 3600_000 });
+  clearInterval(timer);
+  result = await page.evaluate(() => window.__bench);
+} finally {
+  await browser.close();
+  await server.close();
+  await worker.stop();
+}
+if (result.error) throw new Error(result.error);
+process.stderr.write("\n");
+
+// Summaries: HI vs large-on-device at equal accuracy (within 0.3 points), EE-HI vs HI.
+const rows = result.rows;
+const large = rows.find((r) => r.name === "large-on-device");
+const summary = { hiVsLargeOnDevice: [], eeVsHi: [] };
+for (const rtt of result.rtts) {
+  const at = rows.filter((r) => r.rttMs === rtt);
+  const hi = at.filter((r) => r.name.startsWith("HI ") && r.accuracy >= large.accuracy - 0.003).sort((a, b) => a.meanMs - b.meanMs)[0];
+  summary.hiVsLargeOnDevice.push(hi
+    ? { rttMs: rtt, hi: hi.name, hiMeanMs: hi.meanMs, largeMeanMs: large.meanMs, reduction: 1 - hi.meanMs / large.meanMs,
+        hiAccuracy: hi.accuracy, largeAccuracy: large.accuracy }
+    : { rttMs: rtt, hi: null, note: "no HI row within 0.3 points of large-on-device accuracy" });
+  const ee = at.find((r) => r.name === "EE-HI");
+  const ref = at.find((r) => r.name === "HI logistic_top2");
+  if (ee && ref) summary.eeVsHi.push({ rttMs: rtt, deviceReduction: 1 - ee.deviceMs / ref.deviceMs,
+    latencyReduction: 1 - ee.meanMs / ref.meanMs, eeAccuracy: ee.accuracy, hiAccuracy: ref.accuracy });
+}
+const machine = `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical CPUs, shared)`;
+const json = { command: `node scripts/bench.mjs --n ${n} --rtts ${rtts} --ort-n ${ortN}`, machine, date: new Date().toISOString(), ...result, summary };
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, "results.json"), JSON.stringify(json, null, 2) + "\n");
+
+const pct = (x) => (100 * x).toFixed(2);
+const f = (x, d = 3) => (x === null || x === undefined ? "-" : x.toFixed(d));
+let md = `# hiedge benchmark (\`make bench\`)\n\n`;
+md += `Command: \`${json.command}\` (\`make bench\`), ${json.date}. Machine: ${machine}; headless Debian Chromium `;
+md += `(${result.userAgent.match(/Chrome\/[\d.]+/)?.[0]}), cross-origin isolated: ${result.crossOriginIsolated}; the Worker under `;
+md += `\`wrangler dev\` (workerd) on 127.0.0.1 of the same machine. One page, one run, the first ${n} Fashion-MNIST test images, `;
+md += `one sample at a time. Extra round trip = delay the client adds before each offload (\`networkDelayMs\`), on top of the `;
+md += `loopback round trip through wrangler's proxy. Device compute = preprocessing + local model(s) + decision in the browser `;
+md += `(the always-offload row runs the tiny model too: HiClient always does). HI rows use each policy's calibrated threshold.\n\n`;
+md += `| row | extra RTT ms | accuracy % | offload % | exited early % | mean ms | p95 ms | device ms | bytes sent/sample | fallbacks |\n`;
+md += `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
+for (const r of rows) {
+  md += `| ${r.name} | ${r.rttMs ?? "-"} | ${pct(r.accuracy)} | ${pct(r.offload)} | ${pct(r.exitedEarly)} | ${f(r.meanMs)} | ${f(r.p95Ms)} | ${f(r.deviceMs, 4)} | ${f(r.bytesPerSample, 1)} | ${r.fallback} |\n`;
+}
+md += `\n## Against the papers' claims\n\n`;
+md += `HI vs running the large model on the device, at equal accuracy (HI row with the lowest mean latency among those within 0.3 points of large-on-device); the paper reports up to 73% lower latency:\n\n`;
+md += `| extra RTT ms | HI row | HI accuracy % | large-on-device accuracy % | HI mean ms | large-on-device mean ms | latency reduction |\n|---:|---|---:|---:|---:|---:|---:|\n`;
+for (const s of summary.hiVsLargeOnDevice) {
+  md += s.hi ? `| ${s.rttMs} | ${s.hi} | ${pct(s.hiAccuracy)} | ${pct(s.largeAccuracy)} | ${f(s.hiMeanMs)} | ${f(s.largeMeanMs)} | ${pct(s.reduction)}% |\n`
+    : `| ${s.rttMs} | ${s.note} | | | | | |\n`;
+}
+md += `\nEE-HI vs HI (logistic_top2): the paper reports ~60% lower latency with early exit:\n\n`;
+md += `| extra RTT ms | EE-HI accuracy % | HI accuracy % | device compute reduction | end-to-end latency reduction |\n|---:|---:|---:|---:|---:|\n`;
+for (const s of summary.eeVsHi) md += `| ${s.rttMs} | ${pct(s.eeAccuracy)} | ${pct(s.hiAccuracy)} | ${pct(s.deviceReduction)}% | ${pct(s.latencyReduction)}% |\n`;
+md += `\n## tract-wasm vs onnxruntime-web\n\nThe same ONNX files, same images, interleaved in the same page after 20 warm-up runs: tract in the \`hiedge\` package (simd128; the model call inside \`classifyLocal\`) vs onnxruntime-web ${result.ortVersion} (wasm backend, 1 thread, files served from node_modules; \`session.run\`).\n\n`;
+md += `| model | tract-wasm median ms | onnxruntime-web median ms | tract / ort | argmax agreement | runs |\n|---|---:|---:|---:|---:|---:|\n`;
+for (const [name, r] of Object.entries(result.runtimes)) md += `| ${name} | ${f(r.tractMedianMs, 4)} | ${f(r.ortMedianMs, 4)} | ${f(r.ratio, 2)}x | ${pct(r.argmaxAgreement)}% | ${r.samples} |\n`;
+writeFileSync(join(out, "results.md"), md);
+console.log(md);
+console.log(`wrote ${join(out, "results.md")} and results.json`);
