@@ -97,6 +97,13 @@ for (const s of summary.eeVsHi) md += `| ${s.rttMs} | ${pct(s.eeAccuracy)} | ${p
 md += `\n## tract-wasm vs onnxruntime-web\n\nThe same ONNX files, same images, interleaved in the same page after 20 warm-up runs: tract in the \`hiedge\` package (simd128; the model call inside \`classifyLocal\`) vs onnxruntime-web ${result.ortVersion} (wasm backend, 1 thread, files served from node_modules; \`session.run\`).\n\n`;
 md += `| model | tract-wasm median ms | onnxruntime-web median ms | tract / ort | argmax agreement | runs |\n|---|---:|---:|---:|---:|---:|\n`;
 for (const [name, r] of Object.entries(result.runtimes)) md += `| ${name} | ${f(r.tractMedianMs, 4)} | ${f(r.ortMedianMs, 4)} | ${f(r.ratio, 2)}x | ${pct(r.argmaxAgreement)}% | ${r.samples} |\n`;
+if (result.profile?.length) {
+  const total = result.profile.reduce((a, o) => a + o.ms, 0);
+  md += `\nWhere tract's time goes on the tiny model in this browser (\`HiClient.profile\`: every operation of the optimised plan timed with performance.now over 300 runs; the timer calls add overhead, so the total exceeds a plain run):\n\n`;
+  md += `| operation | node | mean ms/run | share |\n|---|---|---:|---:|\n`;
+  for (const o of result.profile.slice(0, 8)) md += `| ${o.op} | ${o.node} | ${o.ms.toFixed(4)} | ${pct(o.ms / total)}% |\n`;
+  md += `| (all ${result.profile.length} operations) | | ${total.toFixed(4)} | 100.00% |\n`;
+}
 writeFileSync(join(out, "results.md"), md);
 console.log(md);
 console.log(`wrote ${join(out, "results.md")} and results.json`);

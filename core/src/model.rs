@@ -126,6 +126,48 @@ impl Model {
     }
 }
 
+/// Time spent in one operation of a plan, averaged over profiled runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OpTime {
+    /// Node name in the optimised graph.
+    pub node: String,
+    /// Operation, as tract names it after optimisation.
+    pub op: String,
+    /// Mean milliseconds per run.
+    pub ms: f64,
+}
+
+impl Model {
+    /// Runs the model `runs` times on `pixels`, timing every operation of the optimised plan with
+    /// `clock` (milliseconds); the slowest first. Preprocessing is not included.
+    pub fn profile(&self, pixels: &[u8], runs: usize, clock: &dyn Fn() -> f64) -> Result<Vec<OpTime>> {
+        use tract_onnx::tract_core::plan::{eval, SimpleState};
+        let input = self.pre.run(pixels)?;
+        let runs = runs.max(1);
+        let mut totals: Vec<f64> = vec![0.0; self.plan.model().nodes().len()];
+        let mut state = SimpleState::new(&self.plan)?;
+        for _ in 0..runs {
+            let tensor = Tensor::from_shape(&self.shape, &input)?;
+            state.run_plan_with_eval(tvec!(tensor.into_tvalue()), |ctx, op_state, node, inputs| {
+                let t0 = clock();
+                let out = eval(ctx, op_state, node, inputs);
+                if let Some(t) = totals.get_mut(node.id) {
+                    *t += clock() - t0;
+                }
+                out
+            })?;
+        }
+        let nodes = self.plan.model().nodes();
+        let mut ops: Vec<OpTime> = nodes
+            .iter()
+            .zip(&totals)
+            .map(|(n, t)| OpTime { node: n.name.clone(), op: n.op().name().to_string(), ms: t / runs as f64 })
+            .collect();
+        ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(ops)
+    }
+}
+
 /// Parses ONNX bytes with input 0 fixed to an f32 tensor of `shape`, optimises, makes it runnable.
 pub(crate) fn optimised_plan(onnx: &[u8], shape: &[usize]) -> Result<Plan> {
     Ok(tract_onnx::onnx()

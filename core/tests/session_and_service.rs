@@ -106,6 +106,17 @@ fn online_hedge_learns_from_remote_labels_in_a_session() {
 }
 
 #[test]
+fn profiling_names_every_operation_and_times_them() {
+    let s = session(PolicyConfig::AlwaysLocal);
+    let fx = fixture(s.manifest());
+    let ops = s.model().profile(fx.image(0), 20, &clock()).unwrap();
+    assert!(ops.len() >= 3, "{ops:?}");
+    assert!(ops.windows(2).all(|w| w[0].ms >= w[1].ms), "slowest first");
+    assert!(ops[0].ms > 0.0 && ops.iter().all(|o| !o.op.is_empty()));
+    assert!(s.model().profile(&[0u8; 3], 1, &clock()).is_err());
+}
+
+#[test]
 fn model_service_matches_native_tract_and_loads_lazily() {
     let json = manifest_json();
     let manifest = Manifest::from_json(&json).unwrap();

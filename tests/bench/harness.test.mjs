@@ -29,4 +29,5 @@ for (const m of ["tiny", "large"]) {
   assert.equal(r.runtimes[m].argmaxAgreement, 1, `${m}: tract and onnxruntime-web disagree`);
 }
 assert.match(readFileSync(join(out, "results.md"), "utf8"), /tract-wasm vs onnxruntime-web/);
+assert.ok(r.profile.length >= 3 && r.profile.every((o) => o.op && o.ms >= 0), "per-operation profile of the tiny model");
 console.log("bench harness: all rows present and consistent");

@@ -194,6 +194,15 @@ impl HiClient {
         to_js(&result)
     }
 
+    /// Times every operation of the local model's optimised tract plan over `runs` runs on `pixels`
+    /// (mean ms per run, slowest first): where the local inference time goes.
+    #[wasm_bindgen(unchecked_return_type = "Array<{ node: string; op: string; ms: number }>")]
+    pub fn profile(&self, pixels: &Uint8Array, runs: usize) -> Result<JsValue, JsValue> {
+        let session = self.inner.borrow();
+        let ops = session.model().profile(&pixels.to_vec(), runs, &now_ms).map_err(|e| js_error(&e.to_string()))?;
+        to_js(&ops)
+    }
+
     /// Replaces the decision policy (a kind name or a full configuration; see `PolicyConfig`).
     #[wasm_bindgen(js_name = setPolicy)]
     pub fn set_policy(&self, #[wasm_bindgen(unchecked_param_type = "PolicyConfig")] policy: JsValue) -> Result<(), JsValue> {
