@@ -56,7 +56,7 @@ impl WranglerDev {
     pub fn start(repo: &Path, vars: &[(&str, &str)]) -> Result<Self> {
         let wrangler = repo.join("node_modules/.bin/wrangler");
         if !wrangler.exists() {
-            bail!("{} is missing: run `make tools` (npm ci)", wrangler.display());
+            bail!("{} is missing: run `make tools`", wrangler.display());
         }
         if !repo.join("edge-worker/build/index.js").exists() {
             bail!("the Worker is not built: run `make worker`");

@@ -101,7 +101,7 @@ fn classify(base: &str, pixels: &[u8]) -> ClassifyResponse {
 }
 
 #[test]
-#[ignore = "needs the built Worker (make worker) and wrangler (npm ci): run by `make test-worker`"]
+#[ignore = "needs the built Worker (make worker) and wrangler (make tools): run by `make test-worker`"]
 fn worker_matches_native_tract_and_survives_hostile_requests() {
     let m = manifest();
     let fx = fixture(&m);
