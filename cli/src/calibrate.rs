@@ -9,10 +9,9 @@ use hiedge_core::manifest::DecisionParams;
 use hiedge_core::policy::ScoreRule;
 use hiedge_core::sweep::Samples;
 
-use hiedge_core::early_exit::{EeCost, EeHiCalibrated, EeSamples};
-use hiedge_core::model::argmax;
+use hiedge_core::early_exit::{EeCost, EeHiCalibrated};
 
-use crate::data::{calibration_split, device_ms, ee_probs, logits, ModelSet};
+use crate::data::{calibration_split, device_ms, ee_samples, logits, ModelSet};
 use crate::Paths;
 
 pub fn run(paths: &Paths, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<()> {
@@ -58,12 +57,10 @@ pub fn run(paths: &Paths, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<(
     let early_exit = match &set.ee {
         None => None,
         Some(ee) => {
-            let (exit, fin) = ee_probs(ee, &split)?;
-            let large_labels: Vec<usize> = large.iter().map(|l| argmax(l)).collect();
-            let ee_samples = EeSamples::new(&exit, &fin, &large_labels, &split.labels)?;
+            let ee_set = ee_samples(ee, &split, &large)?;
             let (_, stage1_ms, stage2_ms) = device_ms(&set.tiny, ee, &split, 500)?;
             let cost = EeCost { stage1_ms, stage2_ms, offload_ms: rtt_ms };
-            match ee_samples.fit(target, &cost) {
+            match ee_set.fit(target, &cost) {
                 Some((thresholds, calibration)) => {
                     eprintln!(
                         "{:>14}: {thresholds:?} offloads {:.2}%, exits {:.2}% after stage 1, runs stage 2 on {:.2}%, \

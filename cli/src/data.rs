@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
-use hiedge_core::early_exit::EarlyExitModel;
-use hiedge_core::model::softmax;
+use hiedge_core::early_exit::{EarlyExitModel, EeSamples};
+use hiedge_core::model::{argmax, softmax};
 use hiedge_core::{Manifest, Model};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -118,8 +118,9 @@ pub fn logits(model: &Model, split: &Split, what: &str) -> Result<Vec<Vec<f32>>>
     out
 }
 
-/// Both heads' softmax probabilities of the early-exit model for every image of `split`.
-pub fn ee_probs(ee: &EarlyExitModel, split: &Split) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+/// EE-HI's per-sample facts for `split`: both early-exit heads run on every image (softmax at
+/// temperature 1, with a progress bar), next to the large model's `large_logits` and the labels.
+pub fn ee_samples(ee: &EarlyExitModel, split: &Split, large_logits: &[Vec<f32>]) -> Result<EeSamples> {
     let bar = progress(split, "early exit");
     let (mut exit, mut fin) = (Vec::with_capacity(split.len()), Vec::with_capacity(split.len()));
     for i in 0..split.len() {
@@ -129,7 +130,8 @@ pub fn ee_probs(ee: &EarlyExitModel, split: &Split) -> Result<(Vec<Vec<f32>>, Ve
         fin.push(softmax(&ee.stage2(&features)?, 1.0));
     }
     bar.finish_and_clear();
-    Ok((exit, fin))
+    let large_labels: Vec<usize> = large_logits.iter().map(|l| argmax(l)).collect();
+    Ok(EeSamples::new(&exit, &fin, &large_labels, &split.labels)?)
 }
 
 /// Median native milliseconds of (tiny model, early-exit stage 1, stage 2) over the first `n`

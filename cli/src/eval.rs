@@ -6,10 +6,9 @@ use hiedge_core::sweep::Samples;
 use hiedge_core::{Metrics, PolicyConfig};
 use serde::Serialize;
 
-use hiedge_core::early_exit::{EeHiThresholds, EeOutcome, EeSamples};
-use hiedge_core::model::argmax;
+use hiedge_core::early_exit::{EeHiThresholds, EeOutcome};
 
-use crate::data::{device_ms, ee_probs, logits, test_split, ModelSet};
+use crate::data::{device_ms, ee_samples, logits, test_split, ModelSet};
 use crate::Paths;
 
 /// Offload costs reported for every row.
@@ -121,21 +120,16 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
 
     let ee_hi = match (&set.ee, set.manifest.decision.as_ref().and_then(|d| d.early_exit)) {
         (Some(ee), Some(cal)) => {
-            let (exit, fin) = ee_probs(ee, &split)?;
-            let large_labels: Vec<usize> = large.iter().map(|l| argmax(l)).collect();
-            let ee_samples = EeSamples::new(&exit, &fin, &large_labels, &split.labels)?;
-            let head = |p: &Vec<Vec<f32>>| {
-                p.iter().zip(&split.labels).filter(|(p, &t)| argmax(p) == t).count() as f64 / split.len() as f64
-            };
+            let ee_set = ee_samples(ee, &split, &large)?;
             let (tiny_ms, stage1_ms, stage2_ms) = device_ms(&set.tiny, ee, &split, 500)?;
             let hi = set.manifest.threshold("logistic_top2").zip(rules(&set).pop()).map(|(t, rule)| {
                 Row::new(rule.key(), format!("calibrated {t:.4}"), Some(t), &samples.at_threshold(&rule, t))
             });
             Some(EeReport {
                 thresholds: cal.thresholds,
-                outcome: ee_samples.simulate(&cal.thresholds),
-                exit_head_accuracy: head(&exit),
-                final_head_accuracy: head(&fin),
+                outcome: ee_set.simulate(&cal.thresholds),
+                exit_head_accuracy: ee_set.exit_head_accuracy(),
+                final_head_accuracy: ee_set.final_head_accuracy(),
                 tiny_ms,
                 stage1_ms,
                 stage2_ms,

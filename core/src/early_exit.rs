@@ -156,20 +156,33 @@ impl EeHiThresholds {
     /// The decision after stage 1, from the exit head's probabilities.
     pub fn after_stage1(&self, exit_probs: &[f32]) -> Result<AfterStage1> {
         validate_probs(exit_probs)?;
-        let p1 = top2(exit_probs).0;
-        Ok(if p1 > self.exit {
-            AfterStage1::Exit
-        } else if p1 <= self.offload {
-            AfterStage1::Offload
-        } else {
-            AfterStage1::Continue
-        })
+        Ok(self.after_stage1_p1(top2(exit_probs).0))
     }
 
     /// The decision after stage 2, from the final head's probabilities.
     pub fn after_stage2(&self, final_probs: &[f32]) -> Result<Action> {
         validate_probs(final_probs)?;
-        Ok(if top2(final_probs).0 <= self.hi { Action::Offload } else { Action::Keep })
+        Ok(self.after_stage2_p1(top2(final_probs).0))
+    }
+
+    /// The stage-1 rule on the exit head's top probability.
+    fn after_stage1_p1(&self, p1: f32) -> AfterStage1 {
+        if p1 > self.exit {
+            AfterStage1::Exit
+        } else if p1 <= self.offload {
+            AfterStage1::Offload
+        } else {
+            AfterStage1::Continue
+        }
+    }
+
+    /// The stage-2 rule (MaxProb HI) on the final head's top probability.
+    fn after_stage2_p1(&self, p1: f32) -> Action {
+        if p1 <= self.hi {
+            Action::Offload
+        } else {
+            Action::Keep
+        }
     }
 }
 
@@ -254,26 +267,41 @@ impl EeSamples {
         self.exit_p1.is_empty()
     }
 
+    /// Accuracy of the exit head alone on these samples.
+    pub fn exit_head_accuracy(&self) -> f64 {
+        fraction(&self.exit_right)
+    }
+
+    /// Accuracy of the final head alone on these samples.
+    pub fn final_head_accuracy(&self) -> f64 {
+        fraction(&self.final_right)
+    }
+
     /// EE-HI with thresholds `th` on these samples.
     pub fn simulate(&self, th: &EeHiThresholds) -> EeOutcome {
         let (mut right, mut off, mut exited, mut s2) = (0usize, 0usize, 0usize, 0usize);
         for i in 0..self.len() {
-            let e = self.exit_p1[i];
-            if e > th.exit {
-                exited += 1;
-                right += self.exit_right[i] as usize;
-            } else if e <= th.offload {
-                off += 1;
-                right += self.large_right[i] as usize;
-            } else {
-                s2 += 1;
-                if self.final_p1[i] <= th.hi {
-                    off += 1;
-                    right += self.large_right[i] as usize;
-                } else {
-                    right += self.final_right[i] as usize;
+            let answer_right = match th.after_stage1_p1(self.exit_p1[i]) {
+                AfterStage1::Exit => {
+                    exited += 1;
+                    self.exit_right[i]
                 }
-            }
+                AfterStage1::Offload => {
+                    off += 1;
+                    self.large_right[i]
+                }
+                AfterStage1::Continue => {
+                    s2 += 1;
+                    match th.after_stage2_p1(self.final_p1[i]) {
+                        Action::Offload => {
+                            off += 1;
+                            self.large_right[i]
+                        }
+                        Action::Keep => self.final_right[i],
+                    }
+                }
+            };
+            right += answer_right as usize;
         }
         let n = self.len() as f64;
         EeOutcome { accuracy: right as f64 / n, offloaded: off as f64 / n, exited: exited as f64 / n, stage2: s2 as f64 / n }
@@ -301,6 +329,10 @@ impl EeSamples {
         }
         best.map(|(th, out, _)| (th, out))
     }
+}
+
+fn fraction(flags: &[bool]) -> f64 {
+    flags.iter().filter(|&&f| f).count() as f64 / flags.len().max(1) as f64
 }
 
 #[cfg(test)]
@@ -332,6 +364,7 @@ mod tests {
         let s = EeSamples::new(&exit, &fin, &large, &truth).unwrap();
         let out = s.simulate(&EeHiThresholds { exit: 0.9, offload: 0.5, hi: 0.6 });
         assert_eq!(out, EeOutcome { accuracy: 1.0, offloaded: 0.5, exited: 0.25, stage2: 0.5 });
+        assert_eq!((s.exit_head_accuracy(), s.final_head_accuracy()), (0.25, 0.5));
         // Everything through stage 2 and kept: samples 2 and 3 (final head wrong) are lost.
         assert_eq!(s.simulate(&EeHiThresholds { exit: 1.0, offload: 0.0, hi: 0.0 }).accuracy, 0.5);
         let cost = EeCost { stage1_ms: 0.1, stage2_ms: 0.2, offload_ms: 20.0 };

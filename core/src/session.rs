@@ -378,26 +378,16 @@ impl HiSession {
                         remote_label,
                         explored: decision.explored,
                     })?;
-                    timings.round_trip_ms = round_trip_ms;
                     timings.remote_ms = response.infer_ms;
                     HiResult {
                         label: remote_label,
                         class_name: class_name(remote_label),
                         confidence: response.probs.get(remote_label).copied().unwrap_or(0.0),
                         probs: response.probs,
-                        decision: Outcome::Offloaded,
-                        score: decision.score,
-                        threshold,
                         offload_wanted: true,
-                        explored: decision.explored,
-                        local_label: prediction.label,
-                        local_probs: prediction.probs.clone(),
                         remote_label: Some(remote_label),
                         remote_model: Some(response.model),
-                        fallback_reason: None,
-                        timings,
-                        bytes_sent: local.payload_bytes,
-                        local_stage: local.stage,
+                        ..local_only(Outcome::Offloaded, None, round_trip_ms, timings)
                     }
                 }
             }

@@ -277,7 +277,6 @@ fn policy_from_js(manifest: &Manifest, value: &JsValue) -> Result<PolicyConfig, 
         let json = js_sys::JSON::stringify(value).map_err(|_| js_error("policy is not a JSON object"))?;
         PolicyConfig::from_json(&String::from(json))
     };
-    let config = config.map_err(|e| js_error(&e.to_string()))?;
-    config.build().map_err(|e| js_error(&e.to_string()))?;
-    Ok(config)
+    // Its parameters are checked where it is built (HiSession::new / set_policy).
+    config.map_err(|e| js_error(&e.to_string()))
 }
