@@ -222,6 +222,14 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::ManifestInvalid { field: field.into(), reason: reason.into() }
 }
 
+/// Most values an input or feature tensor may have (16 Mi).
+const MAX_VALUES: usize = 16 * 1024 * 1024;
+
+/// The number of values of a shape, `None` on overflow.
+fn checked_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 impl Manifest {
     /// Parses and validates a manifest.
     pub fn from_json(json: &str) -> Result<Self> {
@@ -278,6 +286,9 @@ impl Manifest {
             if ee.feature_shape.is_empty() || ee.feature_shape.contains(&0) {
                 return Err(invalid("early_exit.feature_shape", "must be a non-empty shape without zeros"));
             }
+            if checked_len(&ee.feature_shape).is_none_or(|n| n > MAX_VALUES) {
+                return Err(invalid("early_exit.feature_shape", "has more values than hiedge accepts (16 Mi)"));
+            }
         }
         if let Some(d) = &self.decision {
             if !(d.temperature.is_finite() && d.temperature > 0.0) {
@@ -310,9 +321,9 @@ impl Manifest {
         if s.contains(&0) {
             return Err(invalid("input.shape", "no dimension may be 0"));
         }
-        let n = self.input_len();
-        if n > 16 * 1024 * 1024 {
-            return Err(invalid("input.shape", format!("{n} values is more than hiedge accepts (16 Mi)")));
+        match checked_len(s) {
+            Some(n) if n <= MAX_VALUES => {}
+            _ => return Err(invalid("input.shape", format!("{s:?} has more values than hiedge accepts (16 Mi)"))),
         }
         let norm = self.input.normalize;
         if !(norm.std.is_finite() && norm.std > 0.0) {
@@ -324,12 +335,22 @@ impl Manifest {
         if !norm.mean.is_finite() {
             return Err(invalid("input.normalize.mean", "must be a finite number"));
         }
+        for pixel in [0.0f32, 255.0] {
+            let value = (pixel * norm.scale - norm.mean) / norm.std;
+            if !value.is_finite() {
+                return Err(invalid(
+                    "input.normalize",
+                    format!("pixel value {pixel} normalises to {value}: scale, mean and std overflow f32"),
+                ));
+            }
+        }
         Ok(())
     }
 
-    /// Number of raw values (bytes for `u8`) one sample has.
+    /// Number of raw values (bytes for `u8`) one sample has (saturating: a validated manifest
+    /// has at most 16 Mi).
     pub fn input_len(&self) -> usize {
-        self.input.shape.iter().product()
+        self.input.shape.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// `(channels, height, width)` of one sample.
@@ -422,6 +443,10 @@ mod tests {
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 28, 28]))), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 0, 28, 28]))), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["normalize"]["std"] = 0.into())), "input.normalize.std");
+        // Found by fuzzing: a shape whose product overflows usize, and a normalisation that overflows f32.
+        let huge = serde_json::json!([1, u64::MAX / 2, 4, 4]);
+        assert_eq!(field_of(&edit(|v| v["input"]["shape"] = huge.clone())), "input.shape");
+        assert_eq!(field_of(&edit(|v| v["input"]["normalize"]["std"] = 1e-40.into())), "input.normalize");
         assert_eq!(field_of(&edit(|v| v["classes"] = serde_json::json!(["a"]))), "classes");
         assert_eq!(field_of(&edit(|v| v["classes"] = serde_json::json!(["a", "b", "a"]))), "classes[2]");
         assert_eq!(field_of(&edit(|v| v["models"] = serde_json::json!({}))), "models");

@@ -183,7 +183,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
     match method {
         "OPTIONS" => Ok(Route::Preflight),
         m if m == known.1 || (m == "HEAD" && known.1 == "GET") => Ok(known.0),
-        m => Err(ApiError::new(ErrorCode::MethodNotAllowed, format!("{path} accepts {} only, not {m}", known.1))),
+        m => Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{path} accepts {} only, not {}", known.1, m.chars().take(20).collect::<String>()),
+        )),
     }
 }
 
@@ -192,6 +195,14 @@ pub fn allowed_methods(route: Route) -> &'static str {
     match route {
         Route::Classify => "POST, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
+    }
+}
+
+/// The `Allow` header for a known path (its method and `OPTIONS`).
+pub fn allow_header(path: &str) -> &'static str {
+    match route("POST", path) {
+        Ok(r) => allowed_methods(r),
+        Err(_) => allowed_methods(Route::Health),
     }
 }
 

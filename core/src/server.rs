@@ -12,7 +12,7 @@
 //! ```
 
 use crate::model::sha256_hex;
-use crate::protocol::{ApiError, ClassifyResponse, ErrorCode, HealthResponse};
+use crate::protocol::{self, ApiError, ClassifyResponse, ErrorCode, HealthResponse, Route};
 use crate::{Manifest, Model};
 
 /// Default request body cap: 64 KiB (a Fashion-MNIST sample is 784 bytes).
@@ -36,10 +36,7 @@ impl AccessRules {
         let allowed_origins = match origins.map(str::trim) {
             None | Some("") | Some("*") => None,
             Some(list) => Some(
-                list.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect(),
+                list.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect(),
             ),
         };
         let api_token = token.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
@@ -71,8 +68,72 @@ impl AccessRules {
         match given {
             Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
             Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid")),
-            None => Err(ApiError::new(ErrorCode::Unauthorized, "this Worker needs `Authorization: Bearer <API_TOKEN>`")),
+            None => {
+                Err(ApiError::new(ErrorCode::Unauthorized, "this Worker needs `Authorization: Bearer <API_TOKEN>`"))
+            }
         }
+    }
+}
+
+/// A request as the Worker sees it before reading the body: untrusted strings, all of them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestHead<'a> {
+    /// The raw method (`GET`, `POST`, `OPTIONS`, or anything else a client sent).
+    pub method: &'a str,
+    /// The URL path.
+    pub path: &'a str,
+    /// The `Origin` header.
+    pub origin: Option<&'a str>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// The `Content-Length` header.
+    pub content_length: Option<&'a str>,
+}
+
+/// A request the Worker may serve: its route and the `Access-Control-Allow-Origin` to answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The route.
+    pub route: Route,
+    /// `Access-Control-Allow-Origin` for the response (`None`: not a browser request).
+    pub allow_origin: Option<String>,
+}
+
+/// A request refused before its body is read: the error, the CORS origin to answer it with (so a
+/// browser can read the JSON error), and the `Allow` header for a 405.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// What is wrong.
+    pub error: ApiError,
+    /// `Access-Control-Allow-Origin` for the error response.
+    pub allow_origin: Option<String>,
+    /// `Allow` header value, for 405.
+    pub allow: Option<&'static str>,
+}
+
+impl AccessRules {
+    /// Every check the Worker makes before reading a body, in order: origin (403, answered without
+    /// CORS), route (404/405), bearer token (401; not for the CORS preflight) and, for classify,
+    /// the content type and declared length (415/413/400). The body itself is checked with
+    /// [`protocol::check_classify_body`] once read.
+    pub fn admit(&self, head: &RequestHead<'_>) -> Result<Admitted, Box<Refused>> {
+        let allow_origin = self
+            .allow_origin(head.origin)
+            .map_err(|error| Box::new(Refused { error, allow_origin: None, allow: None }))?;
+        let refuse = |error: ApiError| {
+            let allow = (error.code == ErrorCode::MethodNotAllowed).then(|| protocol::allow_header(head.path));
+            Box::new(Refused { error, allow_origin: allow_origin.clone(), allow })
+        };
+        let route = protocol::route(head.method, head.path).map_err(refuse)?;
+        if route != Route::Preflight {
+            self.check_token(head.authorization).map_err(refuse)?;
+        }
+        if route == Route::Classify {
+            protocol::check_classify_headers(head.content_type, head.content_length, self.max_body).map_err(refuse)?;
+        }
+        Ok(Admitted { route, allow_origin })
     }
 }
 
@@ -200,6 +261,43 @@ mod tests {
             assert_eq!(locked.check_token(bad).unwrap_err().status(), 401, "{bad:?}");
         }
         assert!(locked.check_token(Some("Bearer tok")).is_ok());
+    }
+
+    #[test]
+    fn admit_checks_in_the_workers_order() {
+        let rules = AccessRules::from_vars(Some("https://a.example"), Some("tok"), Some("1000")).unwrap();
+        let classify = RequestHead {
+            method: "POST",
+            path: "/v1/classify",
+            origin: Some("https://a.example"),
+            authorization: Some("Bearer tok"),
+            content_type: Some("application/octet-stream"),
+            content_length: Some("784"),
+        };
+        let ok = rules.admit(&classify).unwrap();
+        assert_eq!((ok.route, ok.allow_origin.as_deref()), (Route::Classify, Some("https://a.example")));
+        let refused = |head: RequestHead<'_>| *rules.admit(&head).unwrap_err();
+        // A foreign origin is refused first, without CORS headers (the browser must not read it).
+        let r = refused(RequestHead { origin: Some("https://evil.example"), method: "PUT", ..classify });
+        assert_eq!((r.error.status(), r.allow_origin, r.allow), (403, None, None));
+        // 405 carries the Allow header and CORS; 404 and 401 carry CORS.
+        let r = refused(RequestHead { method: "GET", ..classify });
+        assert_eq!((r.error.status(), r.allow), (405, Some("POST, OPTIONS")));
+        assert_eq!(r.allow_origin.as_deref(), Some("https://a.example"));
+        let r = refused(RequestHead { method: "DELETE", path: "/v1/health", ..classify });
+        assert_eq!((r.error.status(), r.allow), (405, Some("GET, HEAD, OPTIONS")));
+        assert_eq!(refused(RequestHead { path: "/v1/../etc", ..classify }).error.status(), 404);
+        assert_eq!(refused(RequestHead { authorization: None, ..classify }).error.status(), 401);
+        // The preflight needs no token; headers are checked for classify only.
+        let pre = rules.admit(&RequestHead { method: "OPTIONS", authorization: None, ..classify }).unwrap();
+        assert_eq!(pre.route, Route::Preflight);
+        assert_eq!(refused(RequestHead { content_type: Some("text/plain"), ..classify }).error.status(), 415);
+        assert_eq!(refused(RequestHead { content_length: Some("1001"), ..classify }).error.status(), 413);
+        let health = RequestHead { method: "GET", path: "/v1/health", content_type: None, ..classify };
+        assert_eq!(rules.admit(&health).unwrap().route, Route::Health);
+        // A huge method is not echoed back whole.
+        let long = "X".repeat(10_000);
+        assert!(refused(RequestHead { method: &long, ..classify }).error.message.len() < 200);
     }
 
     #[test]

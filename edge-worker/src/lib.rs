@@ -10,7 +10,7 @@
 
 use futures_util::StreamExt;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route};
-use hiedge_core::server::{AccessRules, ModelService};
+use hiedge_core::server::{AccessRules, ModelService, RequestHead};
 use worker::{event, Context, Env, Headers, Request, Response, Result};
 
 const MANIFEST_JSON: &str = include_str!("../../models/fashion-mnist/manifest.json");
@@ -36,39 +36,40 @@ fn now_ms() -> f64 {
 
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    // The raw method: workers-rs maps unknown methods to GET.
-    let method = req.inner().method();
-    let path = req.path();
-    let origin = req.headers().get("Origin")?;
     let rules = match access_rules(&env) {
         Ok(r) => r,
         Err(e) => return error_response(&ApiError::new(ErrorCode::Internal, e), None),
     };
-    let allow_origin = match rules.allow_origin(origin.as_deref()) {
-        Ok(o) => o,
-        Err(e) => return error_response(&e, None),
+    // The raw method: workers-rs maps unknown methods to GET.
+    let method = req.inner().method();
+    let path = req.path();
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let (origin, authorization) = (header("Origin"), header("Authorization"));
+    let (content_type, content_length) = (header("Content-Type"), header("Content-Length"));
+    let head = RequestHead {
+        method: &method,
+        path: &path,
+        origin: origin.as_deref(),
+        authorization: authorization.as_deref(),
+        content_type: content_type.as_deref(),
+        content_length: content_length.as_deref(),
     };
-    let cors = allow_origin.as_deref();
-    let route = match protocol::route(&method, &path) {
-        Ok(r) => r,
-        Err(e) if e.code == ErrorCode::MethodNotAllowed => {
-            let allow = protocol::route("OPTIONS", &path).map(|_| allow_for(&path)).unwrap_or("");
-            let mut resp = error_response(&e, cors)?;
-            resp.headers_mut().set("Allow", allow)?;
+    let admitted = match rules.admit(&head) {
+        Ok(a) => a,
+        Err(refused) => {
+            let mut resp = error_response(&refused.error, refused.allow_origin.as_deref())?;
+            if let Some(allow) = refused.allow {
+                resp.headers_mut().set("Allow", allow)?;
+            }
             return Ok(resp);
         }
-        Err(e) => return error_response(&e, cors),
     };
-    if route == Route::Preflight {
-        return preflight(&path, cors);
-    }
-    if let Err(e) = rules.check_token(req.headers().get("Authorization")?.as_deref()) {
-        return error_response(&e, cors);
-    }
-    let result = match route {
-        Route::Classify => classify(&mut req, &rules).await,
+    let cors = admitted.allow_origin.as_deref();
+    let result = match admitted.route {
+        Route::Preflight => return preflight(&path, cors),
+        Route::Classify => classify(&mut req, &rules, content_length.is_some()).await,
         Route::Health => service().and_then(|s| json(&s.health())).map(|b| (b, None)),
-        _ => service().map(|s| (s.manifest_json().to_string(), None)),
+        Route::Models => service().map(|s| (s.manifest_json().to_string(), None)),
     };
     match result {
         Ok((body, server_timing)) => {
@@ -83,19 +84,19 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
     }
 }
 
-/// `POST /v1/classify`: headers first (type, declared length), then the body read with a cap, then
-/// the model. Returns the JSON body and the `Server-Timing` value.
-async fn classify(req: &mut Request, rules: &AccessRules) -> std::result::Result<(String, Option<String>), ApiError> {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
-    protocol::check_classify_headers(
-        header("Content-Type").as_deref(),
-        header("Content-Length").as_deref(),
-        rules.max_body,
-    )?;
+/// `POST /v1/classify` once its headers are admitted: the body read (whole when its length was
+/// declared and checked, else streamed with a cap), checked, then classified. Returns the JSON body
+/// and the `Server-Timing` value.
+async fn classify(
+    req: &mut Request,
+    rules: &AccessRules,
+    length_declared: bool,
+) -> std::result::Result<(String, Option<String>), ApiError> {
     let service = service()?;
-    // A declared length was checked against the cap above: read it whole. Without one, stream with a cap.
-    let body = if header("Content-Length").is_some() {
-        req.bytes().await.map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))?
+    let body = if length_declared {
+        req.bytes()
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))?
     } else {
         read_body_capped(req, rules.max_body).await?
     };
@@ -137,19 +138,12 @@ fn access_rules(env: &Env) -> std::result::Result<AccessRules, String> {
     AccessRules::from_vars(var("ALLOWED_ORIGINS").as_deref(), token.as_deref(), var("MAX_BODY_BYTES").as_deref())
 }
 
-fn allow_for(path: &str) -> &'static str {
-    match protocol::route("POST", path) {
-        Ok(Route::Classify) => protocol::allowed_methods(Route::Classify),
-        _ => protocol::allowed_methods(Route::Health),
-    }
-}
-
 fn preflight(path: &str, cors: Option<&str>) -> Result<Response> {
     let headers = cors_headers(cors)?;
-    headers.set("Access-Control-Allow-Methods", allow_for(path))?;
+    headers.set("Access-Control-Allow-Methods", protocol::allow_header(path))?;
     headers.set("Access-Control-Allow-Headers", "Content-Type, Authorization")?;
     headers.set("Access-Control-Max-Age", "86400")?;
-    headers.set("Allow", allow_for(path))?;
+    headers.set("Allow", protocol::allow_header(path))?;
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
