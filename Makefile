@@ -21,8 +21,9 @@ export WRANGLER_HIDE_BANNER := true
 # worker-build: use the tools installed here instead of downloading them from GitHub.
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
-.PHONY: help deps tools data rust-targets build wasm worker test test-rust check-wasm test-browser test-worker \
-        test-npm test-e2e www eval calibrate bench bench-native bench-client bench-worker demo models
+.PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust test-fuzz-corpus \
+        test-browser test-worker test-npm test-e2e www eval calibrate bench bench-native bench-client bench-worker \
+        demo models fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -38,8 +39,10 @@ data: ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when missi
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
-rust-targets: ## add the wasm32 target to the Rust toolchain when missing
+rust-targets: ## add the wasm32 target, rustfmt and clippy to the Rust toolchain when missing
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 build: ## build the native CLI (release, no LTO)
 	cargo build --release -p hiedge-cli
@@ -51,20 +54,34 @@ worker: tools ## build the Worker into edge-worker/build (worker-build --release
 	cd edge-worker && $(WORKER_BUILD_ENV) worker-build --release
 	@echo "worker: $$(stat -c %s edge-worker/build/index_bg.wasm) bytes wasm, $$(gzip -9c edge-worker/build/index_bg.wasm | wc -c) gzip"
 
-test: deps test-rust check-wasm test-browser test-worker test-npm test-e2e test-bench ## run all tests
+test: deps lint test-rust test-browser test-worker test-npm test-e2e test-bench ## run all tests (lint first)
 	@echo "make test: all passed"
 
-test-rust: data ## native unit, parity and CLI tests
-	cargo test -p hiedge-core -p hiedge-cli
+lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/
 
-check-wasm: rust-targets ## hiedge-core must build for wasm32-unknown-unknown
-	cargo check --target wasm32-unknown-unknown -p hiedge-core
+lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client, Worker, core)
+	cargo fmt --all --check
+	cargo clippy -p hiedge-core -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings
+
+lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts
+	node_modules/.bin/tsc --noEmit -p www/tsconfig.json
+
+test-rust: data ## native unit, parity, session/service, CLI and fuzz-corpus tests; fails if none ran
+	scripts/cargo-test-counted.sh -p hiedge-core -p hiedge-cli -p hiedge-fuzz
+
+test-fuzz-corpus: ## replay the committed fuzz corpus (stable, seconds; part of test-rust)
+	scripts/cargo-test-counted.sh -p hiedge-fuzz
+
+fuzz: ## run every fuzz target under libFuzzer (nightly) for FUZZ_SECONDS each (default 150); grows fuzz/corpus
+	scripts/fuzz.sh $${FUZZ_SECONDS:-150}
 
 test-browser: tools ## wasm-pack tests of the client in headless Chromium (Debian chromium + chromedriver)
 	scripts/test-browser.sh
 
 test-worker: worker ## the real Worker under wrangler dev: parity and hostile requests
-	cargo test -p hiedge-cli --test worker -- --ignored --nocapture
+	scripts/cargo-test-counted.sh -p hiedge-cli --test worker -- --ignored --nocapture
 
 test-npm: wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium
 	node tests/npm/pack-install.mjs

@@ -103,7 +103,11 @@ fn load(base: &str, images: &Arc<Vec<Vec<u8>>>, concurrency: usize, duration: Du
         errors,
         first_error,
         seconds,
-        latency: if all.is_empty() { Summary { median: f64::NAN, p95: f64::NAN, mean: f64::NAN } } else { summarise(all) },
+        latency: if all.is_empty() {
+            Summary { median: f64::NAN, p95: f64::NAN, mean: f64::NAN }
+        } else {
+            summarise(all)
+        },
         p99,
     }
 }
@@ -115,7 +119,14 @@ fn gzip_len(bytes: &[u8]) -> Result<usize> {
 }
 
 /// Runs the benchmark against `url`, or against a `wrangler dev` it starts itself.
-pub fn run(paths: &Paths, url: Option<String>, seconds: u64, concurrency: &[usize], pairs: usize, out: &Path) -> Result<()> {
+pub fn run(
+    paths: &Paths,
+    url: Option<String>,
+    seconds: u64,
+    concurrency: &[usize],
+    pairs: usize,
+    out: &Path,
+) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
     let split = test_split(paths, Some(1000))?;
     let images: Arc<Vec<Vec<u8>>> = Arc::new((0..split.len()).map(|i| split.images.item(i).to_vec()).collect());
@@ -226,7 +237,14 @@ pub fn run(paths: &Paths, url: Option<String>, seconds: u64, concurrency: &[usiz
          workerd inference (classify - health medians): **{workerd_infer:.3} ms**; native: **{:.3} ms**; \
          ratio workerd / native: **{:.2}x** (goal <= 2x). The Workers Free plan allows 10 ms CPU per request.\n\n\
          {reported_note}\n",
-        h.median, h.p95, c.median, c.p95, n.median, n.p95, n.median, workerd_infer / n.median
+        h.median,
+        h.p95,
+        c.median,
+        c.p95,
+        n.median,
+        n.p95,
+        n.median,
+        workerd_infer / n.median
     );
     md += &format!(
         "\n## Bundle\n\n| file | raw bytes | gzip -9 bytes |\n|---|---:|---:|\n\

@@ -36,7 +36,8 @@ impl ModelSet {
         let ee = match &manifest.early_exit {
             None => None,
             Some(e) => {
-                let read = |f: &str| std::fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()));
+                let read =
+                    |f: &str| std::fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()));
                 let (s1, s2) = (read(&e.stage1.file)?, read(&e.stage2.file)?);
                 Some(EarlyExitModel::load(&manifest, &s1, &s2).context("loading the early-exit model")?)
             }
@@ -64,7 +65,7 @@ fn read_idx(path: &Path) -> Result<IdxArray> {
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut bytes)
         .with_context(|| format!("decompressing {}", path.display()))?;
-    Ok(IdxArray::parse(&bytes).with_context(|| format!("parsing {}", path.display()))?)
+    IdxArray::parse(&bytes).with_context(|| format!("parsing {}", path.display()))
 }
 
 fn load_split(data: &Path, prefix: &str, range: Option<(usize, usize)>) -> Result<Split> {

@@ -224,7 +224,11 @@ fn print_ee(e: &EeReport) {
         pct(1.0 - o.exited - o.stage2),
         pct(o.stage2)
     );
-    println!("| early-exit model, exit head only | {} | 0.00 | 100.00 | 0.00 | 0.00 | {:.4} |", pct(e.exit_head_accuracy), e.stage1_ms);
+    println!(
+        "| early-exit model, exit head only | {} | 0.00 | 100.00 | 0.00 | 0.00 | {:.4} |",
+        pct(e.exit_head_accuracy),
+        e.stage1_ms
+    );
     println!(
         "| early-exit model, final head only | {} | 0.00 | 0.00 | 0.00 | 100.00 | {:.4} |",
         pct(e.final_head_accuracy),

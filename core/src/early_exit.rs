@@ -45,7 +45,9 @@ impl EarlyExitModel {
             name: "early_exit".into(),
             available: manifest.models.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
-        for (name, bytes, want) in [("early_exit.stage1", stage1, &entry.stage1), ("early_exit.stage2", stage2, &entry.stage2)] {
+        for (name, bytes, want) in
+            [("early_exit.stage1", stage1, &entry.stage1), ("early_exit.stage2", stage2, &entry.stage2)]
+        {
             let actual = sha256_hex(bytes);
             if actual != want.sha256 {
                 return Err(Error::ModelHashMismatch { name: name.into(), expected: want.sha256.clone(), actual });
@@ -85,7 +87,10 @@ impl EarlyExitModel {
         let features = Features(out.swap_remove(1));
         let expected: usize = self.feature_shape.iter().product();
         if features.0.len() != expected {
-            return Err(Error::Model(format!("stage 1 features have {} values, expected {expected}", features.0.len())));
+            return Err(Error::Model(format!(
+                "stage 1 features have {} values, expected {expected}",
+                features.0.len()
+            )));
         }
         Ok((out.swap_remove(0), features))
     }
@@ -304,7 +309,12 @@ impl EeSamples {
             right += answer_right as usize;
         }
         let n = self.len() as f64;
-        EeOutcome { accuracy: right as f64 / n, offloaded: off as f64 / n, exited: exited as f64 / n, stage2: s2 as f64 / n }
+        EeOutcome {
+            accuracy: right as f64 / n,
+            offloaded: off as f64 / n,
+            exited: exited as f64 / n,
+            stage2: s2 as f64 / n,
+        }
     }
 
     /// The thresholds (on a 0.01 grid) that reach `target` accuracy with the least expected latency

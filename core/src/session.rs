@@ -241,8 +241,14 @@ impl HiSession {
         policy: PolicyConfig,
     ) -> Result<Self> {
         let built = policy.build()?;
-        let session =
-            HiSession { manifest, model, early_exit, policy_config: policy, policy: built, stats: SessionStats::default() };
+        let session = HiSession {
+            manifest,
+            model,
+            early_exit,
+            policy_config: policy,
+            policy: built,
+            stats: SessionStats::default(),
+        };
         session.check_policy(&session.policy_config)?;
         Ok(session)
     }

@@ -21,8 +21,8 @@ mod offload;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use hiedge_core::session::{HiSession, RemoteOutcome};
 use hiedge_core::early_exit::EarlyExitModel;
+use hiedge_core::session::{HiSession, RemoteOutcome};
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -107,7 +107,9 @@ pub struct HiClient {
 impl HiClient {
     /// Loads the manifest and the tiny model (fetching them when given URLs), builds the tract plan
     /// once, and sets up the decision policy and the offload client.
-    pub async fn create(#[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue) -> Result<HiClient, JsValue> {
+    pub async fn create(
+        #[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue,
+    ) -> Result<HiClient, JsValue> {
         if !options.is_object() {
             return Err(js_error("HiClient.create needs an options object: { model, manifest, endpoint }"));
         }
@@ -145,7 +147,8 @@ impl HiClient {
         let policy = policy_from_js(&manifest, &get("policy"))?;
         let session =
             HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(|e| js_error(&e.to_string()))?;
-        let offload = OffloadClient::from_options(&get("endpoint"), &get("token"), &get("timeoutMs"), &get("networkDelayMs"))?;
+        let offload =
+            OffloadClient::from_options(&get("endpoint"), &get("token"), &get("timeoutMs"), &get("networkDelayMs"))?;
 
         report("ready", "ready");
         Ok(HiClient { inner: Rc::new(RefCell::new(session)), offload: Rc::new(RefCell::new(offload)) })
@@ -205,7 +208,10 @@ impl HiClient {
 
     /// Replaces the decision policy (a kind name or a full configuration; see `PolicyConfig`).
     #[wasm_bindgen(js_name = setPolicy)]
-    pub fn set_policy(&self, #[wasm_bindgen(unchecked_param_type = "PolicyConfig")] policy: JsValue) -> Result<(), JsValue> {
+    pub fn set_policy(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PolicyConfig")] policy: JsValue,
+    ) -> Result<(), JsValue> {
         let mut session = self.inner.borrow_mut();
         let config = policy_from_js(session.manifest(), &policy)?;
         session.set_policy(config).map_err(|e| js_error(&e.to_string()))

@@ -33,7 +33,12 @@ fn number(value: &JsValue, name: &str, default: f64) -> Result<f64, JsValue> {
 
 impl OffloadClient {
     /// From the `endpoint`, `token`, `timeoutMs` and `networkDelayMs` options.
-    pub fn from_options(endpoint: &JsValue, token: &JsValue, timeout: &JsValue, delay: &JsValue) -> Result<Self, JsValue> {
+    pub fn from_options(
+        endpoint: &JsValue,
+        token: &JsValue,
+        timeout: &JsValue,
+        delay: &JsValue,
+    ) -> Result<Self, JsValue> {
         let mut client = OffloadClient {
             url: None,
             token: token.as_string().filter(|t| !t.is_empty()),

@@ -21,15 +21,23 @@ const state = {
   workerDown: false,
 };
 // For the end-to-end tests and the curious: every result, as the page has it.
-(window as any).hiedgeDemo = { state, rows: state.rows, ready: false, finished: 0 };
+// `rendered` is the number of samples the totals and charts last showed (`renders` counts renders),
+// so tests wait on them instead of sleeping.
+(window as any).hiedgeDemo = { state, rows: state.rows, ready: false, finished: 0, rendered: 0, renders: 0 };
 
 const SAMPLE = 784;
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 const ms = (x: number) => x.toFixed(2);
 
+/** Where offloads go: `?worker=` in the page URL (shown on the page as such), config.json, or the local default. */
 async function workerUrl(): Promise<string> {
   const fromQuery = new URLSearchParams(location.search).get("worker");
-  if (fromQuery) return fromQuery;
+  if (fromQuery) {
+    const notice = $("worker-from-url");
+    notice.textContent = `Offloads go to ${fromQuery}, set by ?worker= in this page's address. Samples you offload are sent there.`;
+    notice.classList.remove("hidden");
+    return fromQuery;
+  }
   try {
     const cfg = await (await fetch("./config.json", { cache: "no-store" })).json();
     if (cfg.workerUrl) return cfg.workerUrl;
@@ -199,22 +207,41 @@ function addThumb(row: Row) {
   $("grid").append(div);
 }
 
+/** An element with text children only: untrusted strings (network, URL, files) never become HTML. */
+function el(tag: string, children: (string | Node)[] = [], props: { className?: string; style?: string } = {}): HTMLElement {
+  const e = document.createElement(tag);
+  if (props.className) e.className = props.className;
+  if (props.style) e.setAttribute("style", props.style);
+  e.append(...children);
+  return e;
+}
+
+function probsTable(title: string, probs: number[]): HTMLElement {
+  const rows = probs.map((v, i) =>
+    el("tr", [el("td", [state.classes[i] ?? `class ${i}`]), el("td", [v.toFixed(3)]),
+      el("td", [el("span", [], { className: "bar", style: `width:${Math.round(Math.max(0, Math.min(1, v)) * 120)}px` })])]));
+  const head = el("th", [title]);
+  head.setAttribute("colspan", "3");
+  return el("table", [el("tr", [head]), ...rows]);
+}
+
 function showDetail(row: Row) {
   const r = row.result;
   const t = r.timings;
-  const probs = (p: number[]) =>
-    p.map((v, i) => `<tr><td>${state.classes[i]}</td><td>${v.toFixed(3)}</td><td><span class="bar" style="width:${Math.round(v * 120)}px"></span></td></tr>`).join("");
-  $("detail").innerHTML = `
-    <b>#${row.index}</b>: answered <b>${r.className}</b> (${r.decision}${r.explored ? ", exploring" : ""}),
-    truth <b>${state.classes[row.truth]}</b> ${r.label === row.truth ? "✔" : "✘"}<br>
-    tiny: ${state.classes[r.localLabel]}; large: ${r.remoteLabel === null ? "not asked" : state.classes[r.remoteLabel]}
-    ${r.fallbackReason ? `<br>fallback: ${r.fallbackReason}` : ""}<br>
-    local stage: ${r.localStage}${r.localStage === "full" ? "" : " (EE-HI)"}; score ${r.score.toFixed(3)} vs threshold ${r.threshold === null ? "n/a" : r.threshold.toFixed(3)}<br>
-    preprocess ${ms(t.preprocessMs)} ms, tiny ${ms(t.localMs)} ms, decision ${ms(t.decisionMs)} ms,
-    round trip ${ms(t.roundTripMs)} ms (Worker inference ${t.remoteMs === null ? "not measurable there" : ms(t.remoteMs) + " ms"}),
-    total ${ms(t.totalMs)} ms, ${r.bytesSent} bytes sent
-    <table><tr><th colspan="3">tiny model probabilities</th></tr>${probs(r.localProbs)}</table>
-    ${r.remoteLabel !== null ? `<table><tr><th colspan="3">large model probabilities</th></tr>${probs(r.probs)}</table>` : ""}`;
+  const name = (label: number | null) => (label === null ? "not asked" : state.classes[label] ?? `class ${label}`);
+  const lines: (string | Node)[][] = [
+    [el("b", [`#${row.index}`]), ": answered ", el("b", [r.className]), ` (${r.decision}${r.explored ? ", exploring" : ""}), truth `,
+      el("b", [name(row.truth)]), r.label === row.truth ? " ✔" : " ✘"],
+    [`tiny: ${name(r.localLabel)}; large: ${name(r.remoteLabel)}`],
+    // The fallback reason can quote the offload endpoint's response body: text only.
+    ...(r.fallbackReason ? [[el("span", [`fallback: ${r.fallbackReason}`], { className: "fallback-reason" })]] : []),
+    [`local stage: ${r.localStage}${r.localStage === "full" ? "" : " (EE-HI)"}; score ${r.score.toFixed(3)} vs threshold ${r.threshold === null ? "n/a" : r.threshold.toFixed(3)}`],
+    [`preprocess ${ms(t.preprocessMs)} ms, tiny ${ms(t.localMs)} ms, decision ${ms(t.decisionMs)} ms, round trip ${ms(t.roundTripMs)} ms ` +
+      `(Worker inference ${t.remoteMs === null ? "not measurable there" : ms(t.remoteMs) + " ms"}), total ${ms(t.totalMs)} ms, ${r.bytesSent} bytes sent`],
+  ];
+  const detail = $("detail");
+  detail.replaceChildren(...lines.map((parts) => el("div", parts)), probsTable("tiny model probabilities", r.localProbs));
+  if (r.remoteLabel !== null) detail.append(probsTable("large model probabilities", r.probs));
 }
 
 // ---- totals and charts ------------------------------------------------------------------------
@@ -326,6 +353,8 @@ function render() {
   charts.curve.data.datasets[0].data = sweep;
   charts.curve.data.datasets[1].data = n ? [{ x: (100 * wanted) / n, y: (100 * correct) / n }] : [];
   charts.curve.update();
+  (window as any).hiedgeDemo.rendered = n;
+  (window as any).hiedgeDemo.renders++;
 }
 
 // ---- your own image -------------------------------------------------------------------------------
