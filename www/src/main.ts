@@ -10,8 +10,8 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 
 const state = {
   client: null as HiClient | null,
-  images: new Uint8Array(0),
-  labels: new Uint8Array(0),
+  images: new Uint8Array(0) as Uint8Array,
+  labels: new Uint8Array(0) as Uint8Array,
   largeLabels: [] as number[],
   classes: [] as string[],
   rows: [] as Row[],
@@ -264,7 +264,7 @@ function quantile(v: number[], q: number) {
 const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
 
 const charts = {
-  timeline: new Chart($("chart-timeline") as HTMLCanvasElement, {
+  timeline: new Chart<"bar", number[], string>($("chart-timeline") as HTMLCanvasElement, {
     type: "bar",
     data: { labels: [], datasets: [
       { label: "preprocess", data: [], backgroundColor: "#9e9e9e" },
@@ -275,7 +275,7 @@ const charts = {
     ] },
     options: { animation: false, scales: { x: { stacked: true }, y: { stacked: true, title: { display: true, text: "ms" } } } },
   }),
-  hist: new Chart($("chart-hist") as HTMLCanvasElement, {
+  hist: new Chart<"bar", number[], string>($("chart-hist") as HTMLCanvasElement, {
     type: "bar",
     data: { labels: [], datasets: [
       { label: "local", data: [], backgroundColor: "#2e7d32" },
@@ -284,7 +284,7 @@ const charts = {
     ] },
     options: { animation: false, scales: { y: { title: { display: true, text: "samples" } } } },
   }),
-  curve: new Chart($("chart-curve") as HTMLCanvasElement, {
+  curve: new Chart<"scatter", { x: number; y: number }[]>($("chart-curve") as HTMLCanvasElement, {
     type: "scatter",
     data: { datasets: [
       { label: "threshold sweep", data: [], showLine: true, borderColor: "#1565c0", pointRadius: 0 },
@@ -322,9 +322,10 @@ function render() {
 
   const last = rows.slice(-60);
   charts.timeline.data.labels = last.map((r) => `#${r.index}`);
+  type Timings = ClassifyResult["timings"];
   const parts = [
-    (t: any) => t.preprocessMs, (t: any) => t.localMs, (t: any) => t.decisionMs,
-    (t: any) => t.roundTripMs - (t.remoteMs ?? 0), (t: any) => t.remoteMs ?? 0,
+    (t: Timings) => t.preprocessMs, (t: Timings) => t.localMs, (t: Timings) => t.decisionMs,
+    (t: Timings) => t.roundTripMs - (t.remoteMs ?? 0), (t: Timings) => t.remoteMs ?? 0,
   ];
   parts.forEach((f, k) => (charts.timeline.data.datasets[k].data = last.map((r) => f(r.result.timings))));
   charts.timeline.update();
