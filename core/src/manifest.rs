@@ -443,7 +443,8 @@ mod tests {
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 28, 28]))), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 0, 28, 28]))), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["normalize"]["std"] = 0.into())), "input.normalize.std");
-        // Found by fuzzing: a shape whose product overflows usize, and a normalisation that overflows f32.
+        // Seeds of the manifest fuzz target: a shape whose product overflows usize, and a normalisation
+        // that overflows f32.
         let huge = serde_json::json!([1, u64::MAX / 2, 4, 4]);
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = huge.clone())), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["normalize"]["std"] = 1e-40.into())), "input.normalize");
