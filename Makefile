@@ -61,7 +61,7 @@ lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm
 
 lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client, Worker, core)
 	cargo fmt --all --check
-	cargo clippy -p hiedge-core -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
+	cargo clippy -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings
 
@@ -69,7 +69,7 @@ lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.
 	node_modules/.bin/tsc --noEmit -p www/tsconfig.json
 
 test-rust: data ## native unit, parity, session/service, CLI and fuzz-corpus tests; fails if none ran
-	scripts/cargo-test-counted.sh -p hiedge-core -p hiedge-cli -p hiedge-fuzz
+	scripts/cargo-test-counted.sh -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz
 
 test-fuzz-corpus: ## replay the committed fuzz corpus (stable, seconds; part of test-rust)
 	scripts/cargo-test-counted.sh -p hiedge-fuzz

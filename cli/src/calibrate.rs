@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use hiedge_core::calibrate::{fit_logistic_top2, fit_temperature, nll};
-use hiedge_core::dataset::{CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
+use hiedge_eval::dataset::{CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_core::manifest::DecisionParams;
 use hiedge_core::policy::ScoreRule;
-use hiedge_core::sweep::Samples;
+use hiedge_eval::sweep::Samples;
 
-use hiedge_core::early_exit::{EeCost, EeHiCalibrated};
+use hiedge_core::manifest::{EeCost, EeHiCalibrated};
 
 use crate::data::{calibration_split, device_ms, ee_samples, logits, ModelSet};
 use crate::Paths;

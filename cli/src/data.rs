@@ -4,9 +4,10 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use hiedge_core::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
-use hiedge_core::early_exit::{EarlyExitModel, EeSamples};
-use hiedge_core::model::{argmax, softmax};
+use hiedge_eval::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_core::runtime::EarlyExitModel;
+use hiedge_eval::early_exit::EeSamples;
+use hiedge_core::prob::{argmax, softmax};
 use hiedge_core::{Manifest, Model};
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -2,11 +2,12 @@
 
 use anyhow::Result;
 use hiedge_core::policy::ScoreRule;
-use hiedge_core::sweep::Samples;
-use hiedge_core::{Metrics, PolicyConfig};
+use hiedge_eval::sweep::Samples;
+use hiedge_core::PolicyConfig;
+use hiedge_eval::Metrics;
 use serde::Serialize;
 
-use hiedge_core::early_exit::{EeHiThresholds, EeOutcome};
+use hiedge_core::manifest::{EeHiThresholds, EeOutcome};
 
 use crate::data::{device_ms, ee_samples, logits, test_split, ModelSet};
 use crate::Paths;
@@ -127,7 +128,7 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
             });
             Some(EeReport {
                 thresholds: cal.thresholds,
-                outcome: ee_set.simulate(&cal.thresholds),
+                outcome: ee_set.simulate(&cal.thresholds)?,
                 exit_head_accuracy: ee_set.exit_head_accuracy(),
                 final_head_accuracy: ee_set.final_head_accuracy(),
                 tiny_ms,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hiedge_cli::wrangler::{agent, WranglerDev};
-use hiedge_core::fixture::Fixture;
+use hiedge_eval::fixture::Fixture;
 use hiedge_core::protocol::{ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
 use hiedge_core::{Manifest, Model};
 use ureq::http;

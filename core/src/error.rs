@@ -32,9 +32,12 @@ pub enum Error {
         /// sha256 of the bytes given.
         actual: String,
     },
-    /// tract could not load, optimise or run the model.
+    /// The model does not fit the manifest's contract (output count, shapes, stage outputs).
     #[error("model error: {0}")]
     Model(String),
+    /// tract could not parse, optimise or run the model (the tract error is kept as the source).
+    #[error("model error: {0:#}")]
+    Tract(#[from] tract_onnx::prelude::TractError),
     /// An input of the wrong length was given.
     #[error("input has {actual} values but the model expects {expected}")]
     InputLength {
@@ -49,17 +52,45 @@ pub enum Error {
     /// A decision policy was configured with parameters it cannot use.
     #[error("invalid policy configuration: {0}")]
     InvalidPolicy(String),
-    /// A data file (IDX, fixture) is malformed.
-    #[error("invalid data: {0}")]
-    InvalidData(String),
     /// A file could not be read.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
 
-impl From<tract_onnx::prelude::TractError> for Error {
-    fn from(e: tract_onnx::prelude::TractError) -> Self {
-        Error::Model(format!("{e:#}"))
+impl Error {
+    /// The variant's name (`"ManifestInvalid"`, `"InputLength"`, ...): a stable code callers can
+    /// branch on (the JavaScript client puts it in `error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::ManifestParse(_) => "ManifestParse",
+            Error::ManifestInvalid { .. } => "ManifestInvalid",
+            Error::UnknownModel { .. } => "UnknownModel",
+            Error::ModelHashMismatch { .. } => "ModelHashMismatch",
+            Error::Model(_) => "Model",
+            Error::Tract(_) => "Tract",
+            Error::InputLength { .. } => "InputLength",
+            Error::InvalidProbabilities(_) => "InvalidProbabilities",
+            Error::InvalidPolicy(_) => "InvalidPolicy",
+            Error::Io(_) => "Io",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tract_errors_keep_their_source_and_every_variant_has_a_code() {
+        let tract = tract_onnx::prelude::TractError::msg("inner cause");
+        let e = Error::from(tract);
+        assert_eq!(e.code(), "Tract");
+        let source = std::error::Error::source(&e).expect("the tract error is the source");
+        assert!(source.to_string().contains("inner cause"), "{source}");
+        assert!(e.to_string().contains("inner cause"), "{e}");
+        let io = Error::from(std::io::Error::other("disk"));
+        assert_eq!((io.code(), std::error::Error::source(&io).is_some()), ("Io", true));
+        assert_eq!(Error::InputLength { expected: 2, actual: 1 }.code(), "InputLength");
     }
 }
 

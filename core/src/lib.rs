@@ -1,29 +1,31 @@
 //! # hiedge-core
 //!
-//! Everything hiedge knows about Hierarchical Inference (HI), in pure Rust that builds both natively
-//! and for `wasm32-unknown-unknown`:
+//! Everything hiedge does at run time for Hierarchical Inference (HI), in pure Rust that builds
+//! both natively and for `wasm32-unknown-unknown`, without I/O (clocks are passed in).
 //!
-//! * [`Manifest`]: the description of a model set (input shape, normalisation, classes, model files
-//!   with their sha256, measured accuracy, calibrated decision-module parameters), parsed and validated.
-//! * [`Model`]: an ONNX model turned into an optimised tract plan once, then run many times.
-//! * [`Preprocessor`]: raw `u8` pixels to the model's `f32` input, as the manifest says.
-//! * [`policy`]: the decision module that keeps the local answer or offloads the sample
-//!   ([`DecisionPolicy`], configured by [`PolicyConfig`]).
-//! * [`session`]: one client's HI loop (local step, offload outcome, result, running stats) and
-//!   [`server`]: the Worker's access rules and lazily-loaded model, both around [`protocol`].
-//! * [`early_exit`]: a two-stage early-exit local model (exit head after the first block), for EE-HI.
-//! * [`Metrics`], [`sweep`] and [`calibrate`]: HI accuracy, offload fraction and cost, trade-off
-//!   sweeps, and fitting the decision module on the calibration set.
+//! The crate is in one-way layers; a module imports only modules listed before it (checked by
+//! `tests/layers.rs`):
+//!
+//! 1. [`error`]: the [`Error`] enum.
+//! 2. [`prob`]: probability maths (softmax, argmax, top-2, validation).
+//! 3. [`manifest`] and [`protocol`]: the plain data of a model set and of the wire protocol.
+//! 4. [`policy`]: the decision modules ([`DecisionPolicy`], configured by [`PolicyConfig`]).
+//! 5. [`runtime`]: ONNX models as tract plans ([`Model`], [`runtime::EarlyExitModel`]),
+//!    [`Preprocessor`], and the one sha256 check ([`runtime::verify`]).
+//! 6. [`session`] (one client's HI loop) and [`server`] (the Worker's access rules and model).
+//!
+//! Offline work (sweeps, calibration, metrics, datasets, fixtures) is in the `hiedge-eval` crate,
+//! which the browser and Worker builds never link.
 //!
 //! ```no_run
-//! use hiedge_core::{Manifest, Model, PolicyConfig};
+//! use hiedge_core::prelude::*;
 //!
-//! # fn main() -> Result<(), hiedge_core::Error> {
+//! # fn main() -> hiedge_core::Result<()> {
 //! let manifest = Manifest::from_json(&std::fs::read_to_string("models/fashion-mnist/manifest.json")?)?;
 //! let tiny = Model::load(&manifest, "tiny", &std::fs::read("models/fashion-mnist/tiny.onnx")?)?;
 //! let mut policy = PolicyConfig::calibrated(&manifest)?.build()?;
 //!
-//! let pixels = [0u8; 784];
+//! let pixels = vec![0u8; manifest.input_len()];
 //! let prediction = tiny.predict(&pixels, manifest.temperature())?;
 //! let decision = policy.decide(&prediction.probs)?;
 //! println!("label {} offload {}", prediction.label, decision.is_offload());
@@ -31,24 +33,25 @@
 //! # }
 //! ```
 
-pub mod calibrate;
-pub mod dataset;
-pub mod early_exit;
-mod error;
-pub mod fixture;
+pub mod error;
 pub mod manifest;
-pub mod metrics;
-pub mod model;
 pub mod policy;
-pub mod preprocess;
+pub mod prob;
 pub mod protocol;
+pub mod runtime;
 pub mod server;
 pub mod session;
-pub mod sweep;
 
 pub use error::{Error, Result};
 pub use manifest::Manifest;
-pub use metrics::Metrics;
-pub use model::{Model, Prediction};
 pub use policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
-pub use preprocess::Preprocessor;
+pub use runtime::{Model, Prediction, Preprocessor};
+
+/// The types most callers need, for `use hiedge_core::prelude::*`.
+pub mod prelude {
+    pub use crate::error::{Error, Result};
+    pub use crate::manifest::Manifest;
+    pub use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
+    pub use crate::runtime::{EarlyExitModel, Model, Prediction, Preprocessor};
+    pub use crate::session::{HiResult, HiSession, RemoteOutcome};
+}

@@ -1,4 +1,6 @@
-//! The model-set manifest (`models/<set>/manifest.json`): what the models expect and what they measured.
+//! The model-set manifest (`models/<set>/manifest.json`): what the models expect and what they
+//! measured. The schema layer: plain data types (the EE-HI ones included) and their validation, with
+//! errors that name the field. It depends only on [`crate::error`]; policies and the runtime read it.
 //!
 //! ```
 //! let json = r#"{
@@ -18,7 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The only manifest schema this crate reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -127,6 +129,13 @@ pub struct Normalize {
     pub std: f32,
 }
 
+impl Normalize {
+    /// `(value * scale - mean) / std`: the one formula both validation and preprocessing use.
+    pub fn apply(&self, value: f32) -> f32 {
+        (value * self.scale - self.mean) / self.std
+    }
+}
+
 /// What a model outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -192,7 +201,7 @@ pub struct DecisionParams {
     pub calibration_set: Option<String>,
     /// EE-HI thresholds fitted on the calibration set (when the model set has an early-exit model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub early_exit: Option<crate::early_exit::EeHiCalibrated>,
+    pub early_exit: Option<EeHiCalibrated>,
 }
 
 /// `P(tiny is right) = sigmoid(bias + w1 * p1 + w2 * p2)` over the top two probabilities.
@@ -205,6 +214,82 @@ pub struct LogisticParams {
     pub w1: f32,
     /// Weight of the second probability.
     pub w2: f32,
+}
+
+/// EE-HI thresholds, all on the top probability `p1` of a head's softmax: after stage 1, answer
+/// locally when the exit head is sure (`p1 > exit`), offload at once when it is very unsure
+/// (`p1 <= offload`), else run stage 2 and offload when `p1 <= hi` (MaxProb HI). The rules that
+/// apply them are [`EeHiPolicy`](crate::policy::EeHiPolicy)'s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EeHiThresholds {
+    /// Exit early with the exit head's answer when its `p1 > exit`.
+    pub exit: f32,
+    /// Offload without running stage 2 when the exit head's `p1 <= offload` (`offload <= exit`).
+    pub offload: f32,
+    /// After stage 2: offload when the final head's `p1 <= hi`.
+    pub hi: f32,
+}
+
+impl EeHiThresholds {
+    /// Checks `0 <= offload <= exit <= 1` and `0 <= hi <= 1`; the reason when not.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let ok = |t: f32| t.is_finite() && (0.0..=1.0).contains(&t);
+        if !(ok(self.exit) && ok(self.offload) && ok(self.hi)) {
+            return Err(format!("ee_hi thresholds must be in 0..=1, are {self:?}"));
+        }
+        if self.offload > self.exit {
+            return Err(format!(
+                "ee_hi offload threshold {} must not exceed the exit threshold {}",
+                self.offload, self.exit
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Relative costs EE-HI thresholds are fitted for (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EeCost {
+    /// Stage 1 on the device.
+    pub stage1_ms: f64,
+    /// Stage 2 on the device.
+    pub stage2_ms: f64,
+    /// One offload round trip.
+    pub offload_ms: f64,
+}
+
+/// EE-HI over a labelled set: what happened, as fractions of the samples.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct EeOutcome {
+    /// Final answers that were right.
+    pub accuracy: f64,
+    /// Samples offloaded (early or after stage 2).
+    pub offloaded: f64,
+    /// Samples answered by the exit head.
+    pub exited: f64,
+    /// Samples that ran stage 2.
+    pub stage2: f64,
+}
+
+impl EeOutcome {
+    /// Expected latency per sample under `cost`: stage 1 always, stage 2 when run, the round trip when offloaded.
+    pub fn expected_ms(&self, cost: &EeCost) -> f64 {
+        cost.stage1_ms + self.stage2 * cost.stage2_ms + self.offloaded * cost.offload_ms
+    }
+}
+
+/// EE-HI as `hiedge calibrate` fitted it: thresholds, the costs they were fitted for, and what they
+/// gave on the calibration set. Stored in the manifest's `decision.early_exit`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EeHiCalibrated {
+    /// The thresholds.
+    pub thresholds: EeHiThresholds,
+    /// Costs minimised (stage times measured natively, offload round trip assumed).
+    pub fitted_for: EeCost,
+    /// Outcome on the calibration set.
+    pub calibration: EeOutcome,
 }
 
 /// A model file entry: a plain relative file name and a lower-case hex sha256.
@@ -298,6 +383,9 @@ impl Manifest {
             if ![l.bias, l.w1, l.w2].iter().all(|v| v.is_finite()) {
                 return Err(invalid("decision.logistic_top2", "weights must be finite numbers"));
             }
+            if let Some(ee) = &d.early_exit {
+                ee.thresholds.validate().map_err(|reason| invalid("decision.early_exit.thresholds", reason))?;
+            }
             for (k, t) in &d.thresholds {
                 if !t.is_finite() {
                     return Err(invalid(format!("decision.thresholds.{k}"), "must be a finite number"));
@@ -336,7 +424,7 @@ impl Manifest {
             return Err(invalid("input.normalize.mean", "must be a finite number"));
         }
         for pixel in [0.0f32, 255.0] {
-            let value = (pixel * norm.scale - norm.mean) / norm.std;
+            let value = norm.apply(pixel);
             if !value.is_finite() {
                 return Err(invalid(
                     "input.normalize",

@@ -53,8 +53,8 @@ impl ClassifyResponse {
                 format!("response has {} probabilities, expected {classes}", r.probs.len()),
             ));
         }
-        crate::policy::validate_probs(&r.probs).map_err(|e| ApiError::new(ErrorCode::BadResponse, e.to_string()))?;
-        if r.label as usize >= classes || r.probs[r.label as usize] < crate::policy::top2(&r.probs).0 {
+        crate::prob::validate_probs(&r.probs).map_err(|e| ApiError::new(ErrorCode::BadResponse, e.to_string()))?;
+        if r.label as usize >= classes || r.probs[r.label as usize] < crate::prob::top2(&r.probs).0 {
             return Err(ApiError::new(ErrorCode::BadResponse, format!("response label {} is not the argmax", r.label)));
         }
         Ok(r)

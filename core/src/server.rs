@@ -11,9 +11,11 @@
 //! assert_eq!(rules.check_token(Some("Bearer nope")).unwrap_err().status(), 401);
 //! ```
 
-use crate::model::sha256_hex;
+use subtle::ConstantTimeEq;
+
+use crate::manifest::Manifest;
 use crate::protocol::{self, ApiError, ClassifyResponse, ErrorCode, HealthResponse, Route};
-use crate::{Manifest, Model};
+use crate::runtime::{verify, Model};
 
 /// Default request body cap: 64 KiB (a Fashion-MNIST sample is 784 bytes).
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -66,7 +68,7 @@ impl AccessRules {
         let Some(expected) = &self.api_token else { return Ok(()) };
         let given = authorization.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim);
         match given {
-            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(()),
+            Some(t) if bool::from(t.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
             Some(_) => Err(ApiError::new(ErrorCode::Unauthorized, "the bearer token is not valid")),
             None => {
                 Err(ApiError::new(ErrorCode::Unauthorized, "this Worker needs `Authorization: Bearer <API_TOKEN>`"))
@@ -137,10 +139,6 @@ impl AccessRules {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// The model a Worker serves: the manifest and ONNX bytes are known at start-up, the tract plan is
 /// built on first use (Workers allow 1 s of start-up) and kept for the isolate's life.
 #[derive(Debug)]
@@ -156,16 +154,10 @@ pub struct ModelService {
 impl ModelService {
     /// A service for model `name` of the manifest in `manifest_json`, with its ONNX bytes. Checks
     /// the manifest and the bytes' sha256 now (cheap); parses the model later.
-    pub fn new(manifest_json: &str, name: &str, onnx: &'static [u8]) -> crate::Result<Self> {
+    pub fn new(manifest_json: &str, name: &str, onnx: &'static [u8]) -> crate::error::Result<Self> {
         let manifest = Manifest::from_json(manifest_json)?;
         let entry = manifest.model(name)?;
-        if sha256_hex(onnx) != entry.sha256 {
-            return Err(crate::Error::ModelHashMismatch {
-                name: name.into(),
-                expected: entry.sha256.clone(),
-                actual: sha256_hex(onnx),
-            });
-        }
+        verify(name, onnx, &entry.sha256)?;
         let id = entry.id(name);
         Ok(ModelService {
             manifest,

@@ -29,13 +29,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::early_exit::{AfterStage1, EarlyExitModel};
-use crate::model::{argmax, softmax};
-use crate::policy::{Action, Feedback};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
 use crate::protocol::ClassifyResponse;
-use crate::{Decision, DecisionPolicy, Error, Manifest, Model, PolicyConfig, Prediction, Result};
+use crate::runtime::{EarlyExitModel, Model, Prediction};
 
 /// How a sample was finally answered.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -49,6 +50,7 @@ pub enum Outcome {
 }
 
 /// Which local computation produced the local answer.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LocalStage {
@@ -107,6 +109,7 @@ pub enum RemoteOutcome {
 }
 
 /// Per-sample timings in milliseconds.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
@@ -125,7 +128,9 @@ pub struct Timings {
     pub total_ms: f64,
 }
 
-/// The answer for one sample, as the client returns it.
+/// The answer for one sample, as the client returns it (`ClassifyResult` in TypeScript).
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[cfg_attr(feature = "ts", tsify(rename = "ClassifyResult"))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HiResult {
@@ -166,7 +171,9 @@ pub struct HiResult {
     pub local_stage: LocalStage,
 }
 
-/// Running statistics over a session's samples.
+/// Running statistics over a session's samples (`ClientStats` in TypeScript).
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[cfg_attr(feature = "ts", tsify(rename = "ClientStats"))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStats {
@@ -188,8 +195,11 @@ pub struct SessionStats {
     pub mean_round_trip_ms: f64,
     /// Total request bytes sent.
     pub bytes_sent: u64,
+    #[serde(skip)]
     sum_total_ms: f64,
+    #[serde(skip)]
     sum_local_ms: f64,
+    #[serde(skip)]
     sum_round_trip_ms: f64,
 }
 
@@ -249,15 +259,17 @@ impl HiSession {
             policy: built,
             stats: SessionStats::default(),
         };
-        session.check_policy(&session.policy_config)?;
+        session.check_policy(session.policy.as_ref())?;
         Ok(session)
     }
 
-    fn check_policy(&self, policy: &PolicyConfig) -> Result<()> {
-        if policy.ee_hi().is_some() && self.early_exit.is_none() {
-            return Err(Error::InvalidPolicy(
-                "ee_hi needs the early-exit model: give the session its two stages (HiClient: `earlyExit`)".into(),
-            ));
+    /// A policy that decides on the exit head needs the early-exit model.
+    fn check_policy(&self, policy: &dyn DecisionPolicy) -> Result<()> {
+        if policy.uses_exit_head() && self.early_exit.is_none() {
+            return Err(Error::InvalidPolicy(format!(
+                "{} needs the early-exit model: give the session its two stages (HiClient: `earlyExit`)",
+                policy.name()
+            )));
         }
         Ok(())
     }
@@ -279,8 +291,9 @@ impl HiSession {
 
     /// Replaces the decision module (an online policy starts learning afresh).
     pub fn set_policy(&mut self, policy: PolicyConfig) -> Result<()> {
-        self.check_policy(&policy)?;
-        self.policy = policy.build()?;
+        let built = policy.build()?;
+        self.check_policy(built.as_ref())?;
+        self.policy = built;
         self.policy_config = policy;
         Ok(())
     }
@@ -300,30 +313,63 @@ impl HiSession {
         self.model.preprocessor().check_len(len)
     }
 
-    /// Runs the tiny model and the decision module on `pixels`, timing each step with `clock`
-    /// (milliseconds from any origin).
+    /// Runs the local model and the decision module on `pixels`, timing each step with `clock`
+    /// (milliseconds from any origin). One path for every policy: when the policy
+    /// [uses the exit head](DecisionPolicy::uses_exit_head), the local model is the early-exit model
+    /// and the policy may stop after stage 1; otherwise it is the tiny model.
     pub fn run_local(&mut self, pixels: &[u8], clock: &dyn Fn() -> f64) -> Result<LocalStep> {
-        if let (Some(th), Some(ee)) = (self.policy_config.ee_hi(), &self.early_exit) {
-            return run_early_exit(ee, th, self.policy.as_mut(), pixels, clock);
-        }
+        let staged = self.early_exit.as_ref().filter(|_| self.policy.uses_exit_head());
         let t0 = clock();
-        let input = self.model.preprocessor().run(pixels)?;
+        let input = match staged {
+            Some(ee) => ee.preprocessor().run(pixels)?,
+            None => self.model.preprocessor().run(pixels)?,
+        };
         let t1 = clock();
-        let logits = self.model.run(&input)?;
-        let prediction = self.model.prediction_from_outputs(logits, self.manifest.temperature());
+        let (prediction, stage) = match staged {
+            None => {
+                let logits = self.model.run(&input)?;
+                (self.model.prediction_from_outputs(logits, self.manifest.temperature()), LocalStage::Full)
+            }
+            Some(ee) => {
+                let (exit_logits, features) = ee.stage1_values(&input)?;
+                let exit = Prediction::from_logits(exit_logits, 1.0);
+                if let Some(decision) = self.policy.decide_at_exit_head(&exit.probs)? {
+                    let t = clock();
+                    let stage = match decision.action {
+                        Action::Keep => LocalStage::Exit,
+                        Action::Offload => LocalStage::EarlyOffload,
+                    };
+                    return Ok(self.local_step(exit, decision, pixels.len(), stage, [t0, t1, t, t]));
+                }
+                (Prediction::from_logits(ee.stage2(&features)?, 1.0), LocalStage::Stage2)
+            }
+        };
         let t2 = clock();
         let decision = self.policy.decide(&prediction.probs)?;
         let t3 = clock();
-        Ok(LocalStep {
+        Ok(self.local_step(prediction, decision, pixels.len(), stage, [t0, t1, t2, t3]))
+    }
+
+    /// A local step from clock readings at the start, after preprocessing, after inference and
+    /// after the decision.
+    fn local_step(
+        &self,
+        prediction: Prediction,
+        decision: Decision,
+        payload_bytes: usize,
+        stage: LocalStage,
+        [t0, t1, t2, t3]: [f64; 4],
+    ) -> LocalStep {
+        LocalStep {
             prediction,
             decision,
             started_ms: t0,
             preprocess_ms: t1 - t0,
             local_ms: t2 - t1,
             decision_ms: t3 - t2,
-            payload_bytes: pixels.len(),
-            stage: LocalStage::Full,
-        })
+            payload_bytes,
+            stage,
+        }
     }
 
     /// Builds the result for a sample from its local step and what happened to its offload, at
@@ -401,51 +447,4 @@ impl HiSession {
         self.stats.record(&result);
         Ok(result)
     }
-}
-
-/// EE-HI's local step: stage 1, then exit, offload at once, or stage 2 and the HI rule (`policy`).
-fn run_early_exit(
-    ee: &EarlyExitModel,
-    th: crate::early_exit::EeHiThresholds,
-    policy: &mut dyn DecisionPolicy,
-    pixels: &[u8],
-    clock: &dyn Fn() -> f64,
-) -> Result<LocalStep> {
-    let t0 = clock();
-    let input = ee.preprocessor().run(pixels)?;
-    let t1 = clock();
-    let (exit_logits, features) = ee.stage1_values(&input)?;
-    let exit_probs = softmax(&exit_logits, 1.0);
-    let after = th.after_stage1(&exit_probs)?;
-    let score = crate::policy::top2(&exit_probs).0;
-    let exit_prediction = Prediction { label: argmax(&exit_probs), probs: exit_probs, logits: exit_logits };
-    let (prediction, action, score, stage, t2, t3) = match after {
-        AfterStage1::Exit | AfterStage1::Offload => {
-            let t = clock();
-            let (action, stage) = if after == AfterStage1::Exit {
-                (Action::Keep, LocalStage::Exit)
-            } else {
-                (Action::Offload, LocalStage::EarlyOffload)
-            };
-            (exit_prediction, action, score, stage, t, t)
-        }
-        AfterStage1::Continue => {
-            let logits = ee.stage2(&features)?;
-            let probs = softmax(&logits, 1.0);
-            let t2 = clock();
-            let d = policy.decide(&probs)?;
-            let t3 = clock();
-            (Prediction { label: argmax(&probs), probs, logits }, d.action, d.score, LocalStage::Stage2, t2, t3)
-        }
-    };
-    Ok(LocalStep {
-        prediction,
-        decision: Decision { action, score, explored: false },
-        started_ms: t0,
-        preprocess_ms: t1 - t0,
-        local_ms: t2 - t1,
-        decision_ms: t3 - t2,
-        payload_bytes: pixels.len(),
-        stage,
-    })
 }

@@ -20,7 +20,7 @@
 //! ```
 
 use arbitrary::{Arbitrary, Unstructured};
-use hiedge_core::policy::validate_probs;
+use hiedge_core::prob::validate_probs;
 use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody};
 use hiedge_core::server::{AccessRules, RequestHead};
 use hiedge_core::{Error, Feedback, Manifest, PolicyConfig, Preprocessor};
@@ -251,10 +251,13 @@ fn policy_decide_from(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             }
             Err(e) => assert!(!valid, "{config:?} refused valid probabilities {probs:?}: {e}"),
         }
-        if let Some(th) = config.ee_hi() {
-            let stage1 = th.after_stage1(&probs);
-            let stage2 = th.after_stage2(&probs);
-            assert_eq!((stage1.is_ok(), stage2.is_ok()), (valid, valid), "{th:?} on {probs:?}");
+        match policy.decide_at_exit_head(&probs) {
+            Ok(Some(d)) => {
+                assert!(valid && policy.uses_exit_head(), "{config:?} stopped at the exit head on {probs:?}");
+                assert!(d.score.is_finite() && (0.0..=1.0).contains(&d.score), "{config:?}: score {}", d.score);
+            }
+            Ok(None) => assert!(valid, "{config:?} accepted invalid exit-head probabilities {probs:?}"),
+            Err(e) => assert!(!valid, "{config:?} refused valid exit-head probabilities {probs:?}: {e}"),
         }
     }
     Ok(())

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-#[path = "../../core/tests/support/reference.rs"]
+#[path = "../../eval/tests/support/reference.rs"]
 mod reference;
 
 wasm_bindgen_test_configure!(run_in_browser);

@@ -1,6 +1,6 @@
 //! IDX files (the MNIST / Fashion-MNIST format) and hiedge's fixed data split.
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Training images used to fit the networks: `0..CALIBRATION_START`.
 pub const CALIBRATION_START: usize = 55_000;

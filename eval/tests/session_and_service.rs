@@ -7,7 +7,7 @@ use std::time::Instant;
 #[path = "support/reference.rs"]
 mod reference;
 
-use hiedge_core::fixture::Fixture;
+use hiedge_eval::fixture::Fixture;
 use hiedge_core::protocol::ClassifyResponse;
 use hiedge_core::server::ModelService;
 use hiedge_core::session::{HiSession, Outcome, RemoteOutcome};
@@ -91,8 +91,8 @@ fn online_hedge_learns_from_remote_labels_in_a_session() {
         let local = s.run_local(fx.image(i), &clock).unwrap();
         let remote = if local.decision.is_offload() {
             let logits = fx.reference_logits("large", i).unwrap();
-            let label = hiedge_core::model::argmax(logits);
-            let probs = hiedge_core::model::softmax(logits, 1.0);
+            let label = hiedge_core::prob::argmax(logits);
+            let probs = hiedge_core::prob::softmax(logits, 1.0);
             RemoteOutcome::Answered {
                 response: ClassifyResponse { label: label as u32, probs, model: "large".into(), infer_ms: None },
                 round_trip_ms: 1.0,
@@ -204,7 +204,7 @@ fn native_reference() -> reference::Reference {
         policies.insert(kind.to_string(), reference::PolicyReference { config, threshold, decisions });
     }
     // EE-HI through a session with the early-exit model: the stage, local label and decision per image.
-    let ee = hiedge_core::early_exit::EarlyExitModel::load(
+    let ee = hiedge_core::runtime::EarlyExitModel::load(
         &manifest,
         &std::fs::read(models_dir().join("ee_stage1.onnx")).unwrap(),
         &std::fs::read(models_dir().join("ee_stage2.onnx")).unwrap(),
@@ -219,7 +219,7 @@ fn native_reference() -> reference::Reference {
         .map(|i| {
             let step = ee_session.run_local(fx.image(i), &clock).unwrap();
             let exit_logits = ee.stage1(fx.image(i)).unwrap().0;
-            let exit_p1 = hiedge_core::policy::top2(&hiedge_core::model::softmax(&exit_logits, 1.0)).0;
+            let exit_p1 = hiedge_core::prob::top2(&hiedge_core::prob::softmax(&exit_logits, 1.0)).0;
             reference::EeStep {
                 stage: serde_json::to_value(step.stage).unwrap().as_str().unwrap().to_string(),
                 label: step.prediction.label,
@@ -231,8 +231,8 @@ fn native_reference() -> reference::Reference {
         .collect();
     reference::Reference {
         about: "native tract, tiny model, first 50 images of models/fashion-mnist/fixture, on one machine; \
-                compared with tolerances (core/tests/support/reference.rs), never as text; \
-                written by core/tests/session_and_service.rs with HIEDGE_BLESS=1"
+                compared with tolerances (eval/tests/support/reference.rs), never as text; \
+                written by eval/tests/session_and_service.rs with HIEDGE_BLESS=1"
             .into(),
         labels: predictions.iter().map(|p| p.label).collect(),
         probs: predictions.iter().map(|p| p.probs.clone()).collect(),

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use hiedge_core::fixture::Fixture;
-use hiedge_core::model::argmax;
+use hiedge_eval::fixture::Fixture;
+use hiedge_core::prob::argmax;
 use hiedge_core::{Error, Manifest, Model};
 
 fn models_dir() -> PathBuf {
@@ -85,7 +85,7 @@ fn committed_models_fit_their_budgets() {
 
 #[test]
 fn early_exit_stages_match_onnxruntime_on_the_fixture() {
-    use hiedge_core::early_exit::EarlyExitModel;
+    use hiedge_core::runtime::EarlyExitModel;
     let manifest = manifest();
     let fixture =
         Fixture::load(&models_dir().join("fixture"), &["ee_exit", "ee"], manifest.input_len(), manifest.classes.len())

@@ -2,9 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{argmax, softmax};
-use crate::policy::{validate_probs, DecisionPolicy, Feedback, ScoreRule};
-use crate::{Error, Metrics, Result};
+use hiedge_core::policy::{DecisionPolicy, Feedback, ScoreRule};
+use hiedge_core::prob::{argmax, softmax, validate_probs};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 /// Both models' answers on a labelled set.
 #[derive(Debug, Clone)]
@@ -140,7 +142,7 @@ pub struct OperatingPoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::PolicyConfig;
+    use hiedge_core::PolicyConfig;
 
     /// 4 samples: tiny right on the two confident ones, large right on all but the last.
     fn samples() -> Samples {

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 
-use crate::manifest::OutputKind;
-use crate::{Error, Manifest, Preprocessor, Result};
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, OutputKind};
+use crate::prob::{argmax, softmax};
+use crate::runtime::preprocess::Preprocessor;
+use crate::runtime::verify::verify;
 
 pub(crate) type Plan = Arc<TypedRunnableModel>;
 
@@ -32,9 +34,12 @@ pub struct Prediction {
     pub logits: Vec<f32>,
 }
 
-/// Hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+impl Prediction {
+    /// The prediction for a logit vector: softmax at `temperature`, then its argmax.
+    pub fn from_logits(logits: Vec<f32>, temperature: f32) -> Self {
+        let probs = softmax(&logits, temperature);
+        Prediction { label: argmax(&probs), probs, logits }
+    }
 }
 
 impl Model {
@@ -42,10 +47,7 @@ impl Model {
     /// sha256, then parses and optimises it once.
     pub fn load(manifest: &Manifest, name: &str, onnx: &[u8]) -> Result<Self> {
         let entry = manifest.model(name)?;
-        let actual = sha256_hex(onnx);
-        if actual != entry.sha256 {
-            return Err(Error::ModelHashMismatch { name: name.into(), expected: entry.sha256.clone(), actual });
-        }
+        verify(name, onnx, &entry.sha256)?;
         let mut model = Self::from_onnx(onnx, &manifest.input.shape, Preprocessor::new(manifest))?;
         if model.num_classes != manifest.classes.len() {
             return Err(Error::Model(format!(
@@ -118,15 +120,15 @@ impl Model {
 
     /// Builds a [`Prediction`] from raw outputs of this model.
     pub fn prediction_from_outputs(&self, logits: Vec<f32>, temperature: f32) -> Prediction {
-        let probs = match self.output {
-            OutputKind::Logits => softmax(&logits, temperature),
-            OutputKind::Probabilities => logits.clone(),
-        };
-        Prediction { label: argmax(&probs), probs, logits }
+        match self.output {
+            OutputKind::Logits => Prediction::from_logits(logits, temperature),
+            OutputKind::Probabilities => Prediction { label: argmax(&logits), probs: logits.clone(), logits },
+        }
     }
 }
 
 /// Time spent in one operation of a plan, averaged over profiled runs.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpTime {
     /// Node name in the optimised graph.
@@ -184,49 +186,22 @@ pub(crate) fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Ve
     outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
 }
 
-/// Numerically stable softmax of `logits / temperature`.
-pub fn softmax(logits: &[f32], temperature: f32) -> Vec<f32> {
-    let t = if temperature.is_finite() && temperature > 0.0 { temperature } else { 1.0 };
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|&l| ((l - max) / t).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.iter().map(|e| e / sum).collect()
-}
-
-/// Index of the largest value; the first one on ties; 0 for an empty slice.
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn softmax_sums_to_one_and_temperature_flattens() {
-        let p = softmax(&[1.0, 2.0, 3.0], 1.0);
-        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
-        assert!(p[2] > p[1] && p[1] > p[0]);
-        let hot = softmax(&[1.0, 2.0, 3.0], 4.0);
-        assert!(hot[2] < p[2]);
-        let big = softmax(&[1000.0, 0.0], 1.0);
-        assert_eq!(big, vec![1.0, 0.0]);
+    fn bytes_that_are_not_onnx_give_a_tract_error_with_its_source() {
+        let err = optimised_plan(b"not an onnx model", &[1, 1, 2, 2]).unwrap_err();
+        assert!(matches!(err, Error::Tract(_)), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some(), "the tract error is kept as the source");
     }
 
     #[test]
-    fn argmax_takes_first_on_ties() {
-        assert_eq!(argmax(&[0.2, 0.4, 0.4]), 1);
-        assert_eq!(argmax(&[]), 0);
-    }
-
-    #[test]
-    fn sha256_of_empty() {
-        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    fn prediction_from_logits_is_softmax_at_the_temperature() {
+        let p = Prediction::from_logits(vec![0.0, 2.0], 2.0);
+        assert_eq!(p.label, 1);
+        let e = (1.0f32).exp();
+        assert!((p.probs[1] - e / (1.0 + e)).abs() < 1e-6, "{:?}", p.probs);
     }
 }

@@ -4,7 +4,7 @@
 //! Files in `models/fashion-mnist/fixture/`: `images.u8` (n x 784 raw pixels), `labels.u8` (n bytes),
 //! `tiny_logits.f32` and `large_logits.f32` (n x classes little-endian f32).
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Images, labels and reference logits.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Counts over classified samples.
 ///
 /// ```
-/// let mut m = hiedge_core::Metrics::default();
+/// let mut m = hiedge_eval::Metrics::default();
 /// m.record(3, 3, 3, false); // kept, right
 /// m.record(1, 2, 1, true);  // offloaded: tiny said 2, the large model said 1 (right)
 /// assert_eq!(m.hi_accuracy(), 1.0);

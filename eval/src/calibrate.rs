@@ -1,9 +1,9 @@
 //! Fitting the decision module on the calibration set: softmax temperature and `LogisticTop2`.
 
-use crate::manifest::LogisticParams;
-use crate::model::softmax;
-use crate::policy::{sigmoid, top2};
-use crate::{Error, Result};
+use hiedge_core::manifest::LogisticParams;
+use hiedge_core::prob::{sigmoid, softmax, top2};
+
+use crate::error::{Error, Result};
 
 /// Mean negative log-likelihood of `labels` under `softmax(logits / t)`.
 pub fn nll(logits: &[Vec<f32>], labels: &[usize], t: f32) -> f64 {
@@ -85,7 +85,7 @@ pub fn fit_logistic_top2(probs: &[Vec<f32>], correct: &[bool]) -> Result<Logisti
             grad[i] += lambda * w[i];
             hess[i][i] += lambda;
         }
-        let step = solve3(hess, grad).ok_or_else(|| Error::InvalidData("logistic fit: singular Hessian".into()))?;
+        let step = solve3(hess, grad).ok_or_else(|| Error::Fit("logistic regression: singular Hessian".into()))?;
         for i in 0..3 {
             w[i] -= step[i];
         }
@@ -94,7 +94,7 @@ pub fn fit_logistic_top2(probs: &[Vec<f32>], correct: &[bool]) -> Result<Logisti
         }
     }
     if !w.iter().all(|v| v.is_finite()) {
-        return Err(Error::InvalidData("logistic fit diverged".into()));
+        return Err(Error::Fit("logistic regression diverged".into()));
     }
     Ok(LogisticParams { bias: w[0] as f32, w1: w[1] as f32, w2: w[2] as f32 })
 }

@@ -3,13 +3,14 @@
 //! offloads. Run from the repository root:
 //!
 //! ```sh
-//! cargo run --release -p hiedge-core --example hi_fixture -- 20
+//! cargo run --release -p hiedge-eval --example hi_fixture -- 20
 //! ```
 
 use std::path::Path;
 
-use hiedge_core::fixture::Fixture;
-use hiedge_core::{Feedback, Manifest, Metrics, Model, PolicyConfig};
+use hiedge_eval::fixture::Fixture;
+use hiedge_core::{Feedback, Manifest, Model, PolicyConfig};
+use hiedge_eval::Metrics;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(20);

@@ -1,7 +1,7 @@
 //! Raw `u8` pixels to the model's normalised `f32` input.
 
-use crate::manifest::{InputSpec, Layout, Normalize};
-use crate::{Error, Manifest, Result};
+use crate::error::{Error, Result};
+use crate::manifest::{InputSpec, Layout, Manifest, Normalize};
 
 /// Turns one sample of raw pixels into the model's input values, as the manifest describes.
 ///
@@ -51,8 +51,7 @@ impl Preprocessor {
     /// Normalised input values in the model's layout.
     pub fn run(&self, pixels: &[u8]) -> Result<Vec<f32>> {
         self.check_len(pixels.len())?;
-        let Normalize { scale, mean, std } = self.norm;
-        let f = |p: u8| (p as f32 * scale - mean) / std;
+        let f = |p: u8| self.norm.apply(p as f32);
         let (c, h, w) = self.chw;
         Ok(match self.layout {
             Layout::Nhwc => pixels.iter().map(|&p| f(p)).collect(),

@@ -1,0 +1,13 @@
+//! The runtime layer: ONNX models as optimised tract plans ([`Model`], the two-stage
+//! [`EarlyExitModel`]), raw pixels to model input ([`Preprocessor`]), and the one sha256 check
+//! ([`verify`]). It reads the manifest schema and probability maths; it knows nothing of policies.
+
+pub mod early_exit;
+pub mod model;
+pub mod preprocess;
+pub mod verify;
+
+pub use early_exit::{EarlyExitModel, Features};
+pub use model::{Model, OpTime, Prediction};
+pub use preprocess::Preprocessor;
+pub use verify::{sha256_hex, verify};
