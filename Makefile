@@ -13,11 +13,7 @@ export FASHION_MNIST_DIR
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 
-# wrangler: no telemetry, no account, no download.
-export WRANGLER_SEND_METRICS := false
-export WRANGLER_SEND_ERROR_REPORTS := false
-export CLOUDFLARE_CF_FETCH_ENABLED := false
-export WRANGLER_HIDE_BANNER := true
+# wrangler is started only by tests/support/wrangler.mjs, which also holds its offline settings.
 # worker-build: use the tools installed here instead of downloading them from GitHub.
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
@@ -64,6 +60,11 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 	cargo clippy -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings
+	@# The browser client and the Worker never link the offline crate.
+	@for p in hiedge-wasm hiedge-worker; do \
+	  if cargo tree -p $$p --target wasm32-unknown-unknown -e normal,build | grep -q hiedge-eval; then \
+	    echo "$$p depends on hiedge-eval: offline code must stay out of the wasm builds"; exit 1; fi; done
+	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on hiedge-eval"
 
 lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts
 	node_modules/.bin/tsc --noEmit -p www/tsconfig.json

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
-use hiedge_eval::dataset::{CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_core::manifest::DecisionParams;
 use hiedge_core::policy::ScoreRule;
+use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
+use hiedge_eval::dataset::{CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::sweep::Samples;
 
 use hiedge_core::manifest::{EeCost, EeHiCalibrated};

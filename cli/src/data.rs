@@ -4,11 +4,11 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use hiedge_eval::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
-use hiedge_core::runtime::EarlyExitModel;
-use hiedge_eval::early_exit::EeSamples;
 use hiedge_core::prob::{argmax, softmax};
+use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::{Manifest, Model};
+use hiedge_eval::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_eval::early_exit::EeSamples;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Paths;

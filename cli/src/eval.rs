@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 use hiedge_core::policy::ScoreRule;
-use hiedge_eval::sweep::Samples;
 use hiedge_core::PolicyConfig;
+use hiedge_eval::sweep::Samples;
 use hiedge_eval::Metrics;
 use serde::Serialize;
 

@@ -1,35 +1,24 @@
-//! A local hiedge Worker under `wrangler dev` (workerd), started on a free loopback port with no
-//! telemetry, no account and no download, and stopped (its whole process group) when dropped.
+//! A local hiedge Worker for the Rust tests and `hiedge bench-worker`, started by the project's one
+//! Worker runner (`tests/support/wrangler.mjs`, which picks the port, keeps wrangler offline and waits
+//! for `/v1/health`); this side reads the URL it prints and stops it when dropped.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Environment that keeps wrangler offline and quiet.
-pub const OFFLINE_ENV: [(&str, &str); 4] = [
-    ("WRANGLER_SEND_METRICS", "false"),
-    ("WRANGLER_SEND_ERROR_REPORTS", "false"),
-    ("CLOUDFLARE_CF_FETCH_ENABLED", "false"),
-    ("WRANGLER_HIDE_BANNER", "true"),
-];
-
-/// A running `wrangler dev`.
+/// A running `wrangler dev`, started through `tests/support/wrangler.mjs`.
 pub struct WranglerDev {
     child: Option<Child>,
+    /// Kept open: the runner stops the Worker when its stdin closes (also if this process dies).
+    stdin: Option<ChildStdin>,
     /// Base URL, e.g. `http://127.0.0.1:41234`.
     pub url: String,
     log: PathBuf,
-    _state: TempDir,
-}
-
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// An HTTP agent for talking to the Worker: statuses are not errors, 30 s timeout.
@@ -42,75 +31,57 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The runner's answer once the Worker is up.
+#[derive(serde::Deserialize)]
+struct Started {
+    url: String,
 }
 
 impl WranglerDev {
     /// Starts the Worker built by `make worker` (repo `wrangler.toml`) with extra `--var`s, and waits
-    /// until `GET /v1/health` answers (200, or 401 when an `API_TOKEN` is set).
+    /// until the runner reports it healthy (`GET /v1/health` answered 200, or 401 with an `API_TOKEN`).
     pub fn start(repo: &Path, vars: &[(&str, &str)]) -> Result<Self> {
-        let wrangler = repo.join("node_modules/.bin/wrangler");
-        if !wrangler.exists() {
-            bail!("{} is missing: run `make tools`", wrangler.display());
+        let runner = repo.join("tests/support/wrangler.mjs");
+        if !repo.join("node_modules/.bin/wrangler").exists() {
+            bail!("{} is missing: run `make tools`", repo.join("node_modules/.bin/wrangler").display());
         }
-        if !repo.join("edge-worker/build/index.js").exists() {
-            bail!("the Worker is not built: run `make worker`");
-        }
-        let port = free_port()?;
-        let inspector = free_port()?;
-        let state = std::env::temp_dir().join(format!("hiedge-wrangler-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&state)?;
-        let log = state.join("wrangler.log");
-        let out = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(&wrangler);
-        cmd.current_dir(repo)
-            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--inspector-ip", "127.0.0.1", "--inspector-port", &inspector.to_string()])
-            .args(["--show-interactive-dev-session=false", "--log-level", "warn"])
-            .arg("--persist-to")
-            .arg(state.join("state"))
-            .envs(OFFLINE_ENV)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .process_group(0);
+        let log = std::env::temp_dir().join(format!("hiedge-wrangler-{}-{}.log", std::process::id(), unique()));
+        let err = std::fs::File::create(&log)?;
+        let mut cmd = Command::new("node");
+        cmd.current_dir(repo).arg(&runner);
         for (k, v) in vars {
             cmd.arg("--var").arg(format!("{k}:{v}"));
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", wrangler.display()))?;
-        let mut dev =
-            WranglerDev { child: Some(child), url: format!("http://127.0.0.1:{port}"), log, _state: TempDir(state) };
-        dev.wait_healthy(Duration::from_secs(90))?;
-        Ok(dev)
-    }
-
-    fn wait_healthy(&mut self, limit: Duration) -> Result<()> {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(2)))
-            .build()
-            .new_agent();
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting node {}", runner.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("the runner's stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if let Ok(started) = serde_json::from_str::<Started>(&line) {
+                    let _ = tx.send(started.url);
+                }
+            }
+        });
+        let mut dev = WranglerDev { child: Some(child), stdin, url: String::new(), log };
+        let limit = Duration::from_secs(120);
         let start = Instant::now();
         while start.elapsed() < limit {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("wrangler dev exited with {status}:\n{}", self.log_tail());
-                }
+            if let Ok(url) = rx.recv_timeout(Duration::from_millis(200)) {
+                dev.url = url;
+                return Ok(dev);
             }
-            if let Ok(resp) = agent.get(format!("{}/v1/health", self.url)).call() {
-                // 401: up, but an API_TOKEN is set.
-                if resp.status() == 200 || resp.status() == 401 {
-                    return Ok(());
-                }
+            if let Some(status) = dev.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("the Worker runner exited with {status}:\n{}", dev.log_tail());
             }
-            std::thread::sleep(Duration::from_millis(200));
         }
-        bail!("wrangler dev did not answer /v1/health within {limit:?}:\n{}", self.log_tail())
+        bail!("the Worker runner did not report a URL within {limit:?}:\n{}", dev.log_tail())
     }
 
     /// The last lines wrangler printed.
@@ -123,21 +94,29 @@ impl WranglerDev {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    /// Stops wrangler and workerd (the whole process group): TERM, then KILL after 5 s.
+    /// Stops the Worker: closes the runner's stdin and sends it TERM (it stops wrangler and workerd,
+    /// their own process group), then KILLs the runner after 10 s.
     pub fn stop(&mut self) {
+        drop(self.stdin.take());
         let Some(mut child) = self.child.take() else { return };
-        let group = format!("-{}", child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).stderr(Stdio::null()).status();
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).stderr(Stdio::null()).status();
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
+        while start.elapsed() < Duration::from_secs(10) {
             if let Ok(Some(_)) = child.try_wait() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
+        let _ = child.kill();
         let _ = child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// A number unique within this process, for log file names.
+fn unique() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for WranglerDev {

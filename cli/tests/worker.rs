@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hiedge_cli::wrangler::{agent, WranglerDev};
-use hiedge_eval::fixture::Fixture;
 use hiedge_core::protocol::{ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
 use hiedge_core::{Manifest, Model};
+use hiedge_eval::fixture::Fixture;
 use ureq::http;
 
 const ALLOWED: &str = "http://127.0.0.1:5173";

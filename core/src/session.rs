@@ -109,7 +109,7 @@ pub enum RemoteOutcome {
 }
 
 /// Per-sample timings in milliseconds.
-#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
@@ -130,7 +130,7 @@ pub struct Timings {
 
 /// The answer for one sample, as the client returns it (`ClassifyResult` in TypeScript).
 #[cfg_attr(feature = "ts", derive(tsify::Tsify))]
-#[cfg_attr(feature = "ts", tsify(rename = "ClassifyResult"))]
+#[cfg_attr(feature = "ts", tsify(rename = "ClassifyResult", missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HiResult {

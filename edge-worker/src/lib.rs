@@ -1,17 +1,17 @@
 //! # hiedge-worker
 //!
 //! The large model of a hiedge model set behind the HI wire protocol (`docs/protocol.md`), as a
-//! Cloudflare Worker. A thin HTTP facade: routing, access rules, body limits and the model all come
-//! from `hiedge-core` ([`protocol`], [`server`]); this file only moves bytes between
-//! workers-rs types and those functions.
+//! Cloudflare Worker. A thin HTTP facade: access rules, body limits and the model all come from
+//! `hiedge-core` ([`protocol`], [`server`]); this file admits a request with those rules, then a
+//! workers-rs [`Router`] hands it to one small handler per route.
 //!
 //! The model is embedded in the bundle and parsed + optimised on first use in each isolate (never at
 //! start-up: Workers allow 1 s for it), then kept.
 
 use futures_util::StreamExt;
-use hiedge_core::protocol::{self, ApiError, ErrorCode, Route};
+use hiedge_core::protocol::{self, ApiError, ErrorCode, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
 use hiedge_core::server::{AccessRules, ModelService, RequestHead};
-use worker::{event, Context, Env, Headers, Request, Response, Result};
+use worker::{event, Context, Env, Headers, Request, Response, Result, RouteContext, Router};
 
 const MANIFEST_JSON: &str = include_str!("../../models/fashion-mnist/manifest.json");
 const MODEL_NAME: &str = "large";
@@ -34,12 +34,45 @@ fn now_ms() -> f64 {
     js_sys::Date::now()
 }
 
+/// Runs once per isolate: a Rust panic is logged with its message and location.
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// What every handler gets: the access rules and the CORS origin admission allowed.
+struct Admission {
+    rules: AccessRules,
+    cors: Option<String>,
+}
+
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let rules = match access_rules(&env) {
         Ok(r) => r,
         Err(e) => return error_response(&ApiError::new(ErrorCode::Internal, e), None),
     };
+    // Admission answers unknown paths (404), other methods (405), refused origins, tokens and
+    // headers with the protocol's JSON errors, so the router below only sees requests it serves.
+    let cors = match admit(&req, &rules) {
+        Ok(cors) => cors,
+        Err(refused) => return refused,
+    };
+    Router::with_data(Admission { rules, cors })
+        .get_async(HEALTH_PATH, health)
+        .head_async(HEALTH_PATH, health)
+        .get_async(MODELS_PATH, models)
+        .head_async(MODELS_PATH, models)
+        .post_async(CLASSIFY_PATH, classify)
+        .options(HEALTH_PATH, preflight)
+        .options(MODELS_PATH, preflight)
+        .options(CLASSIFY_PATH, preflight)
+        .run(req, env)
+        .await
+}
+
+/// The request's head against the access rules: the CORS origin to answer with, or the refusal.
+fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<Option<String>, Result<Response>> {
     // The raw method: workers-rs maps unknown methods to GET.
     let method = req.inner().method();
     let path = req.path();
@@ -54,45 +87,57 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
         content_type: content_type.as_deref(),
         content_length: content_length.as_deref(),
     };
-    let admitted = match rules.admit(&head) {
-        Ok(a) => a,
-        Err(refused) => {
-            let mut resp = error_response(&refused.error, refused.allow_origin.as_deref())?;
+    match rules.admit(&head) {
+        Ok(admitted) => Ok(admitted.allow_origin),
+        Err(refused) => Err(error_response(&refused.error, refused.allow_origin.as_deref()).and_then(|mut resp| {
             if let Some(allow) = refused.allow {
                 resp.headers_mut().set("Allow", allow)?;
             }
-            return Ok(resp);
-        }
-    };
-    let cors = admitted.allow_origin.as_deref();
-    let result = match admitted.route {
-        Route::Preflight => return preflight(&path, cors),
-        Route::Classify => classify(&mut req, &rules, content_length.is_some()).await,
-        Route::Health => service().and_then(|s| json(&s.health())).map(|b| (b, None)),
-        Route::Models => service().map(|s| (s.manifest_json().to_string(), None)),
-    };
-    match result {
-        Ok((body, server_timing)) => {
+            Ok(resp)
+        })),
+    }
+}
+
+/// `GET /v1/health`.
+async fn health(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    respond(service().and_then(|s| json(&s.health())), ctx.data.cors.as_deref())
+}
+
+/// `GET /v1/models`: the manifest the Worker serves.
+async fn models(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    respond(service().map(|s| s.manifest_json().to_string()), ctx.data.cors.as_deref())
+}
+
+/// `POST /v1/classify`: the body read (whole when its length was declared and checked, else
+/// streamed with a cap), checked, then classified; the inference time in `Server-Timing`.
+async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    let cors = ctx.data.cors.as_deref();
+    match classify_body(&mut req, &ctx.data.rules).await {
+        Ok((body, timing)) => {
             let mut resp = json_response(body, 200, cors)?;
-            if let Some(timing) = server_timing {
-                resp.headers_mut().set("Server-Timing", &timing)?;
-                resp.headers_mut().set("Cache-Control", "no-store")?;
-            }
+            resp.headers_mut().set("Server-Timing", &timing)?;
+            resp.headers_mut().set("Cache-Control", "no-store")?;
             Ok(resp)
         }
         Err(e) => error_response(&e, cors),
     }
 }
 
-/// `POST /v1/classify` once its headers are admitted: the body read (whole when its length was
-/// declared and checked, else streamed with a cap), checked, then classified. Returns the JSON body
-/// and the `Server-Timing` value.
-async fn classify(
-    req: &mut Request,
-    rules: &AccessRules,
-    length_declared: bool,
-) -> std::result::Result<(String, Option<String>), ApiError> {
+/// `OPTIONS` on a known path: the CORS preflight.
+fn preflight(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    let path = req.path();
+    let headers = cors_headers(ctx.data.cors.as_deref())?;
+    headers.set("Access-Control-Allow-Methods", protocol::allow_header(&path))?;
+    headers.set("Access-Control-Allow-Headers", "Content-Type, Authorization")?;
+    headers.set("Access-Control-Max-Age", "86400")?;
+    headers.set("Allow", protocol::allow_header(&path))?;
+    Ok(Response::empty()?.with_status(204).with_headers(headers))
+}
+
+/// The classify response body and its `Server-Timing` value.
+async fn classify_body(req: &mut Request, rules: &AccessRules) -> std::result::Result<(String, String), ApiError> {
     let service = service()?;
+    let length_declared = req.headers().get("Content-Length").ok().flatten().is_some();
     let body = if length_declared {
         req.bytes()
             .await
@@ -106,7 +151,7 @@ async fn classify(
         Some(ms) => format!("infer;dur={ms:.3}"),
         None => "infer;desc=\"not measurable: the runtime clock does not advance during CPU work\"".to_string(),
     };
-    Ok((json(&response)?, Some(timing)))
+    Ok((json(&response)?, timing))
 }
 
 /// Reads the body chunk by chunk and stops with 413 as soon as it passes `max_body`, so a huge
@@ -138,15 +183,6 @@ fn access_rules(env: &Env) -> std::result::Result<AccessRules, String> {
     AccessRules::from_vars(var("ALLOWED_ORIGINS").as_deref(), token.as_deref(), var("MAX_BODY_BYTES").as_deref())
 }
 
-fn preflight(path: &str, cors: Option<&str>) -> Result<Response> {
-    let headers = cors_headers(cors)?;
-    headers.set("Access-Control-Allow-Methods", protocol::allow_header(path))?;
-    headers.set("Access-Control-Allow-Headers", "Content-Type, Authorization")?;
-    headers.set("Access-Control-Max-Age", "86400")?;
-    headers.set("Allow", protocol::allow_header(path))?;
-    Ok(Response::empty()?.with_status(204).with_headers(headers))
-}
-
 fn json<T: serde::Serialize>(value: &T) -> std::result::Result<String, ApiError> {
     serde_json::to_string(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
 }
@@ -172,4 +208,12 @@ fn json_response(body: String, status: u16, cors: Option<&str>) -> Result<Respon
 
 fn error_response(e: &ApiError, cors: Option<&str>) -> Result<Response> {
     json_response(e.to_json(), e.status(), cors)
+}
+
+/// A 200 JSON answer, or the error's JSON answer.
+fn respond(body: std::result::Result<String, ApiError>, cors: Option<&str>) -> Result<Response> {
+    match body {
+        Ok(body) => json_response(body, 200, cors),
+        Err(e) => error_response(&e, cors),
+    }
 }

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
-use hiedge_eval::fixture::Fixture;
 use hiedge_core::{Feedback, Manifest, Model, PolicyConfig};
+use hiedge_eval::fixture::Fixture;
 use hiedge_eval::Metrics;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use hiedge_eval::fixture::Fixture;
 use hiedge_core::prob::argmax;
 use hiedge_core::{Error, Manifest, Model};
+use hiedge_eval::fixture::Fixture;
 
 fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist")

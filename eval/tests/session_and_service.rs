@@ -7,11 +7,11 @@ use std::time::Instant;
 #[path = "support/reference.rs"]
 mod reference;
 
-use hiedge_eval::fixture::Fixture;
 use hiedge_core::protocol::ClassifyResponse;
 use hiedge_core::server::ModelService;
 use hiedge_core::session::{HiSession, Outcome, RemoteOutcome};
 use hiedge_core::{Manifest, Model, PolicyConfig};
+use hiedge_eval::fixture::Fixture;
 
 fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist")

@@ -1,10 +1,18 @@
-// `wrangler dev` (workerd) with the Worker built by `make worker`, on a free loopback port, offline,
+// The one way hiedge starts the Worker: `wrangler dev` (workerd) with the Worker built by
+// `make worker`, on a free loopback port, offline (the only place the offline settings are written),
 // in its own process group so that stop() ends wrangler and workerd together.
+//
+// Imported by the JS tests, the demo and the benchmark (`startWorker`); run as a program by the
+// Rust tests and `hiedge bench-worker` (cli/src/wrangler.rs):
+//   node tests/support/wrangler.mjs [--port N] [--var KEY:VALUE]...
+// prints one JSON line `{"url": "http://127.0.0.1:PORT"}` once /v1/health answers, copies
+// wrangler's output to stderr, and stops the Worker on SIGTERM/SIGINT or when stdin closes.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 
 const repo = resolve(import.meta.dirname, "../..");
 
@@ -31,7 +39,7 @@ export function freePort() {
  * Starts the Worker; resolves when GET /v1/health answers. `vars`: extra Worker variables.
  * Returns { url, stop() }.
  */
-export async function startWorker({ vars = {}, port } = {}) {
+export async function startWorker({ vars = {}, port, onLog } = {}) {
   if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
   port ??= await freePort();
   const inspector = await freePort();
@@ -44,8 +52,9 @@ export async function startWorker({ vars = {}, port } = {}) {
     cwd: repo, env: { ...process.env, ...OFFLINE_ENV }, detached: true, stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
-  child.stdout.on("data", (d) => (log += d));
-  child.stderr.on("data", (d) => (log += d));
+  const append = (d) => { log += d; onLog?.(d); };
+  child.stdout.on("data", append);
+  child.stderr.on("data", append);
   let exited = null;
   child.on("exit", (code) => (exited = code));
   const url = `http://127.0.0.1:${port}`;
@@ -68,4 +77,39 @@ export async function startWorker({ vars = {}, port } = {}) {
   }
   await stop();
   throw new Error(`wrangler dev did not answer /v1/health in 90 s:\n${log}`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const vars = {};
+  let port;
+  const args = process.argv.slice(2);
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--port") port = Number(args[++i]);
+    else if (args[i] === "--var") {
+      const [key, ...rest] = String(args[++i]).split(":");
+      vars[key] = rest.join(":");
+    } else {
+      console.error(`unknown argument ${args[i]}; usage: wrangler.mjs [--port N] [--var KEY:VALUE]...`);
+      process.exit(2);
+    }
+  }
+  try {
+    const worker = await startWorker({ vars, port, onLog: (d) => process.stderr.write(d) });
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      await worker.stop();
+      process.exit(0);
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+    process.stdin.on("end", stop);
+    process.stdin.on("close", stop);
+    process.stdin.resume();
+    process.stdout.write(JSON.stringify({ url: worker.url }) + "\n");
+  } catch (e) {
+    console.error(String(e && e.message || e));
+    process.exit(1);
+  }
 }

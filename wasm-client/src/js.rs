@@ -1,4 +1,5 @@
-//! Small conversions between JavaScript values and Rust, and the JS globals the client uses.
+//! Conversions between JavaScript values and Rust, errors with a `code`, and the JS globals the
+//! client uses.
 
 use js_sys::{ArrayBuffer, Uint8Array};
 use serde::Serialize;
@@ -15,28 +16,39 @@ extern "C" {
     fn fetch_url(url: &str) -> js_sys::Promise;
     /// `globalThis.setTimeout`.
     #[wasm_bindgen(js_name = setTimeout)]
-    pub fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
-    /// `globalThis.clearTimeout`.
-    #[wasm_bindgen(js_name = clearTimeout)]
-    pub fn clear_timeout(id: &JsValue);
+    fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
 }
+
+/// `error.code` of errors the facade raises itself: the options could not be read.
+pub const INVALID_OPTIONS: &str = "InvalidOptions";
+/// `error.code` when a manifest or model URL could not be fetched.
+pub const FETCH_FAILED: &str = "FetchFailed";
 
 /// `performance.now()` in milliseconds.
 pub fn now_ms() -> f64 {
     performance_now()
 }
 
-/// A JS `Error` with this message.
-pub fn js_error(message: &str) -> JsValue {
-    js_sys::Error::new(message).into()
+/// A JS `Error` with this message and `error.code = code`.
+pub fn coded_error(code: &str, message: &str) -> JsValue {
+    let error = js_sys::Error::new(message);
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    error.into()
 }
 
-/// A Rust value as a plain JS object (via JSON, so `None` becomes `null`).
+/// A hiedge-core error as a JS `Error` whose `code` names the variant (`"InputLength"`, ...).
+pub fn core_error(e: hiedge_core::Error) -> JsValue {
+    coded_error(e.code(), &e.to_string())
+}
+
+/// A Rust value as a plain JS object (`None` as `null`, maps as objects).
 pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
-    let json = serde_json::to_string(value).map_err(|e| js_error(&e.to_string()))?;
-    js_sys::JSON::parse(&json)
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| coded_error("Internal", &format!("could not convert a result to JavaScript: {e}")))
 }
 
 /// Resolves after `ms` milliseconds.
@@ -48,30 +60,39 @@ pub async fn sleep(ms: f64) {
 }
 
 async fn fetch_ok(url: &str, what: &str) -> Result<web_sys::Response, JsValue> {
-    let resp = JsFuture::from(fetch_url(url))
-        .await
-        .map_err(|e| js_error(&format!("could not fetch the {what} from {url}: {}", describe(&e))))?;
-    let resp: web_sys::Response = resp.dyn_into()?;
+    let failed = |why: String| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {why}"));
+    let resp = JsFuture::from(fetch_url(url)).await.map_err(|e| failed(describe(&e)))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|e| failed(describe(&e)))?;
     if !resp.ok() {
-        return Err(js_error(&format!("could not fetch the {what} from {url}: HTTP {}", resp.status())));
+        return Err(failed(format!("HTTP {}", resp.status())));
     }
     Ok(resp)
 }
 
-/// JSON text from a value that is an object (stringified), JSON text, or a URL to fetch.
-pub async fn text_or_fetch(value: &JsValue, what: &str) -> Result<String, JsValue> {
+/// Where a manifest comes from.
+pub enum ManifestSource {
+    /// JSON text (given, or fetched from a URL).
+    Text(String),
+    /// A JS object, read with serde-wasm-bindgen.
+    Object(JsValue),
+}
+
+/// A manifest option: an object, JSON text, or a URL to fetch.
+pub async fn manifest_source(value: &JsValue) -> Result<ManifestSource, JsValue> {
     if let Some(s) = value.as_string() {
         if s.trim_start().starts_with('{') {
-            return Ok(s);
+            return Ok(ManifestSource::Text(s));
         }
-        let resp = fetch_ok(&s, what).await?;
+        let resp = fetch_ok(&s, "manifest").await?;
         let text = JsFuture::from(resp.text()?).await?;
-        return text.as_string().ok_or_else(|| js_error(&format!("the {what} at {s} is not text")));
+        let text =
+            text.as_string().ok_or_else(|| coded_error(FETCH_FAILED, &format!("the manifest at {s} is not text")))?;
+        return Ok(ManifestSource::Text(text));
     }
     if value.is_object() {
-        return Ok(js_sys::JSON::stringify(value)?.into());
+        return Ok(ManifestSource::Object(value.clone()));
     }
-    Err(js_error(&format!("`{what}` must be an object, JSON text or a URL")))
+    Err(coded_error(INVALID_OPTIONS, "`manifest` must be an object, JSON text or a URL"))
 }
 
 /// Bytes from a `Uint8Array`, an `ArrayBuffer`, or a URL to fetch.
@@ -87,7 +108,7 @@ pub async fn bytes_or_fetch(value: &JsValue, what: &str) -> Result<Vec<u8>, JsVa
         let buf = JsFuture::from(resp.array_buffer()?).await?;
         return Ok(Uint8Array::new(&buf).to_vec());
     }
-    Err(js_error(&format!("`{what}` must be a Uint8Array, an ArrayBuffer or a URL")))
+    Err(coded_error(INVALID_OPTIONS, &format!("`{what}` must be a Uint8Array, an ArrayBuffer or a URL")))
 }
 
 /// A short description of a thrown JS value.

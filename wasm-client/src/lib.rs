@@ -17,84 +17,29 @@
 
 mod js;
 mod offload;
+mod options;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use hiedge_core::early_exit::EarlyExitModel;
+use hiedge_core::policy::tradeoff::{self, ScoredSample};
+use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::session::{HiSession, RemoteOutcome};
 use hiedge_core::{Manifest, Model, PolicyConfig};
-use js_sys::{Object, Promise, Reflect, Uint8Array};
+use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::js::{js_error, now_ms, to_js};
+use crate::js::{coded_error, core_error, now_ms, to_js, ManifestSource, INVALID_OPTIONS};
 use crate::offload::OffloadClient;
+pub use crate::options::{EarlyExitSources, HiClientOptions, LoadProgress, LoadStage, PolicyChoice};
 
-#[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** A decision policy: a kind name (its calibrated parameters are taken from the manifest) or a full configuration. */
-export type PolicyConfig =
-  | "max_prob" | "margin" | "entropy" | "logistic_top2" | "online_hedge" | "always_local" | "always_offload"
-  | { kind: "max_prob" | "margin" | "entropy"; threshold: number }
-  | { kind: "logistic_top2"; bias: number; w1: number; w2: number; threshold?: number }
-  | { kind: "online_hedge"; beta: number; bins?: number; eta?: number; explore?: number; seed?: number }
-  | { kind: "always_local" } | { kind: "always_offload" }
-  | "ee_hi" | { kind: "ee_hi"; exit: number; offload: number; hi: number };
-
-/** Loading progress reported by `HiClient.create`. */
-export interface LoadProgress { stage: "manifest" | "model" | "compile" | "ready"; message: string }
-
-export interface HiClientOptions {
-  /** The tiny ONNX model: its bytes, or a URL to fetch. */
-  model: Uint8Array | ArrayBuffer | string;
-  /** The model-set manifest: an object, its JSON text, or a URL to fetch. */
-  manifest: object | string;
-  /** Which model of the manifest runs locally (default "tiny"). */
-  modelName?: string;
-  /** The manifest's early-exit model (its two stages), needed for the "ee_hi" policy. */
-  earlyExit?: { stage1: Uint8Array | ArrayBuffer | string; stage2: Uint8Array | ArrayBuffer | string };
-  /** Base URL of the hiedge Worker, e.g. "https://hiedge.example.workers.dev". Without it every offload falls back. */
-  endpoint?: string | null;
-  /** Decision policy (default: the manifest's calibrated logistic_top2). */
-  policy?: PolicyConfig;
-  /** Offload timeout in ms (default 3000). On timeout the local answer is used, flagged "fallback". */
-  timeoutMs?: number;
-  /** Bearer token when the Worker has an API_TOKEN. */
-  token?: string;
-  /** Extra delay added before each offload request, to emulate a slow link (default 0). */
-  networkDelayMs?: number;
-  /** Called as loading proceeds. */
-  onProgress?: (progress: LoadProgress) => void;
+/// Runs when the module is instantiated: a Rust panic is printed to the console with its message
+/// and location (then surfaces as a JS `RuntimeError`), instead of only "unreachable".
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
 }
-
-export interface Timings {
-  preprocessMs: number; localMs: number; decisionMs: number;
-  /** Offload round trip including any emulated delay (0 when kept locally). */
-  roundTripMs: number;
-  /** The Worker's own inference time, or null where its runtime cannot measure it (workerd freezes its clock during CPU work). */
-  remoteMs: number | null;
-  totalMs: number;
-}
-
-export interface ClassifyResult {
-  label: number; className: string; probs: number[]; confidence: number;
-  decision: "local" | "offloaded" | "fallback";
-  score: number; threshold: number | null; offloadWanted: boolean; explored: boolean;
-  localLabel: number; localProbs: number[];
-  remoteLabel: number | null; remoteModel: string | null;
-  /** Why the offload failed, for "fallback". */
-  fallbackReason: string | null;
-  timings: Timings; bytesSent: number;
-  /** "full" for HI; for EE-HI "exit" (the exit head answered), "early_offload" (offloaded after stage 1) or "stage2". */
-  localStage: "full" | "exit" | "early_offload" | "stage2";
-}
-
-export interface ClientStats {
-  samples: number; local: number; offloaded: number; fallback: number;
-  offloadFraction: number; meanTotalMs: number; meanLocalMs: number; meanRoundTripMs: number; bytesSent: number;
-}
-"#;
 
 /// The HI client: the tiny model and decision module in WebAssembly, offload by `fetch`.
 #[wasm_bindgen]
@@ -111,46 +56,56 @@ impl HiClient {
         #[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue,
     ) -> Result<HiClient, JsValue> {
         if !options.is_object() {
-            return Err(js_error("HiClient.create needs an options object: { model, manifest, endpoint }"));
+            return Err(coded_error(
+                INVALID_OPTIONS,
+                "HiClient.create needs an options object: { model, manifest, endpoint }",
+            ));
         }
-        let get = |k: &str| Reflect::get(&options, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
-        let progress = get("onProgress").dyn_into::<js_sys::Function>().ok();
-        let report = |stage: &str, message: &str| {
-            if let Some(f) = &progress {
-                let o = Object::new();
-                let _ = Reflect::set(&o, &"stage".into(), &stage.into());
-                let _ = Reflect::set(&o, &"message".into(), &message.into());
-                let _ = f.call1(&JsValue::NULL, &o);
+        let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
+            .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
+        let progress = options.on_progress.dyn_ref::<js_sys::Function>();
+        let report = |stage: LoadStage, message: &str| {
+            if let Some(f) = progress {
+                if let Ok(p) = to_js(&LoadProgress { stage, message: message.into() }) {
+                    // A throwing progress callback must not stop loading.
+                    let _ = f.call1(&JsValue::NULL, &p);
+                }
             }
         };
 
-        report("manifest", "loading the manifest");
-        let manifest_json = js::text_or_fetch(&get("manifest"), "manifest").await?;
-        let manifest = Manifest::from_json(&manifest_json).map_err(|e| js_error(&e.to_string()))?;
-        let name = get("modelName").as_string().unwrap_or_else(|| "tiny".into());
-
-        report("model", &format!("loading model `{name}`"));
-        let bytes = js::bytes_or_fetch(&get("model"), "model").await?;
-
-        report("compile", &format!("optimising model `{name}` ({} bytes)", bytes.len()));
-        let model = Model::load(&manifest, &name, &bytes).map_err(|e| js_error(&e.to_string()))?;
-        let early_exit = match get("earlyExit") {
-            v if v.is_undefined() || v.is_null() => None,
-            v => {
-                report("model", "loading the early-exit model");
-                let stage = |k: &str| Reflect::get(&v, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
-                let s1 = js::bytes_or_fetch(&stage("stage1"), "earlyExit.stage1").await?;
-                let s2 = js::bytes_or_fetch(&stage("stage2"), "earlyExit.stage2").await?;
-                Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(|e| js_error(&e.to_string()))?)
+        report(LoadStage::Manifest, "loading the manifest");
+        let manifest = match js::manifest_source(&options.manifest).await? {
+            ManifestSource::Text(json) => Manifest::from_json(&json).map_err(core_error)?,
+            ManifestSource::Object(object) => {
+                let manifest: Manifest = serde_wasm_bindgen::from_value(object).map_err(|e| {
+                    coded_error("ManifestParse", &format!("manifest is not a valid hiedge manifest: {e}"))
+                })?;
+                manifest.validate().map_err(core_error)?;
+                manifest
             }
         };
-        let policy = policy_from_js(&manifest, &get("policy"))?;
-        let session =
-            HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(|e| js_error(&e.to_string()))?;
+        let name = options.model_name.unwrap_or_else(|| "tiny".into());
+
+        report(LoadStage::Model, &format!("loading model `{name}`"));
+        let bytes = js::bytes_or_fetch(&options.model, "model").await?;
+
+        report(LoadStage::Compile, &format!("optimising model `{name}` ({} bytes)", bytes.len()));
+        let model = Model::load(&manifest, &name, &bytes).map_err(core_error)?;
+        let early_exit = match options.early_exit {
+            None => None,
+            Some(sources) => {
+                report(LoadStage::Model, "loading the early-exit model");
+                let s1 = js::bytes_or_fetch(&sources.stage1, "earlyExit.stage1").await?;
+                let s2 = js::bytes_or_fetch(&sources.stage2, "earlyExit.stage2").await?;
+                Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(core_error)?)
+            }
+        };
+        let policy = policy_config(&manifest, options.policy).map_err(core_error)?;
+        let session = HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(core_error)?;
         let offload =
-            OffloadClient::from_options(&get("endpoint"), &get("token"), &get("timeoutMs"), &get("networkDelayMs"))?;
+            OffloadClient::from_options(options.endpoint, options.token, options.timeout_ms, options.network_delay_ms)?;
 
-        report("ready", "ready");
+        report(LoadStage::Ready, "ready");
         Ok(HiClient { inner: Rc::new(RefCell::new(session)), offload: Rc::new(RefCell::new(offload)) })
     }
 
@@ -166,7 +121,7 @@ impl HiClient {
         };
         let local = match local {
             Ok(l) => l,
-            Err(e) => return Promise::reject(&js_error(&e.to_string())),
+            Err(e) => return Promise::reject(&core_error(e)),
         };
         let session = self.inner.clone();
         let offload = self.offload.borrow().clone();
@@ -178,7 +133,7 @@ impl HiClient {
             } else {
                 RemoteOutcome::NotAsked
             };
-            let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(|e| js_error(&e.to_string()))?;
+            let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
             to_js(&result)
         })
     }
@@ -189,20 +144,18 @@ impl HiClient {
     pub fn classify_local(&self, pixels: &Uint8Array) -> Result<JsValue, JsValue> {
         let pixels = pixels.to_vec();
         let mut session = self.inner.borrow_mut();
-        let local = session
-            .check_input(pixels.len())
-            .and_then(|_| session.run_local(&pixels, &now_ms))
-            .map_err(|e| js_error(&e.to_string()))?;
-        let result = session.finish(local, RemoteOutcome::LocalOnly, now_ms()).map_err(|e| js_error(&e.to_string()))?;
+        let local =
+            session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now_ms)).map_err(core_error)?;
+        let result = session.finish(local, RemoteOutcome::LocalOnly, now_ms()).map_err(core_error)?;
         to_js(&result)
     }
 
     /// Times every operation of the local model's optimised tract plan over `runs` runs on `pixels`
     /// (mean ms per run, slowest first): where the local inference time goes.
-    #[wasm_bindgen(unchecked_return_type = "Array<{ node: string; op: string; ms: number }>")]
+    #[wasm_bindgen(unchecked_return_type = "OpTime[]")]
     pub fn profile(&self, pixels: &Uint8Array, runs: usize) -> Result<JsValue, JsValue> {
         let session = self.inner.borrow();
-        let ops = session.model().profile(&pixels.to_vec(), runs, &now_ms).map_err(|e| js_error(&e.to_string()))?;
+        let ops = session.model().profile(&pixels.to_vec(), runs, &now_ms).map_err(core_error)?;
         to_js(&ops)
     }
 
@@ -210,11 +163,13 @@ impl HiClient {
     #[wasm_bindgen(js_name = setPolicy)]
     pub fn set_policy(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "PolicyConfig")] policy: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "PolicyChoice")] policy: JsValue,
     ) -> Result<(), JsValue> {
+        let choice: Option<PolicyChoice> = serde_wasm_bindgen::from_value(policy)
+            .map_err(|e| coded_error("InvalidPolicy", &format!("invalid policy configuration: {e}")))?;
         let mut session = self.inner.borrow_mut();
-        let config = policy_from_js(session.manifest(), &policy)?;
-        session.set_policy(config).map_err(|e| js_error(&e.to_string()))
+        let config = policy_config(session.manifest(), choice).map_err(core_error)?;
+        session.set_policy(config).map_err(core_error)
     }
 
     /// The policy in use, as a full configuration.
@@ -272,17 +227,25 @@ impl HiClient {
     }
 }
 
-/// A policy from JS: `undefined` (the manifest's calibrated logistic_top2), a kind name (its
-/// calibrated parameters), or a configuration object.
-fn policy_from_js(manifest: &Manifest, value: &JsValue) -> Result<PolicyConfig, JsValue> {
-    let config = if value.is_undefined() || value.is_null() {
-        PolicyConfig::calibrated(manifest)
-    } else if let Some(kind) = value.as_string() {
-        PolicyConfig::calibrated_kind(manifest, &kind)
-    } else {
-        let json = js_sys::JSON::stringify(value).map_err(|_| js_error("policy is not a JSON object"))?;
-        PolicyConfig::from_json(&String::from(json))
-    };
-    // Its parameters are checked where it is built (HiSession::new / set_policy).
-    config.map_err(|e| js_error(&e.to_string()))
+/// The accuracy / offloading trade-off of "offload when `score <= threshold`" over answered samples,
+/// at `steps + 1` thresholds evenly spaced over 0..=1 (the demo's live curve).
+#[wasm_bindgen(js_name = thresholdSweep, unchecked_return_type = "TradeoffPoint[]")]
+pub fn threshold_sweep(
+    #[wasm_bindgen(unchecked_param_type = "ScoredSample[]")] samples: JsValue,
+    steps: u32,
+) -> Result<JsValue, JsValue> {
+    let samples: Vec<ScoredSample> = serde_wasm_bindgen::from_value(samples)
+        .map_err(|e| coded_error(INVALID_OPTIONS, &format!("thresholdSweep needs ScoredSample objects: {e}")))?;
+    to_js(&tradeoff::threshold_sweep(&samples, steps))
+}
+
+/// The configuration for a policy option: none (the manifest's calibrated logistic_top2), a kind
+/// name (its calibrated parameters), or a full configuration. Its parameters are checked where it
+/// is built (`HiSession::with_early_exit`, `set_policy`).
+fn policy_config(manifest: &Manifest, choice: Option<PolicyChoice>) -> hiedge_core::Result<PolicyConfig> {
+    match choice {
+        None => PolicyConfig::calibrated(manifest),
+        Some(PolicyChoice::Kind(kind)) => PolicyConfig::calibrated_for(manifest, kind),
+        Some(PolicyChoice::Config(config)) => Ok(config),
+    }
 }

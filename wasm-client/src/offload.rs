@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::js::{clear_timeout, describe, fetch_with_request, js_error, now_ms, set_timeout, sleep};
+use crate::js::{coded_error, describe, fetch_with_request, now_ms, sleep, INVALID_OPTIONS};
 
 /// Default offload timeout.
 pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
@@ -21,34 +21,30 @@ pub struct OffloadClient {
     delay_ms: f64,
 }
 
-fn number(value: &JsValue, name: &str, default: f64) -> Result<f64, JsValue> {
-    if value.is_undefined() || value.is_null() {
-        return Ok(default);
-    }
-    match value.as_f64() {
+/// A non-negative finite number of milliseconds, or `default`.
+fn millis(value: Option<f64>, name: &str, default: f64) -> Result<f64, JsValue> {
+    match value {
+        None => Ok(default),
         Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(js_error(&format!("`{name}` must be a number >= 0"))),
+        Some(_) => Err(coded_error(INVALID_OPTIONS, &format!("`{name}` must be a number >= 0"))),
     }
 }
 
 impl OffloadClient {
     /// From the `endpoint`, `token`, `timeoutMs` and `networkDelayMs` options.
     pub fn from_options(
-        endpoint: &JsValue,
-        token: &JsValue,
-        timeout: &JsValue,
-        delay: &JsValue,
+        endpoint: Option<String>,
+        token: Option<String>,
+        timeout_ms: Option<f64>,
+        delay_ms: Option<f64>,
     ) -> Result<Self, JsValue> {
         let mut client = OffloadClient {
             url: None,
-            token: token.as_string().filter(|t| !t.is_empty()),
-            timeout_ms: number(timeout, "timeoutMs", DEFAULT_TIMEOUT_MS)?,
-            delay_ms: number(delay, "networkDelayMs", 0.0)?,
+            token: token.filter(|t| !t.is_empty()),
+            timeout_ms: millis(timeout_ms, "timeoutMs", DEFAULT_TIMEOUT_MS)?,
+            delay_ms: millis(delay_ms, "networkDelayMs", 0.0)?,
         };
-        if !(endpoint.is_undefined() || endpoint.is_null()) {
-            let e = endpoint.as_string().ok_or_else(|| js_error("`endpoint` must be a URL string or null"))?;
-            client.set_endpoint(Some(e))?;
-        }
+        client.set_endpoint(endpoint)?;
         Ok(client)
     }
 
@@ -59,14 +55,14 @@ impl OffloadClient {
             Some(e) if e.starts_with("http://") || e.starts_with("https://") || e.starts_with('/') => {
                 Some(format!("{}{CLASSIFY_PATH}", e.trim_end_matches('/')))
             }
-            Some(e) => return Err(js_error(&format!("endpoint `{e}` is not an http(s) URL"))),
+            Some(e) => return Err(coded_error(INVALID_OPTIONS, &format!("endpoint `{e}` is not an http(s) URL"))),
         };
         Ok(())
     }
 
     /// Sets the emulated extra delay.
     pub fn set_delay(&mut self, ms: f64) -> Result<(), JsValue> {
-        self.delay_ms = number(&JsValue::from_f64(ms), "networkDelayMs", 0.0)?;
+        self.delay_ms = millis(Some(ms), "networkDelayMs", 0.0)?;
         Ok(())
     }
 
@@ -90,11 +86,12 @@ impl OffloadClient {
     }
 
     async fn post(&self, url: &str, pixels: &[u8], classes: usize) -> Result<ClassifyResponse, String> {
-        let controller = web_sys::AbortController::new().map_err(|e| describe(&e))?;
+        // The timeout covers the request and reading the answer.
+        let signal = web_sys::AbortSignal::timeout_with_f64(self.timeout_ms);
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
         init.set_mode(web_sys::RequestMode::Cors);
-        init.set_signal(Some(&controller.signal()));
+        init.set_signal(Some(&signal));
         let headers = web_sys::Headers::new().map_err(|e| describe(&e))?;
         headers.set("Content-Type", OCTET_STREAM).map_err(|e| describe(&e))?;
         if let Some(token) = &self.token {
@@ -105,15 +102,8 @@ impl OffloadClient {
         init.set_body(&body);
         let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| describe(&e))?;
 
-        let abort = Closure::once_into_js({
-            let controller = controller.clone();
-            move || controller.abort()
-        });
-        let timer = set_timeout(abort.unchecked_ref(), self.timeout_ms);
-        let outcome = self.send(&request, classes).await;
-        clear_timeout(&timer);
-        outcome.map_err(|reason| {
-            if controller.signal().aborted() {
+        self.send(&request, classes).await.map_err(|reason| {
+            if signal.aborted() {
                 format!("timeout after {} ms", self.timeout_ms)
             } else {
                 reason

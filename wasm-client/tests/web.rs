@@ -39,6 +39,11 @@ fn result_decision(r: &JsValue) -> hiedge_core::Decision {
     )
 }
 
+/// `error.code` of a rejected call.
+fn code(err: &JsValue) -> String {
+    get(err, "code").as_string().unwrap_or_else(|| format!("no code on {err:?}"))
+}
+
 fn image(i: usize) -> Uint8Array {
     Uint8Array::from(&IMAGES[i * 784..(i + 1) * 784])
 }
@@ -178,6 +183,7 @@ async fn wrong_length_input_is_rejected_with_both_lengths() {
     for n in [0usize, 783, 785] {
         let bad = Uint8Array::from(vec![0u8; n].as_slice());
         let err = JsFuture::from(c.classify(&bad)).await.expect_err("wrong length must reject");
+        assert_eq!(code(&err), "InputLength", "the error names the hiedge_core::Error variant");
         let msg = String::from(err.dyn_into::<js_sys::Error>().unwrap().message());
         assert_eq!(msg, format!("input has {n} values but the model expects 784"));
         let err = c.classify_local(&bad).expect_err("classifyLocal must throw");
@@ -191,11 +197,22 @@ async fn bad_options_are_explained() {
     let bad_policy = policy_js(&PolicyConfig::MaxProb { threshold: 0.5 });
     Reflect::set(&bad_policy, &"threshold".into(), &JsValue::from_f64(1.5)).unwrap();
     let err = HiClient::create(options(bad_policy, None)).await.err().expect("threshold 1.5 must be refused");
+    assert_eq!(code(&err), "InvalidPolicy");
     let msg = String::from(err.dyn_into::<js_sys::Error>().unwrap().message());
     assert!(msg.contains("threshold must be in 0..=1"), "{msg}");
 
+    let err = HiClient::create(options(JsValue::from_str("bogus"), None)).await.err().expect("unknown kind");
+    assert_eq!(code(&err), "InvalidOptions");
+    let msg = String::from(err.dyn_into::<js_sys::Error>().unwrap().message());
+    assert!(msg.contains("unknown policy kind `bogus`"), "{msg}");
+    let o = options(JsValue::UNDEFINED, None);
+    set(o.unchecked_ref(), "timeoutMs", &JsValue::from_str("soon"));
+    let err = HiClient::create(o).await.err().expect("a string timeout must be refused");
+    assert_eq!(code(&err), "InvalidOptions");
+
     let o = options(JsValue::UNDEFINED, Some("ftp://x"));
     let err = HiClient::create(o).await.err().expect("ftp endpoint must be refused");
+    assert_eq!(code(&err), "InvalidOptions");
     assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("not an http(s) URL"));
 
     let o = options(JsValue::UNDEFINED, None);
@@ -203,5 +220,6 @@ async fn bad_options_are_explained() {
     tampered[10] ^= 1;
     set(o.unchecked_ref(), "model", &Uint8Array::from(tampered.as_slice()).into());
     let err = HiClient::create(o).await.err().expect("tampered model must be refused");
+    assert_eq!(code(&err), "ModelHashMismatch");
     assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("sha256"));
 }

@@ -31,6 +31,7 @@ mod config;
 mod ee_hi;
 mod hedge;
 mod threshold;
+pub mod tradeoff;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,116 @@
+//! `HiClient.create`'s options, read with serde-wasm-bindgen; their TypeScript declarations are
+//! derived (tsify), as are those of the core types they mention.
+
+use hiedge_core::policy::{PolicyConfig, PolicyKind};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use tsify::Tsify;
+use wasm_bindgen::JsValue;
+
+/// The options of `HiClient.create`.
+#[derive(Tsify, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HiClientOptions {
+    /// The tiny ONNX model: its bytes, or a URL to fetch.
+    #[tsify(type = "Uint8Array | ArrayBuffer | string")]
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub model: JsValue,
+    /// The model-set manifest: an object, its JSON text, or a URL to fetch.
+    #[tsify(type = "object | string")]
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub manifest: JsValue,
+    /// Which model of the manifest runs locally (default "tiny").
+    #[tsify(optional)]
+    pub model_name: Option<String>,
+    /// The manifest's early-exit model (its two stages), needed for the "ee_hi" policy.
+    #[tsify(optional)]
+    pub early_exit: Option<EarlyExitSources>,
+    /// Base URL of the hiedge Worker, e.g. "https://hiedge.example.workers.dev". Without it every
+    /// offload falls back.
+    #[tsify(optional, type = "string | null")]
+    pub endpoint: Option<String>,
+    /// Decision policy (default: the manifest's calibrated logistic_top2).
+    #[tsify(optional, type = "PolicyChoice")]
+    pub policy: Option<PolicyChoice>,
+    /// Offload timeout in ms (default 3000). On timeout the local answer is used, flagged "fallback".
+    #[tsify(optional)]
+    pub timeout_ms: Option<f64>,
+    /// Bearer token when the Worker has an API_TOKEN.
+    #[tsify(optional)]
+    pub token: Option<String>,
+    /// Extra delay added before each offload request, to emulate a slow link (default 0).
+    #[tsify(optional)]
+    pub network_delay_ms: Option<f64>,
+    /// Called as loading proceeds.
+    #[tsify(optional, type = "(progress: LoadProgress) => void")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub on_progress: JsValue,
+}
+
+/// The two ONNX stages of the manifest's early-exit model.
+#[derive(Tsify, Deserialize)]
+pub struct EarlyExitSources {
+    /// Stage 1 (image to exit head and features): bytes or a URL.
+    #[tsify(type = "Uint8Array | ArrayBuffer | string")]
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub stage1: JsValue,
+    /// Stage 2 (features to final head): bytes or a URL.
+    #[tsify(type = "Uint8Array | ArrayBuffer | string")]
+    #[serde(with = "serde_wasm_bindgen::preserve")]
+    pub stage2: JsValue,
+}
+
+/// Loading progress reported by `HiClient.create`.
+#[derive(Tsify, Serialize)]
+pub struct LoadProgress {
+    /// What is being loaded.
+    pub stage: LoadStage,
+    /// For a person.
+    pub message: String,
+}
+
+/// The steps of `HiClient.create`.
+#[derive(Tsify, Serialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadStage {
+    /// Fetching or parsing the manifest.
+    Manifest,
+    /// Fetching a model.
+    Model,
+    /// Parsing and optimising the model.
+    Compile,
+    /// Done.
+    Ready,
+}
+
+/// A decision policy: a kind name (its calibrated parameters are taken from the manifest) or a full
+/// configuration. Read by hand (a string or an object) so each form keeps its own error message.
+#[derive(Tsify, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum PolicyChoice {
+    /// This kind at the manifest's calibrated parameters.
+    Kind(PolicyKind),
+    /// A full configuration.
+    Config(PolicyConfig),
+}
+
+impl<'de> Deserialize<'de> for PolicyChoice {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ChoiceVisitor;
+        impl<'de> Visitor<'de> for ChoiceVisitor {
+            type Value = PolicyChoice;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a policy kind name or a policy configuration object")
+            }
+            fn visit_str<E: de::Error>(self, kind: &str) -> Result<PolicyChoice, E> {
+                let kind = PolicyKind::deserialize(de::value::StrDeserializer::<E>::new(kind))
+                    .map_err(|_| E::custom(format!("unknown policy kind `{kind}`")))?;
+                Ok(PolicyChoice::Kind(kind))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PolicyChoice, A::Error> {
+                PolicyConfig::deserialize(de::value::MapAccessDeserializer::new(map)).map(PolicyChoice::Config)
+            }
+        }
+        deserializer.deserialize_any(ChoiceVisitor)
+    }
+}

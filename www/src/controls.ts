@@ -1,0 +1,89 @@
+// The controls: policy, threshold, emulated network delay, and the sample stream (start, pause,
+// reset), each sample classified by the client and rendered as it is answered.
+import type { PolicyChoice, PolicyConfig } from "hiedge";
+import { $, client, demo, sample, state } from "./state";
+import { setWorkerDown } from "./client";
+import { addThumb } from "./detail";
+
+/** Called after each answered sample and each control change (batched by the caller). */
+let onChange: () => void = () => {};
+
+/** Puts the threshold slider at the policy's threshold, or disables it for policies without one. */
+export function syncThreshold(): void {
+  const policy: PolicyConfig = client().policy();
+  const slider = $("threshold") as HTMLInputElement;
+  const threshold = "threshold" in policy ? policy.threshold : undefined;
+  slider.disabled = threshold === undefined;
+  if (threshold !== undefined) slider.value = String(threshold);
+  $("threshold-value").textContent = threshold === undefined ? "n/a" : Number(threshold).toFixed(3);
+}
+
+async function classifySample(index: number) {
+  const t0 = performance.now();
+  const result = await client().classify(sample(index));
+  const row = { index, truth: state.labels[index], result, wall: performance.now() - t0 };
+  state.rows.push(row);
+  demo.finished = state.rows.length;
+  if (result.decision === "fallback") setWorkerDown(result.fallbackReason);
+  else if (result.decision === "offloaded" && state.workerDown) setWorkerDown(null);
+  addThumb(row);
+  onChange();
+}
+
+async function run() {
+  const button = $("run") as HTMLButtonElement;
+  if (state.running) {
+    state.running = false;
+    return;
+  }
+  state.running = true;
+  button.textContent = "Pause";
+  const available = state.labels.length;
+  const limit = Math.min(available, Math.max(1, Number(($("limit") as HTMLInputElement).value) || available));
+  while (state.running && state.next < limit) {
+    const rate = Number(($("rate") as HTMLSelectElement).value);
+    const start = performance.now();
+    await classifySample(state.next++);
+    const wait = rate > 0 ? 1000 / rate - (performance.now() - start) : 0;
+    await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+  }
+  state.running = false;
+  button.textContent = state.next >= limit ? "Done" : "Start";
+}
+
+function reset() {
+  state.running = false;
+  state.rows.length = 0;
+  state.next = 0;
+  client().resetStats();
+  $("grid").replaceChildren();
+  $("detail").textContent = "Click a thumbnail.";
+  ($("run") as HTMLButtonElement).textContent = "Start";
+  demo.finished = 0;
+  onChange();
+}
+
+/** Wires the controls; `changed` re-renders the totals and charts. */
+export function setUpControls(changed: () => void): void {
+  onChange = changed;
+  $("policy").addEventListener("change", () => {
+    client().setPolicy(($("policy") as HTMLSelectElement).value as PolicyChoice);
+    syncThreshold();
+    onChange();
+  });
+  $("threshold").addEventListener("input", () => {
+    const t = Number(($("threshold") as HTMLInputElement).value);
+    const current = client().policy();
+    if ("threshold" in current) client().setPolicy({ ...current, threshold: t });
+    $("threshold-value").textContent = t.toFixed(3);
+    onChange();
+  });
+  $("delay").addEventListener("input", () => {
+    const d = Number(($("delay") as HTMLInputElement).value);
+    client().setNetworkDelay(d);
+    $("delay-value").textContent = `${d} ms`;
+  });
+  $("run").addEventListener("click", run);
+  $("reset").addEventListener("click", reset);
+  syncThreshold();
+}

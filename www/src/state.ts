@@ -1,0 +1,45 @@
+// The page's shared state: the client, the loaded samples and every result so far.
+import type { ClassifyResult, HiClient } from "hiedge";
+
+export type Row = { index: number; truth: number; result: ClassifyResult; wall: number };
+
+/** Height, width and channels of one sample, from the client's manifest. */
+export type ImageShape = { height: number; width: number; channels: number };
+
+export const state = {
+  client: null as HiClient | null,
+  images: new Uint8Array(0) as Uint8Array,
+  labels: new Uint8Array(0) as Uint8Array,
+  largeLabels: [] as number[],
+  classes: [] as string[],
+  sampleLength: 0,
+  shape: { height: 0, width: 0, channels: 1 } as ImageShape,
+  rows: [] as Row[],
+  next: 0,
+  running: false,
+  workerUrl: "",
+  workerDown: false,
+};
+
+/**
+ * For the end-to-end tests and the curious: every result, as the page has it. `rendered` is the
+ * number of samples the totals and charts last showed (`renders` counts renders), so tests wait on
+ * them instead of sleeping.
+ */
+export const demo = { state, rows: state.rows, ready: false, finished: 0, rendered: 0, renders: 0 };
+(window as unknown as { hiedgeDemo: typeof demo }).hiedgeDemo = demo;
+
+export const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+export const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+export const ms = (x: number) => x.toFixed(2);
+
+/** The pixels of sample `index`. */
+export function sample(index: number): Uint8Array {
+  return state.images.subarray(index * state.sampleLength, (index + 1) * state.sampleLength);
+}
+
+/** The client, once loaded. */
+export function client(): HiClient {
+  if (!state.client) throw new Error("the client is not loaded yet");
+  return state.client;
+}
