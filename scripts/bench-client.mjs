@@ -5,6 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { gzipSync, brotliCompressSync, constants } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
+import { summarise } from "../bench/stats.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
 const n = Number(process.argv[2] ?? 1000);
@@ -16,11 +17,7 @@ try {
   await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 300_000 });
   const out = await page.evaluate(() => window.__bench);
   if (out.error) throw new Error(out.error);
-  const stat = (key) => {
-    const v = out.rows.map((r) => r[key]).sort((a, b) => a - b);
-    const at = (q) => v[Math.round((v.length - 1) * q)];
-    return { median: at(0.5), p95: at(0.95), mean: v.reduce((a, b) => a + b, 0) / v.length };
-  };
+  const stat = (key) => summarise(out.rows.map((r) => r[key]));
   const wasm = readFileSync(join(repo, "wasm-client/pkg/hiedge_bg.wasm"));
   const gz = gzipSync(wasm, { level: 9 }).length;
   const br = brotliCompressSync(wasm, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;

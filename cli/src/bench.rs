@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use hiedge_core::Model;
+use hiedge_eval::metrics::quantile;
 
 use crate::data::{test_split, ModelSet};
 use crate::Paths;
@@ -16,10 +17,8 @@ pub(crate) struct Summary {
     pub mean: f64,
 }
 
-pub(crate) fn summarise(mut ms: Vec<f64>) -> Summary {
-    ms.sort_by(f64::total_cmp);
-    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    Summary { median: at(0.5), p95: at(0.95), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
+pub(crate) fn summarise(ms: Vec<f64>) -> Summary {
+    Summary { median: quantile(&ms, 0.5), p95: quantile(&ms, 0.95), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
 }
 
 fn time_one(model: &Model, pixels: &[u8], temperature: f32) -> Result<f64> {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use hiedge_cli::wrangler::{agent, WranglerDev};
 use hiedge_core::protocol::ClassifyResponse;
+use hiedge_eval::metrics::quantile;
 
 use crate::bench::{cpu_name, summarise, Summary};
 use crate::data::{test_split, ModelSet};
@@ -94,9 +95,7 @@ fn load(base: &str, images: &Arc<Vec<Vec<u8>>>, concurrency: usize, duration: Du
     }
     let seconds = start.elapsed().as_secs_f64();
     let requests = all.len();
-    let mut sorted = all.clone();
-    sorted.sort_by(f64::total_cmp);
-    let p99 = sorted.get(((sorted.len().max(1) - 1) as f64 * 0.99).round() as usize).copied().unwrap_or(f64::NAN);
+    let p99 = quantile(&all, 0.99);
     LoadResult {
         concurrency,
         requests,

@@ -9,6 +9,7 @@ use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::early_exit::EeSamples;
+use hiedge_eval::metrics::quantile;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Paths;
@@ -156,9 +157,6 @@ pub fn device_ms(tiny: &Model, ee: &EarlyExitModel, split: &Split, n: usize) -> 
         let f = features.context("stage 1 gave no features")?;
         s2.push(time(&mut || ee.stage2(&f).map(drop).map_err(Into::into))?);
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-    };
+    let median = |v: Vec<f64>| quantile(&v, 0.5);
     Ok((median(t), median(s1), median(s2)))
 }

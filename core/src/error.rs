@@ -76,6 +76,9 @@ impl Error {
     }
 }
 
+/// `Result` with hiedge-core's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +96,3 @@ mod tests {
         assert_eq!(Error::InputLength { expected: 2, actual: 1 }.code(), "InputLength");
     }
 }
-
-/// `Result` with hiedge-core's [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;

@@ -65,6 +65,17 @@ impl Metrics {
     }
 }
 
+/// The `q` quantile (0..=1) of `values` by nearest rank on the sorted values (the same rule as the
+/// JavaScript side's `bench/stats.mjs`); NaN when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[((sorted.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
@@ -98,5 +109,13 @@ mod tests {
         assert_eq!(m.kept_accuracy(), Some(0.5));
         // (0.1 * 2 + 2 wrong) / 4
         assert!((m.cost_per_image(0.1) - 0.55).abs() < 1e-12);
+    }
+
+    #[test]
+    fn quantile_is_nearest_rank() {
+        let v = [5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!((quantile(&v, 0.0), quantile(&v, 0.5), quantile(&v, 1.0)), (1.0, 3.0, 5.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.95), 4.0);
+        assert!(quantile(&[], 0.5).is_nan());
     }
 }

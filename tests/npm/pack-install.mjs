@@ -56,7 +56,9 @@ try {
   assert.equal(installed.name, "hiedge");
   assert.ok(installed.types, "package.json names its types");
   const dts = readFileSync(join(app, "node_modules/hiedge", installed.types), "utf8");
-  for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(pixels: Uint8Array): Promise<ClassifyResult>"]) {
+  // Generated from the Rust types (tsify), not written by hand.
+  for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(pixels: Uint8Array): Promise<ClassifyResult>",
+    "type PolicyConfig", "type PolicyChoice", "interface ClientStats", "function thresholdSweep"]) {
     assert.ok(dts.includes(name), `types lack \`${name}\``);
   }
 
@@ -90,8 +92,9 @@ try {
     failures[mode] = { decision: r.decision, reason: r.fallbackReason, label: r.label, localLabel: r.localLabel };
   }
   let rejected = null;
-  try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; }
-  window.__result = { result, offloaded, failures, stages, rejected, classes: client.classes, stats: client.stats() };
+  let rejectedCode = null;
+  try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; rejectedCode = e.code; }
+  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats() };
 } catch (e) { window.__result = { error: String(e && e.stack || e) }; }
 </script>`,
   );
@@ -112,6 +115,7 @@ try {
   assert.ok(["local", "fallback"].includes(out.result.decision), `decision ${out.result.decision} without an endpoint`);
   assert.deepEqual(out.stages, ["manifest", "model", "compile", "ready"]);
   assert.equal(out.rejected, "input has 10 values but the model expects 784");
+  assert.equal(out.rejectedCode, "InputLength", "errors carry the hiedge_core::Error variant as `code`");
   assert.equal(out.classes.length, 10);
   assert.equal(out.stats.samples, 1);
   const off = out.offloaded;

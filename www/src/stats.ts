@@ -1,15 +1,8 @@
 // The totals under the stream: counts, accuracy, offloading, latency and bytes, for HI and for the
 // tiny-only and large-only baselines on the same samples.
+import { mean, quantile } from "../../bench/stats.mjs";
 import { $, ms, pct, state, type Row } from "./state";
 
-/** The `q` quantile (nearest rank) of `v`; NaN when empty. */
-export function quantile(v: number[], q: number): number {
-  if (!v.length) return NaN;
-  const s = [...v].sort((a, b) => a - b);
-  return s[Math.round((s.length - 1) * q)];
-}
-
-export const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
 
 /** Device-side time of a result: preprocessing, local model(s) and decision. */
 export const localTime = (r: Row) => r.result.timings.preprocessMs + r.result.timings.localMs + r.result.timings.decisionMs;
