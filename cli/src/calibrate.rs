@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use hiedge_core::manifest::DecisionParams;
+use hiedge_core::manifest::{DecisionParams, OutputKind};
 use hiedge_core::policy::ScoreRule;
 use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
 use hiedge_eval::dataset::{CALIBRATION_LEN, CALIBRATION_START};
@@ -20,13 +20,23 @@ pub fn run(paths: &Paths, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<(
     let tiny = logits(&set.tiny, &split, "tiny")?;
     let large = logits(&set.large, &split, "large")?;
 
-    let temperature = fit_temperature(&tiny, &split.labels)?;
-    eprintln!(
-        "temperature {temperature:.4}: calibration NLL {:.4} -> {:.4}",
-        nll(&tiny, &split.labels, 1.0),
-        nll(&tiny, &split.labels, temperature)
-    );
-    let samples = Samples::from_logits(split.labels.clone(), &tiny, &large, temperature)?;
+    let output = set.tiny.output_kind();
+    let temperature = match output {
+        OutputKind::Logits => {
+            let t = fit_temperature(&tiny, &split.labels)?;
+            eprintln!(
+                "temperature {t:.4}: calibration NLL {:.4} -> {:.4}",
+                nll(&tiny, &split.labels, 1.0),
+                nll(&tiny, &split.labels, t)
+            );
+            t
+        }
+        OutputKind::Probabilities => {
+            eprintln!("temperature 1: the tiny model outputs probabilities, which cannot be rescaled");
+            1.0
+        }
+    };
+    let samples = Samples::from_outputs(split.labels.clone(), &tiny, output, &large, temperature)?;
     let correct: Vec<bool> = (0..samples.len()).map(|i| samples.tiny_pred[i] == samples.labels[i]).collect();
     let logistic_top2 = fit_logistic_top2(&samples.tiny_probs, &correct)?;
     eprintln!("logistic_top2: {logistic_top2:?}");

@@ -85,7 +85,8 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
     let split = test_split(paths, limit)?;
     let tiny = logits(&set.tiny, &split, "tiny")?;
     let large = logits(&set.large, &split, "large")?;
-    let samples = Samples::from_logits(split.labels.clone(), &tiny, &large, set.manifest.temperature())?;
+    let samples =
+        Samples::from_outputs(split.labels.clone(), &tiny, set.tiny.output_kind(), &large, set.manifest.temperature())?;
 
     let large_only = samples.baseline(true);
     let target = large_only.hi_accuracy() - max_drop / 100.0;

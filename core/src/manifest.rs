@@ -146,6 +146,18 @@ pub enum OutputKind {
     Probabilities,
 }
 
+impl OutputKind {
+    /// A model's raw outputs as probabilities: softmax at `temperature` for logits, unchanged for
+    /// a model that already outputs probabilities (a temperature cannot be applied to those). The
+    /// runtime, the sweeps and calibration all go through this.
+    pub fn probabilities(self, outputs: &[f32], temperature: f32) -> Vec<f32> {
+        match self {
+            OutputKind::Logits => crate::prob::softmax(outputs, temperature),
+            OutputKind::Probabilities => outputs.to_vec(),
+        }
+    }
+}
+
 /// One model file of the set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

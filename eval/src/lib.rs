@@ -25,7 +25,7 @@
 //!     large_logits.push(large.logits(fixture.image(i))?);
 //! }
 //! let labels = fixture.labels.iter().map(|&l| l as usize).collect();
-//! let samples = Samples::from_logits(labels, &tiny_logits, &large_logits, manifest.temperature())?;
+//! let samples = Samples::from_outputs(labels, &tiny_logits, tiny.output_kind(), &large_logits, manifest.temperature())?;
 //! let metrics = samples.run_policy(PolicyConfig::calibrated(&manifest)?.build()?.as_mut())?;
 //! println!("HI accuracy {:.4}, offloaded {:.4}", metrics.hi_accuracy(), metrics.offload_fraction());
 //! # Ok(())

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use hiedge_core::manifest::OutputKind;
 use hiedge_core::policy::{DecisionPolicy, Feedback, ScoreRule};
-use hiedge_core::prob::{argmax, softmax, validate_probs};
+use hiedge_core::prob::{argmax, validate_probs};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -22,10 +23,13 @@ pub struct Samples {
 }
 
 impl Samples {
-    /// From raw logits of both models; the tiny logits are softmaxed at `temperature`.
-    pub fn from_logits(
+    /// From raw outputs of both models: the tiny model's become probabilities as its manifest
+    /// `output` kind says (softmax at `temperature` for logits, unchanged for probabilities); the
+    /// large model's argmax is its label either way.
+    pub fn from_outputs(
         labels: Vec<usize>,
         tiny_logits: &[Vec<f32>],
+        tiny_output: OutputKind,
         large_logits: &[Vec<f32>],
         temperature: f32,
     ) -> Result<Self> {
@@ -37,7 +41,7 @@ impl Samples {
                 large_logits.len()
             )));
         }
-        let tiny_probs: Vec<Vec<f32>> = tiny_logits.iter().map(|l| softmax(l, temperature)).collect();
+        let tiny_probs: Vec<Vec<f32>> = tiny_logits.iter().map(|l| tiny_output.probabilities(l, temperature)).collect();
         for p in &tiny_probs {
             validate_probs(p)?;
         }
@@ -180,9 +184,26 @@ mod tests {
     }
 
     #[test]
-    fn from_logits_checks_lengths() {
-        assert!(Samples::from_logits(vec![0], &[], &[vec![1.0, 0.0]], 1.0).is_err());
-        let s = Samples::from_logits(vec![1], &[vec![0.0, 2.0]], &[vec![3.0, 0.0]], 1.0).unwrap();
+    fn from_outputs_checks_lengths() {
+        assert!(Samples::from_outputs(vec![0], &[], OutputKind::Logits, &[vec![1.0, 0.0]], 1.0).is_err());
+        let s = Samples::from_outputs(vec![1], &[vec![0.0, 2.0]], OutputKind::Logits, &[vec![3.0, 0.0]], 1.0).unwrap();
         assert_eq!((s.tiny_pred[0], s.large_pred[0]), (1, 0));
+    }
+
+    /// A tiny model that ends in Softmax: its outputs are used as they are. Softmaxing them again
+    /// (the old sweep path) flattens a 0.91 answer over 10 classes to p1 = 0.23, so MaxProb at 0.3
+    /// offloaded every sample.
+    #[test]
+    fn probability_outputs_are_not_softmaxed_again() {
+        let mut confident = vec![0.01f32; 10];
+        confident[3] = 0.91;
+        let outputs = vec![confident; 4];
+        let large = vec![vec![0.0; 10]; 4];
+        let labels = vec![3; 4];
+        let s = Samples::from_outputs(labels.clone(), &outputs, OutputKind::Probabilities, &large, 2.0).unwrap();
+        assert!((s.tiny_probs[0][3] - 0.91).abs() < 1e-6, "temperature is not applied to probabilities");
+        assert_eq!(s.at_threshold(&ScoreRule::MaxProb, 0.3).offload_fraction(), 0.0);
+        let wrong = Samples::from_outputs(labels, &outputs, OutputKind::Logits, &large, 1.0).unwrap();
+        assert_eq!(wrong.at_threshold(&ScoreRule::MaxProb, 0.3).offload_fraction(), 1.0, "read as logits");
     }
 }

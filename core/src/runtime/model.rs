@@ -78,6 +78,11 @@ impl Model {
         &self.id
     }
 
+    /// Whether the model outputs logits or probabilities (from the manifest).
+    pub fn output_kind(&self) -> OutputKind {
+        self.output
+    }
+
     /// Number of classes the model outputs.
     pub fn num_classes(&self) -> usize {
         self.num_classes
@@ -120,10 +125,8 @@ impl Model {
 
     /// Builds a [`Prediction`] from raw outputs of this model.
     pub fn prediction_from_outputs(&self, logits: Vec<f32>, temperature: f32) -> Prediction {
-        match self.output {
-            OutputKind::Logits => Prediction::from_logits(logits, temperature),
-            OutputKind::Probabilities => Prediction { label: argmax(&logits), probs: logits.clone(), logits },
-        }
+        let probs = self.output.probabilities(&logits, temperature);
+        Prediction { label: argmax(&probs), probs, logits }
     }
 }
 
