@@ -46,6 +46,9 @@ pub enum Error {
         /// Number of values given.
         actual: usize,
     },
+    /// An image given for conversion to the model's input is unusable (size, bytes, colour).
+    #[error("invalid image: {0}")]
+    InvalidImage(String),
     /// A probability vector given to a decision policy is unusable.
     #[error("invalid probabilities: {0}")]
     InvalidProbabilities(String),
@@ -69,6 +72,7 @@ impl Error {
             Error::Model(_) => "Model",
             Error::Tract(_) => "Tract",
             Error::InputLength { .. } => "InputLength",
+            Error::InvalidImage(_) => "InvalidImage",
             Error::InvalidProbabilities(_) => "InvalidProbabilities",
             Error::InvalidPolicy(_) => "InvalidPolicy",
             Error::Io(_) => "Io",

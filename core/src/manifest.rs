@@ -22,15 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The only manifest schema this crate reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The manifest schema this crate writes. Version 2 adds `input.color`, `input.resize` and
+/// per-channel `normalize.mean` / `normalize.std`; version 1 manifests still read.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A model set: the input contract shared by its models, its classes, the models, and the
 /// calibrated decision module.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// Must be [`SCHEMA_VERSION`].
+    /// 1 or 2 ([`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// Name of the model set, e.g. `fashion-mnist`.
     pub name: String,
@@ -94,8 +95,108 @@ pub struct InputSpec {
     pub layout: Layout,
     /// Type of the raw input values a caller sends (only `u8` pixels are supported).
     pub dtype: Dtype,
-    /// `x = (raw * scale - mean) / std`.
+    /// `x = (raw * scale - mean[c]) / std[c]` for a value of channel `c`.
     pub normalize: Normalize,
+    /// Colour of the model's input (schema 2): `gray` (1 channel) or `rgb` (3). Without it, one
+    /// channel means gray and three mean rgb.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub color: Option<Color>,
+    /// How an image of another size or aspect ratio is fitted to the input (schema 2; default
+    /// `stretch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<Resize>,
+}
+
+/// Colour of a model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    /// One channel: luma.
+    Gray,
+    /// Three channels: red, green, blue.
+    Rgb,
+}
+
+impl Color {
+    /// Channels of this colour.
+    pub fn channels(self) -> usize {
+        match self {
+            Color::Gray => 1,
+            Color::Rgb => 3,
+        }
+    }
+}
+
+/// How an image of another size is fitted to the model's input size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Scale each axis to the input size (the aspect ratio may change).
+    #[default]
+    Stretch,
+    /// Crop the largest centred region with the input's aspect ratio, then scale it.
+    CenterCrop,
+}
+
+/// One value for every channel, or one per channel (schema 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PerChannel {
+    /// The same value for every channel.
+    All(f32),
+    /// A value per channel, in channel order.
+    Each(Vec<f32>),
+}
+
+impl PerChannel {
+    /// The value for `channel` (NaN past the end of a per-channel list; validation prevents that).
+    pub fn get(&self, channel: usize) -> f32 {
+        match self {
+            PerChannel::All(v) => *v,
+            PerChannel::Each(v) => v.get(channel).copied().unwrap_or(f32::NAN),
+        }
+    }
+
+    /// The values as written.
+    pub fn values(&self) -> &[f32] {
+        match self {
+            PerChannel::All(v) => std::slice::from_ref(v),
+            PerChannel::Each(v) => v,
+        }
+    }
+}
+
+impl InputSpec {
+    /// Channels of the input tensor (from `shape` and `layout`; 0 for a shape that is not 4-D).
+    pub fn channels(&self) -> usize {
+        match (self.layout, self.shape.as_slice()) {
+            (Layout::Nchw, [_, c, _, _]) | (Layout::Nhwc, [_, _, _, c]) => *c,
+            _ => 0,
+        }
+    }
+
+    /// Height and width of the input tensor (0, 0 for a shape that is not 4-D).
+    pub fn height_width(&self) -> (usize, usize) {
+        match (self.layout, self.shape.as_slice()) {
+            (Layout::Nchw, [_, _, h, w]) | (Layout::Nhwc, [_, h, w, _]) => (*h, *w),
+            _ => (0, 0),
+        }
+    }
+
+    /// The input's colour: `color`, or gray for one channel and rgb for three; `None` for another
+    /// channel count without a `color` (such a model takes raw values, not images).
+    pub fn color(&self) -> Option<Color> {
+        self.color.or(match self.channels() {
+            1 => Some(Color::Gray),
+            3 => Some(Color::Rgb),
+            _ => None,
+        })
+    }
+
+    /// How images are fitted (`stretch` unless the manifest says otherwise).
+    pub fn resize(&self) -> Resize {
+        self.resize.unwrap_or_default()
+    }
 }
 
 /// Axis order of the input tensor.
@@ -118,21 +219,22 @@ pub enum Dtype {
 }
 
 /// Affine normalisation applied to every raw value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalize {
     /// Multiplier applied first (1/255 maps pixels to 0..1).
     pub scale: f32,
-    /// Subtracted after scaling.
-    pub mean: f32,
-    /// Divides the centred value; must be > 0.
-    pub std: f32,
+    /// Subtracted after scaling: one value, or one per channel (schema 2).
+    pub mean: PerChannel,
+    /// Divides the centred value; every value must be > 0.
+    pub std: PerChannel,
 }
 
 impl Normalize {
-    /// `(value * scale - mean) / std`: the one formula both validation and preprocessing use.
-    pub fn apply(&self, value: f32) -> f32 {
-        (value * self.scale - self.mean) / self.std
+    /// `(value * scale - mean[channel]) / std[channel]`: the one formula both validation and
+    /// preprocessing use.
+    pub fn apply(&self, value: f32, channel: usize) -> f32 {
+        (value * self.scale - self.mean.get(channel)) / self.std.get(channel)
     }
 }
 
@@ -342,11 +444,26 @@ impl Manifest {
 
     /// Checks every field that later code relies on; the error names the field.
     pub fn validate(&self) -> Result<()> {
-        if self.schema_version != SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&self.schema_version) {
             return Err(invalid(
                 "schema_version",
-                format!("is {}, this version of hiedge reads {SCHEMA_VERSION}", self.schema_version),
+                format!("is {}, this version of hiedge reads 1 to {SCHEMA_VERSION}", self.schema_version),
             ));
+        }
+        if self.schema_version < 2 {
+            let per_channel = |p: &PerChannel| matches!(p, PerChannel::Each(_));
+            let v2 = [
+                ("input.color", self.input.color.is_some()),
+                ("input.resize", self.input.resize.is_some()),
+                ("input.normalize.mean", per_channel(&self.input.normalize.mean)),
+                ("input.normalize.std", per_channel(&self.input.normalize.std)),
+            ];
+            if let Some((field, _)) = v2.iter().find(|(_, used)| *used) {
+                return Err(invalid(
+                    *field,
+                    "is a schema_version 2 field (per-channel values too): set schema_version to 2",
+                ));
+            }
         }
         if self.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
@@ -425,23 +542,44 @@ impl Manifest {
             Some(n) if n <= MAX_VALUES => {}
             _ => return Err(invalid("input.shape", format!("{s:?} has more values than hiedge accepts (16 Mi)"))),
         }
-        let norm = self.input.normalize;
-        if !(norm.std.is_finite() && norm.std > 0.0) {
-            return Err(invalid("input.normalize.std", format!("{} is not a positive number", norm.std)));
+        let channels = self.input.channels();
+        if let Some(color) = self.input.color {
+            if color.channels() != channels {
+                return Err(invalid(
+                    "input.color",
+                    format!("{color:?} needs {} channel(s) but input.shape has {channels}", color.channels()),
+                ));
+            }
+        }
+        let norm = &self.input.normalize;
+        for (field, values) in [("input.normalize.mean", &norm.mean), ("input.normalize.std", &norm.std)] {
+            if let PerChannel::Each(v) = values {
+                if v.len() != channels {
+                    return Err(invalid(
+                        field,
+                        format!("has {} values but the input has {channels} channels", v.len()),
+                    ));
+                }
+            }
+        }
+        if let Some(std) = norm.std.values().iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(invalid("input.normalize.std", format!("{std} is not a positive number")));
         }
         if !norm.scale.is_finite() || norm.scale == 0.0 {
             return Err(invalid("input.normalize.scale", format!("{} is not a non-zero number", norm.scale)));
         }
-        if !norm.mean.is_finite() {
-            return Err(invalid("input.normalize.mean", "must be a finite number"));
+        if !norm.mean.values().iter().all(|m| m.is_finite()) {
+            return Err(invalid("input.normalize.mean", "must be finite numbers"));
         }
-        for pixel in [0.0f32, 255.0] {
-            let value = norm.apply(pixel);
-            if !value.is_finite() {
-                return Err(invalid(
-                    "input.normalize",
-                    format!("pixel value {pixel} normalises to {value}: scale, mean and std overflow f32"),
-                ));
+        for channel in 0..channels {
+            for pixel in [0.0f32, 255.0] {
+                let value = norm.apply(pixel, channel);
+                if !value.is_finite() {
+                    return Err(invalid(
+                        "input.normalize",
+                        format!("pixel value {pixel} normalises to {value}: scale, mean and std overflow f32"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -523,6 +661,42 @@ mod tests {
         assert_eq!(again, m);
     }
 
+    /// An RGB NHWC model with per-channel normalisation, colour and centre-crop: schema 2 only.
+    #[test]
+    fn schema_2_reads_colour_per_channel_normalisation_and_resize() {
+        let rgb = |version: u32| {
+            edit(|v| {
+                v["schema_version"] = version.into();
+                v["input"] = serde_json::json!({"shape": [1, 32, 32, 3], "layout": "NHWC", "dtype": "u8",
+                    "normalize": {"scale": 0.00392156862745098, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                    "color": "rgb", "resize": "center_crop"});
+            })
+        };
+        let m = Manifest::from_json(&rgb(2)).unwrap();
+        assert_eq!((m.input.color(), m.input.resize(), m.input.channels()), (Some(Color::Rgb), Resize::CenterCrop, 3));
+        assert_eq!(m.input.height_width(), (32, 32));
+        assert!((m.input.normalize.apply(255.0, 2) - (1.0 - 0.406) / 0.225).abs() < 1e-5);
+        assert_eq!(Manifest::from_json(&m.to_json_pretty().unwrap()).unwrap(), m);
+        // The same in a schema 1 manifest names the first schema 2 field.
+        assert_eq!(field_of(&rgb(1)), "input.color");
+        // A version 1 manifest without them still reads, and means what it meant.
+        let v1 = Manifest::from_json(VALID).unwrap();
+        assert_eq!((v1.input.color(), v1.input.resize()), (Some(Color::Gray), Resize::Stretch));
+        // Contradictions name the field.
+        let bad = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v: serde_json::Value = serde_json::from_str(&rgb(2)).unwrap();
+            f(&mut v);
+            field_of(&v.to_string())
+        };
+        assert_eq!(bad(&|v| v["input"]["color"] = "gray".into()), "input.color");
+        assert_eq!(bad(&|v| v["input"]["normalize"]["mean"] = serde_json::json!([0.5, 0.5])), "input.normalize.mean");
+        assert_eq!(
+            bad(&|v| v["input"]["normalize"]["std"] = serde_json::json!([0.2, 0.0, 0.2])),
+            "input.normalize.std"
+        );
+        assert!(matches!(Manifest::from_json(&rgb(2).replace("center_crop", "squash")), Err(Error::ManifestParse(_))));
+    }
+
     #[test]
     fn rejects_bad_json_and_unknown_fields() {
         assert!(matches!(Manifest::from_json("{"), Err(Error::ManifestParse(_))));
@@ -538,7 +712,8 @@ mod tests {
 
     #[test]
     fn names_the_invalid_field() {
-        assert_eq!(field_of(&edit(|v| v["schema_version"] = 2.into())), "schema_version");
+        assert_eq!(field_of(&edit(|v| v["schema_version"] = 3.into())), "schema_version");
+        assert_eq!(field_of(&edit(|v| v["schema_version"] = 0.into())), "schema_version");
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([2, 1, 28, 28]))), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 28, 28]))), "input.shape");
         assert_eq!(field_of(&edit(|v| v["input"]["shape"] = serde_json::json!([1, 0, 28, 28]))), "input.shape");

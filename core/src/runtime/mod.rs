@@ -3,6 +3,7 @@
 //! ([`verify`]). It reads the manifest schema and probability maths; it knows nothing of policies.
 
 pub mod early_exit;
+pub mod image;
 pub mod model;
 pub mod preprocess;
 pub mod verify;

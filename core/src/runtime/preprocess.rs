@@ -1,6 +1,8 @@
 //! Raw `u8` pixels to the model's normalised `f32` input.
 
 use crate::error::{Error, Result};
+#[cfg(test)]
+use crate::manifest::PerChannel;
 use crate::manifest::{InputSpec, Layout, Manifest, Normalize};
 
 /// Turns one sample of raw pixels into the model's input values, as the manifest describes.
@@ -31,7 +33,7 @@ impl Preprocessor {
     }
 
     fn from_spec(spec: &InputSpec, chw: (usize, usize, usize)) -> Self {
-        Preprocessor { norm: spec.normalize, layout: spec.layout, chw }
+        Preprocessor { norm: spec.normalize.clone(), layout: spec.layout, chw }
     }
 
     /// Number of pixels (bytes) one sample must have.
@@ -51,16 +53,17 @@ impl Preprocessor {
     /// Normalised input values in the model's layout.
     pub fn run(&self, pixels: &[u8]) -> Result<Vec<f32>> {
         self.check_len(pixels.len())?;
-        let f = |p: u8| self.norm.apply(p as f32);
         let (c, h, w) = self.chw;
+        // Pixels are interleaved: value i belongs to channel i % c.
+        let f = |i: usize, p: u8| self.norm.apply(p as f32, i % c);
         Ok(match self.layout {
-            Layout::Nhwc => pixels.iter().map(|&p| f(p)).collect(),
-            Layout::Nchw if c == 1 => pixels.iter().map(|&p| f(p)).collect(),
+            Layout::Nhwc => pixels.iter().enumerate().map(|(i, &p)| f(i, p)).collect(),
+            Layout::Nchw if c == 1 => pixels.iter().enumerate().map(|(i, &p)| f(i, p)).collect(),
             Layout::Nchw => {
                 let mut out = vec![0.0; pixels.len()];
                 for (i, &p) in pixels.iter().enumerate() {
                     let (pix, ch) = (i / c, i % c);
-                    out[ch * h * w + pix] = f(p);
+                    out[ch * h * w + pix] = f(i, p);
                 }
                 out
             }
@@ -74,11 +77,17 @@ mod tests {
     use crate::manifest::Dtype;
 
     fn pre(shape: [usize; 4], layout: Layout) -> Preprocessor {
+        pre_with(shape, layout, PerChannel::All(0.0), PerChannel::All(1.0))
+    }
+
+    fn pre_with(shape: [usize; 4], layout: Layout, mean: PerChannel, std: PerChannel) -> Preprocessor {
         let spec = InputSpec {
             shape: shape.to_vec(),
             layout,
             dtype: Dtype::U8,
-            normalize: Normalize { scale: 1.0, mean: 0.0, std: 1.0 },
+            normalize: Normalize { scale: 1.0, mean, std },
+            color: None,
+            resize: None,
         };
         let chw = match layout {
             Layout::Nchw => (shape[1], shape[2], shape[3]),
@@ -94,6 +103,16 @@ mod tests {
         assert_eq!(out, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
         let out = pre([1, 1, 2, 3], Layout::Nhwc).run(&[1, 2, 3, 4, 5, 6]).unwrap();
         assert_eq!(out, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn per_channel_normalisation_follows_the_interleaved_channel() {
+        let (mean, std) = (PerChannel::Each(vec![1.0, 2.0, 3.0]), PerChannel::Each(vec![1.0, 2.0, 4.0]));
+        // One RGB pixel 10, 20, 30: (10-1)/1, (20-2)/2, (30-3)/4, in planes for NCHW.
+        let out = pre_with([1, 3, 1, 1], Layout::Nchw, mean.clone(), std.clone()).run(&[10, 20, 30]).unwrap();
+        assert_eq!(out, vec![9.0, 9.0, 6.75]);
+        let out = pre_with([1, 1, 2, 3], Layout::Nhwc, mean, std).run(&[10, 20, 30, 1, 2, 3]).unwrap();
+        assert_eq!(out, vec![9.0, 9.0, 6.75, 0.0, 0.0, 0.0]);
     }
 
     #[test]
