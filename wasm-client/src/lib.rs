@@ -15,6 +15,7 @@
 //! console.log(result.label, result.decision, result.timings.totalMs);
 //! ```
 
+mod image;
 mod js;
 mod offload;
 mod options;
@@ -23,8 +24,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hiedge_core::policy::tradeoff::{self, ScoredSample};
+use hiedge_core::runtime::image::{Image, PixelFormat};
 use hiedge_core::runtime::EarlyExitModel;
-use hiedge_core::session::{HiSession, RemoteOutcome};
+use hiedge_core::session::{HiSession, LocalStep, RemoteOutcome};
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -109,44 +111,49 @@ impl HiClient {
         Ok(HiClient { inner: Rc::new(RefCell::new(session)), offload: Rc::new(RefCell::new(offload)) })
     }
 
-    /// Classifies one sample: tiny model, decision, and offload when the decision module asks for it.
-    /// Never rejects for network reasons (the local answer comes back as `"fallback"` with the
-    /// reason); rejects on input of the wrong length.
+    /// Classifies one sample: local model, decision, and offload when the decision module asks for
+    /// it. The sample is model-sized bytes (`inputLength` of them, interleaved, row-major) or an
+    /// image source of any size, converted to the model's input by hiedge-core (size, colour,
+    /// resize rule of the manifest); only that converted input is ever offloaded. Never rejects for
+    /// network reasons (the local answer comes back as `"fallback"` with the reason); rejects with
+    /// `code` `"InputLength"` on bytes of the wrong length and `"InvalidInput"` on anything else.
     #[wasm_bindgen(unchecked_return_type = "Promise<ClassifyResult>")]
-    pub fn classify(&self, pixels: &Uint8Array) -> Promise {
-        let pixels = pixels.to_vec();
-        let local = {
-            let mut session = self.inner.borrow_mut();
-            session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now_ms))
-        };
-        let local = match local {
-            Ok(l) => l,
-            Err(e) => return Promise::reject(&core_error(e)),
-        };
+    pub fn classify(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "Uint8Array | ImageData | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement | HTMLVideoElement | ImageBitmap | VideoFrame | Blob"
+        )]
+        input: JsValue,
+    ) -> Promise {
         let session = self.inner.clone();
         let offload = self.offload.borrow().clone();
-        // No RefCell borrow may live across an await: other classify calls run meanwhile.
-        let classes = session.borrow().manifest().classes.len();
-        future_to_promise(async move {
-            let remote = if local.decision.is_offload() {
-                offload.classify(&pixels, classes).await
-            } else {
-                RemoteOutcome::NotAsked
-            };
-            let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
-            to_js(&result)
-        })
+        if input.is_instance_of::<web_sys::Blob>() {
+            return future_to_promise(async move {
+                let input = image::read(input).await?;
+                let (local, pixels) = local_step(&session, input)?;
+                offload_and_finish(session, offload, local, pixels).await
+            });
+        }
+        // Read and run the local step now, so samples are taken in call order.
+        match image::read_now(&input).and_then(|input| local_step(&session, input)) {
+            Ok((local, pixels)) => future_to_promise(offload_and_finish(session, offload, local, pixels)),
+            Err(e) => Promise::reject(&e),
+        }
     }
 
-    /// Classifies one sample with the tiny model only (no network); `offloadWanted` says what the
-    /// decision module would have done. Throws on input of the wrong length.
+    /// Classifies one sample with the local model only (no network); `offloadWanted` says what the
+    /// decision module would have done. Takes what `classify` takes except a `Blob` (decoding one
+    /// is asynchronous). Throws on input of the wrong length.
     #[wasm_bindgen(js_name = classifyLocal, unchecked_return_type = "ClassifyResult")]
-    pub fn classify_local(&self, pixels: &Uint8Array) -> Result<JsValue, JsValue> {
-        let pixels = pixels.to_vec();
-        let mut session = self.inner.borrow_mut();
-        let local =
-            session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now_ms)).map_err(core_error)?;
-        let result = session.finish(local, RemoteOutcome::LocalOnly, now_ms()).map_err(core_error)?;
+    pub fn classify_local(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "Uint8Array | ImageData | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement | HTMLVideoElement | ImageBitmap | VideoFrame"
+        )]
+        input: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let (local, _) = local_step(&self.inner, image::read_now(&input)?)?;
+        let result = self.inner.borrow_mut().finish(local, RemoteOutcome::LocalOnly, now_ms()).map_err(core_error)?;
         to_js(&result)
     }
 
@@ -237,6 +244,36 @@ pub fn threshold_sweep(
     let samples: Vec<ScoredSample> = serde_wasm_bindgen::from_value(samples)
         .map_err(|e| coded_error(INVALID_OPTIONS, &format!("thresholdSweep needs ScoredSample objects: {e}")))?;
     to_js(&tradeoff::threshold_sweep(&samples, steps))
+}
+
+/// The model input for a read sample, and the local step on it.
+fn local_step(session: &RefCell<HiSession>, input: image::Input) -> Result<(LocalStep, Vec<u8>), JsValue> {
+    let mut session = session.borrow_mut();
+    let pixels = match input {
+        image::Input::ModelBytes(bytes) => bytes,
+        image::Input::Rgba { pixels, width, height } => {
+            let image = Image::new(&pixels, width, height, PixelFormat::Rgba).map_err(core_error)?;
+            session.image_to_pixels(&image).map_err(core_error)?
+        }
+    };
+    let local =
+        session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now_ms)).map_err(core_error)?;
+    Ok((local, pixels))
+}
+
+/// The offload (when the decision asks for it) and the result. No `RefCell` borrow lives across
+/// the await: other classify calls run meanwhile.
+async fn offload_and_finish(
+    session: Rc<RefCell<HiSession>>,
+    offload: OffloadClient,
+    local: LocalStep,
+    pixels: Vec<u8>,
+) -> Result<JsValue, JsValue> {
+    let classes = session.borrow().manifest().classes.len();
+    let remote =
+        if local.decision.is_offload() { offload.classify(&pixels, classes).await } else { RemoteOutcome::NotAsked };
+    let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
+    to_js(&result)
 }
 
 /// The configuration for a policy option: none (the manifest's calibrated logistic_top2), a kind

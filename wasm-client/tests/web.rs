@@ -44,8 +44,8 @@ fn code(err: &JsValue) -> String {
     get(err, "code").as_string().unwrap_or_else(|| format!("no code on {err:?}"))
 }
 
-fn image(i: usize) -> Uint8Array {
-    Uint8Array::from(&IMAGES[i * 784..(i + 1) * 784])
+fn image(i: usize) -> JsValue {
+    Uint8Array::from(&IMAGES[i * 784..(i + 1) * 784]).into()
 }
 
 fn set(o: &Object, k: &str, v: &JsValue) {
@@ -86,7 +86,7 @@ async fn tiny_model_in_wasm_agrees_with_native_tract_on_50_images() {
     assert!(c.model_id().starts_with("tiny@"));
     let (mut labels, mut probs) = (Vec::new(), Vec::new());
     for i in 0..reference.labels.len() {
-        let r = c.classify_local(&image(i)).unwrap();
+        let r = c.classify_local(image(i)).unwrap();
         labels.push(get(&r, "localLabel").as_f64().unwrap() as usize);
         probs.push(js_to::<Vec<f32>>(&get(&r, "localProbs")));
     }
@@ -109,7 +109,7 @@ async fn every_policy_decides_as_the_native_core() {
         // The client end to end, on its own wasm probabilities.
         let c = client(policy_js(&want.config), None).await;
         let got: Vec<_> =
-            (0..want.decisions.len()).map(|i| result_decision(&c.classify_local(&image(i)).unwrap())).collect();
+            (0..want.decisions.len()).map(|i| result_decision(&c.classify_local(image(i)).unwrap())).collect();
         reference::compare_decisions(kind, want, &got).unwrap_or_else(|e| panic!("HiClient: {e}"));
         // A kind name gives the same calibrated configuration as the native core.
         let by_name = client(JsValue::from_str(kind), None).await;
@@ -132,7 +132,7 @@ async fn ee_hi_in_wasm_takes_the_native_paths() {
     };
     let got: Vec<_> = (0..reference.ee_hi.steps.len())
         .map(|i| {
-            let r = c.classify_local(&image(i)).unwrap();
+            let r = c.classify_local(image(i)).unwrap();
             reference::EeStep {
                 stage: get(&r, "localStage").as_string().unwrap(),
                 label: get(&r, "localLabel").as_f64().unwrap() as usize,
@@ -153,7 +153,7 @@ async fn unreachable_worker_gives_fallback_and_loses_nothing() {
     // Port 9 (discard) on loopback: nothing listens, the connection is refused.
     let c = client(JsValue::from_str("always_offload"), Some("http://127.0.0.1:9")).await;
     let reference = reference();
-    let promises: Vec<_> = (0..20).map(|i| JsFuture::from(c.classify(&image(i)))).collect();
+    let promises: Vec<_> = (0..20).map(|i| JsFuture::from(c.classify(image(i)))).collect();
     let mut n = 0;
     for (i, p) in promises.into_iter().enumerate() {
         let r = p.await.expect("classify must resolve when the Worker is down");
@@ -172,7 +172,7 @@ async fn unreachable_worker_gives_fallback_and_loses_nothing() {
 
     // No endpoint at all: the same, with its own reason.
     let none = client(JsValue::from_str("always_offload"), None).await;
-    let r = JsFuture::from(none.classify(&image(0))).await.unwrap();
+    let r = JsFuture::from(none.classify(image(0))).await.unwrap();
     assert_eq!(get(&r, "decision").as_string().as_deref(), Some("fallback"));
     assert_eq!(get(&r, "fallbackReason").as_string().as_deref(), Some("no endpoint is configured"));
 }
@@ -182,11 +182,11 @@ async fn wrong_length_input_is_rejected_with_both_lengths() {
     let c = client(JsValue::UNDEFINED, Some("http://127.0.0.1:9")).await;
     for n in [0usize, 783, 785] {
         let bad = Uint8Array::from(vec![0u8; n].as_slice());
-        let err = JsFuture::from(c.classify(&bad)).await.expect_err("wrong length must reject");
+        let err = JsFuture::from(c.classify(bad.clone().into())).await.expect_err("wrong length must reject");
         assert_eq!(code(&err), "InputLength", "the error names the hiedge_core::Error variant");
         let msg = String::from(err.dyn_into::<js_sys::Error>().unwrap().message());
         assert_eq!(msg, format!("input has {n} values but the model expects 784"));
-        let err = c.classify_local(&bad).expect_err("classifyLocal must throw");
+        let err = c.classify_local(bad.clone().into()).expect_err("classifyLocal must throw");
         assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("784"));
     }
     assert_eq!(get(&c.stats().unwrap(), "samples").as_f64(), Some(0.0));
@@ -222,4 +222,64 @@ async fn bad_options_are_explained() {
     let err = HiClient::create(o).await.err().expect("tampered model must be refused");
     assert_eq!(code(&err), "ModelHashMismatch");
     assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("sha256"));
+}
+
+/// The sample as an RGBA image of `scale` times the model's size (each pixel repeated), gray in
+/// all three colour channels.
+fn rgba(i: usize, scale: usize) -> (Vec<u8>, u32) {
+    let side = 28 * scale;
+    let gray = &IMAGES[i * 784..(i + 1) * 784];
+    let mut out = Vec::with_capacity(side * side * 4);
+    for y in 0..side {
+        for x in 0..side {
+            let v = gray[(y / scale) * 28 + x / scale];
+            out.extend([v, v, v, 255]);
+        }
+    }
+    (out, side as u32)
+}
+
+#[wasm_bindgen_test]
+async fn image_sources_give_the_answer_of_their_converted_bytes() {
+    use hiedge_core::manifest::Manifest;
+    use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
+    let c = client(JsValue::from_str("always_local"), None).await;
+    let manifest = Manifest::from_json(MANIFEST).unwrap();
+    for (i, scale) in [(0usize, 1usize), (1, 2), (2, 3)] {
+        let (pixels, side) = rgba(i, scale);
+        // What core's conversion makes of it, classified as plain bytes.
+        let converted = to_model_pixels(
+            &Image::new(&pixels, side as usize, side as usize, PixelFormat::Rgba).unwrap(),
+            &manifest.input,
+        )
+        .unwrap();
+        if scale == 1 {
+            assert_eq!(converted, IMAGES[i * 784..(i + 1) * 784], "a model-sized gray image converts to itself");
+        }
+        let want: serde_json::Value = js_to(&c.classify_local(Uint8Array::from(converted.as_slice()).into()).unwrap());
+        // ImageData, a canvas holding it, and a PNG Blob of that canvas: the same label and probabilities.
+        let data =
+            web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&pixels), side, side).unwrap();
+        let canvas = web_sys::OffscreenCanvas::new(side, side).unwrap();
+        let ctx: web_sys::OffscreenCanvasRenderingContext2d =
+            canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+        ctx.put_image_data(&data, 0.0, 0.0).unwrap();
+        let blob = JsFuture::from(canvas.convert_to_blob().unwrap()).await.unwrap();
+        for (what, input) in [("ImageData", JsValue::from(data)), ("OffscreenCanvas", canvas.into()), ("Blob", blob)] {
+            let got: serde_json::Value = js_to(&JsFuture::from(c.classify(input)).await.unwrap());
+            assert_eq!(got["label"], want["label"], "{what}, image {i} at {scale}x");
+            let (a, b) = (got["probs"].as_array().unwrap(), want["probs"].as_array().unwrap());
+            for (p, q) in a.iter().zip(b) {
+                assert!((p.as_f64().unwrap() - q.as_f64().unwrap()).abs() <= 1e-6, "{what}: {p} vs {q}");
+            }
+            assert_eq!(got["bytesSent"], 0, "kept locally");
+        }
+    }
+    // Anything else is refused with a code and what is accepted.
+    for bad in [JsValue::from_str("cat.png"), JsValue::from_f64(3.0), js_sys::Object::new().into()] {
+        let err = JsFuture::from(c.classify(bad)).await.expect_err("not an image");
+        assert_eq!(code(&err), "InvalidInput");
+        let msg = String::from(err.dyn_into::<js_sys::Error>().unwrap().message());
+        assert!(msg.contains("ImageData") && msg.contains("Uint8Array"), "{msg}");
+    }
 }
