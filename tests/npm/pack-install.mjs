@@ -57,7 +57,7 @@ try {
   assert.ok(installed.types, "package.json names its types");
   const dts = readFileSync(join(app, "node_modules/hiedge", installed.types), "utf8");
   // Generated from the Rust types (tsify), not written by hand.
-  for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(pixels: Uint8Array): Promise<ClassifyResult>",
+  for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(input: Uint8Array | ImageData | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement | HTMLVideoElement | ImageBitmap | VideoFrame | Blob): Promise<ClassifyResult>",
     "type PolicyConfig", "type PolicyChoice", "interface ClientStats", "function thresholdSweep"]) {
     assert.ok(dts.includes(name), `types lack \`${name}\``);
   }
