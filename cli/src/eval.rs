@@ -47,6 +47,8 @@ impl Row {
 
 #[derive(Serialize)]
 struct Report {
+    /// The model set's name (from its manifest).
+    model_set: String,
     images: usize,
     large_only_accuracy: f64,
     target_accuracy: f64,
@@ -141,6 +143,7 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         _ => None,
     };
     let report = Report {
+        model_set: set.manifest.name.clone(),
         ee_hi,
         images: samples.len(),
         large_only_accuracy: large_only.hi_accuracy(),
@@ -164,7 +167,7 @@ fn pct(x: f64) -> String {
 }
 
 fn print_tables(r: &Report, max_drop: f64) {
-    println!("HI on {} Fashion-MNIST test images (tiny on every image, large on offloaded ones)\n", r.images);
+    println!("HI on {} test images of `{}` (tiny on every image, large on offloaded ones)\n", r.images, r.model_set);
     let costs: Vec<String> = BETAS.iter().map(|b| format!("cost β={b}")).collect();
     println!("| policy | threshold / param | offload % | HI acc % | tiny acc on kept % | {} |", costs.join(" | "));
     println!("|---|---|---:|---:|---:|{}", "---:|".repeat(BETAS.len()));

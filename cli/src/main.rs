@@ -5,6 +5,7 @@
 //! * `hiedge calibrate`: fits the decision module (temperature, LogisticTop2, per-policy thresholds)
 //!   on the calibration set and writes it into the manifest.
 //! * `hiedge bench`: times both models natively, side by side, and writes a table.
+//! * `hiedge import`: writes a model set's manifest from a tiny and a large ONNX file.
 //! * `hiedge bench-worker`: load-tests the Worker under `wrangler dev` and compares its inference
 //!   time with native tract.
 
@@ -13,6 +14,7 @@ mod bench_worker;
 mod calibrate;
 mod data;
 mod eval;
+mod import;
 
 use std::path::PathBuf;
 
@@ -39,6 +41,8 @@ pub struct Paths {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a model set (manifest.json, tiny.onnx, large.onnx) from two ONNX files.
+    Import(import::ImportArgs),
     /// Print the HI trade-off table on the test set for every policy.
     Eval {
         #[command(flatten)]
@@ -101,8 +105,17 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() {
+    // A user error is one clear line (with its causes), not a backtrace.
+    if let Err(e) = run(Cli::parse().command) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Import(args) => import::run(&args),
         Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
         Command::Calibrate { paths, max_drop, rtt_ms, dry_run } => calibrate::run(&paths, max_drop, rtt_ms, dry_run),
         Command::Bench { paths, n, out } => bench::run(&paths, n, &out),

@@ -278,8 +278,10 @@ pub struct ModelEntry {
     /// Bytes of fp32 weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_bytes: Option<u64>,
-    /// Test-set accuracy measured on the exported file (0..=1).
-    pub test_accuracy: f64,
+    /// Test-set accuracy measured on the exported file (0..=1); absent until measured (a set
+    /// written by `hiedge import`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
     /// One-line description of the architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
@@ -489,8 +491,8 @@ impl Manifest {
             if m.input_name.is_empty() {
                 return Err(invalid(f("input_name"), "must not be empty"));
             }
-            if !(0.0..=1.0).contains(&m.test_accuracy) {
-                return Err(invalid(f("test_accuracy"), format!("{} is not in 0..=1", m.test_accuracy)));
+            if let Some(a) = m.test_accuracy.filter(|a| !(0.0..=1.0).contains(a)) {
+                return Err(invalid(f("test_accuracy"), format!("{a} is not in 0..=1")));
             }
         }
         if let Some(ee) = &self.early_exit {

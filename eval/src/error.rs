@@ -6,6 +6,9 @@ pub enum Error {
     /// A data file (IDX, fixture) or a set of samples is malformed.
     #[error("invalid data: {0}")]
     InvalidData(String),
+    /// `hiedge import` cannot write a manifest for these files and options.
+    #[error("{0}")]
+    Import(String),
     /// A fit (temperature, logistic regression) could not be done on these samples.
     #[error("fit failed: {0}")]
     Fit(String),

@@ -8,6 +8,7 @@
 //! * [`calibrate`]: temperature scaling and the logistic decision module.
 //! * [`early_exit`]: EE-HI simulation and threshold fitting ([`early_exit::EeSamples`]).
 //! * [`dataset`] (IDX files) and [`fixture`] (the committed parity fixture).
+//! * [`import`]: a manifest written from a tiny and a large ONNX file (`hiedge import`).
 //!
 //! ```no_run
 //! use hiedge_core::{Manifest, Model, PolicyConfig};
@@ -37,6 +38,7 @@ pub mod dataset;
 pub mod early_exit;
 mod error;
 pub mod fixture;
+pub mod import;
 pub mod metrics;
 pub mod sweep;
 

@@ -1,0 +1,200 @@
+//! `hiedge import` as a user runs it, on a pair the project was not built around
+//! (`cli/tests/fixtures`, written by models/train/import_fixture.py: NHWC input with a symbolic
+//! batch, a tiny model ending in Softmax, a large one emitting logits), and on the committed pair;
+//! then `hiedge eval` on what it wrote. Bad input is refused with one clear line.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hiedge_core::manifest::{Layout, Manifest, OutputKind};
+use hiedge_core::prob::top2;
+use hiedge_core::Model;
+use hiedge_eval::dataset::IdxArray;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn hiedge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hiedge")).current_dir(repo()).args(args).output().expect("run hiedge")
+}
+
+/// A fresh directory under the system temp dir.
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hiedge-import-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn eval_json(models: &Path, limit: usize) -> Value {
+    let out = hiedge(&["eval", "--json", "--limit", &limit.to_string(), "--models", models.to_str().unwrap()]);
+    assert!(out.status.success(), "hiedge eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("eval --json prints JSON")
+}
+
+fn row<'a>(report: &'a Value, policy: &str, param: &str) -> &'a Value {
+    report["rows"].as_array().unwrap().iter().find(|r| r["policy"] == policy && r["param"] == param).unwrap()
+}
+
+/// The first `n` Fashion-MNIST test images.
+fn test_images(n: usize) -> Vec<Vec<u8>> {
+    let dir = std::env::var("FASHION_MNIST_DIR").unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into());
+    let file = std::fs::File::open(Path::new(&dir).join("t10k-images-idx3-ubyte.gz")).expect("make data");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
+    let images = IdxArray::parse(&bytes).unwrap();
+    (0..n).map(|i| images.item(i).to_vec()).collect()
+}
+
+const CLASSES: &str = "zero,one,two,three,four,five,six,seven,eight,nine";
+
+#[test]
+fn import_reads_the_graphs_and_eval_runs_the_set() {
+    let out_dir = temp("toy");
+    let fixtures = repo().join("cli/tests/fixtures");
+    let tiny = fixtures.join("nhwc_softmax_tiny.onnx");
+    let large = fixtures.join("nhwc_logits_large.onnx");
+    let out = hiedge(&[
+        "import",
+        "--name",
+        "toy",
+        "--tiny",
+        tiny.to_str().unwrap(),
+        "--large",
+        large.to_str().unwrap(),
+        "--classes",
+        CLASSES,
+        "--mean",
+        "0.5",
+        "--std",
+        "0.25",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let manifest = Manifest::from_json(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!((manifest.schema_version, manifest.name.as_str()), (2, "toy"));
+    assert_eq!((manifest.input.shape.as_slice(), manifest.input.layout), (&[1, 28, 28, 1][..], Layout::Nhwc));
+    assert_eq!(manifest.model("tiny").unwrap().output, OutputKind::Probabilities, "the tiny graph ends in Softmax");
+    assert_eq!(manifest.model("large").unwrap().output, OutputKind::Logits);
+    assert_eq!(manifest.model("tiny").unwrap().input_name, "pixels");
+    assert_eq!(manifest.classes.len(), 10);
+
+    // The copies load (sha256 checked) and the tiny model's outputs are used as probabilities.
+    let tiny_model = Model::load(&manifest, "tiny", &std::fs::read(out_dir.join("tiny.onnx")).unwrap()).unwrap();
+    Model::load(&manifest, "large", &std::fs::read(out_dir.join("large.onnx")).unwrap()).unwrap();
+    let images = test_images(300);
+    let p1: Vec<f32> = images
+        .iter()
+        .map(|img| {
+            let p = tiny_model.predict(img, manifest.temperature()).unwrap();
+            assert_eq!(p.probs, p.logits, "a probability model's outputs are not softmaxed again");
+            top2(&p.probs).0
+        })
+        .collect();
+
+    // eval on the imported set: MaxProb at 0.3 offloads the images whose p1 <= 0.3, counted here
+    // from the model's raw outputs (softmaxing them again would offload all of them).
+    let report = eval_json(&out_dir, 300);
+    assert_eq!(report["model_set"], "toy");
+    let offloaded = row(&report, "max_prob", "0.300")["offload_fraction"].as_f64().unwrap();
+    let expected = p1.iter().filter(|&&p| p <= 0.3).count() as f64 / 300.0;
+    assert!((offloaded - expected).abs() < 1e-9, "eval offloads {offloaded}, the raw outputs say {expected}");
+    assert!(offloaded < 0.5, "{offloaded}");
+    std::fs::remove_dir_all(&out_dir).ok();
+}
+
+#[test]
+fn the_committed_pair_imported_scores_as_the_committed_set() {
+    let out_dir = temp("fm");
+    let committed = repo().join("models/fashion-mnist");
+    let manifest = Manifest::from_json(&std::fs::read_to_string(committed.join("manifest.json")).unwrap()).unwrap();
+    let classes = out_dir.with_extension("classes.txt");
+    std::fs::write(&classes, manifest.classes.join("\n")).unwrap();
+    let (mean, std) =
+        (manifest.input.normalize.mean.get(0).to_string(), manifest.input.normalize.std.get(0).to_string());
+    let out = hiedge(&[
+        "import",
+        "--name",
+        "fm-again",
+        "--tiny",
+        committed.join("tiny.onnx").to_str().unwrap(),
+        "--large",
+        committed.join("large.onnx").to_str().unwrap(),
+        "--classes-file",
+        classes.to_str().unwrap(),
+        "--mean",
+        &mean,
+        "--std",
+        &std,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (ours, theirs) = (eval_json(&out_dir, 500), eval_json(&committed, 500));
+    for policy in ["tiny-only", "large-only"] {
+        assert_eq!(row(&ours, policy, "-")["hi_accuracy"], row(&theirs, policy, "-")["hi_accuracy"], "{policy}");
+    }
+    std::fs::remove_dir_all(&out_dir).ok();
+    std::fs::remove_file(&classes).ok();
+}
+
+#[test]
+fn contradictions_are_refused_with_one_line() {
+    let fixtures = repo().join("cli/tests/fixtures");
+    let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
+    let fm_tiny = repo().join("models/fashion-mnist/tiny.onnx");
+    let out_dir = temp("refused");
+    let base = |t: &Path, l: &Path| -> Vec<String> {
+        [
+            "import",
+            "--name",
+            "x",
+            "--tiny",
+            t.to_str().unwrap(),
+            "--large",
+            l.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            [base(&tiny, &large), vec!["--classes".into(), "a,b,c".into()]].concat(),
+            "outputs 10 values but 3 class names",
+        ),
+        (
+            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into(), "--layout".into(), "NCHW".into()]].concat(),
+            "contradicts the input shape",
+        ),
+        (
+            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into(), "--color".into(), "rgb".into()]].concat(),
+            "needs 3 channel(s)",
+        ),
+        (
+            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into(), "--mean".into(), "0.1,0.2".into()]].concat(),
+            "--mean has 2 values",
+        ),
+        (
+            [base(&fm_tiny, &large), vec!["--classes".into(), CLASSES.into()]].concat(),
+            "the models take different inputs",
+        ),
+        (
+            [base(&repo().join("README.md"), &large), vec!["--classes".into(), CLASSES.into()]].concat(),
+            "tiny model: not an ONNX model",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = hiedge(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(!out_dir.exists(), "nothing written for a refused import");
+    }
+}
