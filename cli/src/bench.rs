@@ -42,18 +42,18 @@ pub(crate) fn cpu_name() -> String {
 
 pub fn run(paths: &Paths, n: usize, out: &Path) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
-    let split = test_split(paths, Some(n))?;
+    let split = test_split(paths, &set.manifest, Some(n))?;
     let t = set.manifest.temperature();
     // warm up both plans
     for i in 0..20.min(split.len()) {
-        time_one(&set.tiny, split.images.item(i), t)?;
-        time_one(&set.large, split.images.item(i), t)?;
+        time_one(&set.tiny, split.image(i), t)?;
+        time_one(&set.large, split.image(i), t)?;
     }
     let (mut tiny, mut large) = (Vec::with_capacity(n), Vec::with_capacity(n));
     eprintln!("timing {} images, tiny and large interleaved...", split.len());
     for i in 0..split.len() {
-        tiny.push(time_one(&set.tiny, split.images.item(i), t)?);
-        large.push(time_one(&set.large, split.images.item(i), t)?);
+        tiny.push(time_one(&set.tiny, split.image(i), t)?);
+        large.push(time_one(&set.large, split.image(i), t)?);
     }
     let (ts, ls) = (summarise(tiny), summarise(large));
     let mut md = String::new();

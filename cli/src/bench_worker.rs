@@ -127,8 +127,8 @@ pub fn run(
     out: &Path,
 ) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
-    let split = test_split(paths, Some(1000))?;
-    let images: Arc<Vec<Vec<u8>>> = Arc::new((0..split.len()).map(|i| split.images.item(i).to_vec()).collect());
+    let split = test_split(paths, &set.manifest, Some(1000))?;
+    let images: Arc<Vec<Vec<u8>>> = Arc::new((0..split.len()).map(|i| split.image(i).to_vec()).collect());
     let repo = std::env::current_dir()?;
     let _dev;
     let base = match url {

@@ -6,7 +6,6 @@ use anyhow::Result;
 use hiedge_core::manifest::{DecisionParams, OutputKind};
 use hiedge_core::policy::ScoreRule;
 use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
-use hiedge_eval::dataset::{CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::sweep::Samples;
 
 use hiedge_core::manifest::{EeCost, EeHiCalibrated};
@@ -14,9 +13,32 @@ use hiedge_core::manifest::{EeCost, EeHiCalibrated};
 use crate::data::{calibration_split, device_ms, ee_samples, logits, ModelSet};
 use crate::Paths;
 
-pub fn run(paths: &Paths, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<()> {
+/// Where `calibrate` fits.
+#[derive(clap::Args)]
+pub struct CalibrationData {
+    /// Held-out labelled data to fit on: IDX files (their `train` ones) or an image folder
+    /// (`<dir>/<class>/*.png`); default `--data`, which works for IDX only.
+    #[arg(long)]
+    pub calibration_data: Option<std::path::PathBuf>,
+    /// Which samples of it: `START..END` (IDX default: 55000..60000 of Fashion-MNIST's 60,000).
+    #[arg(long, value_parser = parse_range)]
+    pub calibration_range: Option<std::ops::Range<usize>>,
+}
+
+fn parse_range(s: &str) -> std::result::Result<std::ops::Range<usize>, String> {
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("`{s}` is not START..END"))?;
+    let (a, b) = (a.trim().parse::<usize>(), b.trim().parse::<usize>());
+    match (a, b) {
+        (Ok(a), Ok(b)) if a < b => Ok(a..b),
+        _ => Err(format!("`{s}` is not START..END with START < END")),
+    }
+}
+
+pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<()> {
     let mut set = ModelSet::load(&paths.models)?;
-    let split = calibration_split(paths)?;
+    let (split, described) =
+        calibration_split(paths, &set.manifest, data.calibration_data.as_deref(), data.calibration_range.clone())?;
+    eprintln!("calibrating on {described}: {} samples", split.len());
     let tiny = logits(&set.tiny, &split, "tiny")?;
     let large = logits(&set.large, &split, "large")?;
 
@@ -96,7 +118,7 @@ pub fn run(paths: &Paths, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<(
         logistic_top2,
         thresholds,
         target_accuracy: Some(target),
-        calibration_set: Some(format!("train[{CALIBRATION_START}..{}]", CALIBRATION_START + CALIBRATION_LEN)),
+        calibration_set: Some(described),
     });
     set.manifest.validate()?;
     let json = set.manifest.to_json_pretty()?;

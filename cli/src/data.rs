@@ -1,4 +1,4 @@
-//! Loading the model set and the Fashion-MNIST split from disk.
+//! Loading the model set and the labelled data (IDX files or image folders) from disk.
 
 use std::io::Read;
 use std::path::Path;
@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use hiedge_core::prob::{argmax, softmax};
 use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::{Manifest, Model};
-use hiedge_eval::dataset::{IdxArray, CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_eval::dataset::{IdxArray, Split, CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::early_exit::EeSamples;
 use hiedge_eval::metrics::quantile;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,54 +48,103 @@ impl ModelSet {
     }
 }
 
-/// Images and labels of one split.
-pub struct Split {
-    pub images: IdxArray,
-    pub labels: Vec<usize>,
-}
-
-impl Split {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-}
-
-fn read_idx(path: &Path) -> Result<IdxArray> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("opening {} (install Debian's dataset-fashion-mnist: `make data`)", path.display()))?;
+/// IDX file `<dir>/<prefix>-<kind>-idx<n>-ubyte`, gzipped (`.gz`) or not.
+fn read_idx(dir: &Path, prefix: &str, kind: &str) -> Result<IdxArray> {
+    let rank = if kind == "images" { 3 } else { 1 };
+    let raw = dir.join(format!("{prefix}-{kind}-idx{rank}-ubyte"));
+    let gz = dir.join(format!("{prefix}-{kind}-idx{rank}-ubyte.gz"));
     let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("decompressing {}", path.display()))?;
-    IdxArray::parse(&bytes).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn load_split(data: &Path, prefix: &str, range: Option<(usize, usize)>) -> Result<Split> {
-    let mut images = read_idx(&data.join(format!("{prefix}-images-idx3-ubyte.gz")))?;
-    let labels = read_idx(&data.join(format!("{prefix}-labels-idx1-ubyte.gz")))?;
-    if images.len() != labels.len() {
-        bail!("{prefix}: {} images but {} labels", images.len(), labels.len());
+    if gz.exists() {
+        let file = std::fs::File::open(&gz).with_context(|| format!("opening {}", gz.display()))?;
+        flate2::read::GzDecoder::new(file)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("decompressing {}", gz.display()))?;
+    } else {
+        bytes = std::fs::read(&raw).with_context(|| {
+            format!("reading {} (for Fashion-MNIST install Debian's dataset-fashion-mnist: `make data`)", raw.display())
+        })?;
     }
-    let (start, len) = range.unwrap_or((0, images.len()));
-    if start + len > images.len() {
-        bail!("{prefix}: asked for images {start}..{} of {}", start + len, images.len());
+    IdxArray::parse(&bytes).with_context(|| format!("parsing {prefix}-{kind} in {}", dir.display()))
+}
+
+/// Whether `dir` holds IDX files with this prefix (`t10k` test, `train` training).
+fn has_idx(dir: &Path, prefix: &str) -> bool {
+    let base = format!("{prefix}-images-idx3-ubyte");
+    dir.join(&base).exists() || dir.join(format!("{base}.gz")).exists()
+}
+
+fn load_idx(dir: &Path, prefix: &str, manifest: &Manifest) -> Result<Split> {
+    let images = read_idx(dir, prefix, "images")?;
+    let labels = read_idx(dir, prefix, "labels")?;
+    Split::from_idx(images, &labels, manifest.input_len()).with_context(|| format!("{prefix} in {}", dir.display()))
+}
+
+/// The test data: `--data` as IDX (its `t10k` files) or an image folder (all of it); optionally
+/// the first `limit` samples.
+pub fn test_split(paths: &Paths, manifest: &Manifest, limit: Option<usize>) -> Result<Split> {
+    let split = if has_idx(&paths.data, "t10k") {
+        load_idx(&paths.data, "t10k", manifest)?
+    } else if paths.data.is_dir() {
+        Split::from_image_folder(&paths.data, manifest)?
+    } else {
+        bail!(
+            "{} is neither a directory of IDX files (t10k-images-idx3-ubyte[.gz]) nor of class folders \
+             (for Fashion-MNIST install Debian's dataset-fashion-mnist: `make data`)",
+            paths.data.display()
+        )
+    };
+    Ok(match limit {
+        Some(n) => split.slice(0..n),
+        None => split,
+    })
+}
+
+/// Where the decision module is fitted: `--calibration-data` (default `--data`) as IDX (its `train`
+/// files, by default images 55,000..60,000 of 60,000: never the test files) or an image folder (it
+/// must be given: a folder has no train/test split), narrowed to `range` when given.
+pub fn calibration_split(
+    paths: &Paths,
+    manifest: &Manifest,
+    data: Option<&Path>,
+    range: Option<std::ops::Range<usize>>,
+) -> Result<(Split, String)> {
+    let dir = data.unwrap_or(&paths.data);
+    if has_idx(dir, "train") {
+        let split = load_idx(dir, "train", manifest)?;
+        let range = match range {
+            Some(r) => r,
+            None if split.len() == CALIBRATION_START + CALIBRATION_LEN => {
+                CALIBRATION_START..CALIBRATION_START + CALIBRATION_LEN
+            }
+            None => bail!(
+                "{} has {} training images: give --calibration-range START..END (images held out from training)",
+                dir.display(),
+                split.len()
+            ),
+        };
+        if range.end > split.len() || range.is_empty() {
+            bail!(
+                "--calibration-range {}..{} is not within the {} training images",
+                range.start,
+                range.end,
+                split.len()
+            );
+        }
+        let described = format!("train[{}..{}]", range.start, range.end);
+        return Ok((split.slice(range), described));
     }
-    let item = images.item_len();
-    images.data = images.data[start * item..(start + len) * item].to_vec();
-    images.dims[0] = len;
-    let labels = labels.data[start..start + len].iter().map(|&l| l as usize).collect();
-    Ok(Split { images, labels })
-}
-
-/// The 10,000 test images (reporting only), optionally the first `limit`.
-pub fn test_split(paths: &Paths, limit: Option<usize>) -> Result<Split> {
-    let n = limit.unwrap_or(10_000).min(10_000);
-    load_split(&paths.data, "t10k", Some((0, n)))
-}
-
-/// The calibration set: the last 5,000 training images.
-pub fn calibration_split(paths: &Paths) -> Result<Split> {
-    load_split(&paths.data, "train", Some((CALIBRATION_START, CALIBRATION_LEN)))
+    if data.is_none() {
+        bail!(
+            "{} is not IDX data with train files, and an image folder has no train/test split: \
+             give --calibration-data DIR (images held out from training and testing)",
+            dir.display()
+        );
+    }
+    let split = Split::from_image_folder(dir, manifest)?;
+    Ok(match range {
+        Some(r) => (split.slice(r.clone()), format!("{}[{}..{}]", dir.display(), r.start, r.end)),
+        None => (split, dir.display().to_string()),
+    })
 }
 
 fn progress(split: &Split, what: &str) -> ProgressBar {
@@ -114,7 +163,7 @@ pub fn logits(model: &Model, split: &Split, what: &str) -> Result<Vec<Vec<f32>>>
     let out = (0..split.len())
         .map(|i| {
             bar.inc(1);
-            model.logits(split.images.item(i)).map_err(anyhow::Error::from)
+            model.logits(split.image(i)).map_err(anyhow::Error::from)
         })
         .collect::<Result<Vec<_>>>();
     bar.finish_and_clear();
@@ -128,7 +177,7 @@ pub fn ee_samples(ee: &EarlyExitModel, split: &Split, large_logits: &[Vec<f32>])
     let (mut exit, mut fin) = (Vec::with_capacity(split.len()), Vec::with_capacity(split.len()));
     for i in 0..split.len() {
         bar.inc(1);
-        let (e, features) = ee.stage1(split.images.item(i))?;
+        let (e, features) = ee.stage1(split.image(i))?;
         exit.push(softmax(&e, 1.0));
         fin.push(softmax(&ee.stage2(&features)?, 1.0));
     }
@@ -147,7 +196,7 @@ pub fn device_ms(tiny: &Model, ee: &EarlyExitModel, split: &Split, n: usize) -> 
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     };
     for i in 0..n.min(split.len()) {
-        let img = split.images.item(i);
+        let img = split.image(i);
         t.push(time(&mut || tiny.logits(img).map(drop).map_err(Into::into))?);
         let mut features = None;
         s1.push(time(&mut || {

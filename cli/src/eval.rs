@@ -84,7 +84,7 @@ fn rules(set: &ModelSet) -> Vec<ScoreRule> {
 
 pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
-    let split = test_split(paths, limit)?;
+    let split = test_split(paths, &set.manifest, limit)?;
     let tiny = logits(&set.tiny, &split, "tiny")?;
     let large = logits(&set.large, &split, "large")?;
     let samples =

@@ -34,7 +34,8 @@ pub struct Paths {
     /// Model-set directory holding manifest.json and the ONNX files.
     #[arg(long, default_value = "models/fashion-mnist")]
     pub models: PathBuf,
-    /// Directory with the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist).
+    /// Labelled test data: a directory of IDX files (`t10k-*`, `train-*`; default: Debian's
+    /// dataset-fashion-mnist) or of images in one sub-folder per class (`<dir>/<class>/*.png|jpg`).
     #[arg(long, env = "FASHION_MNIST_DIR", default_value = "/usr/share/datasets/fashion-mnist")]
     pub data: PathBuf,
 }
@@ -61,6 +62,8 @@ enum Command {
     Calibrate {
         #[command(flatten)]
         paths: Paths,
+        #[command(flatten)]
+        data: calibrate::CalibrationData,
         /// Accuracy drop from large-only (in percentage points) the thresholds aim for.
         #[arg(long, default_value_t = 0.3)]
         max_drop: f64,
@@ -117,7 +120,9 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Import(args) => import::run(&args),
         Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
-        Command::Calibrate { paths, max_drop, rtt_ms, dry_run } => calibrate::run(&paths, max_drop, rtt_ms, dry_run),
+        Command::Calibrate { paths, data, max_drop, rtt_ms, dry_run } => {
+            calibrate::run(&paths, &data, max_drop, rtt_ms, dry_run)
+        }
         Command::Bench { paths, n, out } => bench::run(&paths, n, &out),
         Command::BenchWorker { paths, url, seconds, concurrency, pairs, out } => {
             bench_worker::run(&paths, url, seconds, &concurrency, pairs, &out)

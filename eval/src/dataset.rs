@@ -1,4 +1,8 @@
-//! IDX files (the MNIST / Fashion-MNIST format) and hiedge's fixed data split.
+//! Labelled data: IDX files (the MNIST / Fashion-MNIST format), folders of images in class
+//! sub-folders, and the [`Split`] both become (samples already in the model's input bytes).
+
+use hiedge_core::manifest::Manifest;
+use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
 
 use crate::error::{Error, Result};
 
@@ -79,5 +83,125 @@ mod tests {
         assert!(IdxArray::parse(&f[..f.len() - 1]).is_err());
         assert!(IdxArray::parse(&[0, 0, 0x0d, 1, 0, 0, 0, 0]).is_err());
         assert!(IdxArray::parse(&[1, 2]).is_err());
+    }
+}
+
+/// A labelled set of samples, each already the model's input bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pixels: Vec<u8>,
+    item_len: usize,
+    /// True labels, by sample.
+    pub labels: Vec<usize>,
+}
+
+impl Split {
+    /// Samples of `item_len` bytes each, concatenated, with their labels.
+    pub fn new(pixels: Vec<u8>, item_len: usize, labels: Vec<usize>) -> Result<Self> {
+        if item_len == 0 || pixels.len() != item_len * labels.len() {
+            return Err(Error::InvalidData(format!(
+                "{} bytes are not {} samples of {item_len} bytes",
+                pixels.len(),
+                labels.len()
+            )));
+        }
+        Ok(Split { pixels, item_len, labels })
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Sample `i`'s bytes.
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.pixels[i * self.item_len..(i + 1) * self.item_len]
+    }
+
+    /// Samples `range` of this split (clamped to its length).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Split {
+        let (start, end) = (range.start.min(self.len()), range.end.min(self.len()));
+        Split {
+            pixels: self.pixels[start * self.item_len..end * self.item_len].to_vec(),
+            item_len: self.item_len,
+            labels: self.labels[start..end.max(start)].to_vec(),
+        }
+    }
+
+    /// Images and labels from two IDX arrays, each image `input_len` bytes (the model's input).
+    pub fn from_idx(images: IdxArray, labels: &IdxArray, input_len: usize) -> Result<Self> {
+        if images.len() != labels.len() {
+            return Err(Error::InvalidData(format!("{} images but {} labels", images.len(), labels.len())));
+        }
+        if images.item_len() != input_len {
+            return Err(Error::InvalidData(format!(
+                "the images have {} values each ({:?}) but the model takes {input_len}",
+                images.item_len(),
+                &images.dims[1..]
+            )));
+        }
+        Split::new(images.data, input_len, labels.data.iter().map(|&l| l as usize).collect())
+    }
+
+    /// A folder of images in one sub-folder per class (`<dir>/<class name>/*.png|jpg|jpeg`), each
+    /// converted to the model's input by hiedge-core's one conversion. Sub-folders must be class
+    /// names of the manifest; files are taken in name order, classes in label order.
+    pub fn from_image_folder(dir: &std::path::Path, manifest: &Manifest) -> Result<Self> {
+        let read_dir = |d: &std::path::Path| {
+            std::fs::read_dir(d)
+                .map_err(|e| Error::InvalidData(format!("cannot read {}: {e}", d.display())))?
+                .map(|e| e.map(|e| e.path()).map_err(|e| Error::InvalidData(format!("{}: {e}", d.display()))))
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut folders: Vec<(usize, std::path::PathBuf)> = Vec::new();
+        for path in read_dir(dir)?.into_iter().filter(|p| p.is_dir()) {
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let label = manifest.classes.iter().position(|c| *c == name).ok_or_else(|| {
+                Error::InvalidData(format!(
+                    "{}: the folder `{name}` is not a class of `{}` ({})",
+                    dir.display(),
+                    manifest.name,
+                    manifest.classes.join(", ")
+                ))
+            })?;
+            folders.push((label, path));
+        }
+        if folders.is_empty() {
+            return Err(Error::InvalidData(format!(
+                "{} has no class sub-folders (expected <dir>/<class>/*.png, or IDX files)",
+                dir.display()
+            )));
+        }
+        folders.sort();
+        let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+        for (label, folder) in folders {
+            let mut files: Vec<_> = read_dir(&folder)?
+                .into_iter()
+                .filter(|p| {
+                    p.extension()
+                        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                        .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.as_str()))
+                })
+                .collect();
+            files.sort();
+            for file in files {
+                let rgba = image::open(&file)
+                    .map_err(|e| Error::InvalidData(format!("cannot decode {}: {e}", file.display())))?
+                    .to_rgba8();
+                let (w, h) = (rgba.width() as usize, rgba.height() as usize);
+                let img = Image::new(rgba.as_raw(), w, h, PixelFormat::Rgba)?;
+                pixels.extend(to_model_pixels(&img, &manifest.input)?);
+                labels.push(label);
+            }
+        }
+        if labels.is_empty() {
+            return Err(Error::InvalidData(format!("{} has class folders but no .png/.jpg images", dir.display())));
+        }
+        Split::new(pixels, manifest.input_len(), labels)
     }
 }

@@ -21,7 +21,7 @@ pub struct Fixture {
 
 /// Little-endian f32s from bytes.
 pub fn f32s_from_le_bytes(bytes: &[u8]) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Error::InvalidData(format!("{} bytes is not a whole number of f32s", bytes.len())));
     }
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

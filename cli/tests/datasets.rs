@@ -1,0 +1,128 @@
+//! `hiedge eval` and `hiedge calibrate` on data that is not the Debian IDX files: a folder of images
+//! in class sub-folders (here the first Fashion-MNIST images written as PNG and JPEG files), any
+//! number of samples, and a calibration set given as an option.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hiedge_eval::dataset::IdxArray;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn hiedge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hiedge")).current_dir(repo()).args(args).output().expect("run hiedge")
+}
+
+fn idx(prefix: &str, kind: &str) -> IdxArray {
+    let dir = std::env::var("FASHION_MNIST_DIR").unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into());
+    let rank = if kind == "images" { 3 } else { 1 };
+    let file =
+        std::fs::File::open(Path::new(&dir).join(format!("{prefix}-{kind}-idx{rank}-ubyte.gz"))).expect("make data");
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
+    IdxArray::parse(&bytes).unwrap()
+}
+
+/// Images `range` of an IDX split written as `<dir>/<class>/<index>.<ext>` (28x28 gray).
+fn write_folder(dir: &Path, prefix: &str, range: std::ops::Range<usize>, ext: &str) {
+    let (images, labels) = (idx(prefix, "images"), idx(prefix, "labels"));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap())
+            .unwrap();
+    for i in range {
+        let class = manifest["classes"][labels.data[i] as usize].as_str().unwrap().replace('/', "-");
+        let class_dir = dir.join(&class);
+        std::fs::create_dir_all(&class_dir).unwrap();
+        let img = image::GrayImage::from_raw(28, 28, images.item(i).to_vec()).unwrap();
+        img.save(class_dir.join(format!("{i:05}.{ext}"))).unwrap();
+    }
+}
+
+fn eval_json(args: &[&str]) -> Value {
+    let out = hiedge(&[&["eval", "--json"], args].concat());
+    assert!(out.status.success(), "hiedge eval {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn accuracy(report: &Value, policy: &str) -> f64 {
+    report["rows"].as_array().unwrap().iter().find(|r| r["policy"] == policy).unwrap()["hi_accuracy"].as_f64().unwrap()
+}
+
+#[test]
+fn an_image_folder_evaluates_and_calibrates_like_the_same_idx_images() {
+    let root = std::env::temp_dir().join(format!("hiedge-datasets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // A class name with a slash (T-shirt/top) cannot be a folder: a copy of the set names it otherwise.
+    let models = root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["tiny.onnx", "large.onnx", "ee_stage1.onnx", "ee_stage2.onnx"] {
+        std::fs::copy(repo().join("models/fashion-mnist").join(f), models.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap();
+    std::fs::write(models.join("manifest.json"), manifest.replace("T-shirt/top", "T-shirt-top")).unwrap();
+
+    let (test, calib) = (root.join("test"), root.join("calibration"));
+    write_folder(&test, "t10k", 0..237, "png");
+    write_folder(&calib, "train", 55_000..55_400, "png");
+
+    // 237 test images (not 10,000) from PNG files give what the same IDX images give.
+    let folder = eval_json(&["--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
+    let idx = eval_json(&["--models", models.to_str().unwrap(), "--limit", "237"]);
+    assert_eq!(folder["images"], 237);
+    for policy in ["tiny-only", "large-only"] {
+        assert_eq!(accuracy(&folder, policy), accuracy(&idx, policy), "{policy}");
+    }
+
+    // An image folder has no train/test split: calibrate asks for held-out data, in one line.
+    let out =
+        hiedge(&["calibrate", "--dry-run", "--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: ") && stderr.contains("--calibration-data"), "{stderr}");
+
+    // With it, calibrate fits on those 400 images and says so.
+    let out = hiedge(&[
+        "calibrate",
+        "--dry-run",
+        "--models",
+        models.to_str().unwrap(),
+        "--data",
+        test.to_str().unwrap(),
+        "--calibration-data",
+        calib.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("400 samples"), "{stderr}");
+    // A folder whose sub-folder is not a class is refused naming it.
+    std::fs::create_dir_all(test.join("Giraffe")).unwrap();
+    let out = hiedge(&["eval", "--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("`Giraffe` is not a class"), "{stderr}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn jpeg_images_are_read_too() {
+    let root = std::env::temp_dir().join(format!("hiedge-datasets-jpeg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let models = root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["tiny.onnx", "large.onnx", "ee_stage1.onnx", "ee_stage2.onnx"] {
+        std::fs::copy(repo().join("models/fashion-mnist").join(f), models.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap();
+    std::fs::write(models.join("manifest.json"), manifest.replace("T-shirt/top", "T-shirt-top")).unwrap();
+    let test = root.join("test");
+    write_folder(&test, "t10k", 0..100, "jpg");
+    // JPEG is lossy: the images differ slightly from the originals, so only the count and a
+    // sensible accuracy are checked (the tiny model scores ~90% on the originals).
+    let report = eval_json(&["--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
+    assert_eq!(report["images"], 100);
+    assert!(accuracy(&report, "large-only") > 0.8, "{}", accuracy(&report, "large-only"));
+    std::fs::remove_dir_all(&root).ok();
+}
