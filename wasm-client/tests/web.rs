@@ -283,3 +283,66 @@ async fn image_sources_give_the_answer_of_their_converted_bytes() {
         assert!(msg.contains("ImageData") && msg.contains("Uint8Array"), "{msg}");
     }
 }
+
+/// The one conversion, compiled to wasm, against the Pillow reference the native test uses
+/// (core/tests/image_parity.rs): every byte within 1 level, at most 2% differing.
+#[wasm_bindgen_test]
+fn image_conversion_in_wasm_matches_pillow() {
+    use hiedge_core::manifest::{Color, Dtype, InputSpec, Layout, Normalize, PerChannel, Resize};
+    use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("../../core/tests/image_parity.json")).unwrap();
+    for case in reference["cases"].as_array().unwrap() {
+        let n = |k: &str| case[k].as_u64().unwrap() as usize;
+        let (w, h, gray) = (n("width"), n("height"), case["format"] == "gray");
+        let mut pixels = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                if gray {
+                    pixels.push(((x * y + 3 * x + 7 * y) % 256) as u8);
+                } else {
+                    let b = (255 * x / (w - 1).max(1) + 40 * ((x / 4 + y / 4) % 2)) % 256;
+                    pixels.extend([((x * 3 + y * 5) % 256) as u8, ((x * y) % 256) as u8, b as u8, 255]);
+                }
+            }
+        }
+        let color: Color = serde_json::from_value(case["color"].clone()).unwrap();
+        let resize: Resize = serde_json::from_value(case["resize"].clone()).unwrap();
+        let input = InputSpec {
+            shape: vec![1, n("out_height"), n("out_width"), color.channels()],
+            layout: Layout::Nhwc,
+            dtype: Dtype::U8,
+            normalize: Normalize { scale: 1.0, mean: PerChannel::All(0.0), std: PerChannel::All(1.0) },
+            color: Some(color),
+            resize: Some(resize),
+        };
+        let format = if gray { PixelFormat::Gray } else { PixelFormat::Rgba };
+        let ours = to_model_pixels(&Image::new(&pixels, w, h, format).unwrap(), &input).unwrap();
+        let want: Vec<u8> = case["pixels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
+        let differing = ours.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert!(ours.iter().zip(&want).all(|(a, b)| a.abs_diff(*b) <= 1), "{w}x{h} {color:?} {resize:?}");
+        assert!(differing * 50 <= ours.len(), "{w}x{h}: {differing} bytes differ");
+    }
+}
+
+/// An `<img>` element (decoded from a PNG of the sample, 2x) classifies as its ImageData does.
+#[wasm_bindgen_test]
+async fn an_img_element_classifies_as_its_pixels() {
+    let c = client(JsValue::from_str("always_local"), None).await;
+    let (pixels, side) = rgba(4, 2);
+    let data =
+        web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&pixels), side, side).unwrap();
+    let canvas = web_sys::OffscreenCanvas::new(side, side).unwrap();
+    let ctx: web_sys::OffscreenCanvasRenderingContext2d =
+        canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+    ctx.put_image_data(&data, 0.0, 0.0).unwrap();
+    let blob: web_sys::Blob = JsFuture::from(canvas.convert_to_blob().unwrap()).await.unwrap().dyn_into().unwrap();
+    let url = web_sys::Url::create_object_url_with_blob(&blob).unwrap();
+    let img = web_sys::HtmlImageElement::new().unwrap();
+    img.set_src(&url);
+    JsFuture::from(img.decode()).await.expect("the PNG decodes");
+    let want: serde_json::Value = js_to(&c.classify_local(data.into()).unwrap());
+    let got: serde_json::Value = js_to(&JsFuture::from(c.classify(img.into())).await.unwrap());
+    assert_eq!(got["label"], want["label"]);
+    assert_eq!(got["probs"], want["probs"]);
+}
