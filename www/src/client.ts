@@ -63,6 +63,11 @@ export async function load(say: (message: string) => void): Promise<void> {
   const logits = new Float32Array((await bytes("./data/large_logits.f32")).slice().buffer);
   state.largeLabels = Array.from({ length: state.labels.length }, (_, i) => argmax(logits.subarray(i * k, (i + 1) * k)));
   $("models").textContent = `${client.modelId} in the browser, large in the Worker`;
+  const n = state.labels.length;
+  const name = (client.manifest() as { name: string }).name;
+  $("dataset").textContent = `${n} test images of ${name} (0-${n - 1})`;
+  const limit = $("limit") as HTMLInputElement;
+  limit.max = limit.value = String(n);
 }
 
 /** Asks the Worker's /v1/health and shows a banner when it does not answer. */
