@@ -167,20 +167,20 @@ impl PerChannel {
 }
 
 impl InputSpec {
-    /// Channels of the input tensor (from `shape` and `layout`; 0 for a shape that is not 4-D).
+    /// Channels, height and width of the input tensor (zeros for a shape that is not 4-D).
+    pub fn chw(&self) -> (usize, usize, usize) {
+        self.layout.chw(&self.shape)
+    }
+
+    /// Channels of the input tensor (0 for a shape that is not 4-D).
     pub fn channels(&self) -> usize {
-        match (self.layout, self.shape.as_slice()) {
-            (Layout::Nchw, [_, c, _, _]) | (Layout::Nhwc, [_, _, _, c]) => *c,
-            _ => 0,
-        }
+        self.chw().0
     }
 
     /// Height and width of the input tensor (0, 0 for a shape that is not 4-D).
     pub fn height_width(&self) -> (usize, usize) {
-        match (self.layout, self.shape.as_slice()) {
-            (Layout::Nchw, [_, _, h, w]) | (Layout::Nhwc, [_, h, w, _]) => (*h, *w),
-            _ => (0, 0),
-        }
+        let (_, h, w) = self.chw();
+        (h, w)
     }
 
     /// The input's colour: `color`, or gray for one channel and rgb for three; `None` for another
@@ -208,6 +208,16 @@ pub enum Layout {
     /// Batch, height, width, channels.
     #[serde(rename = "NHWC")]
     Nhwc,
+}
+
+impl Layout {
+    /// Channels, height and width of a 4-D `shape` in this layout (zeros for another rank).
+    pub fn chw(self, shape: &[usize]) -> (usize, usize, usize) {
+        match (self, shape) {
+            (Layout::Nchw, [_, c, h, w]) | (Layout::Nhwc, [_, h, w, c]) => (*c, *h, *w),
+            _ => (0, 0, 0),
+        }
+    }
 }
 
 /// Raw input value type.
@@ -595,11 +605,7 @@ impl Manifest {
 
     /// `(channels, height, width)` of one sample.
     pub fn chw(&self) -> (usize, usize, usize) {
-        let s = &self.input.shape;
-        match self.input.layout {
-            Layout::Nchw => (s[1], s[2], s[3]),
-            Layout::Nhwc => (s[3], s[1], s[2]),
-        }
+        self.input.chw()
     }
 
     /// The entry for model `name`.

@@ -166,7 +166,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
         )));
     }
     let layout = layout_of(&shape, opts.layout)?;
-    let channels = if layout == Layout::Nchw { shape[1] } else { shape[3] };
+    let (channels, _, _) = layout.chw(&shape);
     let color = opts.color.unwrap_or(if channels == 3 { Color::Rgb } else { Color::Gray });
     if color.channels() != channels {
         return Err(Error::Import(format!(

@@ -29,11 +29,11 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// A preprocessor for the manifest's input contract.
     pub fn new(manifest: &Manifest) -> Self {
-        Self::from_spec(&manifest.input, manifest.chw())
+        Self::from_spec(&manifest.input)
     }
 
-    fn from_spec(spec: &InputSpec, chw: (usize, usize, usize)) -> Self {
-        Preprocessor { norm: spec.normalize.clone(), layout: spec.layout, chw }
+    fn from_spec(spec: &InputSpec) -> Self {
+        Preprocessor { norm: spec.normalize.clone(), layout: spec.layout, chw: spec.chw() }
     }
 
     /// Number of pixels (bytes) one sample must have.
@@ -89,11 +89,7 @@ mod tests {
             color: None,
             resize: None,
         };
-        let chw = match layout {
-            Layout::Nchw => (shape[1], shape[2], shape[3]),
-            Layout::Nhwc => (shape[3], shape[1], shape[2]),
-        };
-        Preprocessor::from_spec(&spec, chw)
+        Preprocessor::from_spec(&spec)
     }
 
     #[test]
