@@ -239,15 +239,8 @@ impl PolicyConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Decision, MAX_SEED};
-
-    fn decide(cfg: PolicyConfig, probs: &[f32]) -> Result<Decision> {
-        cfg.build()?.decide(probs)
-    }
-
-    fn lra(threshold: f32) -> PolicyConfig {
-        PolicyConfig::LogisticTop2 { bias: -4.0, w1: 10.0, w2: -4.0, threshold }
-    }
+    use crate::policy::test_support::{decide, lra};
+    use crate::policy::MAX_SEED;
 
     fn all_kinds() -> Vec<PolicyConfig> {
         vec![

@@ -118,3 +118,20 @@ pub trait DecisionPolicy: Send + std::fmt::Debug {
         None
     }
 }
+
+/// What the policy tests share: build and decide in one call, and an LRA configuration.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Decision, PolicyConfig};
+    use crate::error::Result;
+
+    /// Builds `cfg` and decides on `probs`.
+    pub fn decide(cfg: PolicyConfig, probs: &[f32]) -> Result<Decision> {
+        cfg.build()?.decide(probs)
+    }
+
+    /// LogisticTop2 with weights (-4, 10, -4) at `threshold`.
+    pub fn lra(threshold: f32) -> PolicyConfig {
+        PolicyConfig::LogisticTop2 { bias: -4.0, w1: 10.0, w2: -4.0, threshold }
+    }
+}

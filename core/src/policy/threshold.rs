@@ -97,16 +97,9 @@ impl DecisionPolicy for FixedPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::test_support::{decide, lra};
     use crate::policy::PolicyConfig;
     use crate::prob::top2;
-
-    fn decide(cfg: PolicyConfig, probs: &[f32]) -> Result<Decision> {
-        cfg.build()?.decide(probs)
-    }
-
-    fn lra(threshold: f32) -> PolicyConfig {
-        PolicyConfig::LogisticTop2 { bias: -4.0, w1: 10.0, w2: -4.0, threshold }
-    }
 
     #[test]
     fn max_prob_offloads_at_or_below_threshold() {
