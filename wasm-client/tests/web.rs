@@ -12,6 +12,9 @@ use wasm_bindgen_test::*;
 #[path = "../../eval/tests/support/reference.rs"]
 mod reference;
 
+#[path = "../../core/tests/support/pillow.rs"]
+mod pillow;
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 const MANIFEST: &str = include_str!("../../models/fashion-mnist/manifest.json");
@@ -239,6 +242,18 @@ fn rgba(i: usize, scale: usize) -> (Vec<u8>, u32) {
     (out, side as u32)
 }
 
+/// RGBA pixels of a `side x side` image as `ImageData`, an `OffscreenCanvas` holding them and a PNG
+/// `Blob` of that canvas.
+async fn image_sources(pixels: &[u8], side: u32) -> (web_sys::ImageData, web_sys::OffscreenCanvas, web_sys::Blob) {
+    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(pixels), side, side).unwrap();
+    let canvas = web_sys::OffscreenCanvas::new(side, side).unwrap();
+    let ctx: web_sys::OffscreenCanvasRenderingContext2d =
+        canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
+    ctx.put_image_data(&data, 0.0, 0.0).unwrap();
+    let blob = JsFuture::from(canvas.convert_to_blob().unwrap()).await.unwrap().dyn_into().unwrap();
+    (data, canvas, blob)
+}
+
 #[wasm_bindgen_test]
 async fn image_sources_give_the_answer_of_their_converted_bytes() {
     use hiedge_core::manifest::Manifest;
@@ -258,14 +273,10 @@ async fn image_sources_give_the_answer_of_their_converted_bytes() {
         }
         let want: serde_json::Value = js_to(&c.classify_local(Uint8Array::from(converted.as_slice()).into()).unwrap());
         // ImageData, a canvas holding it, and a PNG Blob of that canvas: the same label and probabilities.
-        let data =
-            web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&pixels), side, side).unwrap();
-        let canvas = web_sys::OffscreenCanvas::new(side, side).unwrap();
-        let ctx: web_sys::OffscreenCanvasRenderingContext2d =
-            canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
-        ctx.put_image_data(&data, 0.0, 0.0).unwrap();
-        let blob = JsFuture::from(canvas.convert_to_blob().unwrap()).await.unwrap();
-        for (what, input) in [("ImageData", JsValue::from(data)), ("OffscreenCanvas", canvas.into()), ("Blob", blob)] {
+        let (data, canvas, blob) = image_sources(&pixels, side).await;
+        for (what, input) in
+            [("ImageData", JsValue::from(data)), ("OffscreenCanvas", canvas.into()), ("Blob", blob.into())]
+        {
             let got: serde_json::Value = js_to(&JsFuture::from(c.classify(input)).await.unwrap());
             assert_eq!(got["label"], want["label"], "{what}, image {i} at {scale}x");
             let (a, b) = (got["probs"].as_array().unwrap(), want["probs"].as_array().unwrap());
@@ -284,45 +295,11 @@ async fn image_sources_give_the_answer_of_their_converted_bytes() {
     }
 }
 
-/// The one conversion, compiled to wasm, against the Pillow reference the native test uses
-/// (core/tests/image_parity.rs): every byte within 1 level, at most 2% differing.
+/// The one conversion, compiled to wasm, against the Pillow reference by the native test's rules
+/// (`core/tests/support/pillow.rs`).
 #[wasm_bindgen_test]
 fn image_conversion_in_wasm_matches_pillow() {
-    use hiedge_core::manifest::{Color, Dtype, InputSpec, Layout, Normalize, PerChannel, Resize};
-    use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
-    let reference: serde_json::Value =
-        serde_json::from_str(include_str!("../../core/tests/image_parity.json")).unwrap();
-    for case in reference["cases"].as_array().unwrap() {
-        let n = |k: &str| case[k].as_u64().unwrap() as usize;
-        let (w, h, gray) = (n("width"), n("height"), case["format"] == "gray");
-        let mut pixels = Vec::new();
-        for y in 0..h {
-            for x in 0..w {
-                if gray {
-                    pixels.push(((x * y + 3 * x + 7 * y) % 256) as u8);
-                } else {
-                    let b = (255 * x / (w - 1).max(1) + 40 * ((x / 4 + y / 4) % 2)) % 256;
-                    pixels.extend([((x * 3 + y * 5) % 256) as u8, ((x * y) % 256) as u8, b as u8, 255]);
-                }
-            }
-        }
-        let color: Color = serde_json::from_value(case["color"].clone()).unwrap();
-        let resize: Resize = serde_json::from_value(case["resize"].clone()).unwrap();
-        let input = InputSpec {
-            shape: vec![1, n("out_height"), n("out_width"), color.channels()],
-            layout: Layout::Nhwc,
-            dtype: Dtype::U8,
-            normalize: Normalize { scale: 1.0, mean: PerChannel::All(0.0), std: PerChannel::All(1.0) },
-            color: Some(color),
-            resize: Some(resize),
-        };
-        let format = if gray { PixelFormat::Gray } else { PixelFormat::Rgba };
-        let ours = to_model_pixels(&Image::new(&pixels, w, h, format).unwrap(), &input).unwrap();
-        let want: Vec<u8> = case["pixels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
-        let differing = ours.iter().zip(&want).filter(|(a, b)| a != b).count();
-        assert!(ours.iter().zip(&want).all(|(a, b)| a.abs_diff(*b) <= 1), "{w}x{h} {color:?} {resize:?}");
-        assert!(differing * 50 <= ours.len(), "{w}x{h}: {differing} bytes differ");
-    }
+    pillow::check_against_pillow().unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// An `<img>` element (decoded from a PNG of the sample, 2x) classifies as its ImageData does.
@@ -330,13 +307,7 @@ fn image_conversion_in_wasm_matches_pillow() {
 async fn an_img_element_classifies_as_its_pixels() {
     let c = client(JsValue::from_str("always_local"), None).await;
     let (pixels, side) = rgba(4, 2);
-    let data =
-        web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&pixels), side, side).unwrap();
-    let canvas = web_sys::OffscreenCanvas::new(side, side).unwrap();
-    let ctx: web_sys::OffscreenCanvasRenderingContext2d =
-        canvas.get_context("2d").unwrap().unwrap().dyn_into().unwrap();
-    ctx.put_image_data(&data, 0.0, 0.0).unwrap();
-    let blob: web_sys::Blob = JsFuture::from(canvas.convert_to_blob().unwrap()).await.unwrap().dyn_into().unwrap();
+    let (data, _, blob) = image_sources(&pixels, side).await;
     let url = web_sys::Url::create_object_url_with_blob(&blob).unwrap();
     let img = web_sys::HtmlImageElement::new().unwrap();
     img.set_src(&url);
