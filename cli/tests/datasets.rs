@@ -2,34 +2,16 @@
 //! in class sub-folders (here the first Fashion-MNIST images written as PNG and JPEG files), any
 //! number of samples, and a calibration set given as an option.
 
-use std::io::Read;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use hiedge_eval::dataset::IdxArray;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn hiedge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hiedge")).current_dir(repo()).args(args).output().expect("run hiedge")
-}
-
-fn idx(prefix: &str, kind: &str) -> IdxArray {
-    let dir = std::env::var("FASHION_MNIST_DIR").unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into());
-    let rank = if kind == "images" { 3 } else { 1 };
-    let file =
-        std::fs::File::open(Path::new(&dir).join(format!("{prefix}-{kind}-idx{rank}-ubyte.gz"))).expect("make data");
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
-    IdxArray::parse(&bytes).unwrap()
-}
+use support::{eval_json, fashion_idx, hiedge, repo};
 
 /// Images `range` of an IDX split written as `<dir>/<class>/<index>.<ext>` (28x28 gray).
 fn write_folder(dir: &Path, prefix: &str, range: std::ops::Range<usize>, ext: &str) {
-    let (images, labels) = (idx(prefix, "images"), idx(prefix, "labels"));
+    let (images, labels) = (fashion_idx(prefix, "images"), fashion_idx(prefix, "labels"));
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap())
             .unwrap();
@@ -42,10 +24,17 @@ fn write_folder(dir: &Path, prefix: &str, range: std::ops::Range<usize>, ext: &s
     }
 }
 
-fn eval_json(args: &[&str]) -> Value {
-    let out = hiedge(&[&["eval", "--json"], args].concat());
-    assert!(out.status.success(), "hiedge eval {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+/// A copy of the committed set under `root/models` whose `T-shirt/top` class is `T-shirt-top`: a
+/// class name with a slash cannot be a folder.
+fn fashion_copy(root: &Path) -> PathBuf {
+    let models = root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for f in ["tiny.onnx", "large.onnx", "ee_stage1.onnx", "ee_stage2.onnx"] {
+        std::fs::copy(repo().join("models/fashion-mnist").join(f), models.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap();
+    std::fs::write(models.join("manifest.json"), manifest.replace("T-shirt/top", "T-shirt-top")).unwrap();
+    models
 }
 
 fn accuracy(report: &Value, policy: &str) -> f64 {
@@ -56,14 +45,7 @@ fn accuracy(report: &Value, policy: &str) -> f64 {
 fn an_image_folder_evaluates_and_calibrates_like_the_same_idx_images() {
     let root = std::env::temp_dir().join(format!("hiedge-datasets-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    // A class name with a slash (T-shirt/top) cannot be a folder: a copy of the set names it otherwise.
-    let models = root.join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    for f in ["tiny.onnx", "large.onnx", "ee_stage1.onnx", "ee_stage2.onnx"] {
-        std::fs::copy(repo().join("models/fashion-mnist").join(f), models.join(f)).unwrap();
-    }
-    let manifest = std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap();
-    std::fs::write(models.join("manifest.json"), manifest.replace("T-shirt/top", "T-shirt-top")).unwrap();
+    let models = fashion_copy(&root);
 
     let (test, calib) = (root.join("test"), root.join("calibration"));
     write_folder(&test, "t10k", 0..237, "png");
@@ -110,13 +92,7 @@ fn an_image_folder_evaluates_and_calibrates_like_the_same_idx_images() {
 fn jpeg_images_are_read_too() {
     let root = std::env::temp_dir().join(format!("hiedge-datasets-jpeg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let models = root.join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    for f in ["tiny.onnx", "large.onnx", "ee_stage1.onnx", "ee_stage2.onnx"] {
-        std::fs::copy(repo().join("models/fashion-mnist").join(f), models.join(f)).unwrap();
-    }
-    let manifest = std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap();
-    std::fs::write(models.join("manifest.json"), manifest.replace("T-shirt/top", "T-shirt-top")).unwrap();
+    let models = fashion_copy(&root);
     let test = root.join("test");
     write_folder(&test, "t10k", 0..100, "jpg");
     // JPEG is lossy: the images differ slightly from the originals, so only the count and a

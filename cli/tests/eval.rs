@@ -4,23 +4,10 @@
 //! and the tables in README.md and models/README.md are what `hiedge eval` prints (within stated
 //! tolerances, since another CPU may decide a sample on a threshold the other way).
 
-use std::process::Command;
+mod support;
 
 use serde_json::Value;
-
-fn repo() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn eval_json() -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hiedge"))
-        .current_dir(repo())
-        .args(["eval", "--json"])
-        .output()
-        .expect("run hiedge eval");
-    assert!(out.status.success(), "hiedge eval failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("eval --json prints JSON")
-}
+use support::{eval_json, hiedge, repo};
 
 fn row<'a>(report: &'a Value, policy: &str) -> &'a Value {
     report["rows"].as_array().unwrap().iter().find(|r| r["policy"] == policy).unwrap()
@@ -39,7 +26,7 @@ fn manifest() -> Value {
 
 #[test]
 fn eval_reproduces_manifest_accuracies_and_the_calibrated_hi_claim() {
-    let report = eval_json();
+    let report = eval_json(&[]);
     assert_eq!(report["images"], 10_000);
     let manifest = manifest();
     for (policy, model) in [("tiny-only", "tiny"), ("large-only", "large")] {
@@ -249,11 +236,7 @@ fn check_readme_summary(report: &Value) {
 
 #[test]
 fn missing_data_dir_is_a_clear_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hiedge"))
-        .current_dir(repo())
-        .args(["eval", "--data", "/nonexistent/fm"])
-        .output()
-        .unwrap();
+    let out = hiedge(&["eval", "--data", "/nonexistent/fm"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dataset-fashion-mnist"), "{err}");

@@ -3,23 +3,15 @@
 //! batch, a tiny model ending in Softmax, a large one emitting logits), and on the committed pair;
 //! then `hiedge eval` on what it wrote. Bad input is refused with one clear line.
 
-use std::io::Read;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use hiedge_core::manifest::{Layout, Manifest, OutputKind};
 use hiedge_core::prob::top2;
 use hiedge_core::Model;
-use hiedge_eval::dataset::IdxArray;
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn hiedge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hiedge")).current_dir(repo()).args(args).output().expect("run hiedge")
-}
+use support::{fashion_idx, hiedge, repo};
 
 /// A fresh directory under the system temp dir.
 fn temp(name: &str) -> PathBuf {
@@ -29,9 +21,7 @@ fn temp(name: &str) -> PathBuf {
 }
 
 fn eval_json(models: &Path, limit: usize) -> Value {
-    let out = hiedge(&["eval", "--json", "--limit", &limit.to_string(), "--models", models.to_str().unwrap()]);
-    assert!(out.status.success(), "hiedge eval failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("eval --json prints JSON")
+    support::eval_json(&["--limit", &limit.to_string(), "--models", models.to_str().unwrap()])
 }
 
 fn row<'a>(report: &'a Value, policy: &str, param: &str) -> &'a Value {
@@ -40,11 +30,7 @@ fn row<'a>(report: &'a Value, policy: &str, param: &str) -> &'a Value {
 
 /// The first `n` Fashion-MNIST test images.
 fn test_images(n: usize) -> Vec<Vec<u8>> {
-    let dir = std::env::var("FASHION_MNIST_DIR").unwrap_or_else(|_| "/usr/share/datasets/fashion-mnist".into());
-    let file = std::fs::File::open(Path::new(&dir).join("t10k-images-idx3-ubyte.gz")).expect("make data");
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(file).read_to_end(&mut bytes).unwrap();
-    let images = IdxArray::parse(&bytes).unwrap();
+    let images = fashion_idx("t10k", "images");
     (0..n).map(|i| images.item(i).to_vec()).collect()
 }
 

@@ -3,21 +3,19 @@
 //! the Worker still answers correctly. Needs `make worker` and the npm tools, so it is ignored by a
 //! plain `cargo test`; `make test-worker` runs it.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
 use hiedge_cli::wrangler::{agent, WranglerDev};
 use hiedge_core::protocol::{ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::fixture::Fixture;
+use support::repo;
 use ureq::http;
 
 const ALLOWED: &str = "http://127.0.0.1:5173";
 const CAP: usize = 4096;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn manifest() -> Manifest {
     Manifest::from_json(&std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap()).unwrap()
