@@ -40,10 +40,12 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// What every handler gets: the access rules and the CORS origin admission allowed.
+/// What every handler gets: the access rules, the CORS origin admission allowed, and whether the
+/// request declared its body length (admission checked it against the cap).
 struct Admission {
     rules: AccessRules,
     cors: Option<String>,
+    length_declared: bool,
 }
 
 #[event(fetch)]
@@ -54,11 +56,11 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     // Admission answers unknown paths (404), other methods (405), refused origins, tokens and
     // headers with the protocol's JSON errors, so the router below only sees requests it serves.
-    let cors = match admit(&req, &rules) {
-        Ok(cors) => cors,
+    let (cors, length_declared) = match admit(&req, &rules) {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    Router::with_data(Admission { rules, cors })
+    Router::with_data(Admission { rules, cors, length_declared })
         .get_async(HEALTH_PATH, health)
         .head_async(HEALTH_PATH, health)
         .get_async(MODELS_PATH, models)
@@ -71,8 +73,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         .await
 }
 
-/// The request's head against the access rules: the CORS origin to answer with, or the refusal.
-fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<Option<String>, Result<Response>> {
+/// The request's head against the access rules: the CORS origin to answer with and whether a
+/// body length was declared, or the refusal.
+fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<(Option<String>, bool), Result<Response>> {
     // The raw method: workers-rs maps unknown methods to GET.
     let method = req.inner().method();
     let path = req.path();
@@ -88,7 +91,7 @@ fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<Option<Strin
         content_length: content_length.as_deref(),
     };
     match rules.admit(&head) {
-        Ok(admitted) => Ok(admitted.allow_origin),
+        Ok(admitted) => Ok((admitted.allow_origin, content_length.is_some())),
         Err(refused) => Err(error_response(&refused.error, refused.allow_origin.as_deref()).and_then(|mut resp| {
             if let Some(allow) = refused.allow {
                 resp.headers_mut().set("Allow", allow)?;
@@ -112,7 +115,7 @@ async fn models(_req: Request, ctx: RouteContext<Admission>) -> Result<Response>
 /// streamed with a cap), checked, then classified; the inference time in `Server-Timing`.
 async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
     let cors = ctx.data.cors.as_deref();
-    match classify_body(&mut req, &ctx.data.rules).await {
+    match classify_body(&mut req, &ctx.data).await {
         Ok((body, timing)) => {
             let mut resp = json_response(body, 200, cors)?;
             resp.headers_mut().set("Server-Timing", &timing)?;
@@ -135,17 +138,17 @@ fn preflight(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
 }
 
 /// The classify response body and its `Server-Timing` value.
-async fn classify_body(req: &mut Request, rules: &AccessRules) -> std::result::Result<(String, String), ApiError> {
+async fn classify_body(req: &mut Request, admitted: &Admission) -> std::result::Result<(String, String), ApiError> {
     let service = service()?;
-    let length_declared = req.headers().get("Content-Length").ok().flatten().is_some();
-    let body = if length_declared {
+    let max_body = admitted.rules.max_body;
+    let body = if admitted.length_declared {
         req.bytes()
             .await
             .map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))?
     } else {
-        read_body_capped(req, rules.max_body).await?
+        read_body_capped(req, max_body).await?
     };
-    protocol::check_classify_body(&body, service.input_len(), rules.max_body)?;
+    protocol::check_classify_body(&body, service.input_len(), max_body)?;
     let response = service.classify(&body, &now_ms)?;
     let timing = match response.infer_ms {
         Some(ms) => format!("infer;dur={ms:.3}"),
