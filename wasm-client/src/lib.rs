@@ -34,7 +34,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::js::{coded_error, core_error, now_ms, to_js, ManifestSource, INVALID_OPTIONS};
 use crate::offload::OffloadClient;
-pub use crate::options::{EarlyExitSources, HiClientOptions, LoadProgress, LoadStage, PolicyChoice};
+pub use crate::options::{EarlyExitSources, HiClientOptions, ImageShape, LoadProgress, LoadStage, PolicyChoice};
 
 /// Runs when the module is instantiated: a Rust panic is printed to the console with its message
 /// and location (then surfaces as a JS `RuntimeError`), instead of only "unreachable".
@@ -225,6 +225,13 @@ impl HiClient {
     #[wasm_bindgen(getter, js_name = inputLength)]
     pub fn input_length(&self) -> usize {
         self.inner.borrow().model().input_len()
+    }
+
+    /// One sample's height, width and channels, as the manifest's input shape and layout say.
+    #[wasm_bindgen(getter, js_name = imageShape, unchecked_return_type = "ImageShape")]
+    pub fn image_shape(&self) -> Result<JsValue, JsValue> {
+        let (channels, height, width) = self.inner.borrow().manifest().chw();
+        to_js(&ImageShape { height, width, channels })
     }
 
     /// `name@sha256-prefix` of the local model.

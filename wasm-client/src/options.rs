@@ -60,6 +60,17 @@ pub struct EarlyExitSources {
     pub stage2: JsValue,
 }
 
+/// One sample's size as an image (from the manifest's input shape and layout).
+#[derive(Tsify, Serialize)]
+pub struct ImageShape {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// 1 (gray) or 3 (RGB) for image models.
+    pub channels: usize,
+}
+
 /// Loading progress reported by `HiClient.create`.
 #[derive(Tsify, Serialize)]
 pub struct LoadProgress {

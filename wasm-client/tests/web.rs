@@ -260,6 +260,8 @@ async fn image_sources_give_the_answer_of_their_converted_bytes() {
     use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
     let c = client(JsValue::from_str("always_local"), None).await;
     let manifest = Manifest::from_json(MANIFEST).unwrap();
+    let shape: serde_json::Value = js_to(&c.image_shape().unwrap());
+    assert_eq!(shape, serde_json::json!({ "height": 28, "width": 28, "channels": 1 }), "NCHW [1, 1, 28, 28]");
     for (i, scale) in [(0usize, 1usize), (1, 2), (2, 3)] {
         let (pixels, side) = rgba(i, scale);
         // What core's conversion makes of it, classified as plain bytes.

@@ -1,7 +1,7 @@
 // Loading: the wasm client (tiny model, early-exit model, decision module), the Worker's address
 // and health, and the committed test samples. Class names and sizes come from the client.
 import init, { HiClient } from "hiedge";
-import { $, state, type ImageShape } from "./state";
+import { $, state } from "./state";
 
 /** Where offloads go: `?worker=` in the page URL (shown on the page as such), config.json, or the local default. */
 async function workerUrl(): Promise<string> {
@@ -31,13 +31,6 @@ function argmax(v: ArrayLike<number>): number {
   return best;
 }
 
-/** One sample's height, width and channels, from the manifest's input shape and layout. */
-function imageShape(client: HiClient): ImageShape {
-  const input = (client.manifest() as { input: { shape: number[]; layout: string } }).input;
-  const [, a, b, c] = input.shape;
-  return input.layout === "NHWC" ? { height: a, width: b, channels: c } : { height: b, width: c, channels: a };
-}
-
 /** Loads the client and the samples; `say` reports progress. */
 export async function load(say: (message: string) => void): Promise<void> {
   say("Loading the WebAssembly client (hiedge_bg.wasm)...");
@@ -55,7 +48,7 @@ export async function load(say: (message: string) => void): Promise<void> {
   state.client = client;
   state.classes = client.classes;
   state.sampleLength = client.inputLength;
-  state.shape = imageShape(client);
+  state.shape = client.imageShape;
   say(`Loading the test images...`);
   state.images = await bytes("./data/images.u8");
   state.labels = await bytes("./data/labels.u8");

@@ -1,10 +1,10 @@
 // The page's shared state: the client, the loaded samples and every result so far.
-import type { ClassifyResult, HiClient } from "hiedge";
+import type { ClassifyResult, HiClient, ImageShape } from "hiedge";
 
 export type Row = { index: number; truth: number; result: ClassifyResult; wall: number };
 
-/** Height, width and channels of one sample, from the client's manifest. */
-export type ImageShape = { height: number; width: number; channels: number };
+/** Height, width and channels of one sample, from the client (`HiClient.imageShape`). */
+export type { ImageShape };
 
 export const state = {
   client: null as HiClient | null,
