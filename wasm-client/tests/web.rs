@@ -319,3 +319,56 @@ async fn an_img_element_classifies_as_its_pixels() {
     assert_eq!(got["label"], want["label"]);
     assert_eq!(got["probs"], want["probs"]);
 }
+
+/// A set the project was not built around (`cli/tests/fixtures`: NHWC input, a tiny model that
+/// ends in Softmax), described by a schema-2 manifest: the client takes its size and colour from the
+/// manifest, reads the model's outputs as probabilities, and converts an image for it.
+#[wasm_bindgen_test]
+async fn an_nhwc_probability_model_set_is_driven_by_its_manifest() {
+    use hiedge_core::runtime::sha256_hex;
+    const TOY: &[u8] = include_bytes!("../../cli/tests/fixtures/nhwc_softmax_tiny.onnx");
+    let manifest = serde_json::json!({
+        "schema_version": 2, "name": "toy",
+        "input": {"shape": [1, 28, 28, 1], "layout": "NHWC", "dtype": "u8", "color": "gray", "resize": "center_crop",
+                  "normalize": {"scale": 1.0 / 255.0, "mean": [0.5], "std": [0.25]}},
+        "classes": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
+        "models": {"tiny": {"file": "tiny.onnx", "sha256": sha256_hex(TOY), "input_name": "pixels", "output": "probabilities"}}
+    });
+    let o = Object::new();
+    set(&o, "model", &Uint8Array::from(TOY).into());
+    set(&o, "manifest", &JsValue::from_str(&manifest.to_string()));
+    set(&o, "policy", &JsValue::from_str("always_local"));
+    let c = HiClient::create(o.into()).await.unwrap_or_else(|e| panic!("toy set refused: {e:?}"));
+    assert_eq!(c.input_length(), 784);
+    let shape: serde_json::Value = js_to(&c.image_shape().unwrap());
+    assert_eq!(shape, serde_json::json!({ "height": 28, "width": 28, "channels": 1 }));
+    // A wide image is centre-cropped to its middle square, then shrunk: the same as that square alone.
+    let (square, side) = rgba(5, 2);
+    let side = side as usize;
+    let mut wide = Vec::with_capacity(side * 2 * side * 4);
+    for y in 0..side {
+        wide.extend(std::iter::repeat_n([0u8, 0, 0, 255], side / 2).flatten());
+        wide.extend_from_slice(&square[y * side * 4..(y + 1) * side * 4]);
+        wide.extend(std::iter::repeat_n([0u8, 0, 0, 255], side / 2).flatten());
+    }
+    let image = |px: &[u8], w: usize| {
+        web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(px), w as u32, side as u32).unwrap()
+    };
+    let a: serde_json::Value = js_to(&c.classify_local(image(&wide, side * 2).into()).unwrap());
+    let b: serde_json::Value = js_to(&c.classify_local(image(&square, side).into()).unwrap());
+    assert_eq!(a["probs"], b["probs"], "centre-crop keeps the middle square");
+    // Probabilities from a Softmax-ended model are used as they are: they sum to 1, and the top one
+    // is above e / (e + 9) = 0.232, the most a second softmax over 10 values in 0..=1 could leave.
+    let probs: Vec<f64> = a["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
+    assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-5);
+    let p1 = probs.iter().copied().fold(0.0, f64::max);
+    let e = std::f64::consts::E;
+    assert!(p1 > e / (e + 9.0), "top probability {p1}: softmaxed twice?");
+    assert_eq!(
+        a["className"],
+        serde_json::json!(
+            ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+                [a["label"].as_u64().unwrap() as usize]
+        )
+    );
+}
