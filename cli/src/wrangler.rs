@@ -41,6 +41,12 @@ impl WranglerDev {
     /// Starts the Worker built by `make worker` (repo `wrangler.toml`) with extra `--var`s, and waits
     /// until the runner reports it healthy (`GET /v1/health` answered 200, or 401 with an `API_TOKEN`).
     pub fn start(repo: &Path, vars: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with_assets(repo, vars, None)
+    }
+
+    /// [`start`](Self::start) serving the model sets of `assets` (a directory of set directories)
+    /// instead of the repository's `models/`: the same built Worker, no rebuild.
+    pub fn start_with_assets(repo: &Path, vars: &[(&str, &str)], assets: Option<&Path>) -> Result<Self> {
         let runner = repo.join("tests/support/wrangler.mjs");
         if !repo.join("node_modules/.bin/wrangler").exists() {
             bail!("{} is missing: run `make tools`", repo.join("node_modules/.bin/wrangler").display());
@@ -51,6 +57,9 @@ impl WranglerDev {
         cmd.current_dir(repo).arg(&runner);
         for (k, v) in vars {
             cmd.arg("--var").arg(format!("{k}:{v}"));
+        }
+        if let Some(dir) = assets {
+            cmd.arg("--assets").arg(dir);
         }
         let mut child = cmd
             .stdin(Stdio::piped())

@@ -2,7 +2,10 @@
 //!
 //! * `POST /v1/classify`, `Content-Type: application/octet-stream`, body = the raw `u8` pixels the
 //!   manifest describes. `200` -> [`ClassifyResponse`] as JSON.
-//! * `GET /v1/health` -> [`HealthResponse`]; `GET /v1/models` -> the Worker's manifest.
+//!   `POST /v1/models/<set>/classify` is the same for a named model set.
+//! * `GET /v1/health` -> [`HealthResponse`]; `GET /v1/models` -> [`ModelSetList`];
+//!   `GET /v1/models/<set>` -> the set's manifest; `GET /v1/models/<set>/files/<sha256>` -> a
+//!   device-side file of the set (never its large model).
 //! * Every error: a 4xx/5xx status with [`ErrorBody`] JSON `{"error": {"code", "message"}}`.
 //!
 //! Both sides use these types and checks, so the Worker's validation and the client's parsing
@@ -10,7 +13,7 @@
 //!
 //! ```
 //! use hiedge_core::protocol::{route, Route, ErrorCode};
-//! assert_eq!(route("POST", "/v1/classify").unwrap(), Route::Classify);
+//! assert_eq!(route("POST", "/v1/classify").unwrap(), Route::Classify { set: None });
 //! assert_eq!(route("GET", "/v1/classify").unwrap_err().code, ErrorCode::MethodNotAllowed);
 //! assert_eq!(route("GET", "/../etc/passwd").unwrap_err().code, ErrorCode::NotFound);
 //! ```
@@ -70,6 +73,50 @@ pub struct HealthResponse {
     pub model: String,
     /// Whether the model has already been parsed and optimised in this isolate.
     pub loaded: bool,
+}
+
+/// Body of `GET /v1/models`: the model sets a Worker serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct ModelSetList {
+    /// The set `POST /v1/classify` and `GET /v1/health` use (`DEFAULT_MODEL_SET`).
+    pub default_set: String,
+    /// Every set, by name.
+    pub sets: Vec<ModelSetInfo>,
+}
+
+/// One model set in [`ModelSetList`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct ModelSetInfo {
+    /// The set's name (its directory).
+    pub name: String,
+    /// Class names, index = label.
+    pub classes: Vec<String>,
+    /// The model input's shape, as the manifest gives it.
+    pub input_shape: Vec<usize>,
+    /// Bytes a classify body must have.
+    pub input_length: usize,
+    /// Path of the manifest: `/v1/models/<set>`.
+    pub manifest: String,
+    /// Path to classify with the large model: `/v1/models/<set>/classify`.
+    pub classify: String,
+    /// Id of the large model that answers offloads (`large@<sha256 prefix>`).
+    pub large: String,
+    /// The files a browser may download (by content: `/v1/models/<set>/files/<sha256>`).
+    pub device_files: Vec<DeviceFile>,
+}
+
+/// A device-side file of a model set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct DeviceFile {
+    /// Its role in the manifest: a model name (`tiny`) or `early_exit.stage1` / `early_exit.stage2`.
+    pub role: String,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+    /// Where to fetch it: `/v1/models/<set>/files/<sha256>`.
+    pub path: String,
 }
 
 /// Machine-readable error kinds, each with its HTTP status.
@@ -150,59 +197,139 @@ impl ApiError {
     }
 }
 
-/// The routes a Worker serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Longest model-set name.
+pub const MAX_SET_NAME: usize = 64;
+
+/// Whether `name` may name a model set: 1 to 64 of `a-z`, `0-9`, `-`, `_`, starting with a letter
+/// or digit. Set names are directory names and URL path segments, so nothing else is allowed.
+pub fn is_set_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SET_NAME
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Whether `hex` is a sha256 as manifests write it: 64 lower-case hex digits.
+pub fn is_sha256(hex: &str) -> bool {
+    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `/v1/models/<set>`: the set's manifest.
+pub fn set_path(set: &str) -> String {
+    format!("{MODELS_PATH}/{set}")
+}
+
+/// `/v1/models/<set>/classify`: classify with the set's large model.
+pub fn set_classify_path(set: &str) -> String {
+    format!("{MODELS_PATH}/{set}/classify")
+}
+
+/// `/v1/models/<set>/files/<sha256>`: one device-side file of the set (tiny model, early-exit
+/// stages), addressed by its content so it can be cached for ever.
+pub fn set_file_path(set: &str, sha256: &str) -> String {
+    format!("{MODELS_PATH}/{set}/files/{sha256}")
+}
+
+/// The routes a Worker serves. `set: None` is the Worker's default set (`DEFAULT_MODEL_SET`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /v1/health`.
+    /// `GET /v1/health`: the default set's large model.
     Health,
-    /// `GET /v1/models`.
+    /// `GET /v1/models`: the list of model sets.
     Models,
-    /// `POST /v1/classify`.
-    Classify,
+    /// `GET /v1/models/<set>`: a set's manifest.
+    Manifest {
+        /// The set.
+        set: String,
+    },
+    /// `GET /v1/models/<set>/files/<sha256>`: a device-side file of a set.
+    File {
+        /// The set.
+        set: String,
+        /// The file's sha256, as the manifest lists it.
+        sha256: String,
+    },
+    /// `POST /v1/classify` (the default set) or `POST /v1/models/<set>/classify`.
+    Classify {
+        /// The set; `None` for the default one.
+        set: Option<String>,
+    },
     /// `OPTIONS` on any known path (CORS preflight).
     Preflight,
 }
 
-/// Maps a method and path to a route: 404 for unknown paths (including any with `..`, `//`, or a
-/// trailing slash), 405 for known paths with another method.
-pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
-    let known = match path {
-        HEALTH_PATH => (Route::Health, "GET"),
-        MODELS_PATH => (Route::Models, "GET"),
-        CLASSIFY_PATH => (Route::Classify, "POST"),
-        _ => {
-            let shown: String = path.chars().take(80).collect();
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!(
-                    "no route for `{shown}`; the routes are GET {HEALTH_PATH}, GET {MODELS_PATH}, POST {CLASSIFY_PATH}"
-                ),
-            ));
+impl Route {
+    /// The model set the route names, if it names one.
+    pub fn set(&self) -> Option<&str> {
+        match self {
+            Route::Manifest { set } | Route::File { set, .. } => Some(set),
+            Route::Classify { set } => set.as_deref(),
+            _ => None,
         }
+    }
+}
+
+/// A path's route and the one method it accepts (besides `HEAD` for `GET`, and `OPTIONS`).
+fn resolve(path: &str) -> Option<(Route, &'static str)> {
+    match path {
+        HEALTH_PATH => return Some((Route::Health, "GET")),
+        MODELS_PATH => return Some((Route::Models, "GET")),
+        CLASSIFY_PATH => return Some((Route::Classify { set: None }, "POST")),
+        _ => {}
+    }
+    let rest = path.strip_prefix(MODELS_PATH)?.strip_prefix('/')?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        [set] if is_set_name(set) => Some((Route::Manifest { set: set.to_string() }, "GET")),
+        [set, "classify"] if is_set_name(set) => Some((Route::Classify { set: Some(set.to_string()) }, "POST")),
+        [set, "files", sha] if is_set_name(set) && is_sha256(sha) => {
+            Some((Route::File { set: set.to_string(), sha256: sha.to_string() }, "GET"))
+        }
+        _ => None,
+    }
+}
+
+/// Maps a method and path to a route: 404 for unknown paths (including any with `..`, `//`, a
+/// trailing slash, a set name that is not [`is_set_name`] or a file key that is not a sha256),
+/// 405 for known paths with another method.
+pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
+    let Some((route, accepted)) = resolve(path) else {
+        let shown: String = path.chars().take(80).collect();
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "no route for `{shown}`; the routes are GET {HEALTH_PATH}, GET {MODELS_PATH}, GET {MODELS_PATH}/<set>, \
+                 GET {MODELS_PATH}/<set>/files/<sha256>, POST {MODELS_PATH}/<set>/classify, POST {CLASSIFY_PATH}"
+            ),
+        ));
     };
     match method {
         "OPTIONS" => Ok(Route::Preflight),
-        m if m == known.1 || (m == "HEAD" && known.1 == "GET") => Ok(known.0),
+        m if m == accepted || (m == "HEAD" && accepted == "GET") => Ok(route),
         m => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
-            format!("{path} accepts {} only, not {}", known.1, m.chars().take(20).collect::<String>()),
+            format!(
+                "{} accepts {accepted} only, not {}",
+                path.chars().take(80).collect::<String>(),
+                m.chars().take(20).collect::<String>()
+            ),
         )),
     }
 }
 
-/// Methods allowed on a path, for the `Allow` header.
-pub fn allowed_methods(route: Route) -> &'static str {
+/// Methods allowed on a route, for the `Allow` header.
+pub fn allowed_methods(route: &Route) -> &'static str {
     match route {
-        Route::Classify => "POST, OPTIONS",
+        Route::Classify { .. } => "POST, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
     }
 }
 
 /// The `Allow` header for a known path (its method and `OPTIONS`).
 pub fn allow_header(path: &str) -> &'static str {
-    match route("POST", path) {
-        Ok(r) => allowed_methods(r),
-        Err(_) => allowed_methods(Route::Health),
+    match resolve(path) {
+        Some((route, _)) => allowed_methods(&route),
+        None => allowed_methods(&Route::Health),
     }
 }
 
@@ -264,16 +391,56 @@ mod tests {
         assert_eq!(route("GET", HEALTH_PATH).unwrap(), Route::Health);
         assert_eq!(route("HEAD", MODELS_PATH).unwrap(), Route::Models);
         assert_eq!(route("OPTIONS", CLASSIFY_PATH).unwrap(), Route::Preflight);
-        for (m, p) in [("PUT", CLASSIFY_PATH), ("DELETE", HEALTH_PATH), ("POST", MODELS_PATH), ("GET", CLASSIFY_PATH)] {
+        assert_eq!(route("POST", CLASSIFY_PATH).unwrap(), Route::Classify { set: None });
+        assert_eq!(route("GET", "/v1/models/mnist").unwrap(), Route::Manifest { set: "mnist".into() });
+        let classify = route("POST", &set_classify_path("fashion-mnist")).unwrap();
+        assert_eq!((classify.set(), allowed_methods(&classify)), (Some("fashion-mnist"), "POST, OPTIONS"));
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            route("GET", &set_file_path("my_set-2", &sha)).unwrap(),
+            Route::File { set: "my_set-2".into(), sha256: sha.clone() }
+        );
+        let set_classify = set_classify_path("mnist");
+        for (m, p) in [
+            ("PUT", CLASSIFY_PATH),
+            ("DELETE", HEALTH_PATH),
+            ("POST", MODELS_PATH),
+            ("GET", CLASSIFY_PATH),
+            ("GET", set_classify.as_str()),
+            ("POST", "/v1/models/mnist"),
+        ] {
             let e = route(m, p).unwrap_err();
             assert_eq!((e.code, e.status()), (ErrorCode::MethodNotAllowed, 405), "{m} {p}");
         }
-        for p in
-            ["/", "/v1", "/v1/classify/", "/v2/classify", "/v1/../v1/classify", "//v1/health", "/v1/models/../../etc"]
-        {
+        assert_eq!(allow_header(&set_classify), "POST, OPTIONS");
+        assert_eq!(allow_header("/v1/models/mnist"), "GET, HEAD, OPTIONS");
+        let upper_sha = format!("/v1/models/mnist/files/{}", "AB".repeat(32));
+        let short_sha = format!("/v1/models/mnist/files/{}", "ab".repeat(31));
+        let long_name = format!("/v1/models/{}", "a".repeat(65));
+        for p in [
+            "/",
+            "/v1",
+            "/v1/classify/",
+            "/v2/classify",
+            "/v1/../v1/classify",
+            "//v1/health",
+            "/v1/models/../../etc",
+            "/v1/models/",
+            "/v1/models/..",
+            "/v1/models/Mnist",
+            "/v1/models/-x",
+            "/v1/models/mnist/",
+            "/v1/models/mnist/large.onnx",
+            "/v1/models/mnist/files/large.onnx",
+            "/v1/models/mnist/classify/x",
+            "/v1/models/a%2Fb",
+            upper_sha.as_str(),
+            short_sha.as_str(),
+            long_name.as_str(),
+        ] {
             assert_eq!(route("GET", p).unwrap_err().status(), 404, "{p}");
         }
-        assert_eq!(allowed_methods(Route::Classify), "POST, OPTIONS");
+        assert_eq!(allowed_methods(&Route::Classify { set: None }), "POST, OPTIONS");
     }
 
     #[test]

@@ -14,7 +14,9 @@
 use subtle::ConstantTimeEq;
 
 use crate::manifest::Manifest;
-use crate::protocol::{self, ApiError, ClassifyResponse, ErrorCode, HealthResponse, Route};
+use crate::protocol::{
+    self, ApiError, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList, Route,
+};
 use crate::runtime::{verify, Model};
 
 /// Default request body cap: 64 KiB (a Fashion-MNIST sample is 784 bytes).
@@ -132,11 +134,137 @@ impl AccessRules {
         if route != Route::Preflight {
             self.check_token(head.authorization).map_err(refuse)?;
         }
-        if route == Route::Classify {
+        if matches!(route, Route::Classify { .. }) {
             protocol::check_classify_headers(head.content_type, head.content_length, self.max_body).map_err(refuse)?;
         }
         Ok(Admitted { route, allow_origin })
     }
+}
+
+/// The model that answers offloads in every set: `models.large` of the manifest. It is never
+/// served as a file.
+pub const SERVER_MODEL: &str = "large";
+
+/// Reads the model-set index a deployment is published with (`index.json` at the root of the
+/// assets directory, written by `edge-worker/index-models.mjs`): `{"sets": ["name", ...]}`. Every
+/// name must be a valid set name ([`protocol::is_set_name`]); the list is returned sorted, once each.
+pub fn parse_set_index(json: &str) -> Result<Vec<String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        sets: Vec<String>,
+    }
+    let index: Index = serde_json::from_str(json).map_err(|e| format!("the model-set index is not valid: {e}"))?;
+    let mut sets = index.sets;
+    if let Some(bad) = sets.iter().find(|s| !protocol::is_set_name(s)) {
+        return Err(format!("the model-set index names `{}`, which is not a valid set name", bad.escape_debug()));
+    }
+    sets.sort();
+    sets.dedup();
+    Ok(sets)
+}
+
+/// One model set as a Worker serves it: its manifest (checked), which files browsers may fetch, and
+/// which file holds the large model. I/O-free: the Worker fetches the bytes.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    name: String,
+    manifest: Manifest,
+    manifest_json: String,
+}
+
+impl ModelSet {
+    /// The set `name` from its manifest text. The manifest must be valid, name the set as its
+    /// directory does, and have a `large` model.
+    pub fn new(name: &str, manifest_json: &str) -> crate::error::Result<Self> {
+        let manifest = Manifest::from_json(manifest_json)?;
+        if manifest.name != name {
+            return Err(crate::error::Error::ManifestInvalid {
+                field: "name".into(),
+                reason: format!("is `{}` but the set's directory is `{name}`", manifest.name.escape_debug()),
+            });
+        }
+        manifest.model(SERVER_MODEL)?;
+        Ok(ModelSet { name: name.into(), manifest, manifest_json: manifest_json.into() })
+    }
+
+    /// The set's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The manifest text, served as is by `GET /v1/models/<set>`.
+    pub fn manifest_json(&self) -> &str {
+        &self.manifest_json
+    }
+
+    /// The large model's file, relative to the set's directory.
+    pub fn server_model_file(&self) -> &str {
+        // `new` checked that the model exists.
+        self.manifest.models.get(SERVER_MODEL).map_or("", |m| m.file.as_str())
+    }
+
+    /// The files browsers may fetch: every model but the large one, and the early-exit stages.
+    pub fn device_files(&self) -> Vec<(DeviceFile, &str)> {
+        let file = |role: &str, sha256: &str| DeviceFile {
+            role: role.into(),
+            sha256: sha256.into(),
+            path: protocol::set_file_path(&self.name, sha256),
+        };
+        let large = self.manifest.models.get(SERVER_MODEL).map(|m| m.sha256.as_str());
+        let mut files: Vec<(DeviceFile, &str)> = self
+            .manifest
+            .models
+            .iter()
+            .filter(|(name, m)| name.as_str() != SERVER_MODEL && Some(m.sha256.as_str()) != large)
+            .map(|(name, m)| (file(name, &m.sha256), m.file.as_str()))
+            .collect();
+        if let Some(ee) = &self.manifest.early_exit {
+            for (role, stage) in [("early_exit.stage1", &ee.stage1), ("early_exit.stage2", &ee.stage2)] {
+                if Some(stage.sha256.as_str()) != large {
+                    files.push((file(role, &stage.sha256), stage.file.as_str()));
+                }
+            }
+        }
+        files
+    }
+
+    /// The file behind `GET /v1/models/<set>/files/<sha256>`: a device-side file's name, or 404
+    /// for any other key, the large model's included (it is never downloadable).
+    pub fn device_file(&self, sha256: &str) -> Result<String, ApiError> {
+        self.device_files().into_iter().find(|(f, _)| f.sha256 == sha256).map(|(_, file)| file.to_string()).ok_or_else(
+            || {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("model set `{}` has no device-side file with sha256 {sha256}", self.name),
+                )
+            },
+        )
+    }
+
+    /// The set as `GET /v1/models` lists it.
+    pub fn info(&self) -> ModelSetInfo {
+        let large = self.manifest.models.get(SERVER_MODEL).map(|m| m.id(SERVER_MODEL)).unwrap_or_default();
+        ModelSetInfo {
+            name: self.name.clone(),
+            classes: self.manifest.classes.clone(),
+            input_shape: self.manifest.input.shape.clone(),
+            input_length: self.manifest.input_len(),
+            manifest: protocol::set_path(&self.name),
+            classify: protocol::set_classify_path(&self.name),
+            large,
+            device_files: self.device_files().into_iter().map(|(f, _)| f).collect(),
+        }
+    }
+}
+
+/// `GET /v1/models` from the sets of a deployment.
+pub fn model_set_list(default_set: &str, sets: &[ModelSet]) -> ModelSetList {
+    ModelSetList { default_set: default_set.into(), sets: sets.iter().map(ModelSet::info).collect() }
 }
 
 /// The model a Worker serves: the manifest and ONNX bytes are known at start-up, the tract plan is
@@ -146,7 +274,7 @@ pub struct ModelService {
     manifest: Manifest,
     manifest_json: String,
     name: String,
-    onnx: &'static [u8],
+    onnx: Vec<u8>,
     id: String,
     model: std::cell::OnceCell<Model>,
 }
@@ -154,10 +282,10 @@ pub struct ModelService {
 impl ModelService {
     /// A service for model `name` of the manifest in `manifest_json`, with its ONNX bytes. Checks
     /// the manifest and the bytes' sha256 now (cheap); parses the model later.
-    pub fn new(manifest_json: &str, name: &str, onnx: &'static [u8]) -> crate::error::Result<Self> {
+    pub fn new(manifest_json: &str, name: &str, onnx: Vec<u8>) -> crate::error::Result<Self> {
         let manifest = Manifest::from_json(manifest_json)?;
         let entry = manifest.model(name)?;
-        verify(name, onnx, &entry.sha256)?;
+        verify(name, &onnx, &entry.sha256)?;
         let id = entry.id(name);
         Ok(ModelService {
             manifest,
@@ -174,7 +302,7 @@ impl ModelService {
         &self.manifest
     }
 
-    /// The manifest as served by `GET /v1/models`.
+    /// The manifest as served by `GET /v1/models/<set>`.
     pub fn manifest_json(&self) -> &str {
         &self.manifest_json
     }
@@ -199,7 +327,7 @@ impl ModelService {
         if let Some(m) = self.model.get() {
             return Ok(m);
         }
-        let m = Model::load(&self.manifest, &self.name, self.onnx)
+        let m = Model::load(&self.manifest, &self.name, &self.onnx)
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the model failed to load: {e}")))?;
         Ok(self.model.get_or_init(|| m))
     }
@@ -267,7 +395,7 @@ mod tests {
             content_length: Some("784"),
         };
         let ok = rules.admit(&classify).unwrap();
-        assert_eq!((ok.route, ok.allow_origin.as_deref()), (Route::Classify, Some("https://a.example")));
+        assert_eq!((ok.route, ok.allow_origin.as_deref()), (Route::Classify { set: None }, Some("https://a.example")));
         let refused = |head: RequestHead<'_>| *rules.admit(&head).unwrap_err();
         // A foreign origin is refused first, without CORS headers (the browser must not read it).
         let r = refused(RequestHead { origin: Some("https://evil.example"), method: "PUT", ..classify });

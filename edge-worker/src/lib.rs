@@ -1,31 +1,44 @@
 //! # hiedge-worker
 //!
-//! The large model of a hiedge model set behind the HI wire protocol (`docs/protocol.md`), as a
-//! Cloudflare Worker. A thin HTTP facade: access rules, body limits and the model all come from
-//! `hiedge-core` ([`protocol`], [`server`]); this file admits a request with those rules, then a
-//! workers-rs [`Router`] hands it to one small handler per route.
+//! Every model set of a deployment behind the HI wire protocol (`docs/protocol.md`), as a Cloudflare
+//! Worker. A thin HTTP facade: access rules, routes, body limits, which files a browser may fetch
+//! and the models all come from `hiedge-core` ([`protocol`], [`server`]); this file admits a request
+//! with those rules, then a workers-rs [`Router`] hands it to one small handler per route.
 //!
-//! The model is embedded in the bundle and parsed + optimised on first use in each isolate (never at
-//! start-up: Workers allow 1 s for it), then kept.
+//! No model is compiled in. The sets are the directories of the Workers Static Assets directory
+//! (`models/`, bound as `ASSETS`, with `run_worker_first` so nothing is served without this code):
+//! `index.json` lists them, `<set>/manifest.json` describes each. A set's manifest and large model
+//! are fetched from the binding on first use in each isolate, and the large model is parsed and
+//! optimised then (never at start-up: Workers allow 1 s for it), then kept.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use futures_util::StreamExt;
-use hiedge_core::protocol::{self, ApiError, ErrorCode, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
-use hiedge_core::server::{AccessRules, ModelService, RequestHead};
+use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
+use hiedge_core::runtime::sha256_hex;
+use hiedge_core::server::{self as core_server, AccessRules, ModelService, ModelSet, RequestHead, SERVER_MODEL};
 use worker::{event, Context, Env, Headers, Request, Response, Result, RouteContext, Router};
 
-const MANIFEST_JSON: &str = include_str!("../../models/fashion-mnist/manifest.json");
-const MODEL_NAME: &str = "large";
-static MODEL_ONNX: &[u8] = include_bytes!("../../models/fashion-mnist/large.onnx");
+/// The Workers Static Assets binding holding the model sets.
+const ASSETS_BINDING: &str = "ASSETS";
+/// The `[vars]` entry naming the set of `POST /v1/classify` and `GET /v1/health`.
+const DEFAULT_SET_VAR: &str = "DEFAULT_MODEL_SET";
+/// The asset binding ignores the host; any absolute URL works.
+const ASSET_ORIGIN: &str = "https://assets.invalid";
+/// Device-side files are addressed by their sha256, so they never change under their URL.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-thread_local! {
-    /// One service per isolate; the tract plan inside is built on first classify.
-    static SERVICE: Result<&'static ModelService, String> = ModelService::new(MANIFEST_JSON, MODEL_NAME, MODEL_ONNX)
-        .map(|s| &*Box::leak(Box::new(s)))
-        .map_err(|e| e.to_string());
+/// A set loaded in this isolate: its manifest, and its large model once a classify needed it.
+struct LoadedSet {
+    set: ModelSet,
+    service: RefCell<Option<Rc<ModelService>>>,
 }
 
-fn service() -> std::result::Result<&'static ModelService, ApiError> {
-    SERVICE.with(|s| s.clone()).map_err(|e| ApiError::new(ErrorCode::Internal, e))
+thread_local! {
+    /// Sets loaded in this isolate, by name.
+    static SETS: RefCell<HashMap<String, Rc<LoadedSet>>> = RefCell::new(HashMap::new());
 }
 
 /// Milliseconds from the JS clock. workerd freezes it during pure CPU work, so a span around
@@ -40,10 +53,11 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// What every handler gets: the access rules, the CORS origin admission allowed, and whether the
-/// request declared its body length (admission checked it against the cap).
+/// What every handler gets: the access rules, the route admission parsed, the CORS origin it
+/// allowed, and whether the request declared its body length (admission checked it against the cap).
 struct Admission {
     rules: AccessRules,
+    route: Route,
     cors: Option<String>,
     length_declared: bool,
 }
@@ -56,26 +70,36 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     };
     // Admission answers unknown paths (404), other methods (405), refused origins, tokens and
     // headers with the protocol's JSON errors, so the router below only sees requests it serves.
-    let (cors, length_declared) = match admit(&req, &rules) {
+    let admission = match admit(&req, rules) {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    Router::with_data(Admission { rules, cors, length_declared })
+    const SET: &str = "/v1/models/:set";
+    const SET_CLASSIFY: &str = "/v1/models/:set/classify";
+    const SET_FILE: &str = "/v1/models/:set/files/:sha256";
+    Router::with_data(admission)
         .get_async(HEALTH_PATH, health)
         .head_async(HEALTH_PATH, health)
         .get_async(MODELS_PATH, models)
         .head_async(MODELS_PATH, models)
+        .get_async(SET, manifest)
+        .head_async(SET, manifest)
+        .get_async(SET_FILE, device_file)
+        .head_async(SET_FILE, device_file)
         .post_async(CLASSIFY_PATH, classify)
+        .post_async(SET_CLASSIFY, classify)
         .options(HEALTH_PATH, preflight)
         .options(MODELS_PATH, preflight)
+        .options(SET, preflight)
+        .options(SET_FILE, preflight)
         .options(CLASSIFY_PATH, preflight)
+        .options(SET_CLASSIFY, preflight)
         .run(req, env)
         .await
 }
 
-/// The request's head against the access rules: the CORS origin to answer with and whether a
-/// body length was declared, or the refusal.
-fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<(Option<String>, bool), Result<Response>> {
+/// The request's head against the access rules: the admitted route, or the refusal.
+fn admit(req: &Request, rules: AccessRules) -> std::result::Result<Admission, Result<Response>> {
     // The raw method: workers-rs maps unknown methods to GET.
     let method = req.inner().method();
     let path = req.path();
@@ -91,7 +115,12 @@ fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<(Option<Stri
         content_length: content_length.as_deref(),
     };
     match rules.admit(&head) {
-        Ok(admitted) => Ok((admitted.allow_origin, content_length.is_some())),
+        Ok(admitted) => Ok(Admission {
+            route: admitted.route,
+            cors: admitted.allow_origin,
+            length_declared: content_length.is_some(),
+            rules,
+        }),
         Err(refused) => Err(error_response(&refused.error, refused.allow_origin.as_deref()).and_then(|mut resp| {
             if let Some(allow) = refused.allow {
                 resp.headers_mut().set("Allow", allow)?;
@@ -101,21 +130,82 @@ fn admit(req: &Request, rules: &AccessRules) -> std::result::Result<(Option<Stri
     }
 }
 
-/// `GET /v1/health`.
+/// `GET /v1/health`: the default set's large model.
 async fn health(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    respond(service().and_then(|s| json(&s.health())), ctx.data.cors.as_deref())
+    let body = async {
+        let set = load_set(&ctx.env, &default_set(&ctx.env)?).await?;
+        let service = load_service(&ctx.env, &set).await?;
+        json(&service.health())
+    };
+    respond(body.await, ctx.data.cors.as_deref(), "no-store")
 }
 
-/// `GET /v1/models`: the manifest the Worker serves.
+/// `GET /v1/models`: every set of the deployment.
 async fn models(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    respond(service().map(|s| s.manifest_json().to_string()), ctx.data.cors.as_deref())
+    let body = async {
+        let default = default_set(&ctx.env)?;
+        let mut sets = Vec::new();
+        for name in set_names(&ctx.env).await? {
+            sets.push(load_set(&ctx.env, &name).await?.set.clone());
+        }
+        json(&core_server::model_set_list(&default, &sets))
+    };
+    respond(body.await, ctx.data.cors.as_deref(), "no-cache")
 }
 
-/// `POST /v1/classify`: the body read (whole when its length was declared and checked, else
-/// streamed with a cap), checked, then classified; the inference time in `Server-Timing`.
+/// `GET /v1/models/<set>`: the set's manifest, as written.
+async fn manifest(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    let body = async {
+        let name = ctx.data.route.set().unwrap_or_default();
+        Ok(load_set(&ctx.env, name).await?.set.manifest_json().to_string())
+    };
+    respond(body.await, ctx.data.cors.as_deref(), "no-cache")
+}
+
+/// `GET /v1/models/<set>/files/<sha256>`: a device-side file, checked against its sha256 and
+/// cached for ever; the large model is never one of them (404).
+async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    let cors = ctx.data.cors.as_deref();
+    let Route::File { set, sha256 } = &ctx.data.route else {
+        return error_response(&ApiError::new(ErrorCode::NotFound, "not a file route"), cors);
+    };
+    let etag = format!("\"{sha256}\"");
+    let bytes = async {
+        let loaded = load_set(&ctx.env, set).await?;
+        let file = loaded.set.device_file(sha256)?;
+        if req.headers().get("If-None-Match").ok().flatten().as_deref() == Some(etag.as_str()) {
+            return Ok(None);
+        }
+        let bytes = asset(&ctx.env, &format!("{set}/{file}"))
+            .await?
+            .ok_or_else(|| ApiError::new(ErrorCode::Internal, format!("model set `{set}`: `{file}` is missing")))?;
+        if sha256_hex(&bytes) != *sha256 {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("model set `{set}`: `{file}` does not match the sha256 its manifest gives"),
+            ));
+        }
+        Ok(Some(bytes))
+    };
+    let (status, body) = match bytes.await {
+        Ok(Some(bytes)) => (200, bytes),
+        Ok(None) => (304, Vec::new()),
+        Err(e) => return error_response(&e, cors),
+    };
+    let headers = cors_headers(cors)?;
+    headers.set("Content-Type", "application/octet-stream")?;
+    headers.set("Cache-Control", IMMUTABLE)?;
+    headers.set("ETag", &etag)?;
+    headers.set("X-Content-Type-Options", "nosniff")?;
+    Ok(Response::from_bytes(body)?.with_status(status).with_headers(headers))
+}
+
+/// `POST /v1/classify` (the default set) or `POST /v1/models/<set>/classify`: the body read (whole
+/// when its length was declared and checked, else streamed with a cap), checked, then classified;
+/// the inference time in `Server-Timing`.
 async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
     let cors = ctx.data.cors.as_deref();
-    match classify_body(&mut req, &ctx.data).await {
+    match classify_body(&mut req, &ctx.env, &ctx.data).await {
         Ok((body, timing)) => {
             let mut resp = json_response(body, 200, cors)?;
             resp.headers_mut().set("Server-Timing", &timing)?;
@@ -138,8 +228,16 @@ fn preflight(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
 }
 
 /// The classify response body and its `Server-Timing` value.
-async fn classify_body(req: &mut Request, admitted: &Admission) -> std::result::Result<(String, String), ApiError> {
-    let service = service()?;
+async fn classify_body(
+    req: &mut Request,
+    env: &Env,
+    admitted: &Admission,
+) -> std::result::Result<(String, String), ApiError> {
+    let name = match admitted.route.set() {
+        Some(name) => name.to_string(),
+        None => default_set(env)?,
+    };
+    let set = load_set(env, &name).await?;
     let max_body = admitted.rules.max_body;
     let body = if admitted.length_declared {
         req.bytes()
@@ -148,7 +246,8 @@ async fn classify_body(req: &mut Request, admitted: &Admission) -> std::result::
     } else {
         read_body_capped(req, max_body).await?
     };
-    protocol::check_classify_body(&body, service.input_len(), max_body)?;
+    protocol::check_classify_body(&body, set.set.manifest().input_len(), max_body)?;
+    let service = load_service(env, &set).await?;
     let response = service.classify(&body, &now_ms)?;
     let timing = match response.infer_ms {
         Some(ms) => format!("infer;dur={ms:.3}"),
@@ -180,6 +279,87 @@ async fn read_body_capped(req: &mut Request, max_body: usize) -> std::result::Re
     Ok(body)
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Internal, e.to_string())
+}
+
+/// `DEFAULT_MODEL_SET`, checked to be a set name.
+fn default_set(env: &Env) -> std::result::Result<String, ApiError> {
+    let name = env.var(DEFAULT_SET_VAR).map(|v| v.to_string()).unwrap_or_default();
+    if protocol::is_set_name(&name) {
+        Ok(name)
+    } else {
+        Err(internal(format!(
+            "the Worker variable {DEFAULT_SET_VAR} must name a model set, is `{}`",
+            name.escape_debug()
+        )))
+    }
+}
+
+/// The sets of the deployment, from the assets' `index.json`.
+async fn set_names(env: &Env) -> std::result::Result<Vec<String>, ApiError> {
+    let bytes = asset(env, "index.json").await?.ok_or_else(|| {
+        internal("the assets have no index.json: deploy with `npx wrangler deploy` (its build step writes it)")
+    })?;
+    core_server::parse_set_index(&String::from_utf8_lossy(&bytes)).map_err(internal)
+}
+
+/// A set's manifest, fetched once per isolate; 404 when the deployment has no such set.
+async fn load_set(env: &Env, name: &str) -> std::result::Result<Rc<LoadedSet>, ApiError> {
+    if let Some(set) = SETS.with(|s| s.borrow().get(name).cloned()) {
+        return Ok(set);
+    }
+    let bytes = asset(env, &format!("{name}/manifest.json"))
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("this Worker has no model set `{name}`")))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| internal(format!("model set `{name}`: manifest.json is not UTF-8")))?;
+    let set = ModelSet::new(name, &text).map_err(|e| internal(format!("model set `{name}`: {e}")))?;
+    let loaded = Rc::new(LoadedSet { set, service: RefCell::new(None) });
+    Ok(SETS.with(|s| s.borrow_mut().entry(name.to_string()).or_insert(loaded).clone()))
+}
+
+/// A set's large model, fetched and checked once per isolate (parsed on first classify).
+async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<ModelService>, ApiError> {
+    if let Some(service) = loaded.service.borrow().clone() {
+        return Ok(service);
+    }
+    let name = loaded.set.name();
+    let file = loaded.set.server_model_file();
+    let bytes = asset(env, &format!("{name}/{file}"))
+        .await?
+        .ok_or_else(|| internal(format!("model set `{name}`: its large model `{file}` is missing")))?;
+    let service = ModelService::new(loaded.set.manifest_json(), SERVER_MODEL, bytes)
+        .map_err(|e| internal(format!("model set `{name}`: {e}")))?;
+    let service = Rc::new(service);
+    Ok(loaded.service.borrow_mut().get_or_insert(service).clone())
+}
+
+/// An asset's bytes (`None` when there is no such file), by its path in the assets directory.
+async fn asset(env: &Env, path: &str) -> std::result::Result<Option<Vec<u8>>, ApiError> {
+    let fetcher = env.assets(ASSETS_BINDING).map_err(|e| internal(format!("no `{ASSETS_BINDING}` binding: {e}")))?;
+    let url = format!("{ASSET_ORIGIN}/{}", encode_path(path));
+    let mut resp = fetcher.fetch(url, None).await.map_err(|e| internal(format!("reading asset `{path}`: {e}")))?;
+    match resp.status_code() {
+        200 => resp.bytes().await.map(Some).map_err(|e| internal(format!("reading asset `{path}`: {e}"))),
+        404 => Ok(None),
+        status => Err(internal(format!("reading asset `{path}`: status {status}"))),
+    }
+}
+
+/// Percent-encodes every byte of a relative path but unreserved characters and `/`.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn access_rules(env: &Env) -> std::result::Result<AccessRules, String> {
     let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
     let token = env.secret("API_TOKEN").ok().map(|v| v.to_string()).or_else(|| var("API_TOKEN"));
@@ -187,14 +367,14 @@ fn access_rules(env: &Env) -> std::result::Result<AccessRules, String> {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> std::result::Result<String, ApiError> {
-    serde_json::to_string(value).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+    serde_json::to_string(value).map_err(internal)
 }
 
 fn cors_headers(cors: Option<&str>) -> Result<Headers> {
     let headers = Headers::new();
     if let Some(origin) = cors {
         headers.set("Access-Control-Allow-Origin", origin)?;
-        headers.set("Access-Control-Expose-Headers", "Server-Timing")?;
+        headers.set("Access-Control-Expose-Headers", "Server-Timing, ETag")?;
         if origin != "*" {
             headers.set("Vary", "Origin")?;
         }
@@ -210,13 +390,19 @@ fn json_response(body: String, status: u16, cors: Option<&str>) -> Result<Respon
 }
 
 fn error_response(e: &ApiError, cors: Option<&str>) -> Result<Response> {
-    json_response(e.to_json(), e.status(), cors)
+    let mut resp = json_response(e.to_json(), e.status(), cors)?;
+    resp.headers_mut().set("Cache-Control", "no-store")?;
+    Ok(resp)
 }
 
-/// A 200 JSON answer, or the error's JSON answer.
-fn respond(body: std::result::Result<String, ApiError>, cors: Option<&str>) -> Result<Response> {
+/// A 200 JSON answer with this `Cache-Control`, or the error's JSON answer.
+fn respond(body: std::result::Result<String, ApiError>, cors: Option<&str>, cache: &str) -> Result<Response> {
     match body {
-        Ok(body) => json_response(body, 200, cors),
+        Ok(body) => {
+            let mut resp = json_response(body, 200, cors)?;
+            resp.headers_mut().set("Cache-Control", cache)?;
+            Ok(resp)
+        }
         Err(e) => error_response(&e, cors),
     }
 }

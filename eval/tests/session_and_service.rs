@@ -8,7 +8,7 @@ use std::time::Instant;
 mod reference;
 
 use hiedge_core::protocol::ClassifyResponse;
-use hiedge_core::server::ModelService;
+use hiedge_core::server::{model_set_list, parse_set_index, ModelService, ModelSet};
 use hiedge_core::session::{HiSession, Outcome, RemoteOutcome};
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use hiedge_eval::fixture::Fixture;
@@ -159,7 +159,7 @@ fn softmax_f64(logits: &[f32], temperature: f32) -> Vec<f64> {
 fn model_service_agrees_with_onnxruntime_and_loads_lazily() {
     let json = manifest_json();
     let manifest = Manifest::from_json(&json).unwrap();
-    let bytes: &'static [u8] = Box::leak(std::fs::read(models_dir().join("large.onnx")).unwrap().into_boxed_slice());
+    let bytes = std::fs::read(models_dir().join("large.onnx")).unwrap();
     let service = ModelService::new(&json, "large", bytes).unwrap();
     assert!(!service.health().loaded);
     assert_eq!(service.input_len(), 784);
@@ -185,7 +185,43 @@ fn model_service_agrees_with_onnxruntime_and_loads_lazily() {
 
     let mut tampered = std::fs::read(models_dir().join("large.onnx")).unwrap();
     tampered[100] ^= 0xff;
-    assert!(ModelService::new(&json, "large", Box::leak(tampered.into_boxed_slice())).is_err());
+    assert!(ModelService::new(&json, "large", tampered).is_err());
+}
+
+#[test]
+fn a_model_set_serves_its_device_files_and_never_its_large_model() {
+    let json = manifest_json();
+    let set = ModelSet::new("fashion-mnist", &json).unwrap();
+    let m = set.manifest();
+    assert_eq!(set.server_model_file(), "large.onnx");
+    let files = set.device_files();
+    let roles: Vec<&str> = files.iter().map(|(f, _)| f.role.as_str()).collect();
+    assert_eq!(roles, ["tiny", "early_exit.stage1", "early_exit.stage2"]);
+    for (f, file) in &files {
+        assert_eq!(f.path, format!("/v1/models/fashion-mnist/files/{}", f.sha256));
+        assert_eq!(&set.device_file(&f.sha256).unwrap(), file);
+        // The file named is the one hashed.
+        let bytes = std::fs::read(models_dir().join(file)).unwrap();
+        assert_eq!(hiedge_core::runtime::sha256_hex(&bytes), f.sha256);
+    }
+    let large = &m.model("large").unwrap().sha256;
+    let e = set.device_file(large).unwrap_err();
+    assert_eq!((e.status(), e.code), (404, hiedge_core::protocol::ErrorCode::NotFound));
+    assert!(set.device_file(&"0".repeat(64)).is_err());
+    let info = set.info();
+    assert_eq!((info.input_length, info.classes.len()), (784, 10));
+    assert_eq!(info.large, m.model("large").unwrap().id("large"));
+    assert_eq!(info.classify, "/v1/models/fashion-mnist/classify");
+    // A manifest under another directory name is refused, naming the field.
+    let e = ModelSet::new("mnist", &json).unwrap_err().to_string();
+    assert!(e.contains("`name`") && e.contains("mnist"), "{e}");
+    // The index a deployment is published with.
+    assert_eq!(parse_set_index(r#"{"sets":["mnist","fashion-mnist","mnist"]}"#).unwrap(), ["fashion-mnist", "mnist"]);
+    for bad in [r#"{"sets":["../x"]}"#, r#"{"sets":["A"]}"#, r#"{"sets":[""]}"#, "[]", "nope"] {
+        assert!(parse_set_index(bad).is_err(), "{bad}");
+    }
+    let list = model_set_list("fashion-mnist", &[set]);
+    assert_eq!((list.default_set.as_str(), list.sets.len()), ("fashion-mnist", 1));
 }
 
 /// Native tract's outputs on the first 50 fixture images, as the reference file has them.

@@ -105,7 +105,22 @@ fn classify_request_from(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
     let Ok(rules) = rules else { return Ok(()) };
     let head = RequestHead {
         method: pick(u, &["POST", "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PROPFIND"])?,
-        path: pick(u, &["/v1/classify", "/v1/health", "/v1/models", "/v1/classify/", "/../v1/classify", "/"])?,
+        path: pick(
+            u,
+            &[
+                "/v1/classify",
+                "/v1/health",
+                "/v1/models",
+                "/v1/classify/",
+                "/../v1/classify",
+                "/",
+                "/v1/models/mnist",
+                "/v1/models/mnist/classify",
+                "/v1/models/mnist/files/0000000000000000000000000000000000000000000000000000000000000000",
+                "/v1/models/../classify",
+                "/v1/models/mnist/large.onnx",
+            ],
+        )?,
         origin: maybe(u, &ORIGINS)?,
         authorization: maybe(u, &["Bearer s3cret", "Bearer s3cre", "Basic s3cret", "Bearer "])?,
         content_type: maybe(u, &["application/octet-stream", "APPLICATION/Octet-Stream; x=1", "application/json"])?,
@@ -122,7 +137,7 @@ fn classify_request_from(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             return Ok(());
         }
     };
-    if admitted.route == protocol::Route::Classify {
+    if matches!(admitted.route, protocol::Route::Classify { .. }) {
         assert!(head.content_type.is_some(), "classify admitted without a content type");
         if let Err(e) = protocol::check_classify_body(&body, 784, rules.max_body) {
             check_refusal(&e);

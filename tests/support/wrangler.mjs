@@ -4,7 +4,7 @@
 //
 // Imported by the JS tests, the demo and the benchmark (`startWorker`); run as a program by the
 // Rust tests and `hiedge bench-worker` (cli/src/wrangler.rs):
-//   node tests/support/wrangler.mjs [--port N] [--var KEY:VALUE]...
+//   node tests/support/wrangler.mjs [--port N] [--var KEY:VALUE]... [--assets DIR]
 // prints one JSON line `{"url": "http://127.0.0.1:PORT"}` once /v1/health answers, copies
 // wrangler's output to stderr, and stops the Worker on SIGTERM/SIGINT or when stdin closes.
 import { spawn } from "node:child_process";
@@ -13,6 +13,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { indexModelSets } from "../../edge-worker/index-models.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
 
@@ -36,10 +37,11 @@ export function freePort() {
 }
 
 /**
- * Starts the Worker; resolves when GET /v1/health answers. `vars`: extra Worker variables.
+ * Starts the Worker; resolves when GET /v1/health answers. `vars`: extra Worker variables;
+ * `assets`: a directory of model sets to serve instead of models/ (indexed here first).
  * Returns { url, stop() }.
  */
-export async function startWorker({ vars = {}, port, onLog } = {}) {
+export async function startWorker({ vars = {}, port, onLog, assets } = {}) {
   if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
   port ??= await freePort();
   const inspector = await freePort();
@@ -48,6 +50,10 @@ export async function startWorker({ vars = {}, port, onLog } = {}) {
     "--inspector-port", String(inspector), "--show-interactive-dev-session=false", "--log-level", "warn",
     "--persist-to", join(state, "state")];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  if (assets) {
+    indexModelSets(resolve(assets));
+    args.push("--assets", resolve(assets));
+  }
   const child = spawn(join(repo, "node_modules/.bin/wrangler"), args, {
     cwd: repo, env: { ...process.env, ...OFFLINE_ENV }, detached: true, stdio: ["ignore", "pipe", "pipe"],
   });
@@ -81,20 +87,21 @@ export async function startWorker({ vars = {}, port, onLog } = {}) {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   const vars = {};
-  let port;
+  let port, assets;
   const args = process.argv.slice(2);
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--port") port = Number(args[++i]);
+    else if (args[i] === "--assets") assets = args[++i];
     else if (args[i] === "--var") {
       const [key, ...rest] = String(args[++i]).split(":");
       vars[key] = rest.join(":");
     } else {
-      console.error(`unknown argument ${args[i]}; usage: wrangler.mjs [--port N] [--var KEY:VALUE]...`);
+      console.error(`unknown argument ${args[i]}; usage: wrangler.mjs [--port N] [--var KEY:VALUE]... [--assets DIR]`);
       process.exit(2);
     }
   }
   try {
-    const worker = await startWorker({ vars, port, onLog: (d) => process.stderr.write(d) });
+    const worker = await startWorker({ vars, port, assets, onLog: (d) => process.stderr.write(d) });
     let stopping = false;
     const stop = async () => {
       if (stopping) return;

@@ -1,0 +1,38 @@
+// Writes `index.json` at the root of a model-set directory (the Worker's static assets): the names
+// of its sub-directories that hold a `manifest.json`, which `GET /v1/models` lists. wrangler runs it
+// as the build step of `wrangler dev` and `wrangler deploy` (wrangler.toml [build]), so adding a set
+// is adding its directory and redeploying.
+//
+//   node edge-worker/index-models.mjs [DIR]   (default: models/ of this repository)
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+const SET_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+
+/** Indexes `dir`; returns the set names. Throws on a set directory whose name is not a set name. */
+export function indexModelSets(dir) {
+  const sets = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (!entry.isDirectory() || !existsSync(join(dir, entry.name, "manifest.json"))) continue;
+    if (!SET_NAME.test(entry.name)) {
+      throw new Error(`${join(dir, entry.name)}: a model set's directory name must be 1-64 of a-z, 0-9, - and _`);
+    }
+    sets.push(entry.name);
+  }
+  sets.sort();
+  const path = join(dir, "index.json");
+  const text = JSON.stringify({ sets }) + "\n";
+  if (!existsSync(path) || readFileSync(path, "utf8") !== text) writeFileSync(path, text);
+  return sets;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  const dir = resolve(process.argv[2] ?? join(import.meta.dirname, "..", "models"));
+  try {
+    const sets = indexModelSets(dir);
+    console.log(`index-models: ${sets.length} model set(s) in ${dir}: ${sets.join(", ")}`);
+  } catch (e) {
+    console.error(`index-models: ${e.message}`);
+    process.exit(1);
+  }
+}
