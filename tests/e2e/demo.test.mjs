@@ -2,7 +2,7 @@
 // under `wrangler dev`, both on free loopback ports. Run by `make test-e2e` (after `make worker www`).
 // Screenshots go to test-results/. Every process started here is stopped here.
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { launchChromium, serveStatic } from "../support/browser.mjs";
 import { startWorker } from "../support/wrangler.mjs";
@@ -47,6 +47,27 @@ async function hostileEndpoint() {
   });
   await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+/**
+ * A Y4M video for Chromium's fake camera: MNIST test image `index` (from the committed fixture)
+ * scaled 10x to 280x280, as limited-range BT.601 luma (what Chromium's I420 reader expects), with
+ * neutral chroma. Returns { path, label }.
+ */
+function digitVideo(index) {
+  const fixture = join(repo, "models/mnist/fixture");
+  const image = readFileSync(join(fixture, "images.u8")).subarray(index * 784, (index + 1) * 784);
+  const label = readFileSync(join(fixture, "labels.u8"))[index];
+  const side = 280;
+  const y = Buffer.alloc(side * side);
+  for (let r = 0; r < side; r++) {
+    for (let c = 0; c < side; c++) y[r * side + c] = 16 + Math.round((image[Math.floor(r / 10) * 28 + Math.floor(c / 10)] * 219) / 255);
+  }
+  const chroma = Buffer.alloc((side / 2) * (side / 2) * 2, 128);
+  const frame = Buffer.concat([Buffer.from("FRAME\n"), y, chroma]);
+  const path = join(artifacts, `fake-camera-mnist-${index}.y4m`);
+  writeFileSync(path, Buffer.concat([Buffer.from(`YUV4MPEG2 W${side} H${side} F10:1 Ip A1:1 C420jpeg\n`), ...Array(10).fill(frame)]));
+  return { path, label };
 }
 
 async function setThreshold(page, value) {
@@ -108,6 +129,72 @@ try {
   assert.equal(ee.length, 60);
   assert.ok(ee.includes("exit") && ee.includes("stage2") && !ee.includes("full"), `EE-HI stages: ${ee.join(",")}`);
   step(`EE-HI: ${ee.filter((s) => s === "exit").length} of 60 answered by the exit head`);
+
+  // Another model set: the selector replaces the client (the mnist set's tiny model, offloads to
+  // its large model in the same Worker); its samples, classes and accuracy are its own.
+  await page.selectOption("[data-testid=model-set]", "mnist");
+  await page.waitForFunction(() => window.hiedgeDemo.ready === true && window.hiedgeDemo.state.set?.name === "mnist", null, { timeout: 60_000 });
+  assert.deepEqual(await page.evaluate(() => window.hiedgeDemo.state.classes), ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+  assert.equal(await page.locator("[data-testid=grid] .thumb").count(), 0, "switching sets clears the run");
+  assert.match(page.url(), /[?&]set=mnist/);
+  await page.selectOption("[data-testid=policy]", "max_prob");
+  await setThreshold(page, 0.99);
+  await runSamples(page, { limit: 100, rate: 0 });
+  r = await rows(page);
+  const mnistOffloaded = r.filter((x) => x.decision === "offloaded");
+  const mnistAccuracy = r.filter((x) => x.label === x.truth).length / r.length;
+  assert.equal(r.length, 100);
+  assert.ok(mnistOffloaded.length > 0 && mnistOffloaded.every((x) => typeof x.remoteLabel === "number"), `mnist offloaded ${mnistOffloaded.length}`);
+  assert.ok(mnistAccuracy >= 0.95, `mnist HI accuracy ${mnistAccuracy}`);
+  assert.equal(await page.textContent("[data-testid=accuracy]"), `${(100 * mnistAccuracy).toFixed(2)}%`);
+  await page.screenshot({ path: join(artifacts, "demo-mnist.png"), fullPage: true });
+  step(`set switched to mnist: 100 samples, ${mnistOffloaded.length} offloaded to its large model, accuracy ${(100 * mnistAccuracy).toFixed(2)}%`);
+
+  // One Worker deployment is the whole HI deployment: a client built from the Worker alone
+  // (manifest, tiny model and early-exit stages fetched by sha256), offloading to the set's large model.
+  const fromWorker = await page.evaluate(async (endpoint) => {
+    const { HiClient, state } = window.hiedgeDemo;
+    const c = await HiClient.create({ endpoint, modelSet: "mnist", earlyExit: true, policy: "always_offload" });
+    const pixels = state.images.subarray(0, 784);
+    const res = await c.classify(pixels);
+    c.setPolicy("ee_hi");
+    const ee = c.classifyLocal(pixels);
+    const out = { modelId: c.modelId, label: res.label, decision: res.decision, remoteModel: res.remoteModel, truth: state.labels[0], eeStage: ee.localStage };
+    c.free();
+    return out;
+  }, worker.url);
+  assert.equal(fromWorker.decision, "offloaded", JSON.stringify(fromWorker));
+  assert.equal(fromWorker.label, fromWorker.truth, JSON.stringify(fromWorker));
+  assert.ok(["exit", "stage2"].includes(fromWorker.eeStage), JSON.stringify(fromWorker));
+  step(`client from the Worker alone: ${fromWorker.modelId}, offloaded to ${fromWorker.remoteModel}, label ${fromWorker.label} (truth ${fromWorker.truth})`);
+
+  // Back to Fashion-MNIST for the rest.
+  await page.selectOption("[data-testid=model-set]", "fashion-mnist");
+  await page.waitForFunction(() => window.hiedgeDemo.ready === true && window.hiedgeDemo.state.set?.name === "fashion-mnist", null, { timeout: 60_000 });
+  assert.equal((await page.evaluate(() => window.hiedgeDemo.state.classes))[0], "T-shirt/top");
+
+  // The camera source on Chromium's fake capture device, fed an MNIST digit: frames go through the
+  // same conversion (280x280 video frame -> 28x28 gray) and come back as that digit.
+  const video = digitVideo(0);
+  const camBrowser = await launchChromium(["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+    `--use-file-for-fake-video-capture=${video.path}`]);
+  try {
+    const cam = await camBrowser.newPage({ viewport: { width: 1400, height: 1300 } });
+    cam.on("pageerror", (e) => errors.push(String(e)));
+    await cam.goto(`${server.url}/?set=mnist&worker=${encodeURIComponent(worker.url)}`);
+    await cam.waitForFunction(() => window.hiedgeDemo?.ready === true && window.hiedgeDemo.state.set?.name === "mnist", null, { timeout: 60_000 });
+    await cam.click("[data-testid=camera]");
+    await cam.waitForFunction(() => window.hiedgeDemo.camera.frames >= 3 || window.hiedgeDemo.camera.error, null, { timeout: 60_000 });
+    const seen = await cam.evaluate(() => ({ ...window.hiedgeDemo.camera, last: window.hiedgeDemo.camera.last && { label: window.hiedgeDemo.camera.last.label, decision: window.hiedgeDemo.camera.last.decision } }));
+    assert.equal(seen.error, null, `camera error: ${seen.error}`);
+    assert.equal(seen.last.label, video.label, `camera frames classified as ${seen.last.label}, the digit is ${video.label}`);
+    assert.match(await cam.textContent("[data-testid=camera-result]"), /280x280 frame -> 28x28/);
+    await cam.screenshot({ path: join(artifacts, "demo-camera.png"), fullPage: true });
+    await cam.click("[data-testid=camera]");
+    step(`camera (fake capture of digit ${video.label}): ${seen.frames} frames, answered ${seen.last.label} (${seen.last.decision})`);
+  } finally {
+    await camBrowser.close();
+  }
 
   // The Worker is stopped before a run: every sample the policy offloads falls back, none is lost,
   // the banner says so.

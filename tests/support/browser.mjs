@@ -11,9 +11,9 @@ export const CHROMIUM_ARGS = [
   "--disable-domain-reliability", "--no-pings", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ];
 
-/** Headless Debian Chromium (/usr/bin/chromium) with the flags that keep it off the network. */
-export function launchChromium() {
-  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
+/** Headless Debian Chromium (/usr/bin/chromium) with the flags that keep it off the network, and `extraArgs`. */
+export function launchChromium(extraArgs = []) {
+  return chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 const TYPES = {

@@ -59,9 +59,22 @@ pub async fn sleep(ms: f64) {
     let _ = JsFuture::from(promise).await;
 }
 
-async fn fetch_ok(url: &str, what: &str) -> Result<web_sys::Response, JsValue> {
+/// `GET url`, which must answer 2xx; with `Authorization: Bearer <token>` when given (only ever
+/// for the Worker's own URLs).
+async fn fetch_ok(url: &str, what: &str, token: Option<&str>) -> Result<web_sys::Response, JsValue> {
     let failed = |why: String| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {why}"));
-    let resp = JsFuture::from(fetch_url(url)).await.map_err(|e| failed(describe(&e)))?;
+    let promise = match token {
+        None => fetch_url(url),
+        Some(token) => {
+            let init = web_sys::RequestInit::new();
+            let headers = web_sys::Headers::new().map_err(|e| failed(describe(&e)))?;
+            headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| failed(describe(&e)))?;
+            init.set_headers(&headers);
+            let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| failed(describe(&e)))?;
+            fetch_with_request(&request)
+        }
+    };
+    let resp = JsFuture::from(promise).await.map_err(|e| failed(describe(&e)))?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|e| failed(describe(&e)))?;
     if !resp.ok() {
         return Err(failed(format!("HTTP {}", resp.status())));
@@ -83,11 +96,7 @@ pub async fn manifest_source(value: &JsValue) -> Result<ManifestSource, JsValue>
         if s.trim_start().starts_with('{') {
             return Ok(ManifestSource::Text(s));
         }
-        let resp = fetch_ok(&s, "manifest").await?;
-        let text = JsFuture::from(resp.text()?).await?;
-        let text =
-            text.as_string().ok_or_else(|| coded_error(FETCH_FAILED, &format!("the manifest at {s} is not text")))?;
-        return Ok(ManifestSource::Text(text));
+        return Ok(ManifestSource::Text(fetch_text(&s, "manifest", None).await?));
     }
     if value.is_object() {
         return Ok(ManifestSource::Object(value.clone()));
@@ -104,11 +113,23 @@ pub async fn bytes_or_fetch(value: &JsValue, what: &str) -> Result<Vec<u8>, JsVa
         return Ok(Uint8Array::new(b).to_vec());
     }
     if let Some(url) = value.as_string() {
-        let resp = fetch_ok(&url, what).await?;
-        let buf = JsFuture::from(resp.array_buffer()?).await?;
-        return Ok(Uint8Array::new(&buf).to_vec());
+        return fetch_bytes(&url, what, None).await;
     }
     Err(coded_error(INVALID_OPTIONS, &format!("`{what}` must be a Uint8Array, an ArrayBuffer or a URL")))
+}
+
+/// The text at `url` (`token`: see [`fetch_ok`]).
+pub async fn fetch_text(url: &str, what: &str, token: Option<&str>) -> Result<String, JsValue> {
+    let resp = fetch_ok(url, what, token).await?;
+    let text = JsFuture::from(resp.text()?).await?;
+    text.as_string().ok_or_else(|| coded_error(FETCH_FAILED, &format!("the {what} at {url} is not text")))
+}
+
+/// The bytes at `url` (`token`: see [`fetch_ok`]).
+pub async fn fetch_bytes(url: &str, what: &str, token: Option<&str>) -> Result<Vec<u8>, JsValue> {
+    let resp = fetch_ok(url, what, token).await?;
+    let buf = JsFuture::from(resp.array_buffer()?).await?;
+    Ok(Uint8Array::new(&buf).to_vec())
 }
 
 /// A short description of a thrown JS value.

@@ -13,6 +13,10 @@
 //! });
 //! const result = await client.classify(pixels); // Uint8Array(784)
 //! console.log(result.label, result.decision, result.timings.totalMs);
+//!
+//! // Or everything from one Worker deployment: manifest, tiny model and early-exit stages are
+//! // fetched from it by sha256, offloads go to that set's large model.
+//! const mnist = await HiClient.create({ endpoint: "http://127.0.0.1:8787", modelSet: "mnist", earlyExit: true });
 //! ```
 
 mod image;
@@ -24,6 +28,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hiedge_core::policy::tradeoff::{self, ScoredSample};
+use hiedge_core::protocol;
 use hiedge_core::runtime::image::{Image, PixelFormat};
 use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::session::{HiSession, LocalStep, RemoteOutcome};
@@ -75,8 +80,37 @@ impl HiClient {
             }
         };
 
+        let set = match options.model_set.as_deref() {
+            None => None,
+            Some(set) if protocol::is_set_name(set) => Some(set),
+            Some(set) => {
+                return Err(coded_error(
+                    INVALID_OPTIONS,
+                    &format!("`modelSet` `{set}` is not a model-set name (1-64 of a-z, 0-9, - and _)"),
+                ))
+            }
+        };
+        let token = options.token.as_deref().filter(|t| !t.is_empty());
+        // A file the Worker serves for the set: its URL, or why it cannot be fetched.
+        let from_worker = |what: &str, path: &dyn Fn(&str) -> String| -> Result<String, JsValue> {
+            match (set, options.endpoint.as_deref()) {
+                (Some(set), Some(endpoint)) => Ok(format!("{}{}", endpoint.trim_end_matches('/'), path(set))),
+                _ => Err(coded_error(
+                    INVALID_OPTIONS,
+                    &format!("give `{what}`, or `modelSet` and `endpoint` to load it from the Worker"),
+                )),
+            }
+        };
+        let absent = |v: &JsValue| v.is_undefined() || v.is_null();
+
         report(LoadStage::Manifest, "loading the manifest");
-        let manifest = match js::manifest_source(&options.manifest).await? {
+        let source = if absent(&options.manifest) {
+            let url = from_worker("manifest", &|set| protocol::set_path(set))?;
+            ManifestSource::Text(js::fetch_text(&url, "manifest", token).await?)
+        } else {
+            js::manifest_source(&options.manifest).await?
+        };
+        let manifest = match source {
             ManifestSource::Text(json) => Manifest::from_json(&json).map_err(core_error)?,
             ManifestSource::Object(object) => {
                 let manifest: Manifest = serde_wasm_bindgen::from_value(object).map_err(|e| {
@@ -86,26 +120,49 @@ impl HiClient {
                 manifest
             }
         };
-        let name = options.model_name.unwrap_or_else(|| "tiny".into());
+        let name = options.model_name.clone().unwrap_or_else(|| "tiny".into());
+        // A device-side file of the manifest, fetched from the Worker by its sha256.
+        let worker_file = |what: &str, sha256: &str| from_worker(what, &|set| protocol::set_file_path(set, sha256));
 
         report(LoadStage::Model, &format!("loading model `{name}`"));
-        let bytes = js::bytes_or_fetch(&options.model, "model").await?;
+        let bytes = if absent(&options.model) {
+            let sha256 = &manifest.model(&name).map_err(core_error)?.sha256;
+            js::fetch_bytes(&worker_file("model", sha256)?, "model", token).await?
+        } else {
+            js::bytes_or_fetch(&options.model, "model").await?
+        };
 
         report(LoadStage::Compile, &format!("optimising model `{name}` ({} bytes)", bytes.len()));
         let model = Model::load(&manifest, &name, &bytes).map_err(core_error)?;
-        let early_exit = match options.early_exit {
-            None => None,
-            Some(sources) => {
-                report(LoadStage::Model, "loading the early-exit model");
+        let early_exit = if absent(&options.early_exit) || options.early_exit.as_bool() == Some(false) {
+            None
+        } else {
+            report(LoadStage::Model, "loading the early-exit model");
+            let (s1, s2) = if options.early_exit.as_bool() == Some(true) {
+                let entry = manifest.early_exit.as_ref().ok_or_else(|| {
+                    coded_error(INVALID_OPTIONS, "`earlyExit: true` needs a manifest with an `early_exit` model")
+                })?;
+                let (url1, url2) =
+                    (worker_file("earlyExit", &entry.stage1.sha256)?, worker_file("earlyExit", &entry.stage2.sha256)?);
+                let s1 = js::fetch_bytes(&url1, "earlyExit.stage1", token).await?;
+                (s1, js::fetch_bytes(&url2, "earlyExit.stage2", token).await?)
+            } else {
+                let sources: EarlyExitSources = serde_wasm_bindgen::from_value(options.early_exit.clone())
+                    .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid `earlyExit`: {e}")))?;
                 let s1 = js::bytes_or_fetch(&sources.stage1, "earlyExit.stage1").await?;
-                let s2 = js::bytes_or_fetch(&sources.stage2, "earlyExit.stage2").await?;
-                Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(core_error)?)
-            }
+                (s1, js::bytes_or_fetch(&sources.stage2, "earlyExit.stage2").await?)
+            };
+            Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(core_error)?)
         };
         let policy = policy_config(&manifest, options.policy).map_err(core_error)?;
         let session = HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(core_error)?;
-        let offload =
-            OffloadClient::from_options(options.endpoint, options.token, options.timeout_ms, options.network_delay_ms)?;
+        let offload = OffloadClient::from_options(
+            options.endpoint,
+            set,
+            options.token,
+            options.timeout_ms,
+            options.network_delay_ms,
+        )?;
 
         report(LoadStage::Ready, "ready");
         Ok(HiClient { inner: Rc::new(RefCell::new(session)), offload: Rc::new(RefCell::new(offload)) })

@@ -1,7 +1,8 @@
-//! The offload request: `POST {endpoint}/v1/classify` with the raw pixels, under a timeout.
+//! The offload request: `POST {endpoint}/v1/models/<set>/classify` (or `/v1/classify` for the
+//! Worker's default set) with the model-sized input, under a timeout.
 //! Every failure becomes [`RemoteOutcome::Failed`] with a reason; nothing here rejects.
 
-use hiedge_core::protocol::{ClassifyResponse, ErrorBody, CLASSIFY_PATH, OCTET_STREAM};
+use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, CLASSIFY_PATH, OCTET_STREAM};
 use hiedge_core::session::RemoteOutcome;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -16,6 +17,7 @@ pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
 #[derive(Debug, Clone)]
 pub struct OffloadClient {
     url: Option<String>,
+    path: String,
     token: Option<String>,
     timeout_ms: f64,
     delay_ms: f64,
@@ -31,15 +33,17 @@ fn millis(value: Option<f64>, name: &str, default: f64) -> Result<f64, JsValue> 
 }
 
 impl OffloadClient {
-    /// From the `endpoint`, `token`, `timeoutMs` and `networkDelayMs` options.
+    /// From the `endpoint`, `modelSet`, `token`, `timeoutMs` and `networkDelayMs` options.
     pub fn from_options(
         endpoint: Option<String>,
+        model_set: Option<&str>,
         token: Option<String>,
         timeout_ms: Option<f64>,
         delay_ms: Option<f64>,
     ) -> Result<Self, JsValue> {
         let mut client = OffloadClient {
             url: None,
+            path: model_set.map_or_else(|| CLASSIFY_PATH.to_string(), protocol::set_classify_path),
             token: token.filter(|t| !t.is_empty()),
             timeout_ms: millis(timeout_ms, "timeoutMs", DEFAULT_TIMEOUT_MS)?,
             delay_ms: millis(delay_ms, "networkDelayMs", 0.0)?,
@@ -53,7 +57,7 @@ impl OffloadClient {
         self.url = match endpoint {
             None => None,
             Some(e) if e.starts_with("http://") || e.starts_with("https://") || e.starts_with('/') => {
-                Some(format!("{}{CLASSIFY_PATH}", e.trim_end_matches('/')))
+                Some(format!("{}{}", e.trim_end_matches('/'), self.path))
             }
             Some(e) => return Err(coded_error(INVALID_OPTIONS, &format!("endpoint `{e}` is not an http(s) URL"))),
         };

@@ -11,20 +11,30 @@ use wasm_bindgen::JsValue;
 #[derive(Tsify, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HiClientOptions {
-    /// The tiny ONNX model: its bytes, or a URL to fetch.
-    #[tsify(type = "Uint8Array | ArrayBuffer | string")]
-    #[serde(with = "serde_wasm_bindgen::preserve")]
+    /// The tiny ONNX model: its bytes, or a URL to fetch. Leave it out to fetch it from the Worker
+    /// (`endpoint`) by its sha256, with `modelSet`.
+    #[tsify(optional, type = "Uint8Array | ArrayBuffer | string")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     pub model: JsValue,
-    /// The model-set manifest: an object, its JSON text, or a URL to fetch.
-    #[tsify(type = "object | string")]
-    #[serde(with = "serde_wasm_bindgen::preserve")]
+    /// The model-set manifest: an object, its JSON text, or a URL to fetch. Leave it out to fetch
+    /// it from the Worker (`endpoint`), with `modelSet`.
+    #[tsify(optional, type = "object | string")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
     pub manifest: JsValue,
+    /// Which model set of the Worker to use (a directory name such as "fashion-mnist"): offloads
+    /// go to its large model (`POST /v1/models/<set>/classify`), and a left-out `manifest`,
+    /// `model` or `earlyExit: true` is fetched from the Worker. Without it, offloads go to the
+    /// Worker's default set (`POST /v1/classify`).
+    #[tsify(optional)]
+    pub model_set: Option<String>,
     /// Which model of the manifest runs locally (default "tiny").
     #[tsify(optional)]
     pub model_name: Option<String>,
-    /// The manifest's early-exit model (its two stages), needed for the "ee_hi" policy.
-    #[tsify(optional)]
-    pub early_exit: Option<EarlyExitSources>,
+    /// The manifest's early-exit model, needed for the "ee_hi" policy: its two stages, or `true`
+    /// to fetch them from the Worker (with `modelSet`).
+    #[tsify(optional, type = "EarlyExitSources | boolean")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub early_exit: JsValue,
     /// Base URL of the hiedge Worker, e.g. "https://hiedge.example.workers.dev". Without it every
     /// offload falls back.
     #[tsify(optional, type = "string | null")]
@@ -49,6 +59,7 @@ pub struct HiClientOptions {
 
 /// The two ONNX stages of the manifest's early-exit model.
 #[derive(Tsify, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EarlyExitSources {
     /// Stage 1 (image to exit head and features): bytes or a URL.
     #[tsify(type = "Uint8Array | ArrayBuffer | string")]

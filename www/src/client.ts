@@ -1,7 +1,12 @@
-// Loading: the wasm client (tiny model, early-exit model, decision module), the Worker's address
-// and health, and the committed test samples. Class names and sizes come from the client.
+// Loading: the model sets the page was built with (data/sets.json), the wasm client for one of them
+// (tiny model, early-exit model, decision module; offloads to that set's large model in the
+// Worker), the Worker's address and health, and the set's committed test samples. Class names and
+// sizes come from the client.
 import init, { HiClient } from "hiedge";
-import { $, state } from "./state";
+import { $, demo, state, type ModelSetEntry } from "./state";
+
+// For the end-to-end tests and the curious: the client class, to try other options from the console.
+(demo as unknown as { HiClient: typeof HiClient }).HiClient = HiClient;
 
 /** Where offloads go: `?worker=` in the page URL (shown on the page as such), config.json, or the local default. */
 async function workerUrl(): Promise<string> {
@@ -31,36 +36,57 @@ function argmax(v: ArrayLike<number>): number {
   return best;
 }
 
-/** Loads the client and the samples; `say` reports progress. */
-export async function load(say: (message: string) => void): Promise<void> {
+/** The wasm module, the Worker's address and the list of model sets; `say` reports progress. */
+export async function loadPage(say: (message: string) => void): Promise<void> {
   say("Loading the WebAssembly client (hiedge_bg.wasm)...");
   await init();
   state.workerUrl = await workerUrl();
   $("worker-url").textContent = state.workerUrl;
+  const r = await fetch("./data/sets.json");
+  if (!r.ok) throw new Error(`data/sets.json: HTTP ${r.status}`);
+  const { sets } = (await r.json()) as { sets: ModelSetEntry[] };
+  if (!sets.length) throw new Error("the page was built without any model set");
+  state.sets = sets;
+  const select = $("model-set") as HTMLSelectElement;
+  select.replaceChildren(...sets.map((s) => new Option(s.name, s.name)));
+}
+
+/** Loads model set `name` (its client and its samples) in place of the current one. */
+export async function loadSet(name: string, say: (message: string) => void): Promise<void> {
+  const entry = state.sets.find((s) => s.name === name);
+  if (!entry) throw new Error(`no model set named ${name}`);
+  const base = `./data/${encodeURIComponent(entry.name)}`;
   const client = await HiClient.create({
-    model: "./data/tiny.onnx",
-    manifest: "./data/manifest.json",
+    model: `${base}/${entry.tiny}`,
+    manifest: `${base}/manifest.json`,
+    modelSet: entry.name,
     endpoint: state.workerUrl,
-    earlyExit: { stage1: "./data/ee_stage1.onnx", stage2: "./data/ee_stage2.onnx" },
+    earlyExit: entry.earlyExit ? { stage1: `${base}/${entry.earlyExit.stage1}`, stage2: `${base}/${entry.earlyExit.stage2}` } : undefined,
     timeoutMs: 3000,
-    onProgress: (p) => say(`Loading: ${p.message}...`),
+    onProgress: (p) => say(`Loading ${entry.name}: ${p.message}...`),
   });
+  say(`Loading the test images of ${entry.name}...`);
+  const images = await bytes(`${base}/images.u8`);
+  const labels = await bytes(`${base}/labels.u8`);
+  const logits = new Float32Array((await bytes(`${base}/large_logits.f32`)).slice().buffer);
+  state.client?.free();
   state.client = client;
+  state.set = entry;
   state.classes = client.classes;
   state.sampleLength = client.inputLength;
   state.shape = client.imageShape;
-  say(`Loading the test images...`);
-  state.images = await bytes("./data/images.u8");
-  state.labels = await bytes("./data/labels.u8");
+  state.images = images;
+  state.labels = labels;
   const k = state.classes.length;
-  const logits = new Float32Array((await bytes("./data/large_logits.f32")).slice().buffer);
-  state.largeLabels = Array.from({ length: state.labels.length }, (_, i) => argmax(logits.subarray(i * k, (i + 1) * k)));
-  $("models").textContent = `${client.modelId} in the browser, large in the Worker`;
-  const n = state.labels.length;
-  const name = (client.manifest() as { name: string }).name;
-  $("dataset").textContent = `${n} test images of ${name} (0-${n - 1})`;
+  state.largeLabels = Array.from({ length: labels.length }, (_, i) => argmax(logits.subarray(i * k, (i + 1) * k)));
+  ($("model-set") as HTMLSelectElement).value = entry.name;
+  $("models").textContent = `${client.modelId} in the browser, large in the Worker (${entry.name})`;
+  const n = labels.length;
+  $("dataset").textContent = `${n} test images of ${entry.name} (0-${n - 1})`;
   const limit = $("limit") as HTMLInputElement;
   limit.max = limit.value = String(n);
+  const eeOption = ($("policy") as HTMLSelectElement).querySelector<HTMLOptionElement>("option[value=ee_hi]");
+  if (eeOption) eeOption.disabled = !entry.earlyExit;
 }
 
 /** Asks the Worker's /v1/health and shows a banner when it does not answer. */

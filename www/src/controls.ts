@@ -18,9 +18,14 @@ export function syncThreshold(): void {
   $("threshold-value").textContent = threshold === undefined ? "n/a" : Number(threshold).toFixed(3);
 }
 
+/** Bumped when the run is reset or the set changes: answers of an older run are dropped. */
+let generation = 0;
+
 async function classifySample(index: number) {
+  const gen = generation;
   const t0 = performance.now();
   const result = await client().classify(sample(index));
+  if (gen !== generation) return;
   const row = { index, truth: state.labels[index], result, wall: performance.now() - t0 };
   state.rows.push(row);
   demo.finished = state.rows.length;
@@ -40,7 +45,8 @@ async function run() {
   button.textContent = "Pause";
   const available = state.labels.length;
   const limit = Math.min(available, Math.max(1, Number(($("limit") as HTMLInputElement).value) || available));
-  while (state.running && state.next < limit) {
+  const gen = generation;
+  while (state.running && state.next < limit && gen === generation) {
     const rate = Number(($("rate") as HTMLSelectElement).value);
     const start = performance.now();
     await classifySample(state.next++);
@@ -51,16 +57,27 @@ async function run() {
   button.textContent = state.next >= limit ? "Done" : "Start";
 }
 
-function reset() {
+/** Stops and clears the run (the samples, totals, thumbnails and the client's statistics). */
+export function resetRun(): void {
+  generation++;
   state.running = false;
   state.rows.length = 0;
   state.next = 0;
-  client().resetStats();
+  state.client?.resetStats();
   $("grid").replaceChildren();
   $("detail").textContent = "Click a thumbnail.";
   ($("run") as HTMLButtonElement).textContent = "Start";
   demo.finished = 0;
   onChange();
+}
+
+/** Applies the policy selected on the page to the (new) client; EE-HI falls back to the calibrated
+ * LogisticTop2 for a set without an early-exit model. */
+export function syncPolicy(): void {
+  const select = $("policy") as HTMLSelectElement;
+  if (select.selectedOptions[0]?.disabled) select.value = "logistic_top2";
+  client().setPolicy(select.value as PolicyChoice);
+  syncThreshold();
 }
 
 /** Wires the controls; `changed` re-renders the totals and charts. */
@@ -84,6 +101,6 @@ export function setUpControls(changed: () => void): void {
     $("delay-value").textContent = `${d} ms`;
   });
   $("run").addEventListener("click", run);
-  $("reset").addEventListener("click", reset);
+  $("reset").addEventListener("click", resetRun);
   syncThreshold();
 }

@@ -1,10 +1,12 @@
-// The hiedge demo: the committed test images through HiClient (tiny model in wasm, decision module,
-// fetch offload to the Worker), each sample's decision and latency shown as it happens.
+// The hiedge demo: the committed test images of a model set through HiClient (tiny model in wasm,
+// decision module, fetch offload to that set's large model in the Worker), each sample's decision
+// and latency shown as it happens.
 // Modules: state (shared state), client (loading), controls (policy, stream), detail (thumbnails),
-// stats (totals), charts (Chart.js), upload (your own image).
+// stats (totals), charts (Chart.js), upload (your own image), camera (getUserMedia frames).
 import { $, demo, state } from "./state";
-import { checkWorker, load } from "./client";
-import { setUpControls } from "./controls";
+import { checkWorker, loadPage, loadSet } from "./client";
+import { resetRun, setUpControls, syncPolicy } from "./controls";
+import { setUpCamera } from "./camera";
 import { renderStats } from "./stats";
 import { renderCharts } from "./charts";
 import { setUpUpload } from "./upload";
@@ -23,13 +25,44 @@ function scheduleRender() {
   }, 200);
 }
 
+const CONTROLS = ["run", "reset", "upload", "camera", "model-set"];
+
+/** Switches the page to another model set: the run stops and resets, the client is replaced. */
+async function switchSet(name: string) {
+  const loading = $("loading");
+  demo.ready = false;
+  loading.classList.remove("done", "error");
+  for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = true;
+  resetRun();
+  try {
+    await loadSet(name, (message) => (loading.textContent = message));
+    syncPolicy();
+    setUpUpload();
+    const url = new URL(location.href);
+    url.searchParams.set("set", name);
+    history.replaceState(null, "", url);
+    loading.classList.add("done");
+  } catch (e) {
+    loading.textContent = `Could not load ${name}: ${e}`;
+    loading.classList.add("error");
+  }
+  for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = false;
+  scheduleRender();
+  demo.ready = true;
+}
+
 async function start() {
   const loading = $("loading");
-  await load((message) => (loading.textContent = message));
+  await loadPage((message) => (loading.textContent = message));
+  const wanted = new URLSearchParams(location.search).get("set");
+  const first = state.sets.find((s) => s.name === wanted) ?? state.sets[0];
+  await loadSet(first.name, (message) => (loading.textContent = message));
   setUpControls(scheduleRender);
   setUpUpload();
+  setUpCamera();
+  $("model-set").addEventListener("change", () => void switchSet(($("model-set") as HTMLSelectElement).value));
   loading.classList.add("done");
-  for (const id of ["run", "reset", "upload"]) ($(id) as HTMLButtonElement).disabled = false;
+  for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = false;
   demo.ready = true;
   checkWorker();
 }

@@ -3,11 +3,16 @@ import type { ClassifyResult, HiClient, ImageShape } from "hiedge";
 
 export type Row = { index: number; truth: number; result: ClassifyResult; wall: number };
 
+/** One model set the page was built with (data/sets.json, written by scripts/build-www.sh). */
+export type ModelSetEntry = { name: string; tiny: string; earlyExit: { stage1: string; stage2: string } | null };
+
 /** Height, width and channels of one sample, from the client (`HiClient.imageShape`). */
 export type { ImageShape };
 
 export const state = {
   client: null as HiClient | null,
+  sets: [] as ModelSetEntry[],
+  set: null as ModelSetEntry | null,
   images: new Uint8Array(0) as Uint8Array,
   labels: new Uint8Array(0) as Uint8Array,
   largeLabels: [] as number[],

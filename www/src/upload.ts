@@ -2,9 +2,14 @@
 // input (size, colour and resize rule from the manifest), the same conversion the CLI and the tests use.
 import { $, client, ms, state } from "./state";
 
+let wired = false;
+
+/** Says what an upload is converted to (for the current set) and, once, wires the file input. */
 export function setUpUpload(): void {
   const { width, height, channels } = state.shape;
   $("upload-result").textContent = `Upload an image (converted to ${width}x${height}${channels === 1 ? " gray" : " RGB"}, as the manifest says).`;
+  if (wired) return;
+  wired = true;
   $("upload").addEventListener("change", async () => {
     const file = ($("upload") as HTMLInputElement).files?.[0];
     if (!file) return;
