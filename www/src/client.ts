@@ -65,10 +65,15 @@ export async function loadSet(name: string, say: (message: string) => void): Pro
     timeoutMs: 3000,
     onProgress: (p) => say(`Loading ${entry.name}: ${p.message}...`),
   });
-  say(`Loading the test images of ${entry.name}...`);
-  const images = await bytes(`${base}/images.u8`);
-  const labels = await bytes(`${base}/labels.u8`);
-  const logits = new Float32Array((await bytes(`${base}/large_logits.f32`)).slice().buffer);
+  let images: Uint8Array = new Uint8Array(0);
+  let labels: Uint8Array = new Uint8Array(0);
+  let logits = new Float32Array(0);
+  if (entry.samples) {
+    say(`Loading the test images of ${entry.name}...`);
+    images = await bytes(`${base}/images.u8`);
+    labels = await bytes(`${base}/labels.u8`);
+    logits = new Float32Array((await bytes(`${base}/large_logits.f32`)).slice().buffer);
+  }
   state.client?.free();
   state.client = client;
   state.set = entry;
@@ -82,7 +87,9 @@ export async function loadSet(name: string, say: (message: string) => void): Pro
   ($("model-set") as HTMLSelectElement).value = entry.name;
   $("models").textContent = `${client.modelId} in the browser, large in the Worker (${entry.name})`;
   const n = labels.length;
-  $("dataset").textContent = `${n} test images of ${entry.name} (0-${n - 1})`;
+  $("dataset").textContent = entry.samples
+    ? `${n} test images of ${entry.name} (0-${n - 1})`
+    : `no test images ship with ${entry.name}: classify your own image or the camera`;
   const limit = $("limit") as HTMLInputElement;
   limit.max = limit.value = String(n);
   const eeOption = ($("policy") as HTMLSelectElement).querySelector<HTMLOptionElement>("option[value=ee_hi]");

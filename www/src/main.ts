@@ -46,9 +46,15 @@ async function switchSet(name: string) {
     loading.textContent = `Could not load ${name}: ${e}`;
     loading.classList.add("error");
   }
-  for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = false;
+  enableControls();
   scheduleRender();
   demo.ready = true;
+}
+
+/** Enables the controls; the sample stream only for a set with test images. */
+function enableControls() {
+  for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = false;
+  for (const id of ["run", "reset", "limit"]) ($(id) as HTMLButtonElement).disabled = !state.set?.samples;
 }
 
 async function start() {
@@ -62,7 +68,7 @@ async function start() {
   setUpCamera();
   $("model-set").addEventListener("change", () => void switchSet(($("model-set") as HTMLSelectElement).value));
   loading.classList.add("done");
-  for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = false;
+  enableControls();
   demo.ready = true;
   checkWorker();
 }

@@ -4,7 +4,13 @@ import type { ClassifyResult, HiClient, ImageShape } from "hiedge";
 export type Row = { index: number; truth: number; result: ClassifyResult; wall: number };
 
 /** One model set the page was built with (data/sets.json, written by scripts/build-www.sh). */
-export type ModelSetEntry = { name: string; tiny: string; earlyExit: { stage1: string; stage2: string } | null };
+export type ModelSetEntry = {
+  name: string;
+  /** Whether the page ships test images for it (images.u8, labels.u8, large_logits.f32). */
+  samples: boolean;
+  tiny: string;
+  earlyExit: { stage1: string; stage2: string } | null;
+};
 
 /** Height, width and channels of one sample, from the client (`HiClient.imageShape`). */
 export type { ImageShape };
