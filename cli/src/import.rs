@@ -113,16 +113,19 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     std::fs::write(args.out.join("tiny.onnx"), &tiny)?;
     std::fs::write(args.out.join("large.onnx"), &large)?;
     std::fs::write(&manifest_path, manifest.to_json_pretty()?)?;
-    let entry = |n: &str| manifest.models.get(n).map(|m| format!("{:?}", m.output).to_lowercase()).unwrap_or_default();
+    // Each value as the manifest spells it (`NHWC`, `gray`, `center_crop`, `probabilities`).
+    let spelled = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(String::from));
+    let entry = |n: &str| manifest.models.get(n).and_then(|m| spelled(serde_json::to_value(m.output)));
     println!(
-        "wrote {}: {} classes, input {:?} {:?} {:?}, tiny outputs {}, large outputs {}; next: hiedge eval --models {0} and hiedge calibrate --models {0}",
+        "wrote {}: {} classes, input {:?} {} {}, resize {}, tiny outputs {}, large outputs {}; next: hiedge eval --models {0} and hiedge calibrate --models {0}",
         args.out.display(),
         manifest.classes.len(),
         manifest.input.shape,
-        manifest.input.layout,
-        manifest.input.color(),
-        entry("tiny"),
-        entry("large"),
+        spelled(serde_json::to_value(manifest.input.layout)).unwrap_or_default(),
+        spelled(serde_json::to_value(manifest.input.color())).unwrap_or_default(),
+        spelled(serde_json::to_value(manifest.input.resize())).unwrap_or_default(),
+        entry("tiny").unwrap_or_default(),
+        entry("large").unwrap_or_default(),
     );
     Ok(())
 }
