@@ -6,6 +6,7 @@ use anyhow::Result;
 use hiedge_core::manifest::{DecisionParams, OutputKind};
 use hiedge_core::policy::ScoreRule;
 use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
+use hiedge_eval::split::SplitSamples;
 use hiedge_eval::sweep::Samples;
 
 use hiedge_core::manifest::{EeCost, EeHiCalibrated};
@@ -112,8 +113,38 @@ pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dr
             }
         }
     };
+    let split_exit = match &set.split {
+        None => None,
+        Some((trunk, tail)) => {
+            let samples = SplitSamples::compute(trunk, tail, &split)?;
+            let own = samples.tail_u8_accuracy() - max_drop / 100.0;
+            let fitted = samples.calibrated(target).or_else(|| {
+                eprintln!(
+                    "{:>14}: trunk + tail reach {:.2}% on the calibration set, under the target; fitting the exit for \
+                     its own accuracy - {max_drop} pts = {:.2}%",
+                    "split",
+                    100.0 * samples.tail_u8_accuracy(),
+                    100.0 * own
+                );
+                samples.calibrated(own)
+            });
+            match fitted {
+                Some(c) => eprintln!(
+                    "{:>14}: exit when p1 > {:.2}: {:.2}% exit at the trunk, {:.2}% accuracy (u8 features, {} bytes)",
+                    "split",
+                    c.exit,
+                    100.0 * c.exited,
+                    100.0 * c.accuracy,
+                    samples.feature_bytes
+                ),
+                None => eprintln!("{:>14}: no exit threshold reaches the target", "split"),
+            }
+            fitted
+        }
+    };
     set.manifest.decision = Some(DecisionParams {
         early_exit,
+        split: split_exit,
         temperature,
         logistic_top2,
         thresholds,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::prob::{argmax, softmax};
-use hiedge_core::runtime::EarlyExitModel;
+use hiedge_core::runtime::{split, EarlyExitModel, Stage1, Stage2};
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::dataset::{IdxArray, Split, CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::early_exit::EeSamples;
@@ -21,6 +21,8 @@ pub struct ModelSet {
     pub large: Model,
     /// The early-exit model, when the manifest has one.
     pub ee: Option<EarlyExitModel>,
+    /// The split model (trunk, tail), when the manifest has one.
+    pub split: Option<(Stage1, Stage2)>,
 }
 
 impl ModelSet {
@@ -44,7 +46,17 @@ impl ModelSet {
                 Some(EarlyExitModel::load(&manifest, &s1, &s2).context("loading the early-exit model")?)
             }
         };
-        Ok(ModelSet { manifest, tiny, large, ee })
+        let split = match &manifest.split {
+            None => None,
+            Some(e) => {
+                let read =
+                    |f: &str| std::fs::read(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()));
+                let trunk = split::load_trunk(&manifest, &read(&e.trunk.file)?).context("loading the split trunk")?;
+                let tail = split::load_tail(&manifest, &read(&e.tail.file)?).context("loading the split tail")?;
+                Some((trunk, tail))
+            }
+        };
+        Ok(ModelSet { manifest, tiny, large, ee, split })
     }
 }
 
@@ -188,6 +200,20 @@ pub fn ee_samples(ee: &EarlyExitModel, split: &Split, large_logits: &[Vec<f32>])
 
 /// Median native milliseconds of (tiny model, early-exit stage 1, stage 2) over the first `n`
 /// images, interleaved, one thread.
+/// Median native ms of the split trunk and of the tail (one thread) over the first `n` images.
+pub fn split_ms(trunk: &Stage1, tail: &Stage2, data: &Split, n: usize) -> Result<(f64, f64)> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for i in 0..n.min(data.len()) {
+        let t0 = std::time::Instant::now();
+        let (_, features) = trunk.run(data.image(i))?;
+        a.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t1 = std::time::Instant::now();
+        tail.run(&features)?;
+        b.push(t1.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((quantile(&a, 0.5), quantile(&b, 0.5)))
+}
+
 pub fn device_ms(tiny: &Model, ee: &EarlyExitModel, split: &Split, n: usize) -> Result<(f64, f64, f64)> {
     let (mut t, mut s1, mut s2) = (Vec::new(), Vec::new(), Vec::new());
     let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {

@@ -9,8 +9,9 @@ use serde::Serialize;
 
 use hiedge_core::manifest::{EeHiThresholds, EeOutcome};
 
-use crate::data::{device_ms, ee_samples, logits, test_split, ModelSet};
+use crate::data::{device_ms, ee_samples, logits, split_ms, test_split, ModelSet};
 use crate::Paths;
+use hiedge_eval::split::{SplitOutcome, SplitSamples};
 
 /// Offload costs reported for every row.
 pub const BETAS: [f64; 3] = [0.1, 0.3, 0.5];
@@ -57,6 +58,29 @@ struct Report {
     operating_points: Vec<(String, Option<Row>)>,
     /// EE-HI at its calibrated thresholds, when the model set has an early-exit model.
     ee_hi: Option<EeReport>,
+    /// The split model, when the model set has one.
+    split: Option<SplitReport>,
+}
+
+/// The split model (MDI-Exit) on the test set: without exit, with the calibrated exit, and at the
+/// exit threshold that reaches the report's target.
+#[derive(Serialize)]
+struct SplitReport {
+    exit_head_accuracy: f64,
+    /// Trunk + tail, no exit, float features (no quantisation).
+    f32_accuracy: f64,
+    /// Trunk + tail, no exit, u8 features (what the Worker sees).
+    u8_accuracy: f64,
+    /// Bytes of a raw sample (HI's offload) and of a features body (split's).
+    raw_bytes: usize,
+    feature_bytes: usize,
+    /// At the manifest's calibrated exit threshold.
+    calibrated: Option<SplitOutcome>,
+    /// The most exits that still reach the report's target accuracy.
+    at_target: Option<SplitOutcome>,
+    /// Median native ms of the trunk and of the tail (one thread).
+    trunk_ms: f64,
+    tail_ms: f64,
 }
 
 /// EE-HI on the test set, next to HI, with native device compute per sample.
@@ -142,9 +166,29 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         }
         _ => None,
     };
+    let split_report = match &set.split {
+        Some((trunk, tail)) => {
+            let s = SplitSamples::compute(trunk, tail, &split)?;
+            let (trunk_ms, tail_ms) = split_ms(trunk, tail, &split, 500)?;
+            let calibrated = set.manifest.decision.as_ref().and_then(|d| d.split).map(|c| s.at_exit(c.exit));
+            Some(SplitReport {
+                exit_head_accuracy: s.exit_head_accuracy(),
+                f32_accuracy: s.tail_f32_accuracy(),
+                u8_accuracy: s.tail_u8_accuracy(),
+                raw_bytes: s.raw_bytes,
+                feature_bytes: s.feature_bytes,
+                calibrated,
+                at_target: s.fit_exit(target),
+                trunk_ms,
+                tail_ms,
+            })
+        }
+        None => None,
+    };
     let report = Report {
         model_set: set.manifest.name.clone(),
         ee_hi,
+        split: split_report,
         images: samples.len(),
         large_only_accuracy: large_only.hi_accuracy(),
         target_accuracy: target,
@@ -157,6 +201,9 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         print_tables(&report, max_drop);
         if let Some(e) = &report.ee_hi {
             print_ee(e);
+        }
+        if let Some(sp) = &report.split {
+            print_split(sp, report.target_accuracy);
         }
     }
     Ok(())
@@ -245,5 +292,29 @@ fn print_ee(e: &EeReport) {
             100.0 * (1.0 - ee_ms / e.tiny_ms),
             e.tiny_ms
         );
+    }
+}
+
+fn print_split(s: &SplitReport, target: f64) {
+    println!(
+        "\nSplit model (MDI-Exit): the device runs the trunk and answers with its exit head when p1 > exit, else \
+         sends the trunk's features (u8, {} bytes; a raw sample is {} bytes) and the Worker runs the tail. Device \
+         compute: the trunk, {:.4} ms native median (the tail, at the edge: {:.4} ms native).\n",
+        s.feature_bytes, s.raw_bytes, s.trunk_ms, s.tail_ms
+    );
+    println!("| | accuracy % | exit % | bytes sent per sample |");
+    println!("|---|---:|---:|---:|");
+    println!("| split, no exit, f32 features (not sent: reference) | {} | 0.00 | - |", pct(s.f32_accuracy));
+    println!("| split, no exit, u8 features | {} | 0.00 | {} |", pct(s.u8_accuracy), s.feature_bytes);
+    println!("| split, exit head only | {} | 100.00 | 0 |", pct(s.exit_head_accuracy));
+    let row = |what: String, o: &SplitOutcome| {
+        println!("| {what} | {} | {} | {:.1} |", pct(o.accuracy), pct(o.exited), o.bytes_per_sample)
+    };
+    if let Some(o) = &s.calibrated {
+        row(format!("split + exit, calibrated p1 > {:.2}", o.exit), o);
+    }
+    match &s.at_target {
+        Some(o) => row(format!("split + exit for {}%: p1 > {:.2}", pct(target), o.exit), o),
+        None => println!("| split + exit for {}% | never reached | - | - |", pct(target)),
     }
 }

@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use hiedge_cli::wrangler::{agent, WranglerDev};
-use hiedge_core::protocol::{ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
+use hiedge_core::prob::{argmax, softmax};
+use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
+use hiedge_core::runtime::split::{self, QuantizedFeatures};
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::fixture::Fixture;
 use support::repo;
@@ -134,6 +136,104 @@ fn worker_matches_native_tract_and_survives_hostile_requests() {
     }
     assert!(max_diff <= 1e-4, "max |workerd - native| = {max_diff}");
     eprintln!("parity: 50 images, labels equal, max |diff| {max_diff:e}");
+
+    // Split inference: the trunk's features (u8) to the tail. Same answer as native tract's tail on
+    // the same dequantised features, within 1e-4.
+    let split = m.split.as_ref().expect("the Fashion-MNIST set has a split model");
+    let models_dir = repo().join("models/fashion-mnist");
+    let trunk = split::load_trunk(&m, &std::fs::read(models_dir.join(&split.trunk.file)).unwrap()).unwrap();
+    let tail = split::load_tail(&m, &std::fs::read(models_dir.join(&split.tail.file)).unwrap()).unwrap();
+    let split_path = protocol::set_split_path("fashion-mnist", &split.trunk.sha256);
+    let mut split_diff = 0.0f32;
+    let mut first_features = Vec::new();
+    for i in 0..20 {
+        let q = QuantizedFeatures::quantize(&trunk.run(fx.image(i)).unwrap().1);
+        let want = softmax(&tail.run(&q.dequantize()).unwrap(), 1.0);
+        let body = q.to_bytes();
+        if i == 0 {
+            first_features = body.clone();
+        }
+        let resp = send(base, &req("POST", &split_path).octets(body));
+        assert_eq!(resp.status, 200, "features {i}: {}", resp.body);
+        let got = ClassifyResponse::from_json(&resp.body, 10).unwrap();
+        assert_eq!(got.label as usize, argmax(&want), "features {i}");
+        assert!(got.model.starts_with("split_tail@"), "{}", got.model);
+        for (g, w) in got.probs.iter().zip(&want) {
+            split_diff = split_diff.max((g - w).abs());
+        }
+    }
+    assert!(split_diff <= 1e-4, "split tail: max |workerd - native| = {split_diff}");
+    eprintln!(
+        "split: 20 feature bodies ({} bytes each), labels equal, max |diff| {split_diff:e}",
+        first_features.len()
+    );
+    let mut nan_scale = first_features.clone();
+    nan_scale[4..8].copy_from_slice(&f32::NAN.to_le_bytes());
+    let mut negative_scale = first_features.clone();
+    negative_scale[4..8].copy_from_slice(&(-1.0f32).to_le_bytes());
+    let other_trunk = protocol::set_split_path("fashion-mnist", &"ab".repeat(32));
+    let mnist_split = protocol::set_split_path("mnist", &split.trunk.sha256);
+    let split_cases: Vec<(&str, Req, u16, ErrorCode)> = vec![
+        (
+            "features from another trunk",
+            req("POST", &other_trunk).octets(first_features.clone()),
+            409,
+            ErrorCode::SplitMismatch,
+        ),
+        (
+            "a set without a split model",
+            req("POST", &mnist_split).octets(first_features.clone()),
+            404,
+            ErrorCode::NotFound,
+        ),
+        ("features: empty", req("POST", &split_path).octets(vec![]), 400, ErrorCode::EmptyBody),
+        (
+            "features: raw pixels",
+            req("POST", &split_path).octets(fx.image(0).to_vec()),
+            400,
+            ErrorCode::WrongInputLength,
+        ),
+        (
+            "features: one byte short",
+            req("POST", &split_path).octets(first_features[..first_features.len() - 1].to_vec()),
+            400,
+            ErrorCode::WrongInputLength,
+        ),
+        ("features: NaN scale", req("POST", &split_path).octets(nan_scale), 400, ErrorCode::InvalidFeatures),
+        ("features: negative scale", req("POST", &split_path).octets(negative_scale), 400, ErrorCode::InvalidFeatures),
+        ("features: over the cap", req("POST", &split_path).octets(vec![0; CAP + 1]), 413, ErrorCode::PayloadTooLarge),
+        (
+            "features: text/plain",
+            req("POST", &split_path).body(first_features.clone()).header("Content-Type", "text/plain"),
+            415,
+            ErrorCode::UnsupportedMediaType,
+        ),
+        ("features: GET", req("GET", &split_path), 405, ErrorCode::MethodNotAllowed),
+        (
+            "features: short trunk id",
+            req("POST", "/v1/models/fashion-mnist/split/abc").octets(first_features.clone()),
+            404,
+            ErrorCode::NotFound,
+        ),
+        (
+            "the split tail as a file",
+            req("GET", &format!("/v1/models/fashion-mnist/files/{}", split.tail.sha256)),
+            404,
+            ErrorCode::NotFound,
+        ),
+        (
+            "features: disallowed origin",
+            req("POST", &split_path).octets(first_features.clone()).header("Origin", "https://evil.example"),
+            403,
+            ErrorCode::OriginNotAllowed,
+        ),
+    ];
+    for (what, r, status, code) in &split_cases {
+        assert_error(&send(base, r), *status, *code, what);
+    }
+    // The trunk is a device-side file; the browser may fetch it.
+    let trunk_file = send(base, &req("GET", &format!("/v1/models/fashion-mnist/files/{}", split.trunk.sha256)));
+    assert_eq!(trunk_file.status, 200);
 
     // A well-formed request with a charset parameter and a long unrelated header still works.
     let ok = send(
@@ -320,7 +420,10 @@ fn worker_matches_native_tract_and_survives_hostile_requests() {
         &req("POST", "/v1/classify").octets(fx.image(3).to_vec()).header("Authorization", "Bearer s3cret-token"),
     );
     assert_eq!(authed.status, 200, "{}", authed.body);
-    eprintln!("hostile requests: {} answered with the documented error", n_cases + 1 + 8 + token_cases.len());
+    eprintln!(
+        "hostile requests: {} answered with the documented error",
+        n_cases + split_cases.len() + 1 + 8 + token_cases.len()
+    );
 }
 
 /// Copies a committed set's manifest and ONNX files (what the Worker serves) into `assets/<name>`.
@@ -396,6 +499,7 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
             let want = match f.role.as_str() {
                 "early_exit.stage1" => m.early_exit.as_ref().unwrap().stage1.file.clone(),
                 "early_exit.stage2" => m.early_exit.as_ref().unwrap().stage2.file.clone(),
+                "split.trunk" => m.split.as_ref().unwrap().trunk.file.clone(),
                 model => m.model(model).unwrap().file.clone(),
             };
             assert!(file.1 == std::fs::read(dir.join(&want)).unwrap(), "{} {}: bytes differ", info.name, f.role);

@@ -9,10 +9,13 @@
 //! 1. [`error`]: the [`Error`] enum.
 //! 2. [`prob`]: probability maths (softmax, argmax, top-2, validation).
 //! 3. [`manifest`] and [`protocol`]: the plain data of a model set and of the wire protocol.
-//! 4. [`policy`]: the decision modules ([`DecisionPolicy`], configured by [`PolicyConfig`]).
-//! 5. [`runtime`]: ONNX models as tract plans ([`Model`], [`runtime::EarlyExitModel`]),
-//!    [`Preprocessor`], and the one sha256 check ([`runtime::verify`]).
-//! 6. [`session`] (one client's HI loop) and [`server`] (the Worker's access rules and model).
+//! 4. [`policy`]: the decision modules ([`DecisionPolicy`], configured by [`PolicyConfig`]) and the
+//!    split-inference planner ([`policy::planner`]).
+//! 5. [`runtime`]: ONNX models as tract plans ([`Model`], [`runtime::EarlyExitModel`], the split
+//!    model's halves and feature quantisation in [`runtime::split`]), [`Preprocessor`], and the one
+//!    sha256 check ([`runtime::verify`]).
+//! 6. [`session`] (one client's HI loop), [`stream`] (split inference on a stream) and [`server`]
+//!    (the Worker's access rules, model sets and models).
 //!
 //! Offline work (sweeps, calibration, metrics, datasets, fixtures) is in the `hiedge-eval` crate,
 //! which the browser and Worker builds never link.
@@ -41,6 +44,7 @@ pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod session;
+pub mod stream;
 
 pub use error::{Error, Result};
 pub use manifest::Manifest;

@@ -47,6 +47,39 @@ pub struct Manifest {
     /// An early-exit local model (two ONNX stages), for EE-HI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_exit: Option<EarlyExitEntry>,
+    /// A network split across device and edge (MDI-Exit): the device runs the trunk (image to exit
+    /// head and features), the Worker the tail (features to logits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitEntry>,
+}
+
+/// A split model: `trunk` (on the device) maps the image to exit-head logits and the features it
+/// sends; `tail` (at the edge, never downloadable) maps the features to the final logits. The
+/// features travel quantised to u8 with an affine per-tensor scale (see `runtime::split`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitEntry {
+    /// Image -> (`exit_logits`, `features`).
+    pub trunk: StageEntry,
+    /// `features` -> `logits`.
+    pub tail: StageEntry,
+    /// Shape of the features tensor between trunk and tail.
+    pub feature_shape: Vec<usize>,
+    /// Test accuracy of the trunk's exit head alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_test_accuracy: Option<f64>,
+    /// Test accuracy of trunk + tail on float features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+    /// Test accuracy of trunk + tail on u8-quantised features, as training measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy_u8: Option<f64>,
+    /// Human description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
+    /// Training details, informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained: Option<serde_json::Value>,
 }
 
 /// One ONNX file of an early-exit model.
@@ -328,6 +361,25 @@ pub struct DecisionParams {
     /// EE-HI thresholds fitted on the calibration set (when the model set has an early-exit model).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_exit: Option<EeHiCalibrated>,
+    /// The split model's exit threshold fitted on the calibration set (when it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitCalibrated>,
+}
+
+/// The split model's calibrated exit: answer with the trunk's exit head when its top probability
+/// `p1 > exit`, else finish the sample past the trunk (tail at the edge or on the device, or the
+/// large model).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitCalibrated {
+    /// Exit threshold on the exit head's `p1`.
+    pub exit: f32,
+    /// Accuracy the threshold aims for on the calibration set (with u8 features).
+    pub target_accuracy: f64,
+    /// Share of calibration samples that exited at the trunk.
+    pub exited: f64,
+    /// Accuracy reached on the calibration set.
+    pub accuracy: f64,
 }
 
 /// `P(tiny is right) = sigmoid(bias + w1 * p1 + w2 * p2)` over the top two probabilities.
@@ -516,7 +568,23 @@ impl Manifest {
                 return Err(invalid("early_exit.feature_shape", "has more values than hiedge accepts (16 Mi)"));
             }
         }
+        if let Some(sp) = &self.split {
+            for (k, st) in [("trunk", &sp.trunk), ("tail", &sp.tail)] {
+                check_file(&format!("split.{k}"), &st.file, &st.sha256)?;
+            }
+            if sp.feature_shape.is_empty() || sp.feature_shape.contains(&0) {
+                return Err(invalid("split.feature_shape", "must be a non-empty shape without zeros"));
+            }
+            if checked_len(&sp.feature_shape).is_none_or(|n| n > MAX_VALUES) {
+                return Err(invalid("split.feature_shape", "has more values than hiedge accepts (16 Mi)"));
+            }
+        }
         if let Some(d) = &self.decision {
+            if let Some(sp) = &d.split {
+                if !(sp.exit.is_finite() && (0.0..=1.0).contains(&sp.exit)) {
+                    return Err(invalid("decision.split.exit", format!("{} is not in 0..=1", sp.exit)));
+                }
+            }
             if !(d.temperature.is_finite() && d.temperature > 0.0) {
                 return Err(invalid("decision.temperature", format!("{} is not a positive number", d.temperature)));
             }

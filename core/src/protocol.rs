@@ -139,6 +139,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: classify needs `application/octet-stream`.
     UnsupportedMediaType,
+    /// 400: a features body whose header is not a finite offset and a positive scale.
+    InvalidFeatures,
+    /// 409: the features come from another split trunk than the set's (the client's model is stale).
+    SplitMismatch,
     /// 500: the model failed; nothing the caller can fix.
     Internal,
     /// Client side only: the response could not be used.
@@ -149,7 +153,8 @@ impl ErrorCode {
     /// HTTP status for this error.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::EmptyBody | ErrorCode::WrongInputLength => 400,
+            ErrorCode::EmptyBody | ErrorCode::WrongInputLength | ErrorCode::InvalidFeatures => 400,
+            ErrorCode::SplitMismatch => 409,
             ErrorCode::Unauthorized => 401,
             ErrorCode::OriginNotAllowed => 403,
             ErrorCode::NotFound => 404,
@@ -224,6 +229,49 @@ pub fn set_classify_path(set: &str) -> String {
     format!("{MODELS_PATH}/{set}/classify")
 }
 
+/// `/v1/models/<set>/split/<trunk sha256>`: the set's split tail on features from that trunk.
+pub fn set_split_path(set: &str, trunk_sha256: &str) -> String {
+    format!("{MODELS_PATH}/{set}/split/{trunk_sha256}")
+}
+
+/// Bytes before the values in a features body: `offset` and `scale`, little-endian f32.
+pub const FEATURES_HEADER_LEN: usize = 8;
+
+/// Checks a features body (`POST /v1/models/<set>/split/<trunk>`) of `feature_len` values: not
+/// empty, not over `max_body`, exactly `FEATURES_HEADER_LEN + feature_len` bytes, and a header of a
+/// finite offset and a finite positive scale. Returns `(offset, scale)`.
+pub fn check_features_body(body: &[u8], feature_len: usize, max_body: usize) -> Result<(f32, f32), ApiError> {
+    let expected = FEATURES_HEADER_LEN + feature_len;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::EmptyBody,
+            format!("the body is empty; send the {expected} bytes of quantised features"),
+        ));
+    }
+    if body.len() > max_body {
+        return Err(too_large(body.len(), max_body));
+    }
+    if body.len() != expected {
+        return Err(ApiError::new(
+            ErrorCode::WrongInputLength,
+            format!(
+                "the body has {} bytes but {feature_len} quantised features take {expected} \
+                 ({FEATURES_HEADER_LEN} header bytes: offset and scale as little-endian f32)",
+                body.len()
+            ),
+        ));
+    }
+    let f32_at = |i: usize| f32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+    let (offset, scale) = (f32_at(0), f32_at(4));
+    if !offset.is_finite() || !scale.is_finite() || scale <= 0.0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidFeatures,
+            format!("the features header must be a finite offset and a finite positive scale, is {offset} and {scale}"),
+        ));
+    }
+    Ok((offset, scale))
+}
+
 /// `/v1/models/<set>/files/<sha256>`: one device-side file of the set (tiny model, early-exit
 /// stages), addressed by its content so it can be cached for ever.
 pub fn set_file_path(set: &str, sha256: &str) -> String {
@@ -249,6 +297,13 @@ pub enum Route {
         /// The file's sha256, as the manifest lists it.
         sha256: String,
     },
+    /// `POST /v1/models/<set>/split/<trunk sha256>`: the set's split tail on quantised features.
+    Split {
+        /// The set.
+        set: String,
+        /// sha256 of the trunk that computed the features (the client's split-model identity).
+        trunk_sha256: String,
+    },
     /// `POST /v1/classify` (the default set) or `POST /v1/models/<set>/classify`.
     Classify {
         /// The set; `None` for the default one.
@@ -262,7 +317,7 @@ impl Route {
     /// The model set the route names, if it names one.
     pub fn set(&self) -> Option<&str> {
         match self {
-            Route::Manifest { set } | Route::File { set, .. } => Some(set),
+            Route::Manifest { set } | Route::File { set, .. } | Route::Split { set, .. } => Some(set),
             Route::Classify { set } => set.as_deref(),
             _ => None,
         }
@@ -285,6 +340,9 @@ fn resolve(path: &str) -> Option<(Route, &'static str)> {
         [set, "files", sha] if is_set_name(set) && is_sha256(sha) => {
             Some((Route::File { set: set.to_string(), sha256: sha.to_string() }, "GET"))
         }
+        [set, "split", sha] if is_set_name(set) && is_sha256(sha) => {
+            Some((Route::Split { set: set.to_string(), trunk_sha256: sha.to_string() }, "POST"))
+        }
         _ => None,
     }
 }
@@ -299,7 +357,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             ErrorCode::NotFound,
             format!(
                 "no route for `{shown}`; the routes are GET {HEALTH_PATH}, GET {MODELS_PATH}, GET {MODELS_PATH}/<set>, \
-                 GET {MODELS_PATH}/<set>/files/<sha256>, POST {MODELS_PATH}/<set>/classify, POST {CLASSIFY_PATH}"
+                 GET {MODELS_PATH}/<set>/files/<sha256>, POST {MODELS_PATH}/<set>/classify, \
+                 POST {MODELS_PATH}/<set>/split/<trunk sha256>, POST {CLASSIFY_PATH}"
             ),
         ));
     };
@@ -320,7 +379,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
 /// Methods allowed on a route, for the `Allow` header.
 pub fn allowed_methods(route: &Route) -> &'static str {
     match route {
-        Route::Classify { .. } => "POST, OPTIONS",
+        Route::Classify { .. } | Route::Split { .. } => "POST, OPTIONS",
         _ => "GET, HEAD, OPTIONS",
     }
 }
@@ -441,6 +500,11 @@ mod tests {
             assert_eq!(route("GET", p).unwrap_err().status(), 404, "{p}");
         }
         assert_eq!(allowed_methods(&Route::Classify { set: None }), "POST, OPTIONS");
+        let split = route("POST", &set_split_path("mnist", &sha)).unwrap();
+        assert_eq!(split, Route::Split { set: "mnist".into(), trunk_sha256: sha.clone() });
+        assert_eq!((split.set(), allowed_methods(&split)), (Some("mnist"), "POST, OPTIONS"));
+        assert_eq!(route("GET", &set_split_path("mnist", &sha)).unwrap_err().status(), 405);
+        assert_eq!(route("POST", "/v1/models/mnist/split/abc").unwrap_err().status(), 404);
     }
 
     #[test]
@@ -468,6 +532,31 @@ mod tests {
         }
         assert_eq!(check_classify_body(&vec![0; 5000], 784, 4096).unwrap_err().status(), 413);
         assert!(check_classify_body(&[0; 784], 784, 4096).is_ok());
+    }
+
+    #[test]
+    fn features_body() {
+        let body = |offset: f32, scale: f32, n: usize| {
+            let mut b = offset.to_le_bytes().to_vec();
+            b.extend_from_slice(&scale.to_le_bytes());
+            b.extend(std::iter::repeat_n(7u8, n));
+            b
+        };
+        assert_eq!(check_features_body(&body(0.0, 0.5, 784), 784, 4096).unwrap(), (0.0, 0.5));
+        assert_eq!(check_features_body(&[], 784, 4096).unwrap_err().code, ErrorCode::EmptyBody);
+        for n in [0, 783, 785, 4000] {
+            let e = check_features_body(&body(0.0, 0.5, n), 784, 4096).unwrap_err();
+            assert_eq!(
+                e.code,
+                if n + 8 > 4096 { ErrorCode::PayloadTooLarge } else { ErrorCode::WrongInputLength },
+                "{n}"
+            );
+        }
+        for (o, s) in [(f32::NAN, 1.0), (0.0, f32::INFINITY), (0.0, 0.0), (0.0, -1.0), (f32::NEG_INFINITY, 1.0)] {
+            let e = check_features_body(&body(o, s, 784), 784, 4096).unwrap_err();
+            assert_eq!((e.code, e.status()), (ErrorCode::InvalidFeatures, 400), "{o} {s}");
+        }
+        assert_eq!(ErrorCode::SplitMismatch.status(), 409);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::manifest::Manifest;
 use crate::protocol::{
     self, ApiError, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList, Route,
 };
-use crate::runtime::{verify, Model};
+use crate::runtime::split::{self, QuantizedFeatures};
+use crate::runtime::{verify, Model, Stage2};
 
 /// Default request body cap: 64 KiB (a Fashion-MNIST sample is 784 bytes).
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
@@ -134,7 +135,7 @@ impl AccessRules {
         if route != Route::Preflight {
             self.check_token(head.authorization).map_err(refuse)?;
         }
-        if matches!(route, Route::Classify { .. }) {
+        if matches!(route, Route::Classify { .. } | Route::Split { .. }) {
             protocol::check_classify_headers(head.content_type, head.content_length, self.max_body).map_err(refuse)?;
         }
         Ok(Admitted { route, allow_origin })
@@ -230,7 +231,31 @@ impl ModelSet {
                 }
             }
         }
+        // The split trunk runs on the device; its tail, like the large model, never leaves the edge.
+        if let Some(sp) = &self.manifest.split {
+            if Some(sp.trunk.sha256.as_str()) != large && sp.trunk.sha256 != sp.tail.sha256 {
+                files.push((file("split.trunk", &sp.trunk.sha256), sp.trunk.file.as_str()));
+            }
+        }
         files
+    }
+
+    /// The split tail's file, for `POST /v1/models/<set>/split/<trunk_sha256>`: 404 when the set
+    /// has no split model, 409 when the features come from another trunk than the set's.
+    pub fn split_tail_file(&self, trunk_sha256: &str) -> Result<&str, ApiError> {
+        let Some(sp) = &self.manifest.split else {
+            return Err(ApiError::new(ErrorCode::NotFound, format!("model set `{}` has no split model", self.name)));
+        };
+        if sp.trunk.sha256 != trunk_sha256 {
+            return Err(ApiError::new(
+                ErrorCode::SplitMismatch,
+                format!(
+                    "these features come from trunk {trunk_sha256}, but model set `{}` splits at trunk {}: reload the set",
+                    self.name, sp.trunk.sha256
+                ),
+            ));
+        }
+        Ok(&sp.tail.file)
     }
 
     /// The file behind `GET /v1/models/<set>/files/<sha256>`: a device-side file's name, or 404
@@ -259,6 +284,72 @@ impl ModelSet {
             large,
             device_files: self.device_files().into_iter().map(|(f, _)| f).collect(),
         }
+    }
+}
+
+/// A set's split tail as a Worker serves it: features in, logits out. Like [`ModelService`], the
+/// bytes are checked now and the tract plan is built on first use.
+#[derive(Debug)]
+pub struct SplitService {
+    manifest: Manifest,
+    onnx: Vec<u8>,
+    id: String,
+    feature_len: usize,
+    tail: std::cell::OnceCell<Stage2>,
+}
+
+impl SplitService {
+    /// The split tail of the manifest in `manifest_json`, from its ONNX bytes (sha256 checked now).
+    pub fn new(manifest_json: &str, onnx: Vec<u8>) -> crate::error::Result<Self> {
+        let manifest = Manifest::from_json(manifest_json)?;
+        let entry = manifest.split.as_ref().ok_or_else(|| crate::error::Error::UnknownModel {
+            name: "split".into(),
+            available: manifest.models.keys().cloned().collect::<Vec<_>>().join(", "),
+        })?;
+        verify("split.tail", &onnx, &entry.tail.sha256)?;
+        let id = format!("split_tail@{}", &entry.tail.sha256[..12.min(entry.tail.sha256.len())]);
+        let feature_len = entry.feature_shape.iter().product();
+        Ok(SplitService { manifest, onnx, id, feature_len, tail: std::cell::OnceCell::new() })
+    }
+
+    /// `split_tail@sha256-prefix`.
+    pub fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Number of feature values a body carries.
+    pub fn feature_len(&self) -> usize {
+        self.feature_len
+    }
+
+    fn tail(&self) -> Result<&Stage2, ApiError> {
+        if let Some(t) = self.tail.get() {
+            return Ok(t);
+        }
+        let t = split::load_tail(&self.manifest, &self.onnx)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the split tail failed to load: {e}")))?;
+        Ok(self.tail.get_or_init(|| t))
+    }
+
+    /// `POST /v1/models/<set>/split/<trunk>` on a body already read: checked with
+    /// [`protocol::check_features_body`], dequantised, run through the tail, answered like classify.
+    pub fn classify(
+        &self,
+        body: &[u8],
+        max_body: usize,
+        clock: &dyn Fn() -> f64,
+    ) -> Result<ClassifyResponse, ApiError> {
+        protocol::check_features_body(body, self.feature_len, max_body)?;
+        let features = QuantizedFeatures::from_bytes(body, self.feature_len)?.dequantize();
+        let tail = self.tail()?;
+        let t0 = clock();
+        let logits = tail
+            .run(&features)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the split tail failed: {e}")))?;
+        let elapsed = clock() - t0;
+        let probs = crate::prob::softmax(&logits, 1.0);
+        let label = crate::prob::argmax(&probs) as u32;
+        Ok(ClassifyResponse { label, probs, model: self.id.clone(), infer_ms: (elapsed > 0.0).then_some(elapsed) })
     }
 }
 

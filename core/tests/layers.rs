@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// Top-level modules by layer, bottom first (as listed in the crate docs).
 const LAYERS: &[&[&str]] =
-    &[&["error"], &["prob"], &["manifest", "protocol"], &["policy"], &["runtime"], &["session", "server"]];
+    &[&["error"], &["prob"], &["manifest", "protocol"], &["policy"], &["runtime"], &["session", "stream", "server"]];
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))

@@ -18,7 +18,9 @@ use std::rc::Rc;
 use futures_util::StreamExt;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
 use hiedge_core::runtime::sha256_hex;
-use hiedge_core::server::{self as core_server, AccessRules, ModelService, ModelSet, RequestHead, SERVER_MODEL};
+use hiedge_core::server::{
+    self as core_server, AccessRules, ModelService, ModelSet, RequestHead, SplitService, SERVER_MODEL,
+};
 use worker::{event, Context, Env, Headers, Request, Response, Result, RouteContext, Router};
 
 /// The Workers Static Assets binding holding the model sets.
@@ -30,10 +32,12 @@ const ASSET_ORIGIN: &str = "https://assets.invalid";
 /// Device-side files are addressed by their sha256, so they never change under their URL.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// A set loaded in this isolate: its manifest, and its large model once a classify needed it.
+/// A set loaded in this isolate: its manifest, its large model once a classify needed it, and its
+/// split tail once features arrived.
 struct LoadedSet {
     set: ModelSet,
     service: RefCell<Option<Rc<ModelService>>>,
+    split: RefCell<Option<Rc<SplitService>>>,
 }
 
 thread_local! {
@@ -77,6 +81,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     const SET: &str = "/v1/models/:set";
     const SET_CLASSIFY: &str = "/v1/models/:set/classify";
     const SET_FILE: &str = "/v1/models/:set/files/:sha256";
+    const SET_SPLIT: &str = "/v1/models/:set/split/:trunk";
     Router::with_data(admission)
         .get_async(HEALTH_PATH, health)
         .head_async(HEALTH_PATH, health)
@@ -88,12 +93,14 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         .head_async(SET_FILE, device_file)
         .post_async(CLASSIFY_PATH, classify)
         .post_async(SET_CLASSIFY, classify)
+        .post_async(SET_SPLIT, split_tail)
         .options(HEALTH_PATH, preflight)
         .options(MODELS_PATH, preflight)
         .options(SET, preflight)
         .options(SET_FILE, preflight)
         .options(CLASSIFY_PATH, preflight)
         .options(SET_CLASSIFY, preflight)
+        .options(SET_SPLIT, preflight)
         .run(req, env)
         .await
 }
@@ -216,6 +223,32 @@ async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Resp
     }
 }
 
+/// `POST /v1/models/<set>/split/<trunk sha256>`: the set's split tail on the device's quantised
+/// features (409 when they come from another trunk), answered like classify.
+async fn split_tail(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+    let cors = ctx.data.cors.as_deref();
+    let answer = async {
+        let Route::Split { set, trunk_sha256 } = &ctx.data.route else {
+            return Err(ApiError::new(ErrorCode::NotFound, "not a split route"));
+        };
+        let loaded = load_set(&ctx.env, set).await?;
+        let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
+        let body = read_body(&mut req, &ctx.data).await?;
+        let service = load_split(&ctx.env, &loaded, &tail_file).await?;
+        let response = service.classify(&body, ctx.data.rules.max_body, &now_ms)?;
+        Ok((json(&response)?, server_timing(response.infer_ms)))
+    };
+    match answer.await {
+        Ok((body, timing)) => {
+            let mut resp = json_response(body, 200, cors)?;
+            resp.headers_mut().set("Server-Timing", &timing)?;
+            resp.headers_mut().set("Cache-Control", "no-store")?;
+            Ok(resp)
+        }
+        Err(e) => error_response(&e, cors),
+    }
+}
+
 /// `OPTIONS` on a known path: the CORS preflight.
 fn preflight(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
     let path = req.path();
@@ -238,22 +271,29 @@ async fn classify_body(
         None => default_set(env)?,
     };
     let set = load_set(env, &name).await?;
-    let max_body = admitted.rules.max_body;
-    let body = if admitted.length_declared {
-        req.bytes()
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))?
-    } else {
-        read_body_capped(req, max_body).await?
-    };
-    protocol::check_classify_body(&body, set.set.manifest().input_len(), max_body)?;
+    let body = read_body(req, admitted).await?;
+    protocol::check_classify_body(&body, set.set.manifest().input_len(), admitted.rules.max_body)?;
     let service = load_service(env, &set).await?;
     let response = service.classify(&body, &now_ms)?;
-    let timing = match response.infer_ms {
+    Ok((json(&response)?, server_timing(response.infer_ms)))
+}
+
+/// The `Server-Timing` value for an inference time, or why there is none.
+fn server_timing(infer_ms: Option<f64>) -> String {
+    match infer_ms {
         Some(ms) => format!("infer;dur={ms:.3}"),
         None => "infer;desc=\"not measurable: the runtime clock does not advance during CPU work\"".to_string(),
-    };
-    Ok((json(&response)?, timing))
+    }
+}
+
+/// The body: read whole when its length was declared (admission checked it against the cap), else
+/// streamed with the cap.
+async fn read_body(req: &mut Request, admitted: &Admission) -> std::result::Result<Vec<u8>, ApiError> {
+    if admitted.length_declared {
+        req.bytes().await.map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))
+    } else {
+        read_body_capped(req, admitted.rules.max_body).await
+    }
 }
 
 /// Reads the body chunk by chunk and stops with 413 as soon as it passes `max_body`, so a huge
@@ -315,7 +355,7 @@ async fn load_set(env: &Env, name: &str) -> std::result::Result<Rc<LoadedSet>, A
     let text =
         String::from_utf8(bytes).map_err(|_| internal(format!("model set `{name}`: manifest.json is not UTF-8")))?;
     let set = ModelSet::new(name, &text).map_err(|e| internal(format!("model set `{name}`: {e}")))?;
-    let loaded = Rc::new(LoadedSet { set, service: RefCell::new(None) });
+    let loaded = Rc::new(LoadedSet { set, service: RefCell::new(None), split: RefCell::new(None) });
     Ok(SETS.with(|s| s.borrow_mut().entry(name.to_string()).or_insert(loaded).clone()))
 }
 
@@ -333,6 +373,20 @@ async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<M
         .map_err(|e| internal(format!("model set `{name}`: {e}")))?;
     let service = Rc::new(service);
     Ok(loaded.service.borrow_mut().get_or_insert(service).clone())
+}
+
+/// A set's split tail, fetched and checked once per isolate (parsed on first use).
+async fn load_split(env: &Env, loaded: &LoadedSet, tail_file: &str) -> std::result::Result<Rc<SplitService>, ApiError> {
+    if let Some(service) = loaded.split.borrow().clone() {
+        return Ok(service);
+    }
+    let name = loaded.set.name();
+    let bytes = asset(env, &format!("{name}/{tail_file}"))
+        .await?
+        .ok_or_else(|| internal(format!("model set `{name}`: its split tail `{tail_file}` is missing")))?;
+    let service = SplitService::new(loaded.set.manifest_json(), bytes)
+        .map_err(|e| internal(format!("model set `{name}`: {e}")))?;
+    Ok(loaded.split.borrow_mut().get_or_insert(Rc::new(service)).clone())
 }
 
 /// An asset's bytes (`None` when there is no such file), by its path in the assets directory.

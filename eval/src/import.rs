@@ -216,6 +216,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
         ]),
         decision: None,
         early_exit: None,
+        split: None,
     };
     manifest.validate()?;
     Ok(manifest)

@@ -7,6 +7,7 @@
 //! * [`sweep`]: trade-off sweeps and operating points over thresholds ([`sweep::Samples`]).
 //! * [`calibrate`]: temperature scaling and the logistic decision module.
 //! * [`early_exit`]: EE-HI simulation and threshold fitting ([`early_exit::EeSamples`]).
+//! * [`split`]: the split model (MDI-Exit): exit share, accuracy and bytes sent at an exit threshold.
 //! * [`dataset`] (IDX files) and [`fixture`] (the committed parity fixture).
 //! * [`import`]: a manifest written from a tiny and a large ONNX file (`hiedge import`).
 //!
@@ -40,6 +41,7 @@ mod error;
 pub mod fixture;
 pub mod import;
 pub mod metrics;
+pub mod split;
 pub mod sweep;
 
 pub use error::{Error, Result};

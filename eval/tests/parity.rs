@@ -112,3 +112,51 @@ fn early_exit_stages_match_onnxruntime_on_the_fixture() {
     assert!(matches!(EarlyExitModel::load(&manifest, &onnx("ee_stage1"), &bad), Err(Error::ModelHashMismatch { .. })));
     assert!(ee.stage1(&[0u8; 10]).is_err());
 }
+
+#[test]
+fn split_trunk_and_tail_match_onnxruntime_on_the_fixture() {
+    use hiedge_core::prob::top2;
+    use hiedge_core::runtime::split::{self, QuantizedFeatures};
+    let manifest = manifest();
+    let fixture = Fixture::load(
+        &models_dir().join("fixture"),
+        &["split_exit", "split"],
+        manifest.input_len(),
+        manifest.classes.len(),
+    )
+    .unwrap();
+    let trunk = split::load_trunk(&manifest, &onnx("split_trunk")).unwrap();
+    let tail = split::load_tail(&manifest, &onnx("split_tail")).unwrap();
+    let (mut max_diff, mut max_q_diff, mut near_ties) = (0.0f32, 0.0f32, 0);
+    for i in 0..fixture.len() {
+        let (exit_logits, features) = trunk.run(fixture.image(i)).unwrap();
+        let final_logits = tail.run(&features).unwrap();
+        for (got, name) in [(&exit_logits, "split_exit"), (&final_logits, "split")] {
+            let want = fixture.reference_logits(name, i).unwrap();
+            for (g, w) in got.iter().zip(want) {
+                max_diff = max_diff.max((g - w).abs());
+            }
+            // The label must agree unless onnxruntime's top two are within the tolerance.
+            let (a, b) = top2(want);
+            if a - b > 1e-4 {
+                assert_eq!(argmax(got), argmax(want), "{name} image {i}");
+            } else {
+                near_ties += 1;
+            }
+        }
+        // What the wire costs: the tail on u8 features moves the logits by little.
+        let q = tail.run(&QuantizedFeatures::quantize(&features).dequantize()).unwrap();
+        for (g, w) in q.iter().zip(&final_logits) {
+            max_q_diff = max_q_diff.max((g - w).abs());
+        }
+    }
+    assert!(max_diff <= 1e-4, "split: max |tract - onnxruntime| = {max_diff}");
+    eprintln!(
+        "split: trunk exit head and tail match onnxruntime on {} images (max |diff| {max_diff:e}, {near_ties} near ties); \
+         u8 features move the tail's logits by at most {max_q_diff:.4}",
+        fixture.len()
+    );
+    let mut bad = onnx("split_tail");
+    bad[30] ^= 1;
+    assert!(matches!(split::load_tail(&manifest, &bad), Err(Error::ModelHashMismatch { .. })));
+}

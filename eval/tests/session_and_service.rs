@@ -196,7 +196,7 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     assert_eq!(set.server_model_file(), "large.onnx");
     let files = set.device_files();
     let roles: Vec<&str> = files.iter().map(|(f, _)| f.role.as_str()).collect();
-    assert_eq!(roles, ["tiny", "early_exit.stage1", "early_exit.stage2"]);
+    assert_eq!(roles, ["tiny", "early_exit.stage1", "early_exit.stage2", "split.trunk"]);
     for (f, file) in &files {
         assert_eq!(f.path, format!("/v1/models/fashion-mnist/files/{}", f.sha256));
         assert_eq!(&set.device_file(&f.sha256).unwrap(), file);
@@ -207,6 +207,11 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     let large = &m.model("large").unwrap().sha256;
     let e = set.device_file(large).unwrap_err();
     assert_eq!((e.status(), e.code), (404, hiedge_core::protocol::ErrorCode::NotFound));
+    // The split tail stays at the edge too; features from another trunk are a conflict.
+    let split = m.split.as_ref().unwrap();
+    assert_eq!(set.device_file(&split.tail.sha256).unwrap_err().status(), 404);
+    assert_eq!(set.split_tail_file(&split.trunk.sha256).unwrap(), "split_tail.onnx");
+    assert_eq!(set.split_tail_file(&"0".repeat(64)).unwrap_err().status(), 409);
     assert!(set.device_file(&"0".repeat(64)).is_err());
     let info = set.info();
     assert_eq!((info.input_length, info.classes.len()), (784, 10));
@@ -379,4 +384,103 @@ fn reference_rules_catch_changes_beyond_the_tolerances() {
         .expect("a confident exit");
     ee.ee_hi.steps[i].stage = "stage2".into();
     assert!(check_against(&want, &ee).unwrap_err().contains(&format!("EE-HI image {i}")));
+}
+
+/// The stream session with the real split trunk on the device and, for its requests, the real
+/// services the Worker runs (split tail, large model), natively. A scripted clock drives admission.
+#[test]
+fn a_stream_answers_every_sample_once_and_skips_only_by_its_rule() {
+    use hiedge_core::policy::planner::{PlannerConfig, SplitAction};
+    use hiedge_core::runtime::split;
+    use hiedge_core::server::SplitService;
+    use hiedge_core::stream::{Step, StreamDecision, StreamSession};
+    use std::cell::Cell;
+
+    let json = manifest_json();
+    let manifest = Manifest::from_json(&json).unwrap();
+    let fx = fixture(&manifest);
+    let sp = manifest.split.clone().unwrap();
+    let trunk = split::load_trunk(&manifest, &std::fs::read(models_dir().join(&sp.trunk.file)).unwrap()).unwrap();
+    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.onnx")).unwrap()).unwrap();
+    let tail = SplitService::new(&json, std::fs::read(models_dir().join(&sp.tail.file)).unwrap()).unwrap();
+    let large = ModelService::new(&json, "large", std::fs::read(models_dir().join("large.onnx")).unwrap()).unwrap();
+    let exit = manifest.decision.as_ref().unwrap().split.unwrap().exit;
+    let config = PlannerConfig { exit, max_wait_ms: Some(100.0), explore_every: 4, ..Default::default() };
+    let mut stream =
+        StreamSession::new(manifest.clone(), "fashion-mnist", trunk, Some(tiny.clone()), Some(config)).unwrap();
+
+    let now = Cell::new(0.0f64);
+    let clock = || now.get();
+    let mut results = Vec::new();
+    for i in 0..200 {
+        // Samples 100..110 arrived 500 ms before the device got to them: over the 100 ms budget.
+        let arrived = if (100..110).contains(&i) { now.get() - 500.0 } else { now.get() };
+        let index = stream.arrive(arrived);
+        // The Worker is "down" for samples 150..170: requests fail.
+        let down = (150..170).contains(&i);
+        match stream.take(index, fx.image(i).to_vec(), arrived, &clock).unwrap() {
+            Step::Done(r) => results.push(r),
+            Step::Send(p) => {
+                now.set(now.get() + 5.0);
+                let outcome = if down {
+                    RemoteOutcome::Failed { reason: "network error: scripted outage".into(), round_trip_ms: 5.0 }
+                } else if p.path.ends_with("/classify") {
+                    RemoteOutcome::Answered { response: large.classify(&p.body, &clock).unwrap(), round_trip_ms: 5.0 }
+                } else {
+                    let response = tail.classify(&p.body, 1 << 20, &clock).unwrap();
+                    RemoteOutcome::Answered { response, round_trip_ms: 5.0 }
+                };
+                results.push(stream.finish(p, outcome, now.get()).unwrap());
+            }
+        }
+        now.set(now.get() + 1.0);
+    }
+    let stats = stream.stats();
+    let count = |d: StreamDecision| results.iter().filter(|r| r.decision == d).count() as u64;
+    assert_eq!((stats.arrived, results.len()), (200, 200), "every sample answered exactly once");
+    assert_eq!(stats.processed + stats.skipped, 200);
+    assert_eq!(stats.skipped, 10, "exactly the ten late samples are skipped");
+    assert!(results[100..110].iter().all(|r| r.decision == StreamDecision::Skipped && r.label.is_none()));
+    assert!(results[100].reason.as_deref().unwrap().contains("waited 500.0 ms"));
+    for (d, n) in [
+        (StreamDecision::Exit, stats.exited),
+        (StreamDecision::Features, stats.features),
+        (StreamDecision::Raw, stats.raw),
+        (StreamDecision::Device, stats.device),
+        (StreamDecision::Fallback, stats.fallback),
+    ] {
+        assert_eq!(count(d), n, "{d:?}");
+    }
+    assert!(stats.exited > 100 && stats.features > 0 && stats.raw > 0, "{stats:?}");
+    // During the outage: failed requests fall back to the tiny model's answer, then after three
+    // failures the planner finishes on the device by plan (probing now and then).
+    let outage = &results[150..170];
+    assert!(outage.iter().any(|r| r.decision == StreamDecision::Fallback));
+    assert!(
+        outage.iter().any(|r| r.decision == StreamDecision::Device),
+        "{:?}",
+        outage.iter().map(|r| r.decision).collect::<Vec<_>>()
+    );
+    for r in outage.iter().filter(|r| matches!(r.decision, StreamDecision::Fallback | StreamDecision::Device)) {
+        let i = r.index as usize;
+        assert_eq!(r.label, Some(tiny.predict(fx.image(i), manifest.temperature()).unwrap().label));
+    }
+    assert!(
+        results[175..].iter().any(|r| matches!(r.decision, StreamDecision::Features | StreamDecision::Raw)),
+        "the network comes back"
+    );
+    // Remote answers are the services' own; exits are the exit head's.
+    for r in &results {
+        match r.decision {
+            StreamDecision::Features => assert!(r.remote_model.as_deref().unwrap().starts_with("split_tail@")),
+            StreamDecision::Raw => assert!(r.remote_model.as_deref().unwrap().starts_with("large@")),
+            StreamDecision::Exit => assert_eq!(r.action, Some(SplitAction::Exit)),
+            _ => {}
+        }
+    }
+    let answered: Vec<_> = results.iter().filter(|r| r.label.is_some()).collect();
+    let right = answered.iter().filter(|r| r.label == Some(fx.labels[r.index as usize] as usize)).count();
+    let accuracy = right as f64 / answered.len() as f64;
+    assert!(accuracy >= 0.88, "stream accuracy {accuracy}");
+    eprintln!("stream: {stats:?}, accuracy {accuracy:.4}");
 }

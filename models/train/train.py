@@ -141,6 +141,37 @@ class Stage(nn.Module):
         return self.model.stage1(x) if self.which == 1 else self.model.stage2(x)
 
 
+class Split(nn.Module):
+    """A network split across device and edge (MDI-Exit). Device trunk: conv(1->24) at 28x28, maxpool,
+    conv(24->16) at 14x14, maxpool -> 16x7x7 features (784 values, sent quantised to u8) and an exit head
+    (linear 784->10). Edge tail: four convs at 7x7 (16->128->128->192->192, BN, ReLU), global pooling,
+    dropout, linear 192->10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 24, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(24)
+        self.conv2 = nn.Conv2d(24, 16, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.exit_fc = nn.Linear(16 * 7 * 7, 10)
+        self.tail = nn.Sequential(
+            conv_bn(16, 128), conv_bn(128, 128), conv_bn(128, 192), conv_bn(192, 192),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(192, 10),
+        )
+
+    def stage1(self, x):
+        f = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)   # 24x14x14
+        f = F.max_pool2d(F.relu(self.bn2(self.conv2(f))), 2)   # 16x7x7
+        return self.exit_fc(torch.flatten(f, 1)), f
+
+    def stage2(self, f):
+        return self.tail(f)
+
+    def forward(self, x):
+        exit_logits, f = self.stage1(x)
+        return exit_logits, self.stage2(f)
+
+
 def conv_bn(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
@@ -166,6 +197,7 @@ SPECS = {
     "tiny": (Tiny, 15, 4e-3, False, 0.0),
     "large": (Large, 30, 3e-3, True, 0.1),
     "ee": (EarlyExit, 15, 4e-3, False, 0.0),
+    "split": (Split, 12, 3e-3, True, 0.1),
 }
 
 
@@ -265,12 +297,12 @@ def export(model: nn.Module, path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-def export_early_exit(model: EarlyExit, stage1: Path, stage2: Path) -> None:
+def export_early_exit(model: nn.Module, stage1: Path, stage2: Path, feature_shape=(1, 24, 14, 14)) -> None:
     model = fold_bn(model).eval()
     torch.onnx.export(Stage(model, 1), torch.zeros(1, 1, 28, 28), str(stage1), input_names=["image"],
                       output_names=["exit_logits", "features"], opset_version=13, do_constant_folding=True,
                       dynamo=False)
-    torch.onnx.export(Stage(model, 2), torch.zeros(1, 24, 14, 14), str(stage2), input_names=["features"],
+    torch.onnx.export(Stage(model, 2), torch.zeros(*feature_shape), str(stage2), input_names=["features"],
                       output_names=["logits"], opset_version=13, do_constant_folding=True, dynamo=False)
     for p in (stage1, stage2):
         onnx.checker.check_model(onnx.load(str(p)))
@@ -317,6 +349,49 @@ def train_early_exit(args, train_set, test_set, mean, std, xt, yt, manifest, log
     (fixture / "ee_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
 
 
+def quantize_u8(features: np.ndarray) -> np.ndarray:
+    """Per-sample, per-tensor u8 quantisation as hiedge-core does it (features are >= 0 after ReLU):
+    scale = max / 255, q = round(f / scale), f' = q * scale."""
+    out = np.empty_like(features)
+    for i, f in enumerate(features):
+        m = float(f.max())
+        scale = m / 255.0 if m > 0 else 1.0
+        out[i] = np.clip(np.round(np.maximum(f, 0) / scale), 0, 255) * scale
+    return out
+
+
+def train_split(args, train_set, test_set, mean, std, xt, yt, manifest, log) -> None:
+    """Trains the Split model, exports trunk (device) and tail (edge), records them under manifest["split"]."""
+    t0 = time.time()
+    model = train("split", train_set, test_set, mean, std, args.epochs, log)
+    trunk, tail = OUT_DIR / "split_trunk.onnx", OUT_DIR / "split_tail.onnx"
+    export_early_exit(model, trunk, tail, feature_shape=(1, 16, 7, 7))
+    exit_logits, features = ort_run(trunk, "image", xt)
+    (logits,) = ort_run(tail, "features", torch.from_numpy(features))
+    (logits_q,) = ort_run(tail, "features", torch.from_numpy(quantize_u8(features)))
+    exit_acc = float((exit_logits.argmax(1) == yt).mean())
+    acc = float((logits.argmax(1) == yt).mean())
+    acc_q = float((logits_q.argmax(1) == yt).mean())
+    stats = {p.name: onnx_weight_stats(p) for p in (trunk, tail)}
+    log(f"split: trunk {stats[trunk.name][0]} params, tail {stats[tail.name][0]} params, onnxruntime test acc exit "
+        f"{exit_acc:.4f} final {acc:.4f} (u8 features {acc_q:.4f}), trained in {time.time() - t0:.0f}s")
+    manifest["split"] = {
+        "trunk": {"file": trunk.name, "sha256": sha256(trunk), "params": stats[trunk.name][0]},
+        "tail": {"file": tail.name, "sha256": sha256(tail), "params": stats[tail.name][0]},
+        "feature_shape": [1, 16, 7, 7],
+        "exit_test_accuracy": round(exit_acc, 4),
+        "test_accuracy": round(acc, 4),
+        "test_accuracy_u8": round(acc_q, 4),
+        "architecture": Split.__doc__.strip().replace("\n    ", " "),
+        "trained": {"epochs": args.epochs or SPECS["split"][1], "seed": args.seed,
+                    "torch": torch.__version__, "onnxruntime": ort.__version__},
+    }
+    fixture = OUT_DIR / "fixture"
+    fixture.mkdir(exist_ok=True)
+    (fixture / "split_exit_logits.f32").write_bytes(exit_logits[:FIXTURE_N].astype("<f4").tobytes())
+    (fixture / "split_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
+
+
 def onnx_weight_stats(path: Path) -> tuple[int, int]:
     graph = onnx.load(str(path)).graph
     params = sum(int(np.prod(t.dims)) for t in graph.initializer)
@@ -337,7 +412,7 @@ def sha256(path: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--set", choices=sorted(SETS), default="fashion-mnist", help="which model set to train")
-    ap.add_argument("--model", choices=["tiny", "large", "ee", "all"], default="all")
+    ap.add_argument("--model", choices=["tiny", "large", "ee", "split", "all"], default="all")
     ap.add_argument("--epochs", type=int, default=None, help="override the default epoch count")
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
@@ -371,13 +446,14 @@ def main() -> None:
     manifest["classes"] = SETS[SET]["classes"]
     manifest.setdefault("models", {})
 
-    names = ["tiny", "large", "ee"] if args.model == "all" else [args.model]
+    names = ["tiny", "large", "ee", "split"] if args.model == "all" else [args.model]
     for name in names:
-        if name == "ee":
+        if name in ("ee", "split"):
             random.seed(args.seed)
             np.random.seed(args.seed)
             torch.manual_seed(args.seed)
-            train_early_exit(args, train_set, test_set, mean, std, xt, yt, manifest, log)
+            (train_early_exit if name == "ee" else train_split)(args, train_set, test_set, mean, std, xt, yt,
+                                                               manifest, log)
             continue
         random.seed(args.seed)
         np.random.seed(args.seed)

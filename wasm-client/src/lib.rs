@@ -23,6 +23,7 @@ mod image;
 mod js;
 mod offload;
 mod options;
+mod stream;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -40,6 +41,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::js::{coded_error, core_error, now_ms, to_js, ManifestSource, INVALID_OPTIONS};
 use crate::offload::OffloadClient;
 pub use crate::options::{EarlyExitSources, HiClientOptions, ImageShape, LoadProgress, LoadStage, PolicyChoice};
+pub use crate::stream::{HiStream, HiStreamOptions};
 
 /// Runs when the module is instantiated: a Rust panic is printed to the console with its message
 /// and location (then surfaces as a JS `RuntimeError`), instead of only "unreachable".

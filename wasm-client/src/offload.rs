@@ -17,6 +17,7 @@ pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
 #[derive(Debug, Clone)]
 pub struct OffloadClient {
     url: Option<String>,
+    base: Option<String>,
     path: String,
     token: Option<String>,
     timeout_ms: f64,
@@ -43,6 +44,7 @@ impl OffloadClient {
     ) -> Result<Self, JsValue> {
         let mut client = OffloadClient {
             url: None,
+            base: None,
             path: model_set.map_or_else(|| CLASSIFY_PATH.to_string(), protocol::set_classify_path),
             token: token.filter(|t| !t.is_empty()),
             timeout_ms: millis(timeout_ms, "timeoutMs", DEFAULT_TIMEOUT_MS)?,
@@ -54,14 +56,34 @@ impl OffloadClient {
 
     /// Sets the Worker's base URL (`None`: no Worker, every offload falls back).
     pub fn set_endpoint(&mut self, endpoint: Option<String>) -> Result<(), JsValue> {
-        self.url = match endpoint {
+        self.base = match endpoint {
             None => None,
             Some(e) if e.starts_with("http://") || e.starts_with("https://") || e.starts_with('/') => {
-                Some(format!("{}{}", e.trim_end_matches('/'), self.path))
+                Some(e.trim_end_matches('/').to_string())
             }
             Some(e) => return Err(coded_error(INVALID_OPTIONS, &format!("endpoint `{e}` is not an http(s) URL"))),
         };
+        self.url = self.base.as_ref().map(|b| format!("{b}{}", self.path));
         Ok(())
+    }
+
+    /// `POST {endpoint}{path}` with `body` (split features or raw input), like [`classify`](Self::classify).
+    pub async fn send_to(&self, path: &str, body: &[u8], classes: usize) -> RemoteOutcome {
+        let start = now_ms();
+        let result = match &self.base {
+            None => Err("no endpoint is configured".to_string()),
+            Some(base) => {
+                if self.delay_ms > 0.0 {
+                    sleep(self.delay_ms).await;
+                }
+                self.post(&format!("{base}{path}"), body, classes).await
+            }
+        };
+        let round_trip_ms = now_ms() - start;
+        match result {
+            Ok(response) => RemoteOutcome::Answered { response, round_trip_ms },
+            Err(reason) => RemoteOutcome::Failed { reason, round_trip_ms },
+        }
     }
 
     /// Sets the emulated extra delay.

@@ -30,6 +30,7 @@
 mod config;
 mod ee_hi;
 mod hedge;
+pub mod planner;
 mod threshold;
 pub mod tradeoff;
 

@@ -6,9 +6,10 @@ pub mod early_exit;
 pub mod image;
 pub mod model;
 pub mod preprocess;
+pub mod split;
 pub mod verify;
 
-pub use early_exit::{EarlyExitModel, Features};
+pub use early_exit::{EarlyExitModel, Features, Stage1, Stage2};
 pub use model::{Model, OpTime, Prediction};
 pub use preprocess::Preprocessor;
 pub use verify::{sha256_hex, verify};
