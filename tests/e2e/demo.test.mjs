@@ -196,11 +196,47 @@ try {
     await camBrowser.close();
   }
 
-  // The Worker is stopped before a run: every sample the policy offloads falls back, none is lost,
+  // The split stream (MDI-Exit) on a device made 30x slower by the browser's own CPU throttling
+  // (DevTools protocol), samples arriving faster than it serves them; the Worker is stopped mid-stream.
+  // Every pushed sample is answered or reported skipped, none lost; after the stop, requests fall
+  // back to the device.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Emulation.setCPUThrottlingRate", { rate: 30 });
+  await page.selectOption("[data-testid=split-rate]", "2000");
+  await page.fill("[data-testid=split-limit]", "400");
+  await page.click("[data-testid=split-run]");
+  await page.waitForFunction(() => window.hiedgeDemo.split.rows.filter((r) => ["features", "raw"].includes(r.result.decision)).length >= 5 || window.hiedgeDemo.split.error,
+    null, { timeout: 120_000 });
+  await worker.stop();
+  step("Worker stopped mid split stream");
+  await page.waitForFunction(() => !window.hiedgeDemo.split.running, null, { timeout: 300_000 });
+  await cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
+  const sp = await page.evaluate(() => ({
+    error: window.hiedgeDemo.split.error, pushed: window.hiedgeDemo.split.pushed,
+    decisions: window.hiedgeDemo.split.rows.map((r) => r.result.decision),
+    indices: window.hiedgeDemo.split.rows.map((r) => r.result.index),
+    stats: window.hiedgeDemo.split.stream.stats(),
+  }));
+  assert.equal(sp.error, null, `split stream error: ${sp.error}`);
+  assert.equal(sp.pushed, 400);
+  assert.equal(sp.decisions.length, 400, "every pushed sample answered or reported");
+  assert.deepEqual([...sp.indices].sort((a, b) => a - b), [...Array(400).keys()], "each sample exactly once");
+  const nOf = (d) => sp.decisions.filter((x) => x === d).length;
+  assert.equal(sp.stats.arrived, 400);
+  assert.equal(sp.stats.processed + sp.stats.skipped, 400);
+  assert.equal(sp.stats.skipped, nOf("skipped"), "skips counted in the stats");
+  assert.ok(sp.stats.skipped > 0, `overloaded device: some samples skipped (${sp.stats.skipped})`);
+  assert.ok(nOf("exit") > 0 && nOf("features") + nOf("raw") > 0, sp.decisions.join(","));
+  assert.ok(nOf("fallback") + nOf("device") > 0, "after the Worker stopped, samples finish on the device");
+  assert.match(await page.textContent("[data-testid=split-counts]"), /400 arrived/);
+  await page.screenshot({ path: join(artifacts, "demo-split.png"), fullPage: true });
+  step(`split stream, CPU throttled 30x, Worker stopped mid-stream: 400 arrived, ${sp.stats.processed} processed ` +
+    `(exit ${nOf("exit")}, features ${nOf("features")}, raw ${nOf("raw")}, device ${nOf("device")}, fallback ${nOf("fallback")}), ` +
+    `${sp.stats.skipped} skipped; ${sp.stats.processedPerS.toFixed(1)} processed/s`);
+
+  // The Worker is down before a run: every sample the policy offloads falls back, none is lost,
   // the banner says so.
   await page.selectOption("[data-testid=policy]", "logistic_top2");
-  await worker.stop();
-  step("Worker stopped");
   await runSamples(page, { limit: 200, rate: 0 });
   r = await rows(page);
   assert.equal(r.length, 200, "no sample lost");

@@ -7,6 +7,7 @@ import { $, demo, state } from "./state";
 import { checkWorker, loadPage, loadSet } from "./client";
 import { resetRun, setUpControls, syncPolicy } from "./controls";
 import { setUpCamera } from "./camera";
+import { setUpSplit, syncSplit } from "./split";
 import { renderStats } from "./stats";
 import { renderCharts } from "./charts";
 import { setUpUpload } from "./upload";
@@ -55,6 +56,7 @@ async function switchSet(name: string) {
 function enableControls() {
   for (const id of CONTROLS) ($(id) as HTMLButtonElement).disabled = false;
   for (const id of ["run", "reset", "limit"]) ($(id) as HTMLButtonElement).disabled = !state.set?.samples;
+  syncSplit(Boolean((state.client?.manifest() as { split?: unknown } | undefined)?.split));
 }
 
 async function start() {
@@ -66,6 +68,7 @@ async function start() {
   setUpControls(scheduleRender);
   setUpUpload();
   setUpCamera();
+  setUpSplit();
   $("model-set").addEventListener("change", () => void switchSet(($("model-set") as HTMLSelectElement).value));
   loading.classList.add("done");
   enableControls();
