@@ -2,7 +2,10 @@
 // dev): tiny-only, large-on-device (the large model in wasm), always-offload, HI (each policy at its
 // calibrated point) and EE-HI, at emulated extra round trips; plus tract-wasm vs onnxruntime-web on
 // the same ONNX files. Writes <out>/results.json and <out>/results.md.
-// Usage: node scripts/bench.mjs [--n 1000] [--rtts 0,20,80] [--ort-n 300] [--out bench]
+// Then streams (split inference, MDI-Exit): arrivals at fixed rates on a page whose CPU is throttled
+// by the DevTools protocol, for device-only, HI, EE-HI, split without exit and split + exit + planner.
+// Usage: node scripts/bench.mjs [--n 1000] [--rtts 0,20,80] [--ort-n 300] [--stream-rates 50,200,800]
+//        [--stream-n 300] [--throttle 10] [--out bench]
 import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join, resolve } from "node:path";
@@ -15,6 +18,9 @@ const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ?
 const n = Number(arg("n", 1000));
 const rtts = arg("rtts", "0,20,80");
 const ortN = Number(arg("ort-n", 300));
+const streamRates = arg("stream-rates", "50,200,800");
+const streamN = Number(arg("stream-n", 300));
+const throttle = Number(arg("throttle", 10));
 const out = resolve(repo, arg("out", "bench"));
 if (!(n >= 1 && n <= 10000)) throw new Error("--n must be 1..10000");
 
@@ -32,7 +38,11 @@ const browser = await launchChromium();
 let result;
 try {
   const page = await browser.newPage();
+  // The page asks for CPU throttling around its stream phase: the browser's own emulation (CDP).
+  const cdp = await page.context().newCDPSession(page);
+  await page.exposeFunction("hiedgeThrottle", (rate) => cdp.send("Emulation.setCPUThrottlingRate", { rate }));
   const url = `${server.url}/bench/bench.html?n=${n}&rtts=${rtts}&ortN=${ortN}&worker=${encodeURIComponent(worker.url)}` +
+    `&streamRates=${streamRates}&streamN=${streamN}&throttle=${throttle}` +
     `&images=/test-results/bench-data/images.u8&labels=/test-results/bench-data/labels.u8`;
   await page.goto(url);
   const timer = setInterval(async () => {
@@ -66,7 +76,22 @@ for (const rtt of result.rtts) {
     latencyReduction: 1 - ee.meanMs / ref.meanMs, eeAccuracy: ee.accuracy, hiAccuracy: ref.accuracy });
 }
 const machine = `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical CPUs, shared)`;
-const json = { command: `node scripts/bench.mjs --n ${n} --rtts ${rtts} --ort-n ${ortN}`, machine, date: new Date().toISOString(), ...result, summary };
+// Streams: processed samples/s at a fixed accuracy (large-on-device - 0.5 points, on processed
+// samples), and accuracy at the middle arrival rate (skipped samples count as not answered).
+const streamTarget = large.accuracy - 0.005;
+const streamNames = [...new Set(result.streams.map((s) => s.name))];
+const middleRate = result.streamRates[Math.floor(result.streamRates.length / 2)];
+summary.streams = streamNames.map((name) => {
+  const mine = result.streams.filter((s) => s.name === name);
+  // A rate counts when at least a third of its arrivals were processed (fewer say little about accuracy).
+  const ok = mine.filter((s) => s.accuracyProcessed >= streamTarget && 3 * s.processed >= s.arrived)
+    .sort((a, b) => b.processedPerS - a.processedPerS)[0];
+  const mid = mine.find((s) => s.rate === middleRate);
+  return { name, target: streamTarget, bestProcessedPerSAtTarget: ok?.processedPerS ?? null, atRate: ok?.rate ?? null,
+    middleRate, accuracyArrivedAtMiddleRate: mid?.accuracyArrived ?? null, accuracyProcessedAtMiddleRate: mid?.accuracyProcessed ?? null,
+    processedPerSAtMiddleRate: mid?.processedPerS ?? null };
+});
+const json = { command: `node scripts/bench.mjs --n ${n} --rtts ${rtts} --ort-n ${ortN} --stream-rates ${streamRates} --stream-n ${streamN} --throttle ${throttle}`, machine, date: new Date().toISOString(), ...result, summary };
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, "results.json"), JSON.stringify(json, null, 2) + "\n");
 
@@ -94,6 +119,31 @@ for (const s of summary.hiVsLargeOnDevice) {
 md += `\nEE-HI vs HI (logistic_top2): the paper reports ~60% lower latency with early exit:\n\n`;
 md += `| extra RTT ms | EE-HI accuracy % | HI accuracy % | device compute reduction | end-to-end latency reduction |\n|---:|---:|---:|---:|---:|\n`;
 for (const s of summary.eeVsHi) md += `| ${s.rttMs} | ${pct(s.eeAccuracy)} | ${pct(s.hiAccuracy)} | ${pct(s.deviceReduction)}% | ${pct(s.latencyReduction)}% |\n`;
+// 95% interval of a proportion (Wilson).
+const wilson = (p, k) => {
+  if (!k) return [0, 0];
+  const z = 1.96, d = 1 + z * z / k, c = (p + z * z / (2 * k)) / d, h = (z * Math.sqrt(p * (1 - p) / k + z * z / (4 * k * k))) / d;
+  return [c - h, c + h];
+};
+md += `\n## Streams: split inference (MDI-Exit) when the device is the bottleneck\n\n`;
+md += `The same page, after the rows above: ${result.streamN} samples per run arrive at a fixed rate (${result.streamRates.join(", ")} per second) `;
+md += `whether or not the device is done, with the page's CPU throttled ${result.throttle}x by the DevTools protocol `;
+md += `(\`Emulation.setCPUThrottlingRate\`). Same admission rule for every method, chosen before the run: a sample that waited more than `;
+md += `${result.maxWaitMs} ms for the device is skipped. Device-only runs the large model in the page; HI and EE-HI are HiClient at their `;
+md += `calibrated settings (offloads not awaited before the next sample); the split rows are HiStream (trunk in the page, tail in `;
+md += `the Worker; "no exit" sends every sample's features; "+ exit + planner" uses the calibrated exit and the planner). `;
+md += `Accuracy is on processed samples (95% Wilson interval) and, in the next column, on all arrivals (a skipped sample counts as not answered).\n\n`;
+md += `| method | arrivals/s | arrived | processed | skipped | processed/s | accuracy on processed % | 95% CI | accuracy on arrivals % | mean ms | p95 ms | bytes/processed |\n`;
+md += `|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n`;
+for (const s of result.streams) {
+  const [lo, hi] = wilson(s.accuracyProcessed, s.processed);
+  md += `| ${s.name} | ${s.rate} | ${s.arrived} | ${s.processed} | ${s.skipped} | ${f(s.processedPerS, 1)} | ${pct(s.accuracyProcessed)} | ${pct(lo)}-${pct(hi)} | ${pct(s.accuracyArrived)} | ${f(s.meanMs, 1)} | ${f(s.p95Ms, 1)} | ${f(s.bytesPerProcessed, 0)} |\n`;
+}
+md += `\nSummary: processed samples/s at a fixed accuracy (large-on-device ${pct(large.accuracy)}% - 0.5 points = ${pct(streamTarget)}% on processed samples; the best over the arrival rates where at least a third of the arrivals were processed), and accuracy at ${middleRate} arrivals/s:\n\n`;
+md += `| method | processed/s at >= ${pct(streamTarget)}% | at arrivals/s | accuracy on arrivals at ${middleRate}/s % | processed/s at ${middleRate}/s |\n|---|---:|---:|---:|---:|\n`;
+for (const s of summary.streams) {
+  md += `| ${s.name} | ${s.bestProcessedPerSAtTarget === null ? "never reached" : f(s.bestProcessedPerSAtTarget, 1)} | ${s.atRate ?? "-"} | ${s.accuracyArrivedAtMiddleRate === null ? "-" : pct(s.accuracyArrivedAtMiddleRate)} | ${s.processedPerSAtMiddleRate === null ? "-" : f(s.processedPerSAtMiddleRate, 1)} |\n`;
+}
 md += `\n## tract-wasm vs onnxruntime-web\n\nThe same ONNX files, same images, interleaved in the same page after 20 warm-up runs: tract in the \`hiedge\` package (simd128; the model call inside \`classifyLocal\`) vs onnxruntime-web ${result.ortVersion} (wasm backend, 1 thread, files served from node_modules; \`session.run\`).\n\n`;
 md += `| model | tract-wasm median ms | onnxruntime-web median ms | tract / ort | argmax agreement | runs |\n|---|---:|---:|---:|---:|---:|\n`;
 for (const [name, r] of Object.entries(result.runtimes)) md += `| ${name} | ${f(r.tractMedianMs, 4)} | ${f(r.ortMedianMs, 4)} | ${f(r.ratio, 2)}x | ${pct(r.argmaxAgreement)}% | ${r.samples} |\n`;

@@ -1,11 +1,12 @@
 //! `hiedge import`: writes `<out>/manifest.json`, `<out>/tiny.onnx` and `<out>/large.onnx` from a
-//! pair of ONNX files (see `hiedge_eval::import` for what is read from the graphs).
+//! pair of ONNX files, and optionally a split model (`split_trunk.onnx`, `split_tail.onnx`); see
+//! `hiedge_eval::import` for what is read from the graphs.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::manifest::{Color, Layout, Resize};
-use hiedge_eval::import::{manifest_for, ImportOptions};
+use hiedge_eval::import::{add_split, manifest_for, ImportOptions};
 
 /// The command's arguments.
 #[derive(clap::Args)]
@@ -19,6 +20,12 @@ pub struct ImportArgs {
     /// The large (Worker) ONNX model.
     #[arg(long)]
     pub large: PathBuf,
+    /// A split model's device half (input -> exit-head logits, features), for split inference.
+    #[arg(long, requires = "split_tail")]
+    pub split_trunk: Option<PathBuf>,
+    /// A split model's edge half (features -> logits).
+    #[arg(long, requires = "split_trunk")]
+    pub split_tail: Option<PathBuf>,
     /// Class names in label order, comma-separated.
     #[arg(long, value_delimiter = ',', conflicts_with = "classes_file")]
     pub classes: Vec<String>,
@@ -104,7 +111,15 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         color: args.color,
         resize: args.resize,
     };
-    let manifest = manifest_for(&tiny, &large, &options)?;
+    let mut manifest = manifest_for(&tiny, &large, &options)?;
+    let split = match (&args.split_trunk, &args.split_tail) {
+        (Some(trunk), Some(tail)) => {
+            let (trunk, tail) = (read(trunk)?, read(tail)?);
+            add_split(&mut manifest, &trunk, &tail)?;
+            Some((trunk, tail))
+        }
+        _ => None,
+    };
     let manifest_path = args.out.join("manifest.json");
     if manifest_path.exists() {
         bail!("{} exists: import into a new directory", manifest_path.display());
@@ -112,6 +127,10 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     std::fs::write(args.out.join("tiny.onnx"), &tiny)?;
     std::fs::write(args.out.join("large.onnx"), &large)?;
+    if let Some((trunk, tail)) = &split {
+        std::fs::write(args.out.join("split_trunk.onnx"), trunk)?;
+        std::fs::write(args.out.join("split_tail.onnx"), tail)?;
+    }
     std::fs::write(&manifest_path, manifest.to_json_pretty()?)?;
     // Each value as the manifest spells it (`NHWC`, `gray`, `center_crop`, `probabilities`).
     let spelled = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(String::from));
@@ -127,5 +146,8 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         entry("tiny").unwrap_or_default(),
         entry("large").unwrap_or_default(),
     );
+    if let Some(sp) = &manifest.split {
+        println!("split model: trunk -> features {:?} -> tail", sp.feature_shape);
+    }
     Ok(())
 }

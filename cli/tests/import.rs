@@ -115,13 +115,28 @@ fn the_committed_pair_imported_scores_as_the_committed_set() {
         &mean,
         "--std",
         &std,
+        "--split-trunk",
+        committed.join("split_trunk.onnx").to_str().unwrap(),
+        "--split-tail",
+        committed.join("split_tail.onnx").to_str().unwrap(),
         "--out",
         out_dir.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("split model: trunk -> features [1, 16, 7, 7] -> tail"));
+    // The split model's feature shape and files are read from the graphs, as committed.
+    let imported = Manifest::from_json(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let (a, b) = (imported.split.as_ref().unwrap(), manifest.split.as_ref().unwrap());
+    assert_eq!(
+        (&a.feature_shape, &a.trunk.sha256, &a.tail.sha256),
+        (&b.feature_shape, &b.trunk.sha256, &b.tail.sha256)
+    );
     let (ours, theirs) = (eval_json(&out_dir, 500), eval_json(&committed, 500));
     for policy in ["tiny-only", "large-only"] {
         assert_eq!(row(&ours, policy, "-")["hi_accuracy"], row(&theirs, policy, "-")["hi_accuracy"], "{policy}");
+    }
+    for key in ["exit_head_accuracy", "u8_accuracy"] {
+        assert_eq!(ours["split"][key], theirs["split"][key], "{key}");
     }
     std::fs::remove_dir_all(&out_dir).ok();
     std::fs::remove_file(&classes).ok();
@@ -180,6 +195,22 @@ fn contradictions_are_refused_with_one_line() {
                 .map(|a| if a == "x" { "My Set/..".to_string() } else { a })
                 .collect(),
             "is not a model-set name",
+        ),
+        (
+            // A split trunk that is not one (one output) is refused.
+            [
+                base(&tiny, &large),
+                vec![
+                    "--classes".into(),
+                    CLASSES.into(),
+                    "--split-trunk".into(),
+                    tiny.to_str().unwrap().into(),
+                    "--split-tail".into(),
+                    large.to_str().unwrap().into(),
+                ],
+            ]
+            .concat(),
+            "the split trunk has 1 outputs",
         ),
     ];
     for (args, expected) in cases {

@@ -169,8 +169,8 @@ pub struct StreamSession {
 impl StreamSession {
     /// A stream for model set `set` (its Worker routes) with the manifest's split `trunk`, the
     /// device model that finishes samples when the network is out (`None`: the exit head does),
-    /// and the planner's settings (`exit` defaults to the manifest's calibrated `decision.split.exit`
-    /// when `config` is `None`).
+    /// and the planner's settings (default [`PlannerConfig::default`]; an `exit` left out is the
+    /// manifest's calibrated `decision.split.exit`).
     pub fn new(
         manifest: Manifest,
         set: &str,
@@ -185,17 +185,19 @@ impl StreamSession {
         if !protocol::is_set_name(set) {
             return Err(Error::InvalidPolicy(format!("`{set}` is not a model-set name")));
         }
-        let config = match config {
-            Some(c) => c,
-            None => {
-                let exit = manifest.decision.as_ref().and_then(|d| d.split).map(|s| s.exit).ok_or_else(|| {
-                    Error::InvalidPolicy("the manifest has no calibrated split exit (run `hiedge calibrate`)".into())
-                })?;
-                PlannerConfig { exit, ..PlannerConfig::default() }
-            }
-        };
-        if !(config.exit.is_finite() && (0.0..=1.0).contains(&config.exit)) {
-            return Err(Error::InvalidPolicy(format!("the split exit threshold {} is not in 0..=1", config.exit)));
+        let mut config = config.unwrap_or_default();
+        if config.exit.is_none() {
+            let calibrated = manifest.decision.as_ref().and_then(|d| d.split).map(|s| s.exit);
+            config.exit = Some(calibrated.ok_or_else(|| {
+                Error::InvalidPolicy(
+                    "the manifest has no calibrated split exit (run `hiedge calibrate`); give the planner an `exit`"
+                        .into(),
+                )
+            })?);
+        }
+        let exit = config.exit.unwrap_or(crate::policy::planner::DEFAULT_EXIT);
+        if !(exit.is_finite() && (0.0..=1.0).contains(&exit)) {
+            return Err(Error::InvalidPolicy(format!("the split exit threshold {exit} is not in 0..=1")));
         }
         if !(config.smoothing > 0.0 && config.smoothing <= 1.0) {
             return Err(Error::InvalidPolicy(format!("smoothing {} is not in (0, 1]", config.smoothing)));

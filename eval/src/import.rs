@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use hiedge_core::manifest::{
-    Color, Dtype, InputSpec, Layout, Manifest, ModelEntry, Normalize, OutputKind, PerChannel, Resize, SCHEMA_VERSION,
+    Color, Dtype, InputSpec, Layout, Manifest, ModelEntry, Normalize, OutputKind, PerChannel, Resize, SplitEntry,
+    StageEntry, SCHEMA_VERSION,
 };
 use hiedge_core::runtime::sha256_hex;
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as Dim;
@@ -86,6 +87,71 @@ fn output_len(bytes: &[u8], shape: &[usize], what: &str) -> Result<usize> {
         .as_concrete()
         .map(|s| s.iter().product())
         .ok_or_else(|| bad(what, "its output shape is not fixed by the input shape"))
+}
+
+/// Concrete shapes of every output for one input of `shape` (tract works them out).
+fn output_shapes(bytes: &[u8], shape: &[usize], what: &str) -> Result<Vec<Vec<usize>>> {
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.with_input_fact(0, f32::fact(shape).into()))
+        .and_then(|m| m.into_typed())
+        .map_err(|e| bad(what, format!("tract cannot run it with input shape {shape:?}: {e:#}")))?;
+    (0..model.output_outlets().map_err(|e| bad(what, e))?.len())
+        .map(|i| {
+            let fact = model.output_fact(i).map_err(|e| bad(what, e))?;
+            fact.shape
+                .as_concrete()
+                .map(|s| s.to_vec())
+                .ok_or_else(|| bad(what, format!("output {i}'s shape is not fixed by the input shape")))
+        })
+        .collect()
+}
+
+/// Adds a split model (MDI-Exit) to an imported manifest: `trunk` maps the set's input to (exit
+/// logits, features) and `tail` maps those features to logits. The feature shape is read from the
+/// trunk's second output; both heads must output one value per class. The files are to be written
+/// as `split_trunk.onnx` and `split_tail.onnx` next to the manifest.
+pub fn add_split(manifest: &mut Manifest, trunk: &[u8], tail: &[u8]) -> Result<()> {
+    let classes = manifest.classes.len();
+    let outs = output_shapes(trunk, &manifest.input.shape, "split trunk")?;
+    let [exit, features] = outs.as_slice() else {
+        return Err(Error::Import(format!(
+            "the split trunk has {} outputs; it must have two: the exit head's logits, then the features",
+            outs.len()
+        )));
+    };
+    if exit.iter().product::<usize>() != classes {
+        return Err(Error::Import(format!(
+            "the split trunk's exit head outputs {} values but there are {classes} classes",
+            exit.iter().product::<usize>()
+        )));
+    }
+    let tail_outs = output_shapes(tail, features, "split tail")?;
+    let tail_len = tail_outs.first().map(|s| s.iter().product::<usize>()).unwrap_or(0);
+    if tail_len != classes {
+        return Err(Error::Import(format!(
+            "the split tail, on the trunk's features {features:?}, outputs {tail_len} values but there are {classes} classes"
+        )));
+    }
+    let stage = |file: &str, bytes: &[u8], what: &str| -> Result<StageEntry> {
+        Ok(StageEntry {
+            file: file.into(),
+            sha256: sha256_hex(bytes),
+            params: Some(OnnxInfo::read(bytes, what)?.params),
+        })
+    };
+    manifest.split = Some(SplitEntry {
+        trunk: stage("split_trunk.onnx", trunk, "split trunk")?,
+        tail: stage("split_tail.onnx", tail, "split tail")?,
+        feature_shape: features.clone(),
+        exit_test_accuracy: None,
+        test_accuracy: None,
+        test_accuracy_u8: None,
+        architecture: None,
+        trained: None,
+    });
+    manifest.validate()?;
+    Ok(())
 }
 
 /// What `hiedge import` is told.

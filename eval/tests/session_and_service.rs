@@ -404,8 +404,8 @@ fn a_stream_answers_every_sample_once_and_skips_only_by_its_rule() {
     let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.onnx")).unwrap()).unwrap();
     let tail = SplitService::new(&json, std::fs::read(models_dir().join(&sp.tail.file)).unwrap()).unwrap();
     let large = ModelService::new(&json, "large", std::fs::read(models_dir().join("large.onnx")).unwrap()).unwrap();
-    let exit = manifest.decision.as_ref().unwrap().split.unwrap().exit;
-    let config = PlannerConfig { exit, max_wait_ms: Some(100.0), explore_every: 4, ..Default::default() };
+    // `exit` left out: the manifest's calibrated threshold.
+    let config = PlannerConfig { max_wait_ms: Some(100.0), explore_every: 4, ..Default::default() };
     let mut stream =
         StreamSession::new(manifest.clone(), "fashion-mnist", trunk, Some(tiny.clone()), Some(config)).unwrap();
 
@@ -435,6 +435,7 @@ fn a_stream_answers_every_sample_once_and_skips_only_by_its_rule() {
         }
         now.set(now.get() + 1.0);
     }
+    assert_eq!(stream.config().exit, manifest.decision.as_ref().unwrap().split.map(|s| s.exit));
     let stats = stream.stats();
     let count = |d: StreamDecision| results.iter().filter(|r| r.decision == d).count() as u64;
     assert_eq!((stats.arrived, results.len()), (200, 200), "every sample answered exactly once");

@@ -7,7 +7,8 @@ import { join, resolve } from "node:path";
 
 const repo = resolve(import.meta.dirname, "../..");
 const out = join(repo, "test-results/bench-smoke");
-execFileSync("node", ["scripts/bench.mjs", "--n", "12", "--rtts", "0,20", "--ort-n", "5", "--out", out], { cwd: repo, stdio: "inherit" });
+execFileSync("node", ["scripts/bench.mjs", "--n", "12", "--rtts", "0,20", "--ort-n", "5", "--stream-rates", "50,400", "--stream-n", "24",
+  "--throttle", "4", "--out", out], { cwd: repo, stdio: "inherit" });
 const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
 const names = r.rows.map((x) => `${x.name}@${x.rttMs}`);
 for (const want of ["tiny-only@null", "large-on-device@null", "always-offload@0", "always-offload@20", "HI logistic_top2@20", "EE-HI@0", "EE-HI@20"]) {
@@ -30,4 +31,15 @@ for (const m of ["tiny", "large"]) {
 }
 assert.match(readFileSync(join(out, "results.md"), "utf8"), /tract-wasm vs onnxruntime-web/);
 assert.ok(r.profile.length >= 3 && r.profile.every((o) => o.op && o.ms >= 0), "per-operation profile of the tiny model");
+// Streams: every method at every rate; every arrival processed or skipped; split rows report the
+// stream's own counts.
+assert.equal(r.streams.length, 5 * 2);
+for (const s of r.streams) {
+  assert.equal(s.arrived, 24, JSON.stringify(s));
+  assert.equal(s.processed + s.skipped, 24, JSON.stringify(s));
+  assert.ok(s.accuracyProcessed >= 0 && s.accuracyProcessed <= 1 && s.processedPerS >= 0, JSON.stringify(s));
+  if (s.splitStats) assert.equal(s.splitStats.processed + s.splitStats.skipped, 24, JSON.stringify(s.splitStats));
+}
+assert.ok(r.streams.some((s) => s.name === "split, no exit" && (s.decisions.features ?? 0) + (s.decisions.raw ?? 0) > 0), "split without exit sends");
+assert.match(readFileSync(join(out, "results.md"), "utf8"), /Streams: split inference/);
 console.log("bench harness: all rows present and consistent");

@@ -22,7 +22,7 @@
 //!
 //! ```
 //! use hiedge_core::policy::planner::{PlannerConfig, SplitAction, SplitPlanner};
-//! let mut p = SplitPlanner::new(PlannerConfig { exit: 0.9, ..PlannerConfig::default() }, 792, 784);
+//! let mut p = SplitPlanner::new(PlannerConfig { exit: Some(0.9), ..PlannerConfig::default() }, 792, 784);
 //! assert_eq!(p.plan(0.95), SplitAction::Exit);
 //! assert_eq!(p.plan(0.5), SplitAction::SendFeatures);
 //! p.observe_remote(SplitAction::SendFeatures, Some(40.0));
@@ -47,13 +47,17 @@ pub enum SplitAction {
     FinishOnDevice,
 }
 
+/// The exit threshold of a planner given none.
+pub const DEFAULT_EXIT: f32 = 0.9;
+
 /// The planner's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[serde(rename_all = "camelCase", default)]
 pub struct PlannerConfig {
-    /// Exit when the exit head's `p1 > exit`.
-    pub exit: f32,
+    /// Exit when the exit head's `p1 > exit`; `None`: the manifest's calibrated threshold (the
+    /// stream session fills it in), or 0.9 for a planner built alone.
+    pub exit: Option<f32>,
     /// Skip a sample that waited longer than this before the device took it; `None`: two sample
     /// periods of the measured device work, at least 50 ms.
     pub max_wait_ms: Option<f64>,
@@ -70,7 +74,7 @@ pub struct PlannerConfig {
 impl Default for PlannerConfig {
     fn default() -> Self {
         PlannerConfig {
-            exit: 0.9,
+            exit: None,
             max_wait_ms: None,
             latency_budget_ms: 1000.0,
             smoothing: 0.2,
@@ -183,7 +187,7 @@ impl SplitPlanner {
 
     /// Rules 2-4 for a sample whose exit head's top probability is `p1`.
     pub fn plan(&mut self, p1: f32) -> SplitAction {
-        if p1 > self.config.exit {
+        if p1 > self.config.exit.unwrap_or(DEFAULT_EXIT) {
             return SplitAction::Exit;
         }
         let explore = |n: u32| self.config.explore_every > 0 && n > 0 && n.is_multiple_of(self.config.explore_every);
@@ -239,7 +243,7 @@ mod tests {
     use super::*;
 
     fn planner() -> SplitPlanner {
-        SplitPlanner::new(PlannerConfig { exit: 0.8, explore_every: 5, ..PlannerConfig::default() }, 792, 784)
+        SplitPlanner::new(PlannerConfig { exit: Some(0.8), explore_every: 5, ..PlannerConfig::default() }, 792, 784)
     }
 
     #[test]
