@@ -13,7 +13,7 @@ use hiedge_core::policy::planner::PlannerConfig;
 use hiedge_core::protocol;
 use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
 use hiedge_core::runtime::split;
-use hiedge_core::stream::{Pending, Step, StreamSession};
+use hiedge_core::stream::{Pending, Step, StreamDecision, StreamSession};
 use hiedge_core::{Manifest, Model};
 use js_sys::Promise;
 use serde::Deserialize;
@@ -211,6 +211,9 @@ async fn pump(
         let next = queue.borrow_mut().pop_front();
         let Some(q) = next else { break };
         let step = session.borrow_mut().take(q.index, q.pixels, q.arrived_ms, &now_ms);
+        // A skipped sample cost the device nothing: take the next one at once, so that a backlog
+        // of stale samples is cleared without a yield (at least a timer tick) per sample.
+        let skipped = matches!(&step, Ok(Step::Done(r)) if r.decision == StreamDecision::Skipped);
         match step {
             Ok(Step::Done(result)) => settle(&q.resolve, &q.reject, to_js(&result)),
             Ok(Step::Send(pending)) => {
@@ -220,7 +223,9 @@ async fn pump(
                 let _ = q.reject.call1(&JsValue::NULL, &core_error(e));
             }
         }
-        sleep(0.0).await;
+        if !skipped {
+            sleep(0.0).await;
+        }
     }
     pumping.set(false);
 }
