@@ -33,7 +33,6 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
 use crate::protocol::ClassifyResponse;
-use crate::runtime::image::{to_model_pixels, Image};
 use crate::runtime::{EarlyExitModel, Model, Prediction};
 
 /// How a sample was finally answered.
@@ -307,13 +306,6 @@ impl HiSession {
     /// Clears the running statistics.
     pub fn reset_stats(&mut self) {
         self.stats = SessionStats::default();
-    }
-
-    /// An image of any size as this session's model input bytes (the manifest's size, colour and
-    /// resize rule; see [`runtime::image`](crate::runtime::image)). What is offloaded is this, never
-    /// the full image.
-    pub fn image_to_pixels(&self, image: &Image<'_>) -> Result<Vec<u8>> {
-        to_model_pixels(image, &self.manifest.input)
     }
 
     /// Fails with [`Error::InputLength`] (naming both lengths) unless `len` is the model's input size.

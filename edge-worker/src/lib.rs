@@ -211,8 +211,12 @@ async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Respo
 /// when its length was declared and checked, else streamed with a cap), checked, then classified;
 /// the inference time in `Server-Timing`.
 async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    let cors = ctx.data.cors.as_deref();
-    match classify_body(&mut req, &ctx.env, &ctx.data).await {
+    inference_response(classify_body(&mut req, &ctx.env, &ctx.data).await, ctx.data.cors.as_deref())
+}
+
+/// A classify-like answer: the JSON body with its `Server-Timing`, never cached; or the error.
+fn inference_response(answer: std::result::Result<(String, String), ApiError>, cors: Option<&str>) -> Result<Response> {
+    match answer {
         Ok((body, timing)) => {
             let mut resp = json_response(body, 200, cors)?;
             resp.headers_mut().set("Server-Timing", &timing)?;
@@ -238,15 +242,7 @@ async fn split_tail(mut req: Request, ctx: RouteContext<Admission>) -> Result<Re
         let response = service.classify(&body, ctx.data.rules.max_body, &now_ms)?;
         Ok((json(&response)?, server_timing(response.infer_ms)))
     };
-    match answer.await {
-        Ok((body, timing)) => {
-            let mut resp = json_response(body, 200, cors)?;
-            resp.headers_mut().set("Server-Timing", &timing)?;
-            resp.headers_mut().set("Cache-Control", "no-store")?;
-            Ok(resp)
-        }
-        Err(e) => error_response(&e, cors),
-    }
+    inference_response(answer.await, cors)
 }
 
 /// `OPTIONS` on a known path: the CORS preflight.

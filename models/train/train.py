@@ -297,7 +297,7 @@ def export(model: nn.Module, path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(path)))
 
 
-def export_early_exit(model: nn.Module, stage1: Path, stage2: Path, feature_shape=(1, 24, 14, 14)) -> None:
+def export_early_exit(model: nn.Module, stage1: Path, stage2: Path, feature_shape) -> None:
     model = fold_bn(model).eval()
     torch.onnx.export(Stage(model, 1), torch.zeros(1, 1, 28, 28), str(stage1), input_names=["image"],
                       output_names=["exit_logits", "features"], opset_version=13, do_constant_folding=True,
@@ -316,14 +316,40 @@ def ort_run(path: Path, name: str, x: torch.Tensor) -> list[np.ndarray]:
     return [np.concatenate([r[k] for r in runs]) for k in range(len(runs[0]))]
 
 
-def train_early_exit(args, train_set, test_set, mean, std, xt, yt, manifest, log) -> None:
-    """Trains the EarlyExit model, exports its two stages, records them under manifest["early_exit"]."""
+def quantize_u8(features: np.ndarray) -> np.ndarray:
+    """Per-sample u8 quantisation with an affine per-tensor scale, as hiedge-core does it
+    (`runtime::split::QuantizedFeatures`): offset = min, scale = (max - min) / 255 (1 when all are
+    equal), q = round((f - offset) / scale), f' = offset + q * scale."""
+    out = np.empty_like(features)
+    for i, f in enumerate(features):
+        lo, hi = float(f.min()), float(f.max())
+        scale = (hi - lo) / 255.0 if hi > lo else 1.0
+        out[i] = lo + np.clip(np.round((f - lo) / scale), 0, 255) * scale
+    return out
+
+
+# The two-stage models: stage 1 maps the image to (exit logits, features), stage 2 the features to
+# logits. kind: (class, files, feature shape, manifest key, the stages' names there, whether the
+# features travel quantised to u8 and the accuracy on them is recorded).
+STAGED = {
+    "ee": (EarlyExit, ("ee_stage1.onnx", "ee_stage2.onnx"), (1, 24, 14, 14), "early_exit", ("stage1", "stage2"), False),
+    "split": (Split, ("split_trunk.onnx", "split_tail.onnx"), (1, 16, 7, 7), "split", ("trunk", "tail"), True),
+}
+
+
+def train_two_stage(kind, args, train_set, test_set, mean, std, xt, yt, manifest, log) -> None:
+    """Trains an EarlyExit or Split model, exports its two stages, and records them in the manifest
+    (`early_exit` or `split`) with the measured accuracies; writes their onnxruntime logits to the fixture."""
+    cls, files, feature_shape, key, (name1, name2), u8 = STAGED[kind]
     t0 = time.time()
-    model = train("ee", train_set, test_set, mean, std, args.epochs, log)
-    s1, s2 = OUT_DIR / "ee_stage1.onnx", OUT_DIR / "ee_stage2.onnx"
-    export_early_exit(model, s1, s2)
+    model = train(kind, train_set, test_set, mean, std, args.epochs, log)
+    s1, s2 = OUT_DIR / files[0], OUT_DIR / files[1]
+    export_early_exit(model, s1, s2, feature_shape=feature_shape)
     exit_logits, features = ort_run(s1, "image", xt)
     (logits,) = ort_run(s2, "features", torch.from_numpy(features))
+    # torch.onnx.export restores the Stage wrappers' (training) mode afterwards, which would turn
+    # the tail's dropout back on: compare in eval mode.
+    model.eval()
     with torch.no_grad():
         torch_exit, torch_final = model(xt[:FIXTURE_N])
     parity = max(float(np.abs(torch_exit.numpy() - exit_logits[:FIXTURE_N]).max()),
@@ -331,65 +357,29 @@ def train_early_exit(args, train_set, test_set, mean, std, xt, yt, manifest, log
     exit_acc = float((exit_logits.argmax(1) == yt).mean())
     acc = float((logits.argmax(1) == yt).mean())
     stats = {p.name: onnx_weight_stats(p) for p in (s1, s2)}
-    log(f"ee: stage1 {stats[s1.name][0]} params, stage2 {stats[s2.name][0]} params, onnxruntime test acc exit "
-        f"{exit_acc:.4f} final {acc:.4f}, torch-vs-ort max|diff| {parity:.2e}, trained in {time.time() - t0:.0f}s")
-    manifest["early_exit"] = {
-        "stage1": {"file": s1.name, "sha256": sha256(s1), "params": stats[s1.name][0]},
-        "stage2": {"file": s2.name, "sha256": sha256(s2), "params": stats[s2.name][0]},
-        "feature_shape": [1, 24, 14, 14],
+    entry = {
+        name1: {"file": s1.name, "sha256": sha256(s1), "params": stats[s1.name][0]},
+        name2: {"file": s2.name, "sha256": sha256(s2), "params": stats[s2.name][0]},
+        "feature_shape": list(feature_shape),
         "exit_test_accuracy": round(exit_acc, 4),
         "test_accuracy": round(acc, 4),
-        "architecture": EarlyExit.__doc__.strip().replace("\n    ", " "),
-        "trained": {"epochs": args.epochs or SPECS["ee"][1], "seed": args.seed,
-                    "torch": torch.__version__, "onnxruntime": ort.__version__},
     }
+    u8_note = ""
+    if u8:
+        (logits_q,) = ort_run(s2, "features", torch.from_numpy(quantize_u8(features)))
+        entry["test_accuracy_u8"] = round(float((logits_q.argmax(1) == yt).mean()), 4)
+        u8_note = f" (u8 features {entry['test_accuracy_u8']:.4f})"
+    log(f"{kind}: {name1} {stats[s1.name][0]} params, {name2} {stats[s2.name][0]} params, onnxruntime test acc exit "
+        f"{exit_acc:.4f} final {acc:.4f}{u8_note}, torch-vs-ort max|diff| {parity:.2e}, "
+        f"trained in {time.time() - t0:.0f}s")
+    entry["architecture"] = cls.__doc__.strip().replace("\n    ", " ")
+    entry["trained"] = {"epochs": args.epochs or SPECS[kind][1], "seed": args.seed,
+                        "torch": torch.__version__, "onnxruntime": ort.__version__}
+    manifest[key] = entry
     fixture = OUT_DIR / "fixture"
     fixture.mkdir(exist_ok=True)
-    (fixture / "ee_exit_logits.f32").write_bytes(exit_logits[:FIXTURE_N].astype("<f4").tobytes())
-    (fixture / "ee_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
-
-
-def quantize_u8(features: np.ndarray) -> np.ndarray:
-    """Per-sample, per-tensor u8 quantisation as hiedge-core does it (features are >= 0 after ReLU):
-    scale = max / 255, q = round(f / scale), f' = q * scale."""
-    out = np.empty_like(features)
-    for i, f in enumerate(features):
-        m = float(f.max())
-        scale = m / 255.0 if m > 0 else 1.0
-        out[i] = np.clip(np.round(np.maximum(f, 0) / scale), 0, 255) * scale
-    return out
-
-
-def train_split(args, train_set, test_set, mean, std, xt, yt, manifest, log) -> None:
-    """Trains the Split model, exports trunk (device) and tail (edge), records them under manifest["split"]."""
-    t0 = time.time()
-    model = train("split", train_set, test_set, mean, std, args.epochs, log)
-    trunk, tail = OUT_DIR / "split_trunk.onnx", OUT_DIR / "split_tail.onnx"
-    export_early_exit(model, trunk, tail, feature_shape=(1, 16, 7, 7))
-    exit_logits, features = ort_run(trunk, "image", xt)
-    (logits,) = ort_run(tail, "features", torch.from_numpy(features))
-    (logits_q,) = ort_run(tail, "features", torch.from_numpy(quantize_u8(features)))
-    exit_acc = float((exit_logits.argmax(1) == yt).mean())
-    acc = float((logits.argmax(1) == yt).mean())
-    acc_q = float((logits_q.argmax(1) == yt).mean())
-    stats = {p.name: onnx_weight_stats(p) for p in (trunk, tail)}
-    log(f"split: trunk {stats[trunk.name][0]} params, tail {stats[tail.name][0]} params, onnxruntime test acc exit "
-        f"{exit_acc:.4f} final {acc:.4f} (u8 features {acc_q:.4f}), trained in {time.time() - t0:.0f}s")
-    manifest["split"] = {
-        "trunk": {"file": trunk.name, "sha256": sha256(trunk), "params": stats[trunk.name][0]},
-        "tail": {"file": tail.name, "sha256": sha256(tail), "params": stats[tail.name][0]},
-        "feature_shape": [1, 16, 7, 7],
-        "exit_test_accuracy": round(exit_acc, 4),
-        "test_accuracy": round(acc, 4),
-        "test_accuracy_u8": round(acc_q, 4),
-        "architecture": Split.__doc__.strip().replace("\n    ", " "),
-        "trained": {"epochs": args.epochs or SPECS["split"][1], "seed": args.seed,
-                    "torch": torch.__version__, "onnxruntime": ort.__version__},
-    }
-    fixture = OUT_DIR / "fixture"
-    fixture.mkdir(exist_ok=True)
-    (fixture / "split_exit_logits.f32").write_bytes(exit_logits[:FIXTURE_N].astype("<f4").tobytes())
-    (fixture / "split_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
+    (fixture / f"{kind}_exit_logits.f32").write_bytes(exit_logits[:FIXTURE_N].astype("<f4").tobytes())
+    (fixture / f"{kind}_logits.f32").write_bytes(logits[:FIXTURE_N].astype("<f4").tobytes())
 
 
 def onnx_weight_stats(path: Path) -> tuple[int, int]:
@@ -452,8 +442,7 @@ def main() -> None:
             random.seed(args.seed)
             np.random.seed(args.seed)
             torch.manual_seed(args.seed)
-            (train_early_exit if name == "ee" else train_split)(args, train_set, test_set, mean, std, xt, yt,
-                                                               manifest, log)
+            train_two_stage(name, args, train_set, test_set, mean, std, xt, yt, manifest, log)
             continue
         random.seed(args.seed)
         np.random.seed(args.seed)

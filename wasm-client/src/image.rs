@@ -101,3 +101,16 @@ pub async fn read(value: JsValue) -> Result<Input, JsValue> {
     }
     read_now(&value)
 }
+
+/// A read input as the model's input bytes: model-sized bytes as they are, an image converted by
+/// hiedge-core (size, colour and resize rule of `input`). The length is the caller's to check.
+pub fn to_pixels(input: Input, spec: &hiedge_core::manifest::InputSpec) -> Result<Vec<u8>, JsValue> {
+    use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
+    match input {
+        Input::ModelBytes(bytes) => Ok(bytes),
+        Input::Rgba { pixels, width, height } => {
+            let image = Image::new(&pixels, width, height, PixelFormat::Rgba).map_err(crate::js::core_error)?;
+            to_model_pixels(&image, spec).map_err(crate::js::core_error)
+        }
+    }
+}

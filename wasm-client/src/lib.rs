@@ -30,7 +30,6 @@ use std::rc::Rc;
 
 use hiedge_core::policy::tradeoff::{self, ScoredSample};
 use hiedge_core::protocol;
-use hiedge_core::runtime::image::{Image, PixelFormat};
 use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::session::{HiSession, LocalStep, RemoteOutcome};
 use hiedge_core::{Manifest, Model, PolicyConfig};
@@ -315,13 +314,7 @@ pub fn threshold_sweep(
 /// The model input for a read sample, and the local step on it.
 fn local_step(session: &RefCell<HiSession>, input: image::Input) -> Result<(LocalStep, Vec<u8>), JsValue> {
     let mut session = session.borrow_mut();
-    let pixels = match input {
-        image::Input::ModelBytes(bytes) => bytes,
-        image::Input::Rgba { pixels, width, height } => {
-            let image = Image::new(&pixels, width, height, PixelFormat::Rgba).map_err(core_error)?;
-            session.image_to_pixels(&image).map_err(core_error)?
-        }
-    };
+    let pixels = image::to_pixels(input, &session.manifest().input)?;
     let local =
         session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now_ms)).map_err(core_error)?;
     Ok((local, pixels))

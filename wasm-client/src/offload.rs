@@ -16,7 +16,6 @@ pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
 /// Where and how offloads are sent.
 #[derive(Debug, Clone)]
 pub struct OffloadClient {
-    url: Option<String>,
     base: Option<String>,
     path: String,
     token: Option<String>,
@@ -43,7 +42,6 @@ impl OffloadClient {
         delay_ms: Option<f64>,
     ) -> Result<Self, JsValue> {
         let mut client = OffloadClient {
-            url: None,
             base: None,
             path: model_set.map_or_else(|| CLASSIFY_PATH.to_string(), protocol::set_classify_path),
             token: token.filter(|t| !t.is_empty()),
@@ -63,7 +61,6 @@ impl OffloadClient {
             }
             Some(e) => return Err(coded_error(INVALID_OPTIONS, &format!("endpoint `{e}` is not an http(s) URL"))),
         };
-        self.url = self.base.as_ref().map(|b| format!("{b}{}", self.path));
         Ok(())
     }
 
@@ -92,23 +89,10 @@ impl OffloadClient {
         Ok(())
     }
 
-    /// Sends one sample; the round trip covers the emulated delay, the request and parsing the answer.
+    /// Sends one sample to the classify route; the round trip covers the emulated delay, the request
+    /// and parsing the answer.
     pub async fn classify(&self, pixels: &[u8], classes: usize) -> RemoteOutcome {
-        let start = now_ms();
-        let result = match &self.url {
-            None => Err("no endpoint is configured".to_string()),
-            Some(url) => {
-                if self.delay_ms > 0.0 {
-                    sleep(self.delay_ms).await;
-                }
-                self.post(url, pixels, classes).await
-            }
-        };
-        let round_trip_ms = now_ms() - start;
-        match result {
-            Ok(response) => RemoteOutcome::Answered { response, round_trip_ms },
-            Err(reason) => RemoteOutcome::Failed { reason, round_trip_ms },
-        }
+        self.send_to(&self.path, pixels, classes).await
     }
 
     async fn post(&self, url: &str, pixels: &[u8], classes: usize) -> Result<ClassifyResponse, String> {

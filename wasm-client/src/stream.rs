@@ -11,7 +11,6 @@ use std::rc::Rc;
 
 use hiedge_core::policy::planner::PlannerConfig;
 use hiedge_core::protocol;
-use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
 use hiedge_core::runtime::split;
 use hiedge_core::stream::{Pending, Step, StreamDecision, StreamSession};
 use hiedge_core::{Manifest, Model};
@@ -182,13 +181,7 @@ impl HiStream {
 impl HiStream {
     fn pixels(&self, input: image::Input) -> Result<Vec<u8>, JsValue> {
         let session = self.session.borrow();
-        let pixels = match input {
-            image::Input::ModelBytes(bytes) => bytes,
-            image::Input::Rgba { pixels, width, height } => {
-                let img = Image::new(&pixels, width, height, PixelFormat::Rgba).map_err(core_error)?;
-                to_model_pixels(&img, &session.manifest().input).map_err(core_error)?
-            }
-        };
+        let pixels = image::to_pixels(input, &session.manifest().input)?;
         if pixels.len() != session.input_len() {
             return Err(core_error(hiedge_core::Error::InputLength {
                 expected: session.input_len(),
