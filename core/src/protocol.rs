@@ -263,7 +263,8 @@ pub fn check_features_body(body: &[u8], feature_len: usize, max_body: usize) -> 
     }
     let f32_at = |i: usize| f32::from_le_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
     let (offset, scale) = (f32_at(0), f32_at(4));
-    if !offset.is_finite() || !scale.is_finite() || scale <= 0.0 {
+    // Every value the body can stand for (offset + q * scale, q <= 255) must be finite too.
+    if !offset.is_finite() || !scale.is_finite() || scale <= 0.0 || !(offset + 255.0 * scale).is_finite() {
         return Err(ApiError::new(
             ErrorCode::InvalidFeatures,
             format!("the features header must be a finite offset and a finite positive scale, is {offset} and {scale}"),
@@ -552,7 +553,9 @@ mod tests {
                 "{n}"
             );
         }
-        for (o, s) in [(f32::NAN, 1.0), (0.0, f32::INFINITY), (0.0, 0.0), (0.0, -1.0), (f32::NEG_INFINITY, 1.0)] {
+        for (o, s) in
+            [(f32::NAN, 1.0), (0.0, f32::INFINITY), (0.0, 0.0), (0.0, -1.0), (f32::NEG_INFINITY, 1.0), (0.0, 3e38)]
+        {
             let e = check_features_body(&body(o, s, 784), 784, 4096).unwrap_err();
             assert_eq!((e.code, e.status()), (ErrorCode::InvalidFeatures, 400), "{o} {s}");
         }

@@ -13,6 +13,7 @@
 //! | [`preprocess`] | an input shape, normalisation, layout and pixels of any length | accepted iff the length is right; output finite, same length |
 //! | [`policy_decide`] | a policy configuration and any float vector | `decide` accepts exactly the valid probability vectors; scores and thresholds stay in `0..=1` |
 //! | [`classify_response`] | a Worker's response text | the client's parser never panics; an accepted response is a valid distribution whose argmax is the label |
+//! | [`split_features`] | a feature count and a split-route body; arbitrary floats | the Worker's feature checks never panic; accepted features dequantise to finite values; quantised floats survive the wire |
 //!
 //! ```
 //! hiedge_fuzz::manifest(b"{\"schema_version\": 1}");
@@ -29,12 +30,13 @@ use hiedge_core::{Error, Feedback, Manifest, PolicyConfig, Preprocessor};
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets by name, as `make fuzz` and the corpus replay know them.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("manifest", manifest),
     ("classify_request", classify_request),
     ("preprocess", preprocess),
     ("policy_decide", policy_decide),
     ("classify_response", classify_response),
+    ("split_features", split_features),
 ];
 
 /// Largest error message the Worker may send: untrusted parts are echoed only truncated.
@@ -290,5 +292,36 @@ pub fn classify_response(data: &[u8]) {
         let label = r.label as usize;
         assert!(label < classes);
         assert!(r.probs.iter().all(|&p| p <= r.probs[label]), "label {label} is not the argmax of {:?}", r.probs);
+    }
+}
+
+/// A split-route body as the Worker reads it, and features through the client's quantisation.
+pub fn split_features(data: &[u8]) {
+    use hiedge_core::runtime::{split::QuantizedFeatures, Features};
+    let Some((head, body)) = data.split_first_chunk::<2>() else { return };
+    let feature_len = 1 + u16::from_le_bytes(*head) as usize % 2048;
+    match protocol::check_features_body(body, feature_len, 4096) {
+        Ok(_) => {
+            let q = QuantizedFeatures::from_bytes(body, feature_len).expect("checked bodies read");
+            let f = q.dequantize();
+            assert_eq!(f.len(), feature_len);
+            assert!(f.as_slice().iter().all(|v| v.is_finite()), "accepted features dequantise to non-finite values");
+        }
+        Err(e) => check_refusal(&e),
+    }
+    // The same bytes as floats: quantised, they always make a body the Worker accepts.
+    let floats: Vec<f32> = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if floats.is_empty() {
+        return;
+    }
+    let q = QuantizedFeatures::quantize(&Features::new(floats.clone()));
+    let wire = q.to_bytes();
+    let read = QuantizedFeatures::from_bytes(&wire, floats.len());
+    let finite: Vec<f32> = floats.iter().copied().filter(|v| v.is_finite()).collect();
+    let (lo, hi) = finite.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    // A range too wide for f32 ((max - min) overflows) is the one case the body cannot carry.
+    if finite.is_empty() || (hi - lo).is_finite() {
+        let read = read.unwrap_or_else(|e| panic!("quantised {floats:?} makes a refused body: {e}"));
+        assert_eq!(read, q);
     }
 }
