@@ -319,8 +319,9 @@ pub fn split_features(data: &[u8]) {
     let read = QuantizedFeatures::from_bytes(&wire, floats.len());
     let finite: Vec<f32> = floats.iter().copied().filter(|v| v.is_finite()).collect();
     let (lo, hi) = finite.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    // A range too wide for f32 ((max - min) overflows) is the one case the body cannot carry.
-    if finite.is_empty() || (hi - lo).is_finite() {
+    // A range too wide for f32 (its largest value, offset + 255 * scale, overflows) is the one case
+    // the body cannot carry; the Worker refuses it and the client falls back.
+    if finite.is_empty() || (lo + 255.0 * ((hi - lo) / 255.0)).is_finite() {
         let read = read.unwrap_or_else(|e| panic!("quantised {floats:?} makes a refused body: {e}"));
         assert_eq!(read, q);
     }

@@ -61,7 +61,9 @@ impl QuantizedFeatures {
         let finite = features.as_slice().iter().copied().filter(|v| v.is_finite());
         let (min, max) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let (offset, scale) = match (min.is_finite(), max > min) {
-            (true, true) => (min, (max - min) / 255.0),
+            // A range so narrow that its step underflows to 0 (subnormal features) takes a step
+            // of 1: every value becomes the offset, off by less than the range.
+            (true, true) => (min, Some((max - min) / 255.0).filter(|s| *s > 0.0).unwrap_or(1.0)),
             // All equal: q = 0 stands for that value.
             (true, false) => (min, 1.0),
             // No finite value at all.
@@ -116,7 +118,10 @@ mod tests {
 
     #[test]
     fn constant_and_broken_features_still_make_a_valid_body() {
-        for values in [vec![0.0; 10], vec![2.5; 10], vec![f32::NAN, 1.0, f32::INFINITY, 3.0], vec![f32::NAN; 3]] {
+        let subnormal = vec![4.5e-44, 0.0, -1e-45];
+        for values in
+            [vec![0.0; 10], vec![2.5; 10], vec![f32::NAN, 1.0, f32::INFINITY, 3.0], vec![f32::NAN; 3], subnormal]
+        {
             let n = values.len();
             let q = QuantizedFeatures::quantize(&Features::new(values.clone()));
             let wire = q.to_bytes();
