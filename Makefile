@@ -17,7 +17,7 @@ HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 # worker-build: use the tools installed here instead of downloading them from GitHub.
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
-.PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust test-fuzz-corpus \
+.PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
         test-browser test-worker test-npm test-e2e www eval calibrate bench bench-native bench-client bench-worker \
         demo models fuzz mnist-data eval-mnist models-mnist
 
@@ -89,6 +89,10 @@ test-npm: wasm ## npm pack, install the tarball in an empty project, classify in
 
 test-e2e: worker www ## the demo page in headless Chromium against wrangler dev (Playwright)
 	node tests/e2e/demo.test.mjs
+
+bench-size: tools ## client wasm size levers: one build each (scripts/size-levers.sh, minutes each), timed side by side in one page -> bench/size.md
+	scripts/size-levers.sh
+	node scripts/bench-size.mjs
 
 test-bench: worker wasm ## the benchmark harness runs on a handful of samples (not a benchmark)
 	node tests/bench/harness.test.mjs

@@ -55,6 +55,9 @@ pub enum Error {
     /// A decision policy was configured with parameters it cannot use.
     #[error("invalid policy configuration: {0}")]
     InvalidPolicy(String),
+    /// `only_remote`: the Worker could not answer and the mode forbids a device answer.
+    #[error("the Worker could not answer and the mode is only_remote: {0}")]
+    RemoteUnavailable(String),
     /// A file could not be read.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -75,6 +78,7 @@ impl Error {
             Error::InvalidImage(_) => "InvalidImage",
             Error::InvalidProbabilities(_) => "InvalidProbabilities",
             Error::InvalidPolicy(_) => "InvalidPolicy",
+            Error::RemoteUnavailable(_) => "RemoteUnavailable",
             Error::Io(_) => "Io",
         }
     }

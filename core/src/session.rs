@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint};
 use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
 use crate::protocol::ClassifyResponse;
 use crate::runtime::{EarlyExitModel, Model, Prediction};
@@ -64,6 +65,100 @@ pub enum LocalStage {
     Stage2,
 }
 
+/// Where a client answers samples (`HiClient`'s `mode`). Every mode runs the device model first,
+/// so a failed request is answered on the device (except `only_remote`, which rejects instead).
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Hierarchical inference: the decision module keeps confident answers and sends the rest to
+    /// the Worker.
+    #[default]
+    Cascade,
+    /// The device answers whenever its model can; the Worker only for samples the device model
+    /// cannot take. With the device model loaded that is none: like `only_local`, but named for
+    /// what it promises.
+    PreferLocal,
+    /// Never a request: the device answers every sample (`offloadWanted` still says what the
+    /// decision module would have done).
+    OnlyLocal,
+    /// Every sample goes to the Worker; the device's answer when the request fails (`fallback`).
+    PreferRemote,
+    /// Every sample goes to the Worker; a failed request rejects (code `RemoteUnavailable`).
+    OnlyRemote,
+}
+
+/// Why a sample was answered where it was.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Why {
+    /// `cascade`: the decision module was sure of the device's answer.
+    Confident,
+    /// `cascade`: the decision module was not sure, so the sample went to the Worker.
+    Unsure,
+    /// The mode decided (`prefer_local` / `only_local` keep, `prefer_remote` / `only_remote` send).
+    Mode,
+    /// The decision module wanted the Worker but the `allowOffload` hook said no (or threw).
+    Refused,
+    /// The decision module wanted the Worker but `maxOffloadsPerMinute` was reached.
+    OffloadCap,
+    /// `classifyLocal`: the caller asked for the device's answer.
+    LocalCall,
+}
+
+/// Which side gave a sample's final answer.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The model on the device.
+    Device,
+    /// The Worker's model.
+    Worker,
+}
+
+/// Whether a sample goes to the Worker, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// Make the request.
+    pub send: bool,
+    /// Why.
+    pub why: Why,
+}
+
+impl Mode {
+    /// The route for a sample the decision module judged `decision`.
+    pub fn route(self, decision: &Decision) -> Route {
+        match self {
+            Mode::Cascade if decision.is_offload() => Route { send: true, why: Why::Unsure },
+            Mode::Cascade => Route { send: false, why: Why::Confident },
+            Mode::PreferLocal | Mode::OnlyLocal => Route { send: false, why: Why::Mode },
+            Mode::PreferRemote | Mode::OnlyRemote => Route { send: true, why: Why::Mode },
+        }
+    }
+}
+
+/// At most `per_minute` requests in any 60 s window (clock readings in ms).
+#[derive(Debug, Clone)]
+struct OffloadCap {
+    per_minute: u32,
+    sent_ms: std::collections::VecDeque<f64>,
+}
+
+impl OffloadCap {
+    fn admit(&mut self, now_ms: f64) -> bool {
+        while self.sent_ms.front().is_some_and(|&t| now_ms - t >= 60_000.0) {
+            self.sent_ms.pop_front();
+        }
+        let ok = self.sent_ms.len() < self.per_minute as usize;
+        if ok {
+            self.sent_ms.push_back(now_ms);
+        }
+        ok
+    }
+}
+
 /// The local half of a sample: tiny-model prediction, decision and their timings (ms).
 #[derive(Debug, Clone)]
 pub struct LocalStep {
@@ -83,14 +178,25 @@ pub struct LocalStep {
     pub payload_bytes: usize,
     /// Which local computation ran.
     pub stage: LocalStage,
+    /// Whether the sample goes to the Worker (mode and decision), and why; the caller may
+    /// [`withhold`](LocalStep::withhold) it.
+    pub route: Route,
+}
+
+impl LocalStep {
+    /// Keeps a sample the route would send on the device, for `why` (the `allowOffload` hook said
+    /// no, or the offload cap was reached).
+    pub fn withhold(&mut self, why: Why) {
+        self.route = Route { send: false, why };
+    }
 }
 
 /// What happened to the offload request.
 #[derive(Debug, Clone)]
 pub enum RemoteOutcome {
-    /// The decision was to keep: no request was made.
+    /// The route was to keep: no request was made.
     NotAsked,
-    /// The caller asked for a local-only answer (no network), whatever the decision was.
+    /// The caller asked for a local-only answer (no network), whatever the route was.
     LocalOnly,
     /// The Worker answered with a valid classify response.
     Answered {
@@ -169,11 +275,16 @@ pub struct HiResult {
     pub bytes_sent: usize,
     /// Which local computation ran (`full` for HI; `exit`, `early_offload` or `stage2` for EE-HI).
     pub local_stage: LocalStage,
+    /// Which side gave `label`.
+    pub answered_by: Side,
+    /// Why the sample was answered there (a `fallback` keeps the reason it was sent; see
+    /// `fallbackReason` for why the request failed).
+    pub why: Why,
 }
 
 /// Running statistics over a session's samples (`ClientStats` in TypeScript).
 #[cfg_attr(feature = "ts", derive(tsify::Tsify))]
-#[cfg_attr(feature = "ts", tsify(rename = "ClientStats"))]
+#[cfg_attr(feature = "ts", tsify(rename = "ClientStats", missing_as_null))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionStats {
@@ -195,6 +306,12 @@ pub struct SessionStats {
     pub mean_round_trip_ms: f64,
     /// Total request bytes sent.
     pub bytes_sent: u64,
+    /// Samples the decision module (or the mode) would have sent but that stayed on the device
+    /// because the `allowOffload` hook said no or the offload cap was reached.
+    pub withheld: u64,
+    /// The offload share the policy was calibrated for (`HiClient.calibrate`, or the manifest's
+    /// EE-HI calibration), to read next to `offloadFraction`; `None` when unknown.
+    pub calibrated_offload_fraction: Option<f64>,
     #[serde(skip)]
     sum_total_ms: f64,
     #[serde(skip)]
@@ -218,6 +335,7 @@ impl SessionStats {
             self.sum_round_trip_ms += r.timings.round_trip_ms;
         }
         self.bytes_sent += r.bytes_sent as u64;
+        self.withheld += matches!(r.why, Why::Refused | Why::OffloadCap) as u64;
         let n = self.samples as f64;
         self.offload_fraction = requests as f64 / n;
         self.mean_total_ms = self.sum_total_ms / n;
@@ -235,6 +353,8 @@ pub struct HiSession {
     policy_config: PolicyConfig,
     policy: Box<dyn DecisionPolicy>,
     stats: SessionStats,
+    mode: Mode,
+    offload_cap: Option<OffloadCap>,
 }
 
 impl HiSession {
@@ -258,8 +378,12 @@ impl HiSession {
             policy_config: policy,
             policy: built,
             stats: SessionStats::default(),
+            mode: Mode::default(),
+            offload_cap: None,
         };
         session.check_policy(session.policy.as_ref())?;
+        let mut session = session;
+        session.stats.calibrated_offload_fraction = session.manifest_offload_fraction();
         Ok(session)
     }
 
@@ -295,7 +419,72 @@ impl HiSession {
         self.check_policy(built.as_ref())?;
         self.policy = built;
         self.policy_config = policy;
+        self.stats.calibrated_offload_fraction = self.manifest_offload_fraction();
         Ok(())
+    }
+
+    /// The offload share the manifest records for the policy in use (EE-HI at its calibrated
+    /// thresholds; the threshold policies' shares are not in the manifest).
+    fn manifest_offload_fraction(&self) -> Option<f64> {
+        let e = self.manifest.decision.as_ref()?.early_exit?;
+        let t = e.thresholds;
+        (self.policy_config == PolicyConfig::EeHi { exit: t.exit, offload: t.offload, hi: t.hi })
+            .then_some(e.calibration.offloaded)
+    }
+
+    /// Where samples are answered.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Sets where samples are answered (from the next sample on).
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// Caps requests to the Worker at `per_minute` in any 60 s (`None`: no cap). A sample over the
+    /// cap is answered on the device, `why: offload_cap`.
+    pub fn set_offload_cap(&mut self, per_minute: Option<u32>) {
+        self.offload_cap = per_minute.map(|per_minute| OffloadCap { per_minute, sent_ms: Default::default() });
+    }
+
+    /// Call right before sending a routed sample: counts it against the offload cap, or, over the
+    /// cap, withholds it (`why: offload_cap`) and returns false.
+    pub fn admit_request(&mut self, local: &mut LocalStep, now_ms: f64) -> bool {
+        if !local.route.send {
+            return false;
+        }
+        if self.offload_cap.as_mut().is_some_and(|cap| !cap.admit(now_ms)) {
+            local.withhold(Why::OffloadCap);
+            return false;
+        }
+        true
+    }
+
+    /// Fits the threshold of the policy in use on labelled samples already scored by it (see
+    /// [`fit_threshold`]), switches the policy to it, and records the fitted offload share for
+    /// [`SessionStats::calibrated_offload_fraction`]. Fails for policies without a threshold, and
+    /// when no threshold meets the target.
+    pub fn calibrate(&mut self, samples: &[ScoredSample], target: CalibrationTarget) -> Result<TradeoffPoint> {
+        let config = self.policy_config.with_threshold(0.5).ok_or_else(|| {
+            Error::InvalidPolicy(format!(
+                "calibrate fits a threshold: the policy in use ({}) has none; use max_prob, margin, entropy or logistic_top2",
+                self.policy.name()
+            ))
+        })?;
+        let point = fit_threshold(samples, target).ok_or_else(|| {
+            Error::InvalidPolicy(format!("no threshold meets {target:?} on these {} samples", samples.len()))
+        })?;
+        let config = config.with_threshold(point.threshold).unwrap_or(config);
+        self.set_policy(config)?;
+        self.stats.calibrated_offload_fraction = Some(point.offloaded);
+        Ok(point)
+    }
+
+    /// The decision score of the policy in use for `probs`, when it is a threshold policy (what
+    /// [`calibrate`](HiSession::calibrate) fits on).
+    pub fn threshold_score(&self, probs: &[f32]) -> Option<f32> {
+        self.policy_config.threshold_policy().map(|p| p.rule.score_unchecked(probs))
     }
 
     /// Running statistics.
@@ -303,9 +492,10 @@ impl HiSession {
         self.stats
     }
 
-    /// Clears the running statistics.
+    /// Clears the running statistics (the calibrated offload share stays).
     pub fn reset_stats(&mut self) {
-        self.stats = SessionStats::default();
+        self.stats =
+            SessionStats { calibrated_offload_fraction: self.stats.calibrated_offload_fraction, ..Default::default() };
     }
 
     /// Fails with [`Error::InputLength`] (naming both lengths) unless `len` is the model's input size.
@@ -361,6 +551,7 @@ impl HiSession {
         [t0, t1, t2, t3]: [f64; 4],
     ) -> LocalStep {
         LocalStep {
+            route: self.mode.route(&decision),
             prediction,
             decision,
             started_ms: t0,
@@ -374,9 +565,10 @@ impl HiSession {
 
     /// Builds the result for a sample from its local step and what happened to its offload, at
     /// clock reading `now_ms`; feeds a remote label back to the policy and records the statistics.
-    /// A failed offload never loses the sample: it is answered locally and flagged `Fallback`.
+    /// A failed request never loses the sample: it is answered on the device and flagged
+    /// `Fallback`, except in [`Mode::OnlyRemote`], where it is [`Error::RemoteUnavailable`].
     pub fn finish(&mut self, local: LocalStep, remote: RemoteOutcome, now_ms: f64) -> Result<HiResult> {
-        let LocalStep { prediction, decision, .. } = &local;
+        let LocalStep { prediction, decision, route, .. } = &local;
         let threshold = self.policy.threshold();
         let class_name = |label: usize| self.manifest.classes.get(label).cloned().unwrap_or_default();
         let mut timings = Timings {
@@ -387,7 +579,7 @@ impl HiSession {
             remote_ms: None,
             total_ms: (now_ms - local.started_ms).max(0.0),
         };
-        let local_only = |outcome, reason, round_trip_ms, timings: Timings| HiResult {
+        let local_only = |outcome, why, reason, round_trip_ms, timings: Timings| HiResult {
             label: prediction.label,
             class_name: class_name(prediction.label),
             probs: prediction.probs.clone(),
@@ -405,41 +597,53 @@ impl HiSession {
             timings: Timings { round_trip_ms, ..timings },
             bytes_sent: if outcome == Outcome::Local { 0 } else { local.payload_bytes },
             local_stage: local.stage,
+            answered_by: Side::Device,
+            why,
         };
         let result = match remote {
-            RemoteOutcome::NotAsked if decision.is_offload() => {
-                return Err(Error::InvalidPolicy("the decision was to offload but no request was made".into()))
+            RemoteOutcome::LocalOnly => local_only(Outcome::Local, Why::LocalCall, None, 0.0, timings),
+            RemoteOutcome::NotAsked if route.send => {
+                return Err(Error::InvalidPolicy("the sample was routed to the Worker but no request was made".into()))
             }
-            RemoteOutcome::NotAsked | RemoteOutcome::LocalOnly => local_only(Outcome::Local, None, 0.0, timings),
+            RemoteOutcome::NotAsked => local_only(Outcome::Local, route.why, None, 0.0, timings),
+            RemoteOutcome::Answered { .. } | RemoteOutcome::Failed { .. } if !route.send => {
+                return Err(Error::InvalidPolicy("a request was made for a sample routed to the device".into()))
+            }
+            RemoteOutcome::Failed { reason, .. } if self.mode == Mode::OnlyRemote => {
+                return Err(Error::RemoteUnavailable(reason))
+            }
             RemoteOutcome::Failed { reason, round_trip_ms } => {
-                local_only(Outcome::Fallback, Some(reason), round_trip_ms, timings)
+                local_only(Outcome::Fallback, route.why, Some(reason), round_trip_ms, timings)
             }
             RemoteOutcome::Answered { response, round_trip_ms } => {
                 let remote_label = response.label as usize;
                 if remote_label >= self.manifest.classes.len() {
-                    local_only(
-                        Outcome::Fallback,
-                        Some(format!("remote label {remote_label} is out of range")),
-                        round_trip_ms,
-                        timings,
-                    )
+                    let reason = format!("remote label {remote_label} is out of range");
+                    if self.mode == Mode::OnlyRemote {
+                        return Err(Error::RemoteUnavailable(reason));
+                    }
+                    local_only(Outcome::Fallback, route.why, Some(reason), round_trip_ms, timings)
                 } else {
-                    self.policy.observe(&Feedback {
-                        probs: &prediction.probs,
-                        local_label: prediction.label,
-                        remote_label,
-                        explored: decision.explored,
-                    })?;
+                    // Only what the decision module itself sent teaches it (a mode that sends
+                    // every sample would bias an online policy).
+                    if decision.is_offload() {
+                        self.policy.observe(&Feedback {
+                            probs: &prediction.probs,
+                            local_label: prediction.label,
+                            remote_label,
+                            explored: decision.explored,
+                        })?;
+                    }
                     timings.remote_ms = response.infer_ms;
                     HiResult {
                         label: remote_label,
                         class_name: class_name(remote_label),
                         confidence: response.probs.get(remote_label).copied().unwrap_or(0.0),
                         probs: response.probs,
-                        offload_wanted: true,
                         remote_label: Some(remote_label),
                         remote_model: Some(response.model),
-                        ..local_only(Outcome::Offloaded, None, round_trip_ms, timings)
+                        answered_by: Side::Worker,
+                        ..local_only(Outcome::Offloaded, route.why, None, round_trip_ms, timings)
                     }
                 }
             }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use hiedge_core::manifest::OutputKind;
+use hiedge_core::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample};
 use hiedge_core::policy::{DecisionPolicy, Feedback, ScoreRule};
 use hiedge_core::prob::{argmax, validate_probs};
 
@@ -100,37 +101,19 @@ impl Samples {
         Ok(m)
     }
 
-    /// The threshold that reaches `target` HI accuracy with the least offloading, found exactly by
-    /// scanning the samples in score order. `None` when no threshold reaches it.
+    /// The threshold that reaches `target` HI accuracy with the least offloading
+    /// ([`fit_threshold`], the same search the browser's `HiClient.calibrate` runs). `None` when no
+    /// threshold reaches it.
     pub fn operating_point(&self, rule: &ScoreRule, target: f64) -> Option<OperatingPoint> {
-        let mut order: Vec<(f32, usize)> =
-            self.tiny_probs.iter().enumerate().map(|(i, p)| (rule.score_unchecked(p), i)).collect();
-        order.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let n = self.len();
-        let mut correct: i64 = (0..n).filter(|&i| self.tiny_pred[i] == self.labels[i]).count() as i64;
-        let need = (target * n as f64 - 1e-9).ceil() as i64;
-        // k = number offloaded: the k lowest scores. Only cut between distinct scores.
-        for k in 0..=n {
-            let boundary = k == 0 || k == n || order[k - 1].0 < order[k].0;
-            if k > 0 {
-                let i = order[k - 1].1;
-                correct += (self.large_pred[i] == self.labels[i]) as i64 - (self.tiny_pred[i] == self.labels[i]) as i64;
-            }
-            if !boundary || correct < need {
-                continue;
-            }
-            let threshold = if k == 0 {
-                if order.first().is_some_and(|(s, _)| *s > 0.0) {
-                    0.0
-                } else {
-                    continue;
-                }
-            } else {
-                order[k - 1].0
-            };
-            return Some(OperatingPoint { threshold, metrics: self.at_threshold(rule, threshold) });
-        }
-        None
+        let scored: Vec<ScoredSample> = (0..self.len())
+            .map(|i| ScoredSample {
+                score: rule.score_unchecked(&self.tiny_probs[i]),
+                local_right: self.tiny_pred[i] == self.labels[i],
+                remote_right: self.large_pred[i] == self.labels[i],
+            })
+            .collect();
+        let point = fit_threshold(&scored, CalibrationTarget::Accuracy(target))?;
+        Some(OperatingPoint { threshold: point.threshold, metrics: self.at_threshold(rule, point.threshold) })
     }
 }
 

@@ -7,9 +7,10 @@ use std::time::Instant;
 #[path = "support/reference.rs"]
 mod reference;
 
+use hiedge_core::policy::tradeoff::{CalibrationTarget, ScoredSample};
 use hiedge_core::protocol::ClassifyResponse;
 use hiedge_core::server::{model_set_list, parse_set_index, ModelService, ModelSet};
-use hiedge_core::session::{HiSession, Outcome, RemoteOutcome};
+use hiedge_core::session::{HiSession, Mode, Outcome, RemoteOutcome, Side, Why};
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use hiedge_eval::fixture::Fixture;
 
@@ -484,4 +485,168 @@ fn a_stream_answers_every_sample_once_and_skips_only_by_its_rule() {
     let accuracy = right as f64 / answered.len() as f64;
     assert!(accuracy >= 0.88, "stream accuracy {accuracy}");
     eprintln!("stream: {stats:?}, accuracy {accuracy:.4}");
+}
+
+/// The Worker's answer for fixture image `i`: onnxruntime's large-model logits from the fixture.
+fn large_answer(fx: &Fixture, i: usize) -> RemoteOutcome {
+    let logits = fx.reference_logits("large", i).unwrap();
+    RemoteOutcome::Answered {
+        response: ClassifyResponse {
+            label: hiedge_core::prob::argmax(logits) as u32,
+            probs: hiedge_core::prob::softmax(logits, 1.0),
+            model: "large@fixture".into(),
+            infer_ms: None,
+        },
+        round_trip_ms: 5.0,
+    }
+}
+
+fn failed() -> RemoteOutcome {
+    RemoteOutcome::Failed { reason: "network error: refused".into(), round_trip_ms: 1.0 }
+}
+
+#[test]
+fn every_mode_answers_where_it_says_and_says_why() {
+    let mut s = session(PolicyConfig::calibrated(&Manifest::from_json(&manifest_json()).unwrap()).unwrap());
+    let fx = fixture(s.manifest());
+    let clock = clock();
+    // Cascade: the route follows the decision module, on images it keeps and images it sends.
+    let (mut kept, mut sent) = (0, 0);
+    for i in 0..200 {
+        let local = s.run_local(fx.image(i), &clock).unwrap();
+        assert_eq!(local.route.send, local.decision.is_offload(), "image {i}");
+        let remote = if local.route.send { large_answer(&fx, i) } else { RemoteOutcome::NotAsked };
+        let r = s.finish(local, remote, clock()).unwrap();
+        match r.decision {
+            Outcome::Local => {
+                kept += 1;
+                assert_eq!((r.answered_by, r.why), (Side::Device, Why::Confident));
+            }
+            Outcome::Offloaded => {
+                sent += 1;
+                assert_eq!((r.answered_by, r.why), (Side::Worker, Why::Unsure));
+            }
+            Outcome::Fallback => panic!("no failure here"),
+        }
+    }
+    assert!(kept > 100 && sent > 10, "kept {kept}, sent {sent}");
+
+    // only_local and prefer_local: never a request, whatever the decision; offloadWanted still told.
+    for mode in [Mode::OnlyLocal, Mode::PreferLocal] {
+        s.set_mode(mode);
+        for i in 0..60 {
+            let local = s.run_local(fx.image(i), &clock).unwrap();
+            assert!(!local.route.send);
+            let wanted = local.decision.is_offload();
+            let r = s.finish(local, RemoteOutcome::NotAsked, clock()).unwrap();
+            assert_eq!((r.decision, r.answered_by, r.why, r.bytes_sent), (Outcome::Local, Side::Device, Why::Mode, 0));
+            assert_eq!(r.offload_wanted, wanted);
+        }
+    }
+    // prefer_remote: every sample is sent; a failure is answered on the device.
+    s.set_mode(Mode::PreferRemote);
+    let local = s.run_local(fx.image(0), &clock).unwrap();
+    assert!(local.route.send && !local.decision.is_offload(), "image 0 is one the decision module keeps");
+    let r = s.finish(local, large_answer(&fx, 0), clock()).unwrap();
+    assert_eq!(
+        (r.decision, r.answered_by, r.why, r.offload_wanted),
+        (Outcome::Offloaded, Side::Worker, Why::Mode, false)
+    );
+    let local = s.run_local(fx.image(1), &clock).unwrap();
+    let r = s.finish(local, failed(), clock()).unwrap();
+    assert_eq!((r.decision, r.answered_by, r.why), (Outcome::Fallback, Side::Device, Why::Mode));
+    // only_remote: a failure rejects (no device answer), an answer is the Worker's.
+    s.set_mode(Mode::OnlyRemote);
+    let local = s.run_local(fx.image(2), &clock).unwrap();
+    let e = s.finish(local, failed(), clock()).unwrap_err();
+    assert_eq!(e.code(), "RemoteUnavailable");
+    assert!(e.to_string().contains("network error: refused"), "{e}");
+    let local = s.run_local(fx.image(3), &clock).unwrap();
+    assert_eq!(s.finish(local, large_answer(&fx, 3), clock()).unwrap().answered_by, Side::Worker);
+    // A request for a sample routed to the device is a caller bug, reported.
+    s.set_mode(Mode::OnlyLocal);
+    let local = s.run_local(fx.image(4), &clock).unwrap();
+    assert!(s.finish(local, large_answer(&fx, 4), clock()).is_err());
+}
+
+#[test]
+fn the_hook_and_the_offload_cap_keep_samples_on_the_device() {
+    let mut s = session(PolicyConfig::AlwaysOffload);
+    let fx = fixture(s.manifest());
+    let clock = clock();
+    // The hook said no: answered on the device, flagged, counted.
+    let mut local = s.run_local(fx.image(0), &clock).unwrap();
+    local.withhold(Why::Refused);
+    assert!(!s.admit_request(&mut local, 0.0));
+    let r = s.finish(local, RemoteOutcome::NotAsked, clock()).unwrap();
+    assert_eq!(
+        (r.decision, r.why, r.offload_wanted, r.answered_by),
+        (Outcome::Local, Why::Refused, true, Side::Device)
+    );
+
+    // At most 2 requests in any 60 s (clock readings in ms).
+    s.set_offload_cap(Some(2));
+    let mut admitted = Vec::new();
+    for (i, now) in [0.0, 1_000.0, 2_000.0, 59_999.0, 60_000.0, 60_500.0, 61_000.0].into_iter().enumerate() {
+        let mut local = s.run_local(fx.image(i), &clock).unwrap();
+        let ok = s.admit_request(&mut local, now);
+        admitted.push(ok);
+        let remote = if ok { large_answer(&fx, i) } else { RemoteOutcome::NotAsked };
+        let r = s.finish(local, remote, clock()).unwrap();
+        assert_eq!(r.why, if ok { Why::Unsure } else { Why::OffloadCap }, "sample {i} at {now} ms");
+    }
+    // 0 and 1000 fill the window; 60000 frees the slot of 0, 61000 the slot of 1000.
+    assert_eq!(admitted, [true, true, false, false, true, false, true]);
+    let st = s.stats();
+    assert_eq!((st.withheld, st.offloaded, st.local), (4, 4, 4), "1 refused + 3 over the cap; 4 sent");
+    s.set_offload_cap(None);
+    let mut local = s.run_local(fx.image(9), &clock).unwrap();
+    assert!(s.admit_request(&mut local, 61_001.0));
+}
+
+#[test]
+fn calibrating_on_labelled_samples_hits_its_target_on_held_out_ones() {
+    let mut s = session(PolicyConfig::MaxProb { threshold: 0.5 });
+    let fx = fixture(s.manifest());
+    let clock = clock();
+    // Scored as the browser's HiClient.calibrate does: the device model's score and whether each
+    // model was right; the Worker's answers are onnxruntime's large-model logits.
+    let scored = |s: &mut HiSession, range: std::ops::Range<usize>| -> Vec<ScoredSample> {
+        range
+            .map(|i| {
+                let local = s.run_local(fx.image(i), &clock).unwrap();
+                let large = hiedge_core::prob::argmax(fx.reference_logits("large", i).unwrap());
+                ScoredSample {
+                    score: s.threshold_score(&local.prediction.probs).unwrap(),
+                    local_right: local.prediction.label == fx.labels[i] as usize,
+                    remote_right: large == fx.labels[i] as usize,
+                }
+            })
+            .collect()
+    };
+    let (fit, held_out) = (scored(&mut s, 0..500), scored(&mut s, 500..1000));
+    // Written out here, not by the code under test: share offloaded and accuracy at a threshold.
+    let at = |samples: &[ScoredSample], t: f32| {
+        let off = samples.iter().filter(|x| x.score <= t).count() as f64 / samples.len() as f64;
+        let right = samples.iter().filter(|x| if x.score <= t { x.remote_right } else { x.local_right }).count();
+        (off, right as f64 / samples.len() as f64)
+    };
+
+    let p = s.calibrate(&fit, CalibrationTarget::Offload(0.2)).unwrap();
+    assert!(p.offloaded <= 0.2 && p.offloaded > 0.18, "{p:?}");
+    assert_eq!(s.policy(), &PolicyConfig::MaxProb { threshold: p.threshold });
+    assert_eq!(s.stats().calibrated_offload_fraction, Some(p.offloaded));
+    let (off, _) = at(&held_out, p.threshold);
+    assert!((off - 0.2).abs() <= 0.05, "held-out offload share {off} for target 0.2 (tolerance 0.05)");
+
+    let local_acc = held_out.iter().filter(|x| x.local_right).count() as f64 / 500.0;
+    let p = s.calibrate(&fit, CalibrationTarget::Accuracy(0.92)).unwrap();
+    assert!(p.accuracy >= 0.92, "{p:?}");
+    let (off, acc) = at(&held_out, p.threshold);
+    assert!(acc >= 0.92 - 0.02, "held-out accuracy {acc} for target 0.92 (tolerance 0.02); tiny alone {local_acc}");
+    assert!(off < 1.0, "it does not offload everything: {off}");
+
+    assert_eq!(s.calibrate(&fit, CalibrationTarget::Accuracy(1.0)).unwrap_err().code(), "InvalidPolicy");
+    s.set_policy(PolicyConfig::AlwaysLocal).unwrap();
+    assert!(s.calibrate(&fit, CalibrationTarget::Offload(0.2)).unwrap_err().to_string().contains("has none"));
 }

@@ -58,7 +58,8 @@ try {
   const dts = readFileSync(join(app, "node_modules/hiedge", installed.types), "utf8");
   // Generated from the Rust types (tsify), not written by hand.
   for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(input: Uint8Array | ImageData | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement | HTMLVideoElement | ImageBitmap | VideoFrame | Blob): Promise<ClassifyResult>",
-    "type PolicyConfig", "type PolicyChoice", "interface ClientStats", "function thresholdSweep"]) {
+    "type PolicyConfig", "type PolicyChoice", "interface ClientStats", "function thresholdSweep", "type Mode", "type Why",
+    "interface OffloadRequest", "interface Calibration", "calibrate(samples: Array<"]) {
     assert.ok(dts.includes(name), `types lack \`${name}\``);
   }
 
@@ -67,6 +68,8 @@ try {
   copyFileSync(join(models, "tiny.onnx"), join(app, "tiny.onnx"));
   copyFileSync(join(models, "manifest.json"), join(app, "manifest.json"));
   writeFileSync(join(app, "sample.bin"), readFileSync(join(models, "fixture/images.u8")).subarray(0, 784));
+  copyFileSync(join(models, "fixture/images.u8"), join(app, "images.u8"));
+  copyFileSync(join(models, "fixture/labels.u8"), join(app, "labels.u8"));
   writeFileSync(
     join(app, "index.html"),
     `<!doctype html><meta charset="utf-8"><title>hiedge user app</title><script type="module">
@@ -91,10 +94,62 @@ try {
     const r = await c.classify(pixels);
     failures[mode] = { decision: r.decision, reason: r.fallbackReason, label: r.label, localLabel: r.localLabel };
   }
+  // Modes, the allowOffload hook and the offload cap, against the real Worker.
+  const modes = {};
+  const fresh = (o) => HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint, ...o });
+  const images = new Uint8Array(await (await fetch("./images.u8")).arrayBuffer());
+  const labels = new Uint8Array(await (await fetch("./labels.u8")).arrayBuffer());
+  const img = (i) => images.subarray(i * 784, (i + 1) * 784);
+  for (const mode of ["cascade", "prefer_local", "only_local", "prefer_remote", "only_remote"]) {
+    const c = await fresh({ mode, policy: "always_offload" });
+    const r = await c.classify(pixels);
+    modes[mode] = { decision: r.decision, answeredBy: r.answeredBy, why: r.why, bytes: r.bytesSent, mode: c.mode };
+  }
+  const down = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: badBase + "/down503", mode: "only_remote" });
+  try { await down.classify(pixels); modes.onlyRemoteDown = "answered"; } catch (e) { modes.onlyRemoteDown = e.code + ": " + e.message; }
+  const hookSeen = [];
+  const hooked = await fresh({ policy: "always_offload", allowOffload: (req) => { hookSeen.push(req); return false; } });
+  modes.refused = (await hooked.classify(pixels)).why;
+  hooked.setAllowOffload(async () => true);
+  modes.promiseTrue = (await hooked.classify(pixels)).answeredBy;
+  hooked.setAllowOffload(() => { throw new Error("no consent"); });
+  modes.thrown = (await hooked.classify(pixels)).why;
+  hooked.setAllowOffload(() => "yes");
+  modes.notTrue = (await hooked.classify(pixels)).why;
+  modes.hookSeen = hookSeen;
+  let badHook = null;
+  try { hooked.setAllowOffload(42); } catch (e) { badHook = e.code; }
+  modes.badHook = badHook;
+  const capped = await fresh({ policy: "always_offload", maxOffloadsPerMinute: 2 });
+  modes.capped = [];
+  for (let i = 0; i < 5; i++) modes.capped.push((await capped.classify(img(i))).why);
+  modes.cappedStats = capped.stats();
+  let badMode = null;
+  try { capped.setMode("sometimes"); } catch (e) { badMode = e.message; }
+  modes.badMode = badMode;
+
+  // Calibrate in the browser on 300 labelled samples, check on 300 held-out ones.
+  const calib = {};
+  const cal = await fresh({ policy: "max_prob" });
+  const fitSamples = [...Array(300).keys()].map(img);
+  const fitLabels = labels.subarray(0, 300);
+  for (const [name, target] of [["offload", { targetOffload: 0.2 }], ["accuracy", { targetAccuracy: 0.935 }]]) {
+    const fit = await cal.calibrate(fitSamples, fitLabels, target);
+    cal.resetStats();
+    let right = 0;
+    for (let i = 300; i < 600; i++) right += (await cal.classify(img(i))).label === labels[i];
+    const st = cal.stats();
+    calib[name] = { fit, heldOutOffload: st.offloadFraction, heldOutAccuracy: right / 300, calibratedShare: st.calibratedOffloadFraction };
+  }
+  try { await cal.calibrate(fitSamples, fitLabels, { targetOffload: 0.2, targetAccuracy: 0.9 }); } catch (e) { calib.both = e.code; }
+  try { await cal.calibrate(fitSamples, fitLabels.subarray(0, 10), { targetOffload: 0.2 }); } catch (e) { calib.short = e.message; }
+  const noWorker = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: null, policy: "max_prob" });
+  try { await noWorker.calibrate(fitSamples.slice(0, 5), fitLabels.subarray(0, 5), { targetOffload: 0.2 }); } catch (e) { calib.noWorker = e.code; }
+
   let rejected = null;
   let rejectedCode = null;
   try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; rejectedCode = e.code; }
-  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats() };
+  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats(), modes, calib };
 } catch (e) { window.__result = { error: String(e && e.stack || e) }; }
 </script>`,
   );
@@ -134,6 +189,45 @@ try {
     assert.equal(f.label, f.localLabel, `${mode}: the local answer`);
     assert.match(f.reason, want[mode], mode);
   }
+  const m = out.modes;
+  assert.deepEqual(m.cascade, { decision: "offloaded", answeredBy: "worker", why: "unsure", bytes: 784, mode: "cascade" });
+  assert.deepEqual(m.prefer_local, { decision: "local", answeredBy: "device", why: "mode", bytes: 0, mode: "prefer_local" });
+  assert.deepEqual(m.only_local, { decision: "local", answeredBy: "device", why: "mode", bytes: 0, mode: "only_local" });
+  assert.deepEqual(m.prefer_remote, { decision: "offloaded", answeredBy: "worker", why: "mode", bytes: 784, mode: "prefer_remote" });
+  assert.deepEqual(m.only_remote, { decision: "offloaded", answeredBy: "worker", why: "mode", bytes: 784, mode: "only_remote" });
+  assert.match(m.onlyRemoteDown, /^RemoteUnavailable: .*HTTP 503/);
+  assert.deepEqual([m.refused, m.promiseTrue, m.thrown, m.notTrue, m.badHook], ["refused", "worker", "refused", "refused", "InvalidOptions"]);
+  assert.equal(m.hookSeen.length, 1);
+  assert.deepEqual(Object.keys(m.hookSeen[0]).sort(), ["bytes", "confidence", "localLabel", "score", "why"]);
+  assert.equal(m.hookSeen[0].bytes, 784);
+  assert.deepEqual(m.capped, ["unsure", "unsure", "offload_cap", "offload_cap", "offload_cap"]);
+  assert.equal(m.cappedStats.withheld, 3);
+  assert.match(m.badMode, /unknown mode .*sometimes/);
+  const c = out.calib;
+  // Tolerances stated before the run: offload share within 0.06 of the target on 300 held-out
+  // samples (about 2.6 standard errors at 20%), accuracy at most 0.03 under its target.
+  assert.ok(c.offload.fit.offloaded <= 0.2, JSON.stringify(c.offload.fit));
+  assert.ok(Math.abs(c.offload.heldOutOffload - 0.2) <= 0.06, `held-out offload ${c.offload.heldOutOffload} for target 0.2`);
+  assert.equal(c.offload.calibratedShare, c.offload.fit.offloaded);
+  assert.equal(c.offload.fit.policy.kind, "max_prob");
+  // 0.935 lies between the tiny model (93.0%) and the Worker's (93.7%) on these 300: it takes offloading.
+  assert.ok(c.accuracy.fit.accuracy >= 0.935 && c.accuracy.fit.offloaded > 0, JSON.stringify(c.accuracy.fit));
+  assert.ok(c.accuracy.heldOutAccuracy >= 0.935 - 0.03, `held-out accuracy ${c.accuracy.heldOutAccuracy} for target 0.935`);
+  assert.equal(c.both, "InvalidOptions");
+  assert.match(c.short, /one label per sample: 300 samples, 10 labels/);
+  assert.equal(c.noWorker, "RemoteUnavailable");
+  console.log(
+    `modes: cascade/prefer_remote/only_remote answered by the Worker, prefer_local/only_local on the device; ` +
+      `only_remote on a 503 rejects; hook false/throw/"yes" refuse, Promise(true) sends; cap 2/min: ${m.capped.join(",")}`,
+  );
+  console.log(
+    `calibrate in the browser on 300 samples: targetOffload 0.2 -> threshold ${c.offload.fit.threshold.toFixed(4)}, ` +
+      `${(100 * c.offload.fit.offloaded).toFixed(1)}% fitted, ${(100 * c.offload.heldOutOffload).toFixed(1)}% on 300 held-out; ` +
+      `targetAccuracy 0.935 -> threshold ${c.accuracy.fit.threshold.toFixed(4)}, ${(100 * c.accuracy.fit.accuracy).toFixed(1)}% fitted ` +
+      `(${(100 * c.accuracy.fit.offloaded).toFixed(1)}% offloaded), held-out ${(100 * c.accuracy.heldOutAccuracy).toFixed(1)}% ` +
+      `with ${(100 * c.accuracy.heldOutOffload).toFixed(1)}% offloaded; tiny alone ${(100 * c.accuracy.fit.localAccuracy).toFixed(1)}%, ` +
+      `Worker alone ${(100 * c.accuracy.fit.remoteAccuracy).toFixed(1)}%`,
+  );
   console.log(
     `npm tarball installed into an empty project and classified in Chromium: label ${out.result.label} ` +
       `(${out.result.className}), decision ${out.result.decision}; offloaded to wrangler dev: remote label ` +

@@ -28,10 +28,10 @@ mod stream;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use hiedge_core::policy::tradeoff::{self, ScoredSample};
+use hiedge_core::policy::tradeoff::{self, CalibrationTarget, ScoredSample};
 use hiedge_core::protocol;
 use hiedge_core::runtime::EarlyExitModel;
-use hiedge_core::session::{HiSession, LocalStep, RemoteOutcome};
+use hiedge_core::session::{HiSession, LocalStep, Mode, RemoteOutcome, Why};
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -39,7 +39,10 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::js::{coded_error, core_error, now_ms, to_js, ManifestSource, INVALID_OPTIONS};
 use crate::offload::OffloadClient;
-pub use crate::options::{EarlyExitSources, HiClientOptions, ImageShape, LoadProgress, LoadStage, PolicyChoice};
+pub use crate::options::{
+    CalibrateOptions, Calibration, EarlyExitSources, HiClientOptions, ImageShape, LoadProgress, LoadStage,
+    OffloadRequest, PolicyChoice,
+};
 pub use crate::stream::{HiStream, HiStreamOptions};
 
 /// Runs when the module is instantiated: a Rust panic is printed to the console with its message
@@ -54,6 +57,7 @@ fn start() {
 pub struct HiClient {
     inner: Rc<RefCell<HiSession>>,
     offload: Rc<RefCell<OffloadClient>>,
+    allow_offload: Rc<RefCell<Option<js_sys::Function>>>,
 }
 
 #[wasm_bindgen]
@@ -156,7 +160,10 @@ impl HiClient {
             Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(core_error)?)
         };
         let policy = policy_config(&manifest, options.policy).map_err(core_error)?;
-        let session = HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(core_error)?;
+        let mut session = HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(core_error)?;
+        session.set_mode(options.mode.unwrap_or_default());
+        session.set_offload_cap(options.max_offloads_per_minute);
+        let allow_offload = hook(&options.allow_offload)?;
         let offload = OffloadClient::from_options(
             options.endpoint,
             set,
@@ -166,7 +173,11 @@ impl HiClient {
         )?;
 
         report(LoadStage::Ready, "ready");
-        Ok(HiClient { inner: Rc::new(RefCell::new(session)), offload: Rc::new(RefCell::new(offload)) })
+        Ok(HiClient {
+            inner: Rc::new(RefCell::new(session)),
+            offload: Rc::new(RefCell::new(offload)),
+            allow_offload: Rc::new(RefCell::new(allow_offload)),
+        })
     }
 
     /// Classifies one sample: local model, decision, and offload when the decision module asks for
@@ -185,16 +196,17 @@ impl HiClient {
     ) -> Promise {
         let session = self.inner.clone();
         let offload = self.offload.borrow().clone();
+        let hook = self.allow_offload.borrow().clone();
         if input.is_instance_of::<web_sys::Blob>() {
             return future_to_promise(async move {
                 let input = image::read(input).await?;
                 let (local, pixels) = local_step(&session, input)?;
-                offload_and_finish(session, offload, local, pixels).await
+                offload_and_finish(session, offload, hook, local, pixels).await
             });
         }
         // Read and run the local step now, so samples are taken in call order.
         match image::read_now(&input).and_then(|input| local_step(&session, input)) {
-            Ok((local, pixels)) => future_to_promise(offload_and_finish(session, offload, local, pixels)),
+            Ok((local, pixels)) => future_to_promise(offload_and_finish(session, offload, hook, local, pixels)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -241,6 +253,129 @@ impl HiClient {
     #[wasm_bindgen(unchecked_return_type = "PolicyConfig")]
     pub fn policy(&self) -> Result<JsValue, JsValue> {
         to_js(self.inner.borrow().policy())
+    }
+
+    /// Where samples are answered from the next one on: "cascade" (the decision module decides),
+    /// "prefer_local", "only_local", "prefer_remote" or "only_remote".
+    #[wasm_bindgen(js_name = setMode)]
+    pub fn set_mode(&self, #[wasm_bindgen(unchecked_param_type = "Mode")] mode: JsValue) -> Result<(), JsValue> {
+        let mode: Mode = serde_wasm_bindgen::from_value(mode.clone()).map_err(|_| {
+            coded_error(
+                INVALID_OPTIONS,
+                &format!(
+                    "unknown mode {}: use cascade, prefer_local, only_local, prefer_remote or only_remote",
+                    js::describe(&mode)
+                ),
+            )
+        })?;
+        self.inner.borrow_mut().set_mode(mode);
+        Ok(())
+    }
+
+    /// The mode in use.
+    #[wasm_bindgen(getter, unchecked_return_type = "Mode")]
+    pub fn mode(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.borrow().mode())
+    }
+
+    /// Sets (or, with `null`, removes) the hook asked before each request to the Worker.
+    #[wasm_bindgen(js_name = setAllowOffload)]
+    pub fn set_allow_offload(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "((request: OffloadRequest) => boolean | Promise<boolean>) | null")]
+        hook_fn: JsValue,
+    ) -> Result<(), JsValue> {
+        *self.allow_offload.borrow_mut() = hook(&hook_fn)?;
+        Ok(())
+    }
+
+    /// Caps requests to the Worker at `perMinute` in any 60 s (`null`: no cap).
+    #[wasm_bindgen(js_name = setMaxOffloadsPerMinute)]
+    pub fn set_max_offloads_per_minute(&self, per_minute: Option<u32>) {
+        self.inner.borrow_mut().set_offload_cap(per_minute);
+    }
+
+    /// Fits the policy's threshold on the user's own labelled samples, in the browser, with the
+    /// same search as `hiedge calibrate`: every sample runs on the device and is sent to the Worker
+    /// (for its answer), then the threshold that meets `{ targetAccuracy }` with the least
+    /// offloading, or `{ targetOffload }` with the most, becomes the policy's. Needs a threshold
+    /// policy (max_prob, margin, entropy, logistic_top2) and the Worker; rejects (code
+    /// `RemoteUnavailable`) when a sample gets no answer, `InvalidPolicy` when no threshold meets
+    /// the target. `stats().calibratedOffloadFraction` then holds the fitted share.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Calibration>")]
+    pub fn calibrate(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "Array<Uint8Array | ImageData | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement | ImageBitmap | VideoFrame | Blob>"
+        )]
+        samples: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ArrayLike<number>")] labels: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "CalibrateOptions")] target: JsValue,
+    ) -> Promise {
+        let session = self.inner.clone();
+        let offload = self.offload.borrow().clone();
+        future_to_promise(async move {
+            let target = calibration_target(target)?;
+            let samples: js_sys::Array =
+                samples.dyn_into().map_err(|_| coded_error(INVALID_OPTIONS, "calibrate needs an array of samples"))?;
+            let labels: Vec<f64> =
+                js_sys::Array::from(&labels).iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+            let classes = session.borrow().manifest().classes.len();
+            if labels.len() != samples.length() as usize || labels.is_empty() {
+                return Err(coded_error(
+                    INVALID_OPTIONS,
+                    &format!(
+                        "calibrate needs one label per sample: {} samples, {} labels",
+                        samples.length(),
+                        labels.len()
+                    ),
+                ));
+            }
+            if session.borrow().policy().with_threshold(0.5).is_none() {
+                return Err(core_error(hiedge_core::Error::InvalidPolicy(
+                    "calibrate fits a threshold: use max_prob, margin, entropy or logistic_top2".into(),
+                )));
+            }
+            let mut scored = Vec::with_capacity(labels.len());
+            for (i, (sample, label)) in samples.iter().zip(labels).enumerate() {
+                if !(label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes) {
+                    return Err(coded_error(
+                        INVALID_OPTIONS,
+                        &format!("label {i} is {label}: labels are class indices 0..{classes}"),
+                    ));
+                }
+                let (local, pixels) = local_step(&session, image::read(sample).await?)?;
+                let label = label as usize;
+                let score = session.borrow().threshold_score(&local.prediction.probs).unwrap_or(0.0);
+                let remote = match offload.classify(&pixels, classes).await {
+                    RemoteOutcome::Answered { response, .. } => response.label as usize,
+                    RemoteOutcome::Failed { reason, .. } => {
+                        return Err(core_error(hiedge_core::Error::RemoteUnavailable(format!(
+                            "calibrate needs the Worker's answer for every sample; sample {i}: {reason}"
+                        ))))
+                    }
+                    RemoteOutcome::NotAsked | RemoteOutcome::LocalOnly => {
+                        return Err(coded_error("Internal", "the offload client made no request"))
+                    }
+                };
+                scored.push(ScoredSample {
+                    score,
+                    local_right: local.prediction.label == label,
+                    remote_right: remote == label,
+                });
+            }
+            let n = scored.len() as f64;
+            let point = session.borrow_mut().calibrate(&scored, target).map_err(core_error)?;
+            to_js(&Calibration {
+                policy: session.borrow().policy().clone(),
+                threshold: point.threshold,
+                offloaded: point.offloaded,
+                accuracy: point.accuracy,
+                samples: scored.len(),
+                local_accuracy: scored.iter().filter(|s| s.local_right).count() as f64 / n,
+                remote_accuracy: scored.iter().filter(|s| s.remote_right).count() as f64 / n,
+            })
+        })
     }
 
     /// Extra delay before each offload request (ms), to emulate a slow link.
@@ -320,19 +455,79 @@ fn local_step(session: &RefCell<HiSession>, input: image::Input) -> Result<(Loca
     Ok((local, pixels))
 }
 
-/// The offload (when the decision asks for it) and the result. No `RefCell` borrow lives across
-/// the await: other classify calls run meanwhile.
+/// The offload (when the route sends the sample, the `allowOffload` hook agrees and the offload
+/// cap admits it) and the result. No `RefCell` borrow lives across an await: other classify calls
+/// run meanwhile.
 async fn offload_and_finish(
     session: Rc<RefCell<HiSession>>,
     offload: OffloadClient,
-    local: LocalStep,
+    hook: Option<js_sys::Function>,
+    mut local: LocalStep,
     pixels: Vec<u8>,
 ) -> Result<JsValue, JsValue> {
+    if local.route.send {
+        if let Some(hook) = hook {
+            if !ask_hook(&hook, &local).await {
+                local.withhold(Why::Refused);
+            }
+        }
+    }
     let classes = session.borrow().manifest().classes.len();
-    let remote =
-        if local.decision.is_offload() { offload.classify(&pixels, classes).await } else { RemoteOutcome::NotAsked };
+    let send = session.borrow_mut().admit_request(&mut local, now_ms());
+    let remote = if send { offload.classify(&pixels, classes).await } else { RemoteOutcome::NotAsked };
     let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
     to_js(&result)
+}
+
+/// The `allowOffload` option: a function, or nothing.
+fn hook(value: &JsValue) -> Result<Option<js_sys::Function>, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .dyn_ref::<js_sys::Function>()
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| coded_error(INVALID_OPTIONS, "`allowOffload` must be a function (or null)"))
+}
+
+/// Asks the hook about a sample: allowed only when it returns `true` or a Promise of `true`; a
+/// throw or a rejection refuses.
+async fn ask_hook(hook: &js_sys::Function, local: &LocalStep) -> bool {
+    let request = OffloadRequest {
+        local_label: local.prediction.label,
+        confidence: local.prediction.probs.get(local.prediction.label).copied().unwrap_or(0.0),
+        score: local.decision.score,
+        why: local.route.why,
+        bytes: local.payload_bytes,
+    };
+    let Ok(request) = to_js(&request) else { return false };
+    let Ok(answer) = hook.call1(&JsValue::NULL, &request) else { return false };
+    let answer = match answer.dyn_into::<Promise>() {
+        Ok(promise) => match wasm_bindgen_futures::JsFuture::from(promise).await {
+            Ok(v) => v,
+            Err(_) => return false,
+        },
+        Err(value) => value,
+    };
+    answer.as_bool() == Some(true)
+}
+
+/// `{ targetAccuracy }` or `{ targetOffload }`, exactly one, in 0..=1.
+fn calibration_target(value: JsValue) -> Result<CalibrationTarget, JsValue> {
+    let options: CalibrateOptions = serde_wasm_bindgen::from_value(value)
+        .map_err(|e| coded_error(INVALID_OPTIONS, &format!("calibrate options: {e}")))?;
+    let target = match (options.target_accuracy, options.target_offload) {
+        (Some(a), None) => CalibrationTarget::Accuracy(a),
+        (None, Some(o)) => CalibrationTarget::Offload(o),
+        _ => {
+            return Err(coded_error(INVALID_OPTIONS, "calibrate needs exactly one of targetAccuracy and targetOffload"))
+        }
+    };
+    match target {
+        CalibrationTarget::Accuracy(v) | CalibrationTarget::Offload(v) if (0.0..=1.0).contains(&v) => Ok(target),
+        _ => Err(coded_error(INVALID_OPTIONS, "calibrate targets are fractions in 0..=1")),
+    }
 }
 
 /// The configuration for a policy option: none (the manifest's calibrated logistic_top2), a kind

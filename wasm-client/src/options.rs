@@ -2,6 +2,7 @@
 //! derived (tsify), as are those of the core types they mention.
 
 use hiedge_core::policy::{PolicyConfig, PolicyKind};
+use hiedge_core::session::{Mode, Why};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use tsify::Tsify;
@@ -55,6 +56,67 @@ pub struct HiClientOptions {
     #[tsify(optional, type = "(progress: LoadProgress) => void")]
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     pub on_progress: JsValue,
+    /// Where samples are answered (default "cascade": the decision module decides).
+    #[tsify(optional)]
+    pub mode: Option<Mode>,
+    /// Asked before each request to the Worker (consent, privacy, budget): the sample is sent only
+    /// when it returns `true` (or a Promise of `true`); otherwise, and when it throws, the device
+    /// answers it (`why: "refused"`).
+    #[tsify(optional, type = "((request: OffloadRequest) => boolean | Promise<boolean>) | null")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub allow_offload: JsValue,
+    /// At most this many requests to the Worker in any 60 s; the rest are answered on the device
+    /// (`why: "offload_cap"`). Default: no cap.
+    #[tsify(optional, type = "number | null")]
+    pub max_offloads_per_minute: Option<u32>,
+}
+
+/// What the `allowOffload` hook is told about a sample about to be sent to the Worker.
+#[derive(Tsify, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OffloadRequest {
+    /// The device model's label.
+    pub local_label: usize,
+    /// The device model's probability for it.
+    pub confidence: f32,
+    /// The decision module's score.
+    pub score: f32,
+    /// Why the sample would be sent ("unsure" or "mode").
+    pub why: Why,
+    /// Bytes the request would carry.
+    pub bytes: usize,
+}
+
+/// What `HiClient.calibrate` fits for: give exactly one.
+#[derive(Tsify, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CalibrateOptions {
+    /// The least offloading whose accuracy on the samples is at least this (0..1).
+    #[tsify(optional)]
+    pub target_accuracy: Option<f64>,
+    /// The most offloading whose share of the samples is at most this (0..1).
+    #[tsify(optional)]
+    pub target_offload: Option<f64>,
+}
+
+/// What `HiClient.calibrate` fitted, and what it gives on the samples it was fitted on.
+#[derive(Tsify, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Calibration {
+    /// The policy in use from now on (the same rule at the fitted threshold).
+    pub policy: PolicyConfig,
+    /// The fitted threshold: offload when `score <= threshold`.
+    pub threshold: f32,
+    /// Share of the samples it offloads.
+    pub offloaded: f64,
+    /// Accuracy on the samples (the Worker's answers for offloaded ones).
+    pub accuracy: f64,
+    /// Samples fitted on.
+    pub samples: usize,
+    /// Accuracy of the device model alone on them.
+    pub local_accuracy: f64,
+    /// Accuracy of the Worker's model alone on them.
+    pub remote_accuracy: f64,
 }
 
 /// The two ONNX stages of the manifest's early-exit model.

@@ -201,6 +201,17 @@ impl PolicyConfig {
         Some(ThresholdPolicy { rule, threshold })
     }
 
+    /// The same threshold policy at another threshold; `None` for policies without one.
+    pub fn with_threshold(&self, threshold: f32) -> Option<PolicyConfig> {
+        Some(match *self {
+            PolicyConfig::MaxProb { .. } => PolicyConfig::MaxProb { threshold },
+            PolicyConfig::Margin { .. } => PolicyConfig::Margin { threshold },
+            PolicyConfig::Entropy { .. } => PolicyConfig::Entropy { threshold },
+            PolicyConfig::LogisticTop2 { bias, w1, w2, .. } => PolicyConfig::LogisticTop2 { bias, w1, w2, threshold },
+            _ => return None,
+        })
+    }
+
     /// Validates the parameters and builds the policy.
     pub fn build(&self) -> Result<Box<dyn DecisionPolicy>> {
         if let Some(p) = self.threshold_policy() {

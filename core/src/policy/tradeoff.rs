@@ -1,6 +1,8 @@
 //! The accuracy / offloading trade-off of a threshold rule over samples already seen: what
 //! "offload when `score <= threshold`" would have given at each threshold. The demo page draws it
 //! live from its results; the offline sweeps over whole datasets are in `hiedge-eval`.
+//! [`fit_threshold`] finds the threshold for a target accuracy or offload share: `hiedge calibrate`
+//! and the browser's `HiClient.calibrate` both use it.
 
 use serde::{Deserialize, Serialize};
 
@@ -57,9 +59,114 @@ pub fn threshold_sweep(samples: &[ScoredSample], steps: u32) -> Vec<TradeoffPoin
         .collect()
 }
 
+/// What a threshold is fitted for.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CalibrationTarget {
+    /// The least offloading whose accuracy (remote answers for offloaded samples, local ones for
+    /// kept samples) is at least this (0..=1).
+    Accuracy(f64),
+    /// The most offloading whose offloaded share is at most this (0..=1): a budget of remote calls.
+    Offload(f64),
+}
+
+/// The threshold of "offload when `score <= threshold`" that meets `target` on `samples`, found
+/// exactly by scanning the samples in score order (a cut falls only between distinct scores), with
+/// what it gives on them. `None` when no threshold in `0..=1` meets it (or there are no samples,
+/// or the target is not in `0..=1`).
+///
+/// ```
+/// use hiedge_core::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample};
+/// let s = |score, local_right| ScoredSample { score, local_right, remote_right: true };
+/// let samples = [s(0.9, true), s(0.8, true), s(0.4, false), s(0.2, false)];
+/// let p = fit_threshold(&samples, CalibrationTarget::Accuracy(1.0)).unwrap();
+/// assert_eq!((p.threshold, p.offloaded, p.accuracy), (0.4, 0.5, 1.0));
+/// let p = fit_threshold(&samples, CalibrationTarget::Offload(0.25)).unwrap();
+/// assert_eq!((p.threshold, p.offloaded, p.accuracy), (0.2, 0.25, 0.75));
+/// ```
+pub fn fit_threshold(samples: &[ScoredSample], target: CalibrationTarget) -> Option<TradeoffPoint> {
+    let goal = match target {
+        CalibrationTarget::Accuracy(a) | CalibrationTarget::Offload(a) => a,
+    };
+    if samples.is_empty() || !(0.0..=1.0).contains(&goal) {
+        return None;
+    }
+    let mut order: Vec<&ScoredSample> = samples.iter().collect();
+    order.sort_by(|a, b| a.score.total_cmp(&b.score));
+    let n = samples.len();
+    let mut right = samples.iter().filter(|s| s.local_right).count() as i64;
+    let need = (goal * n as f64 - 1e-9).ceil() as i64;
+    let max_offloaded = (goal * n as f64 + 1e-9).floor() as usize;
+    let point = |k: usize, right: i64| {
+        // k offloaded: the k lowest scores; k = 0 needs a threshold below every score.
+        let threshold = if k == 0 { 0.0 } else { order[k - 1].score };
+        let valid = if k == 0 { order[0].score > 0.0 } else { (0.0..=1.0).contains(&threshold) };
+        valid.then_some(TradeoffPoint { threshold, offloaded: k as f64 / n as f64, accuracy: right as f64 / n as f64 })
+    };
+    let mut best = None;
+    for k in 0..=n {
+        if k > 0 {
+            let s = order[k - 1];
+            right += s.remote_right as i64 - s.local_right as i64;
+        }
+        let boundary = k == 0 || k == n || order[k - 1].score < order[k].score;
+        if !boundary {
+            continue;
+        }
+        match target {
+            CalibrationTarget::Accuracy(_) if right >= need => return point(k, right),
+            CalibrationTarget::Offload(_) if k <= max_offloaded => best = point(k, right).or(best),
+            _ => {}
+        }
+    }
+    best
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fitting_meets_the_target_with_the_least_or_most_offloading_it_allows() {
+        // Scores 0.05..0.95; local wrong on the three lowest, remote wrong on the highest.
+        let samples: Vec<ScoredSample> = (0..10)
+            .map(|i| ScoredSample { score: 0.05 + i as f32 / 10.0, local_right: i >= 3, remote_right: i != 9 })
+            .collect();
+        let p = fit_threshold(&samples, CalibrationTarget::Accuracy(1.0)).unwrap();
+        assert_eq!((p.offloaded, p.accuracy), (0.3, 1.0));
+        assert!((p.threshold - 0.25).abs() < 1e-6, "{p:?}");
+        let p = fit_threshold(&samples, CalibrationTarget::Accuracy(0.7)).unwrap();
+        assert_eq!((p.threshold, p.offloaded), (0.0, 0.0), "already met with nothing offloaded");
+        let p = fit_threshold(&samples, CalibrationTarget::Offload(0.55)).unwrap();
+        assert_eq!((p.offloaded, p.accuracy), (0.5, 1.0));
+        // Offloading everything loses the sample only the local model got right.
+        let p = fit_threshold(&samples, CalibrationTarget::Offload(1.0)).unwrap();
+        assert_eq!((p.offloaded, p.accuracy), (1.0, 0.9));
+        // The fitted threshold gives what it says under "offload when score <= threshold".
+        for target in [CalibrationTarget::Accuracy(0.95), CalibrationTarget::Offload(0.2)] {
+            let p = fit_threshold(&samples, target).unwrap();
+            let off = samples.iter().filter(|s| s.score <= p.threshold).count() as f64 / 10.0;
+            assert_eq!(off, p.offloaded, "{target:?}");
+        }
+        // Ties: two samples at one score are offloaded together or not at all.
+        let tied = [
+            ScoredSample { score: 0.5, local_right: false, remote_right: true },
+            ScoredSample { score: 0.5, local_right: false, remote_right: true },
+            ScoredSample { score: 0.9, local_right: true, remote_right: true },
+        ];
+        let p = fit_threshold(&tied, CalibrationTarget::Offload(0.5)).unwrap();
+        assert_eq!(p.offloaded, 0.0);
+        assert_eq!(fit_threshold(&tied, CalibrationTarget::Accuracy(0.5)).unwrap().offloaded, 2.0 / 3.0);
+        // Unreachable or meaningless targets.
+        let all_wrong = [ScoredSample { score: 0.3, local_right: false, remote_right: false }];
+        assert_eq!(fit_threshold(&all_wrong, CalibrationTarget::Accuracy(0.5)), None);
+        assert_eq!(fit_threshold(&[], CalibrationTarget::Offload(0.5)), None);
+        assert_eq!(fit_threshold(&samples, CalibrationTarget::Offload(1.5)), None);
+        // A score of 0 cannot be kept: threshold 0 offloads it.
+        let zero = [ScoredSample { score: 0.0, local_right: true, remote_right: false }];
+        assert_eq!(fit_threshold(&zero, CalibrationTarget::Offload(0.0)), None);
+    }
 
     #[test]
     fn the_ends_are_local_only_and_offload_all() {

@@ -1,0 +1,71 @@
+// The size-lever table: every build made by scripts/size-levers.sh (sizes from its sizes.tsv) timed
+// side by side in one headless Chromium page (bench/size.html), tiny and large model, as a ratio to
+// the shipped build. Writes <out>/size.md and <out>/size.json.
+// Usage: node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--out bench]
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
+
+const repo = resolve(import.meta.dirname, "..");
+const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
+const baseline = arg("baseline", "release-oz");
+const rounds = Number(arg("rounds", 400));
+const out = resolve(repo, arg("out", "bench"));
+const cache = join(process.env.HIEDGE_CACHE ?? join(homedir(), ".cache/hiedge"), "levers");
+
+// The last line per lever of sizes.tsv (a lever rebuilt later replaces its earlier line).
+const sizes = new Map();
+for (const line of readFileSync(join(cache, "sizes.tsv"), "utf8").split("\n").filter(Boolean)) {
+  const [lever, cargo, wasmOpt, raw, gzip, brotli, buildS, optS] = line.split("\t");
+  if (existsSync(join(cache, lever, "hiedge.js"))) {
+    sizes.set(lever, { lever, cargo, wasmOpt, raw: +raw, gzip: +gzip, brotli: +brotli, buildS: +buildS, optS: +optS });
+  }
+}
+if (!sizes.has(baseline)) throw new Error(`no build of the baseline lever ${baseline}: run scripts/size-levers.sh ${baseline}`);
+const levers = [...sizes.keys()];
+
+rmSync(join(repo, "test-results/levers"), { recursive: true, force: true });
+for (const l of levers) cpSync(join(cache, l), join(repo, "test-results/levers", l), { recursive: true });
+const dataDir = process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist";
+mkdirSync(join(repo, "test-results/bench-data"), { recursive: true });
+writeFileSync(join(repo, "test-results/bench-data/size-images.u8"),
+  gunzipSync(readFileSync(join(dataDir, "t10k-images-idx3-ubyte.gz"))).subarray(16, 16 + 200 * 784));
+
+const server = await serveStatic(repo);
+const browser = await launchChromium();
+let result;
+try {
+  const page = await browser.newPage();
+  await page.goto(`${server.url}/bench/size.html?levers=${levers.join(",")}&baseline=${baseline}&rounds=${rounds}` +
+    "&images=/test-results/bench-data/size-images.u8");
+  await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 3600_000 });
+  result = await page.evaluate(() => window.__bench);
+} finally {
+  await browser.close();
+  await server.close();
+}
+if (result.error) throw new Error(result.error);
+
+const mb = (b) => (b / 1e6).toFixed(2);
+const ratio = (r) => `${r.ratio.toFixed(3)} (${r.ratioCI[0].toFixed(3)}-${r.ratioCI[1].toFixed(3)})`;
+let md = `# Client wasm size levers\n\nWritten by \`node scripts/bench-size.mjs\` from the builds of \`scripts/size-levers.sh\` ` +
+  `(cargo profile \`lever\` = release + the settings shown; simd128 always on). Sizes are of \`hiedge_bg.wasm\` in MB ` +
+  `(10^6 bytes): raw, \`gzip -9\`, brotli quality 11. Speed: ${result.rounds} Fashion-MNIST test images, each classified ` +
+  `by every build in turn in one page (order rotating), \`classifyLocal\`'s model time; the ratio is the median of ` +
+  `per-image time ratios to \`${baseline}\` (the shipped build when this was written), with a 95% interval for that ` +
+  `median. Below 1 is faster. ${result.userAgent}.\n\n`;
+md += "| lever | cargo profile | wasm-opt | raw MB | gzip MB | brotli MB | cargo s | wasm-opt s | tiny ms | tiny ratio (95% CI) | large ms | large ratio (95% CI) | same labels |\n";
+md += "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|\n";
+for (const l of levers) {
+  const s = sizes.get(l);
+  const t = result.models.tiny.find((r) => r.lever === l);
+  const g = result.models.large.find((r) => r.lever === l);
+  md += `| ${l} | ${s.cargo} | ${s.wasmOpt} | ${mb(s.raw)} | ${mb(s.gzip)} | ${mb(s.brotli)} | ${s.buildS} | ${s.optS} | ` +
+    `${t.medianMs.toFixed(3)} | ${ratio(t)} | ${g.medianMs.toFixed(3)} | ${ratio(g)} | ${t.sameLabels && g.sameLabels ? "yes" : "NO"} |\n`;
+}
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, "size.md"), md);
+writeFileSync(join(out, "size.json"), JSON.stringify({ sizes: Object.fromEntries(sizes), ...result }, null, 2));
+console.log(md);

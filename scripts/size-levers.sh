@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the client wasm (`hiedge` npm package) once per size lever, each into
+# $CACHE/levers/<lever>/ (hiedge.js + hiedge_bg.wasm, loadable side by side in one page), and
+# appends one line per lever to $CACHE/levers/sizes.tsv: lever, cargo settings, wasm-opt, raw,
+# gzip -9, brotli -q 11 bytes, cargo build seconds, wasm-opt seconds.
+# `node scripts/bench-size.mjs` then times every built lever in one browser run (bench/size.md).
+#
+#   scripts/size-levers.sh [lever ...]     (default: all of them; each is a full tract build)
+set -euo pipefail
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hiedge/target}
+cd "$(dirname "$0")/.."
+CACHE=${HIEDGE_CACHE:-$HOME/.cache/hiedge}
+OUT=$CACHE/levers
+mkdir -p "$OUT"
+
+# lever name -> cargo --config settings for the profile `lever` (inherits release) and wasm-opt flags.
+declare -A CFG OPT
+CFG[release]="" ; OPT[release]="none"
+CFG[release-oz]="" ; OPT[release-oz]="-Oz"
+CFG[s]="opt-level='s'" ; OPT[s]="-Oz"
+CFG[z]="opt-level='z'" ; OPT[z]="-Oz"
+CFG[lto]="lto='fat' codegen-units=1" ; OPT[lto]="-Oz"
+CFG[s-lto]="opt-level='s' lto='fat' codegen-units=1" ; OPT[s-lto]="-Oz"
+CFG[s-lto-o3]="opt-level='s' lto='fat' codegen-units=1" ; OPT[s-lto-o3]="-O3"
+CFG[s-lto-linalg3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.opt-level=3" ; OPT[s-lto-linalg3]="-Oz"
+ALL=(release release-oz s z lto s-lto s-lto-o3 s-lto-linalg3)
+LEVERS=("${@:-${ALL[@]}}")
+
+WASM_OPT_FEATURES="--enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
+
+for lever in "${LEVERS[@]}"; do
+  [ -n "${OPT[$lever]+x}" ] || { echo "unknown lever $lever (known: ${ALL[*]})" >&2; exit 2; }
+  args=(--config 'profile.lever.inherits="release"')
+  for kv in ${CFG[$lever]}; do args+=(--config "profile.lever.$kv"); done
+  echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
+  t0=$(date +%s)
+  cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile lever "${args[@]}"
+  t1=$(date +%s)
+  dir=$OUT/$lever
+  rm -rf "$dir" && mkdir -p "$dir"
+  wasm-bindgen --target web --out-dir "$dir" --out-name hiedge \
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/lever/hiedge_wasm.wasm"
+  wasm=$dir/hiedge_bg.wasm
+  if [ "${OPT[$lever]}" != none ]; then
+    # shellcheck disable=SC2086
+    node_modules/.bin/wasm-opt "$wasm" ${OPT[$lever]} --strip-debug --strip-producers $WASM_OPT_FEATURES -o "$wasm.tmp"
+    mv "$wasm.tmp" "$wasm"
+  fi
+  t2=$(date +%s)
+  raw=$(stat -c %s "$wasm"); gz=$(gzip -9c "$wasm" | wc -c); br=$(node -e 'const z=require("zlib");const b=require("fs").readFileSync(process.argv[1]);console.log(z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length)' "$wasm")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lever" "${CFG[$lever]:-release}" "${OPT[$lever]}" "$raw" "$gz" "$br" \
+    $((t1 - t0)) $((t2 - t1)) | tee -a "$OUT/sizes.tsv"
+done
