@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint};
-use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
+use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig, ScoreRule};
 use crate::protocol::ClassifyResponse;
 use crate::runtime::{EarlyExitModel, Model, Prediction};
 
@@ -371,7 +371,7 @@ impl HiSession {
         policy: PolicyConfig,
     ) -> Result<Self> {
         let built = policy.build()?;
-        let session = HiSession {
+        let mut session = HiSession {
             manifest,
             model,
             early_exit,
@@ -382,7 +382,6 @@ impl HiSession {
             offload_cap: None,
         };
         session.check_policy(session.policy.as_ref())?;
-        let mut session = session;
         session.stats.calibrated_offload_fraction = session.manifest_offload_fraction();
         Ok(session)
     }
@@ -466,25 +465,27 @@ impl HiSession {
     /// [`SessionStats::calibrated_offload_fraction`]. Fails for policies without a threshold, and
     /// when no threshold meets the target.
     pub fn calibrate(&mut self, samples: &[ScoredSample], target: CalibrationTarget) -> Result<TradeoffPoint> {
-        let config = self.policy_config.with_threshold(0.5).ok_or_else(|| {
-            Error::InvalidPolicy(format!(
-                "calibrate fits a threshold: the policy in use ({}) has none; use max_prob, margin, entropy or logistic_top2",
-                self.policy.name()
-            ))
-        })?;
+        self.calibration_rule()?;
         let point = fit_threshold(samples, target).ok_or_else(|| {
             Error::InvalidPolicy(format!("no threshold meets {target:?} on these {} samples", samples.len()))
         })?;
-        let config = config.with_threshold(point.threshold).unwrap_or(config);
+        let config = self.policy_config.with_threshold(point.threshold).ok_or_else(|| self.no_threshold())?;
         self.set_policy(config)?;
         self.stats.calibrated_offload_fraction = Some(point.offloaded);
         Ok(point)
     }
 
-    /// The decision score of the policy in use for `probs`, when it is a threshold policy (what
-    /// [`calibrate`](HiSession::calibrate) fits on).
-    pub fn threshold_score(&self, probs: &[f32]) -> Option<f32> {
-        self.policy_config.threshold_policy().map(|p| p.rule.score_unchecked(probs))
+    /// The score rule [`calibrate`](HiSession::calibrate) fits a threshold for: the policy in use's,
+    /// when it is a threshold policy; otherwise the error calibrate would give.
+    pub fn calibration_rule(&self) -> Result<ScoreRule> {
+        self.policy_config.threshold_policy().map(|p| p.rule).ok_or_else(|| self.no_threshold())
+    }
+
+    fn no_threshold(&self) -> Error {
+        Error::InvalidPolicy(format!(
+            "calibrate fits a threshold: the policy in use ({}) has none; use max_prob, margin, entropy or logistic_top2",
+            self.policy.name()
+        ))
     }
 
     /// Running statistics.

@@ -617,7 +617,7 @@ fn calibrating_on_labelled_samples_hits_its_target_on_held_out_ones() {
                 let local = s.run_local(fx.image(i), &clock).unwrap();
                 let large = hiedge_core::prob::argmax(fx.reference_logits("large", i).unwrap());
                 ScoredSample {
-                    score: s.threshold_score(&local.prediction.probs).unwrap(),
+                    score: s.calibration_rule().unwrap().score_unchecked(&local.prediction.probs),
                     local_right: local.prediction.label == fx.labels[i] as usize,
                     remote_right: large == fx.labels[i] as usize,
                 }

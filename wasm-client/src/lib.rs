@@ -331,11 +331,8 @@ impl HiClient {
                     ),
                 ));
             }
-            if session.borrow().policy().with_threshold(0.5).is_none() {
-                return Err(core_error(hiedge_core::Error::InvalidPolicy(
-                    "calibrate fits a threshold: use max_prob, margin, entropy or logistic_top2".into(),
-                )));
-            }
+            // Refuse before any request is made.
+            let rule = session.borrow().calibration_rule().map_err(core_error)?;
             let mut scored = Vec::with_capacity(labels.len());
             for (i, (sample, label)) in samples.iter().zip(labels).enumerate() {
                 if !(label >= 0.0 && label.fract() == 0.0 && (label as usize) < classes) {
@@ -346,7 +343,7 @@ impl HiClient {
                 }
                 let (local, pixels) = local_step(&session, image::read(sample).await?)?;
                 let label = label as usize;
-                let score = session.borrow().threshold_score(&local.prediction.probs).unwrap_or(0.0);
+                let score = rule.score_unchecked(&local.prediction.probs);
                 let remote = match offload.classify(&pixels, classes).await {
                     RemoteOutcome::Answered { response, .. } => response.label as usize,
                     RemoteOutcome::Failed { reason, .. } => {
