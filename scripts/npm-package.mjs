@@ -1,6 +1,7 @@
 // Turns wasm-pack's generated package.json into the `hiedge` package's and adds its README.
 // Usage: node scripts/npm-package.mjs wasm-client/pkg
 import { readFileSync, writeFileSync, copyFileSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 
 const dir = process.argv[2];
@@ -11,14 +12,18 @@ const pkg = {
   description:
     "Hierarchical Inference in the browser: a tiny ONNX model in WebAssembly decides locally and offloads unsure samples to a larger model in a Cloudflare Worker.",
   type: "module",
-  main: "hiedge.js",
-  module: "hiedge.js",
-  types: "hiedge.d.ts",
+  main: "index.js",
+  module: "index.js",
+  types: "index.d.ts",
   exports: {
-    ".": { types: "./hiedge.d.ts", default: "./hiedge.js" },
+    ".": { types: "./index.d.ts", default: "./index.js" },
+    "./wasm": { types: "./hiedge.d.ts", default: "./hiedge.js" },
     "./hiedge_bg.wasm": "./hiedge_bg.wasm",
   },
-  files: ["hiedge_bg.wasm", "hiedge.js", "hiedge.d.ts", "hiedge_bg.wasm.d.ts", "README.md"],
+  files: [
+    "index.js", "index.d.ts", "host.js", "worker.js", "hiedge_bg.wasm", "hiedge.js", "hiedge.d.ts",
+    "hiedge_bg.wasm.d.ts", "README.md",
+  ],
   sideEffects: ["./snippets/*"],
   keywords: ["hierarchical-inference", "edge-ai", "webassembly", "onnx", "tract", "cloudflare-workers", "offloading"],
   license: generated.license ?? "MIT OR Apache-2.0",
@@ -26,3 +31,11 @@ const pkg = {
 };
 writeFileSync(join(dir, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
 copyFileSync("wasm-client/README.md", join(dir, "README.md"));
+// The entry (cache, Web Worker, answers while loading) around the generated hiedge.js; it checks
+// the cached wasm against this hash.
+const wasmSha256 = createHash("sha256").update(readFileSync(join(dir, "hiedge_bg.wasm"))).digest("hex");
+writeFileSync(
+  join(dir, "index.js"),
+  readFileSync("wasm-client/js/index.js", "utf8").replace("__HIEDGE_WASM_SHA256__", wasmSha256),
+);
+for (const f of ["index.d.ts", "host.js", "worker.js"]) copyFileSync(join("wasm-client/js", f), join(dir, f));

@@ -7,7 +7,7 @@ export default defineConfig({
   root: __dirname,
   base: "./",
   publicDir: "public",
-  resolve: { alias: { hiedge: resolve(__dirname, "../wasm-client/pkg/hiedge.js") } },
+  resolve: { alias: { hiedge: resolve(__dirname, "../wasm-client/pkg/index.js") } },
   server: { host: "127.0.0.1", fs: { allow: [resolve(__dirname, "..")] } },
   build: { outDir: "dist", emptyOutDir: true, target: "es2022", chunkSizeWarningLimit: 4096 },
 });

@@ -105,6 +105,9 @@ pub enum Why {
     OffloadCap,
     /// `classifyLocal`: the caller asked for the device's answer.
     LocalCall,
+    /// The device model was still loading, so the Worker answered (the package's `HiClient` with
+    /// `answerWhileLoading`; `localLabel` is -1 and `localProbs` empty).
+    Loading,
 }
 
 /// Which side gave a sample's final answer.

@@ -157,16 +157,18 @@ try {
     const c = await HiClient.create({ endpoint, modelSet: "mnist", earlyExit: true, policy: "always_offload" });
     const pixels = state.images.subarray(0, 784);
     const res = await c.classify(pixels);
-    c.setPolicy("ee_hi");
-    const ee = c.classifyLocal(pixels);
-    const out = { modelId: c.modelId, label: res.label, decision: res.decision, remoteModel: res.remoteModel, truth: state.labels[0], eeStage: ee.localStage };
-    c.free();
+    await c.setPolicy("ee_hi");
+    const ee = await c.classifyLocal(pixels);
+    const out = { modelId: c.modelId, label: res.label, decision: res.decision, remoteModel: res.remoteModel, truth: state.labels[0],
+                  eeStage: ee.localStage, runsIn: c.runsIn };
+    c.close();
     return out;
   }, worker.url);
   assert.equal(fromWorker.decision, "offloaded", JSON.stringify(fromWorker));
   assert.equal(fromWorker.label, fromWorker.truth, JSON.stringify(fromWorker));
   assert.ok(["exit", "stage2"].includes(fromWorker.eeStage), JSON.stringify(fromWorker));
-  step(`client from the Worker alone: ${fromWorker.modelId}, offloaded to ${fromWorker.remoteModel}, label ${fromWorker.label} (truth ${fromWorker.truth})`);
+  assert.equal(fromWorker.runsIn, "worker");
+  step(`client from the Worker alone (in a Web Worker): ${fromWorker.modelId}, offloaded to ${fromWorker.remoteModel}, label ${fromWorker.label} (truth ${fromWorker.truth})`);
 
   // Back to Fashion-MNIST for the rest.
   await page.selectOption("[data-testid=model-set]", "fashion-mnist");

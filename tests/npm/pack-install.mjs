@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
 import { launchChromium, serveStatic } from "../support/browser.mjs";
 import { startWorker } from "../support/wrangler.mjs";
+import { checkLoading } from "./loading.mjs";
 import { createServer } from "node:http";
 
 /** A misbehaving "Worker": /down503 answers 503, /badjson 200 with junk, /wronglabel an invalid result, /slow never in time. */
@@ -44,7 +45,7 @@ try {
   const packed = JSON.parse(tarball)[0];
   const files = packed.files.map((f) => f.path).sort();
   console.log(`packed ${packed.filename}: ${packed.size} bytes, files ${files.join(", ")}`);
-  for (const f of ["hiedge.js", "hiedge.d.ts", "hiedge_bg.wasm", "package.json", "README.md"]) {
+  for (const f of ["index.js", "index.d.ts", "host.js", "worker.js", "hiedge.js", "hiedge.d.ts", "hiedge_bg.wasm", "package.json", "README.md"]) {
     assert.ok(files.includes(f), `tarball lacks ${f}`);
   }
 
@@ -55,11 +56,15 @@ try {
   const installed = JSON.parse(readFileSync(join(app, "node_modules/hiedge/package.json"), "utf8"));
   assert.equal(installed.name, "hiedge");
   assert.ok(installed.types, "package.json names its types");
-  const dts = readFileSync(join(app, "node_modules/hiedge", installed.types), "utf8");
+  assert.equal(installed.types, "index.d.ts");
+  // The entry's types (index.d.ts) and the wasm client's, which it re-exports.
+  const dts = readFileSync(join(app, "node_modules/hiedge", installed.types), "utf8") +
+    readFileSync(join(app, "node_modules/hiedge/hiedge.d.ts"), "utf8");
   // Generated from the Rust types (tsify), not written by hand.
   for (const name of ["class HiClient", "interface ClassifyResult", "interface HiClientOptions", "classify(input: Uint8Array | ImageData | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement | HTMLVideoElement | ImageBitmap | VideoFrame | Blob): Promise<ClassifyResult>",
     "type PolicyConfig", "type PolicyChoice", "interface ClientStats", "function thresholdSweep", "type Mode", "type Why",
-    "interface OffloadRequest", "interface Calibration", "calibrate(samples: Array<"]) {
+    "interface OffloadRequest", "interface Calibration", "calibrate(samples: Array<", "export * from \"./hiedge.js\"",
+    "static isCached(options: HiClientOptions): Promise<boolean>", "static clearCache(): Promise<boolean>", "answerWhileLoading?: boolean", "worker?: boolean"]) {
     assert.ok(dts.includes(name), `types lack \`${name}\``);
   }
 
@@ -73,7 +78,7 @@ try {
   writeFileSync(
     join(app, "index.html"),
     `<!doctype html><meta charset="utf-8"><title>hiedge user app</title><script type="module">
-import init, { HiClient } from "./node_modules/hiedge/hiedge.js";
+import init, { HiClient } from "./node_modules/hiedge/index.js";
 try {
   await init();
   const stages = [];
@@ -110,22 +115,22 @@ try {
   const hookSeen = [];
   const hooked = await fresh({ policy: "always_offload", allowOffload: (req) => { hookSeen.push(req); return false; } });
   modes.refused = (await hooked.classify(pixels)).why;
-  hooked.setAllowOffload(async () => true);
+  await hooked.setAllowOffload(async () => true);
   modes.promiseTrue = (await hooked.classify(pixels)).answeredBy;
-  hooked.setAllowOffload(() => { throw new Error("no consent"); });
+  await hooked.setAllowOffload(() => { throw new Error("no consent"); });
   modes.thrown = (await hooked.classify(pixels)).why;
-  hooked.setAllowOffload(() => "yes");
+  await hooked.setAllowOffload(() => "yes");
   modes.notTrue = (await hooked.classify(pixels)).why;
   modes.hookSeen = hookSeen;
   let badHook = null;
-  try { hooked.setAllowOffload(42); } catch (e) { badHook = e.code; }
+  try { await hooked.setAllowOffload(42); } catch (e) { badHook = e.code; }
   modes.badHook = badHook;
   const capped = await fresh({ policy: "always_offload", maxOffloadsPerMinute: 2 });
   modes.capped = [];
   for (let i = 0; i < 5; i++) modes.capped.push((await capped.classify(img(i))).why);
   modes.cappedStats = capped.stats();
   let badMode = null;
-  try { capped.setMode("sometimes"); } catch (e) { badMode = e.message; }
+  try { await capped.setMode("sometimes"); } catch (e) { badMode = e.message; }
   modes.badMode = badMode;
 
   // Calibrate in the browser on 300 labelled samples, check on 300 held-out ones.
@@ -135,7 +140,7 @@ try {
   const fitLabels = labels.subarray(0, 300);
   for (const [name, target] of [["offload", { targetOffload: 0.2 }], ["accuracy", { targetAccuracy: 0.935 }]]) {
     const fit = await cal.calibrate(fitSamples, fitLabels, target);
-    cal.resetStats();
+    await cal.resetStats();
     let right = 0;
     for (let i = 300; i < 600; i++) right += (await cal.classify(img(i))).label === labels[i];
     const st = cal.stats();
@@ -149,7 +154,8 @@ try {
   let rejected = null;
   let rejectedCode = null;
   try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; rejectedCode = e.code; }
-  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats(), modes, calib };
+  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats(), modes, calib,
+    runsIn: client.runsIn };
 } catch (e) { window.__result = { error: String(e && e.stack || e) }; }
 </script>`,
   );
@@ -168,7 +174,9 @@ try {
   const reference = JSON.parse(readFileSync(join(repo, "wasm-client/tests/native_reference.json"), "utf8"));
   assert.equal(out.result.localLabel, reference.labels[0], "label of sample 0 differs from native tract");
   assert.ok(["local", "fallback"].includes(out.result.decision), `decision ${out.result.decision} without an endpoint`);
-  assert.deepEqual(out.stages, ["manifest", "model", "compile", "ready"]);
+  // Stages in order, each download reported as bytes arrive (or from the cache).
+  assert.deepEqual(out.stages.filter((s, i) => s !== out.stages[i - 1]), ["download", "manifest", "model", "download", "compile", "ready"]);
+  assert.equal(out.runsIn, "worker", "the client runs its model in a Web Worker by default");
   assert.equal(out.rejected, "input has 10 values but the model expects 784");
   assert.equal(out.rejectedCode, "InputLength", "errors carry the hiedge_core::Error variant as `code`");
   assert.equal(out.classes.length, 10);
@@ -234,6 +242,8 @@ try {
       `${off.remoteLabel}, round trip ${off.timings.roundTripMs.toFixed(1)} ms, Worker inference ${remoteMs} ms; ` +
       `503 / junk / invalid / slow Worker -> fallback with reasons: ${Object.values(out.failures).map((f) => f.reason).join(" | ")}`,
   );
+
+  await checkLoading({ repo, app, browser, workerUrl: worker.url });
 } finally {
   await browser?.close();
   await server?.close();

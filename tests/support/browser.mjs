@@ -24,9 +24,10 @@ const TYPES = {
 
 /**
  * Serves `root` on 127.0.0.1 (port 0 = any free one) with cross-origin isolation headers (so
- * performance.now() has 5 us resolution). Resolves to { url, close }.
+ * performance.now() has 5 us resolution). Resolves to { url, close }. `cacheControl` is sent with
+ * every file (default "no-store": nothing in the HTTP cache).
  */
-export async function serveStatic(root, port = 0) {
+export async function serveStatic(root, port = 0, { cacheControl = "no-store" } = {}) {
   const base = resolve(root);
   const server = createServer(async (req, res) => {
     try {
@@ -37,9 +38,10 @@ export async function serveStatic(root, port = 0) {
       const body = await readFile(file);
       res.writeHead(200, {
         "Content-Type": TYPES[extname(file)] ?? "application/octet-stream",
+        "Content-Length": body.length,
         "Cross-Origin-Opener-Policy": "same-origin",
         "Cross-Origin-Embedder-Policy": "require-corp",
-        "Cache-Control": "no-store",
+        "Cache-Control": cacheControl,
       });
       res.end(body);
     } catch {

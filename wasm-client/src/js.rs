@@ -1,11 +1,13 @@
 //! Conversions between JavaScript values and Rust, errors with a `code`, and the JS globals the
 //! client uses.
 
-use js_sys::{ArrayBuffer, Uint8Array};
+use js_sys::Uint8Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
+
+use crate::options::{LoadProgress, LoadStage};
 
 #[wasm_bindgen]
 extern "C" {
@@ -61,18 +63,22 @@ pub async fn sleep(ms: f64) {
 
 /// `GET url`, which must answer 2xx; with `Authorization: Bearer <token>` when given (only ever
 /// for the Worker's own URLs).
-async fn fetch_ok(url: &str, what: &str, token: Option<&str>) -> Result<web_sys::Response, JsValue> {
+async fn fetch_ok(url: &str, what: &str, token: Option<&str>, fresh: bool) -> Result<web_sys::Response, JsValue> {
     let failed = |why: String| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {why}"));
-    let promise = match token {
-        None => fetch_url(url),
-        Some(token) => {
-            let init = web_sys::RequestInit::new();
+    let promise = if token.is_none() && !fresh {
+        fetch_url(url)
+    } else {
+        let init = web_sys::RequestInit::new();
+        if let Some(token) = token {
             let headers = web_sys::Headers::new().map_err(|e| failed(describe(&e)))?;
             headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| failed(describe(&e)))?;
             init.set_headers(&headers);
-            let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| failed(describe(&e)))?;
-            fetch_with_request(&request)
         }
+        if fresh {
+            init.set_cache(web_sys::RequestCache::Reload);
+        }
+        let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| failed(describe(&e)))?;
+        fetch_with_request(&request)
     };
     let resp = JsFuture::from(promise).await.map_err(|e| failed(describe(&e)))?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|e| failed(describe(&e)))?;
@@ -82,54 +88,107 @@ async fn fetch_ok(url: &str, what: &str, token: Option<&str>) -> Result<web_sys:
     Ok(resp)
 }
 
-/// Where a manifest comes from.
-pub enum ManifestSource {
-    /// JSON text (given, or fetched from a URL).
-    Text(String),
-    /// A JS object, read with serde-wasm-bindgen.
-    Object(JsValue),
-}
-
-/// A manifest option: an object, JSON text, or a URL to fetch.
-pub async fn manifest_source(value: &JsValue) -> Result<ManifestSource, JsValue> {
-    if let Some(s) = value.as_string() {
-        if s.trim_start().starts_with('{') {
-            return Ok(ManifestSource::Text(s));
-        }
-        return Ok(ManifestSource::Text(fetch_text(&s, "manifest", None).await?));
-    }
-    if value.is_object() {
-        return Ok(ManifestSource::Object(value.clone()));
-    }
-    Err(coded_error(INVALID_OPTIONS, "`manifest` must be an object, JSON text or a URL"))
-}
-
-/// Bytes from a `Uint8Array`, an `ArrayBuffer`, or a URL to fetch.
-pub async fn bytes_or_fetch(value: &JsValue, what: &str) -> Result<Vec<u8>, JsValue> {
-    if let Some(a) = value.dyn_ref::<Uint8Array>() {
-        return Ok(a.to_vec());
-    }
-    if let Some(b) = value.dyn_ref::<ArrayBuffer>() {
-        return Ok(Uint8Array::new(b).to_vec());
-    }
-    if let Some(url) = value.as_string() {
-        return fetch_bytes(&url, what, None).await;
-    }
-    Err(coded_error(INVALID_OPTIONS, &format!("`{what}` must be a Uint8Array, an ArrayBuffer or a URL")))
-}
-
 /// The text at `url` (`token`: see [`fetch_ok`]).
 pub async fn fetch_text(url: &str, what: &str, token: Option<&str>) -> Result<String, JsValue> {
-    let resp = fetch_ok(url, what, token).await?;
+    let resp = fetch_ok(url, what, token, false).await?;
     let text = JsFuture::from(resp.text()?).await?;
     text.as_string().ok_or_else(|| coded_error(FETCH_FAILED, &format!("the {what} at {url} is not text")))
 }
 
-/// The bytes at `url` (`token`: see [`fetch_ok`]).
-pub async fn fetch_bytes(url: &str, what: &str, token: Option<&str>) -> Result<Vec<u8>, JsValue> {
-    let resp = fetch_ok(url, what, token).await?;
+/// The bytes at `url`, read as they arrive so `progress` can report `loaded` / `total` (the
+/// `Content-Length`, when the response is not compressed in transit). `fresh`: past the HTTP cache.
+pub async fn fetch_bytes_with_progress(
+    url: &str,
+    what: &str,
+    token: Option<&str>,
+    fresh: bool,
+    progress: &Progress,
+) -> Result<Vec<u8>, JsValue> {
+    let resp = fetch_ok(url, what, token, fresh).await?;
+    let encoded = resp.headers().get("Content-Encoding").ok().flatten().is_some_and(|e| e != "identity");
+    let total = resp
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|_| !encoded);
+    let Some(body) = resp.body() else {
+        let bytes = fetch_body(resp).await?;
+        progress.bytes(what, bytes.len() as f64, total, false);
+        return Ok(bytes);
+    };
+    let failed =
+        |e: JsValue| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {}", describe(&e)));
+    let reader = web_sys::ReadableStreamDefaultReader::new(&body).map_err(failed)?;
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0.0) as usize);
+    progress.bytes(what, 0.0, total, false);
+    loop {
+        let chunk = JsFuture::from(reader.read()).await.map_err(failed)?;
+        if js_sys::Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()) == Some(true) {
+            break;
+        }
+        let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(failed)?;
+        let value: Uint8Array = value.dyn_into().map_err(failed)?;
+        let start = bytes.len();
+        bytes.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut bytes[start..]);
+        progress.bytes(what, bytes.len() as f64, total, false);
+    }
+    Ok(bytes)
+}
+
+async fn fetch_body(resp: web_sys::Response) -> Result<Vec<u8>, JsValue> {
     let buf = JsFuture::from(resp.array_buffer()?).await?;
     Ok(Uint8Array::new(&buf).to_vec())
+}
+
+/// The `onProgress` option: stages and download bytes, reported to the callback when there is one.
+/// A throwing callback never stops loading.
+pub struct Progress {
+    callback: Option<js_sys::Function>,
+}
+
+impl Progress {
+    /// Reports to `callback` when it is a function.
+    pub fn new(callback: &JsValue) -> Self {
+        Progress { callback: callback.dyn_ref::<js_sys::Function>().cloned() }
+    }
+
+    /// A stage begins.
+    pub fn stage(&self, stage: LoadStage, message: &str) {
+        self.send(&LoadProgress {
+            stage,
+            message: message.into(),
+            file: None,
+            loaded: None,
+            total: None,
+            from_cache: None,
+        });
+    }
+
+    /// Bytes of a file so far (`total` when known); `from_cache` when none came over the network.
+    pub fn bytes(&self, what: &str, loaded: f64, total: Option<f64>, from_cache: bool) {
+        let message = match (from_cache, total) {
+            (true, _) => format!("{what}: {loaded} bytes from the cache"),
+            (false, Some(total)) => format!("{what}: {loaded} of {total} bytes"),
+            (false, None) => format!("{what}: {loaded} bytes"),
+        };
+        self.send(&LoadProgress {
+            stage: LoadStage::Download,
+            message,
+            file: Some(what.into()),
+            loaded: Some(loaded),
+            total,
+            from_cache: Some(from_cache),
+        });
+    }
+
+    fn send(&self, progress: &LoadProgress) {
+        if let (Some(f), Ok(p)) = (&self.callback, to_js(progress)) {
+            let _ = f.call1(&JsValue::NULL, &p);
+        }
+    }
 }
 
 /// A short description of a thrown JS value.

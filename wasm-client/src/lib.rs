@@ -19,8 +19,10 @@
 //! const mnist = await HiClient.create({ endpoint: "http://127.0.0.1:8787", modelSet: "mnist", earlyExit: true });
 //! ```
 
+mod cache;
 mod image;
 mod js;
+mod load;
 mod offload;
 mod options;
 mod stream;
@@ -29,7 +31,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hiedge_core::policy::tradeoff::{self, CalibrationTarget, ScoredSample};
-use hiedge_core::protocol;
 use hiedge_core::runtime::EarlyExitModel;
 use hiedge_core::session::{HiSession, LocalStep, Mode, RemoteOutcome, Why};
 use hiedge_core::{Manifest, Model, PolicyConfig};
@@ -37,7 +38,9 @@ use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::js::{coded_error, core_error, now_ms, to_js, ManifestSource, INVALID_OPTIONS};
+use crate::cache::FileCache;
+use crate::js::{coded_error, core_error, now_ms, to_js, Progress, INVALID_OPTIONS};
+use crate::load::{absent, file_or_fetch, Sources};
 use crate::offload::OffloadClient;
 pub use crate::options::{
     CalibrateOptions, Calibration, EarlyExitSources, HiClientOptions, ImageShape, LoadProgress, LoadStage,
@@ -75,87 +78,43 @@ impl HiClient {
         }
         let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
             .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
-        let progress = options.on_progress.dyn_ref::<js_sys::Function>();
-        let report = |stage: LoadStage, message: &str| {
-            if let Some(f) = progress {
-                if let Ok(p) = to_js(&LoadProgress { stage, message: message.into() }) {
-                    // A throwing progress callback must not stop loading.
-                    let _ = f.call1(&JsValue::NULL, &p);
-                }
-            }
-        };
+        let progress = Progress::new(&options.on_progress);
+        let cache = if options.cache == Some(false) { FileCache::disabled() } else { FileCache::open().await };
+        let sources = Sources::from_options(&options)?;
+        let token = sources.token.as_deref();
 
-        let set = match options.model_set.as_deref() {
-            None => None,
-            Some(set) if protocol::is_set_name(set) => Some(set),
-            Some(set) => {
-                return Err(coded_error(
-                    INVALID_OPTIONS,
-                    &format!("`modelSet` `{set}` is not a model-set name (1-64 of a-z, 0-9, - and _)"),
-                ))
-            }
-        };
-        let token = options.token.as_deref().filter(|t| !t.is_empty());
-        // A file the Worker serves for the set: its URL, or why it cannot be fetched.
-        let from_worker = |what: &str, path: &dyn Fn(&str) -> String| -> Result<String, JsValue> {
-            match (set, options.endpoint.as_deref()) {
-                (Some(set), Some(endpoint)) => Ok(format!("{}{}", endpoint.trim_end_matches('/'), path(set))),
-                _ => Err(coded_error(
-                    INVALID_OPTIONS,
-                    &format!("give `{what}`, or `modelSet` and `endpoint` to load it from the Worker"),
-                )),
-            }
-        };
-        let absent = |v: &JsValue| v.is_undefined() || v.is_null();
-
-        report(LoadStage::Manifest, "loading the manifest");
-        let source = if absent(&options.manifest) {
-            let url = from_worker("manifest", &|set| protocol::set_path(set))?;
-            ManifestSource::Text(js::fetch_text(&url, "manifest", token).await?)
-        } else {
-            js::manifest_source(&options.manifest).await?
-        };
-        let manifest = match source {
-            ManifestSource::Text(json) => Manifest::from_json(&json).map_err(core_error)?,
-            ManifestSource::Object(object) => {
-                let manifest: Manifest = serde_wasm_bindgen::from_value(object).map_err(|e| {
-                    coded_error("ManifestParse", &format!("manifest is not a valid hiedge manifest: {e}"))
-                })?;
-                manifest.validate().map_err(core_error)?;
-                manifest
-            }
-        };
+        progress.stage(LoadStage::Manifest, "loading the manifest");
+        let manifest = sources.manifest(&cache, &progress).await?;
         let name = options.model_name.clone().unwrap_or_else(|| "tiny".into());
-        // A device-side file of the manifest, fetched from the Worker by its sha256.
-        let worker_file = |what: &str, sha256: &str| from_worker(what, &|set| protocol::set_file_path(set, sha256));
 
-        report(LoadStage::Model, &format!("loading model `{name}`"));
+        progress.stage(LoadStage::Model, &format!("loading model `{name}`"));
+        let sha256 = manifest.model(&name).map_err(core_error)?.sha256.clone();
         let bytes = if absent(&options.model) {
-            let sha256 = &manifest.model(&name).map_err(core_error)?.sha256;
-            js::fetch_bytes(&worker_file("model", sha256)?, "model", token).await?
+            let url = sources.worker_file("model", &sha256)?;
+            cache.file(&url, &sha256, "model", token, &progress).await?.0
         } else {
-            js::bytes_or_fetch(&options.model, "model").await?
+            file_or_fetch(&options.model, "model", &sha256, &cache, &progress).await?
         };
 
-        report(LoadStage::Compile, &format!("optimising model `{name}` ({} bytes)", bytes.len()));
+        progress.stage(LoadStage::Compile, &format!("optimising model `{name}` ({} bytes)", bytes.len()));
         let model = Model::load(&manifest, &name, &bytes).map_err(core_error)?;
         let early_exit = if absent(&options.early_exit) || options.early_exit.as_bool() == Some(false) {
             None
         } else {
-            report(LoadStage::Model, "loading the early-exit model");
+            progress.stage(LoadStage::Model, "loading the early-exit model");
+            let entry = manifest.early_exit.as_ref().ok_or_else(|| {
+                coded_error(INVALID_OPTIONS, "`earlyExit` needs a manifest with an `early_exit` model")
+            })?;
+            let (sha1, sha2) = (&entry.stage1.sha256, &entry.stage2.sha256);
             let (s1, s2) = if options.early_exit.as_bool() == Some(true) {
-                let entry = manifest.early_exit.as_ref().ok_or_else(|| {
-                    coded_error(INVALID_OPTIONS, "`earlyExit: true` needs a manifest with an `early_exit` model")
-                })?;
-                let (url1, url2) =
-                    (worker_file("earlyExit", &entry.stage1.sha256)?, worker_file("earlyExit", &entry.stage2.sha256)?);
-                let s1 = js::fetch_bytes(&url1, "earlyExit.stage1", token).await?;
-                (s1, js::fetch_bytes(&url2, "earlyExit.stage2", token).await?)
+                let (url1, url2) = (sources.worker_file("earlyExit", sha1)?, sources.worker_file("earlyExit", sha2)?);
+                let s1 = cache.file(&url1, sha1, "earlyExit.stage1", token, &progress).await?.0;
+                (s1, cache.file(&url2, sha2, "earlyExit.stage2", token, &progress).await?.0)
             } else {
-                let sources: EarlyExitSources = serde_wasm_bindgen::from_value(options.early_exit.clone())
+                let given: EarlyExitSources = serde_wasm_bindgen::from_value(options.early_exit.clone())
                     .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid `earlyExit`: {e}")))?;
-                let s1 = js::bytes_or_fetch(&sources.stage1, "earlyExit.stage1").await?;
-                (s1, js::bytes_or_fetch(&sources.stage2, "earlyExit.stage2").await?)
+                let s1 = file_or_fetch(&given.stage1, "earlyExit.stage1", sha1, &cache, &progress).await?;
+                (s1, file_or_fetch(&given.stage2, "earlyExit.stage2", sha2, &cache, &progress).await?)
             };
             Some(EarlyExitModel::load(&manifest, &s1, &s2).map_err(core_error)?)
         };
@@ -165,19 +124,37 @@ impl HiClient {
         session.set_offload_cap(options.max_offloads_per_minute);
         let allow_offload = hook(&options.allow_offload)?;
         let offload = OffloadClient::from_options(
-            options.endpoint,
-            set,
-            options.token,
+            sources.endpoint.clone(),
+            sources.set.as_deref(),
+            sources.token.clone(),
             options.timeout_ms,
             options.network_delay_ms,
         )?;
 
-        report(LoadStage::Ready, "ready");
+        progress.stage(LoadStage::Ready, "ready");
         Ok(HiClient {
             inner: Rc::new(RefCell::new(session)),
             offload: Rc::new(RefCell::new(offload)),
             allow_offload: Rc::new(RefCell::new(allow_offload)),
         })
+    }
+
+    /// Whether `HiClient.create(options)` would load without the network: a fetched manifest and
+    /// every model file it needs are in the cache (files keyed by their manifest sha256).
+    #[wasm_bindgen(js_name = isCached, unchecked_return_type = "Promise<boolean>")]
+    pub fn is_cached(#[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue) -> Promise {
+        future_to_promise(async move {
+            let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
+                .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
+            load::is_cached(&options).await.map(JsValue::from)
+        })
+    }
+
+    /// Deletes everything the client cached (model files, manifests, the package's wasm);
+    /// resolves to whether there was a cache to delete.
+    #[wasm_bindgen(js_name = clearCache, unchecked_return_type = "Promise<boolean>")]
+    pub fn clear_cache() -> Promise {
+        future_to_promise(async move { load::clear_cache().await.map(JsValue::from) })
     }
 
     /// Classifies one sample: local model, decision, and offload when the decision module asks for

@@ -69,6 +69,10 @@ pub struct HiClientOptions {
     /// (`why: "offload_cap"`). Default: no cap.
     #[tsify(optional, type = "number | null")]
     pub max_offloads_per_minute: Option<u32>,
+    /// Keep the manifest and model files in the browser's Cache API, keyed by their sha256, so a
+    /// later load needs no download and works offline (default true; needs a secure origin).
+    #[tsify(optional)]
+    pub cache: Option<bool>,
 }
 
 /// What the `allowOffload` hook is told about a sample about to be sent to the Worker.
@@ -144,13 +148,23 @@ pub struct ImageShape {
     pub channels: usize,
 }
 
-/// Loading progress reported by `HiClient.create`.
+/// Loading progress reported by `HiClient.create` (and the package's `init` for the wasm).
 #[derive(Tsify, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[tsify(missing_as_null)]
 pub struct LoadProgress {
     /// What is being loaded.
     pub stage: LoadStage,
     /// For a person.
     pub message: String,
+    /// `download`: which file ("wasm", "manifest", "model", "earlyExit.stage1", ...).
+    pub file: Option<String>,
+    /// `download`: bytes of it so far.
+    pub loaded: Option<f64>,
+    /// `download`: its size when known (the `Content-Length` of an uncompressed response).
+    pub total: Option<f64>,
+    /// `download`: true when it came from the Cache API, with no bytes over the network.
+    pub from_cache: Option<bool>,
 }
 
 /// The steps of `HiClient.create`.
@@ -161,6 +175,8 @@ pub enum LoadStage {
     Manifest,
     /// Fetching a model.
     Model,
+    /// Bytes of a file arriving (`file`, `loaded`, `total`, `fromCache`).
+    Download,
     /// Parsing and optimising the model.
     Compile,
     /// Done.

@@ -95,13 +95,16 @@ impl HiStream {
             .as_ref()
             .ok_or_else(|| coded_error(INVALID_OPTIONS, &format!("model set `{set}` has no split model")))?;
         let file = |sha: &str| format!("{base}{}", protocol::set_file_path(set, sha));
-        let trunk_bytes = js::fetch_bytes(&file(&entry.trunk.sha256), "split trunk", token).await?;
+        let cache = crate::cache::FileCache::open().await;
+        let progress = js::Progress::new(&JsValue::UNDEFINED);
+        let trunk_sha = &entry.trunk.sha256;
+        let trunk_bytes = cache.file(&file(trunk_sha), trunk_sha, "split trunk", token, &progress).await?.0;
         let trunk = split::load_trunk(&manifest, &trunk_bytes).map_err(core_error)?;
         let device = match &options.device_model {
             None => None,
             Some(name) => {
                 let sha = manifest.model(name).map_err(core_error)?.sha256.clone();
-                let bytes = js::fetch_bytes(&file(&sha), "device model", token).await?;
+                let bytes = cache.file(&file(&sha), &sha, "device model", token, &progress).await?.0;
                 Some(Model::load(&manifest, name, &bytes).map_err(core_error)?)
             }
         };

@@ -74,7 +74,7 @@ export async function loadSet(name: string, say: (message: string) => void): Pro
     labels = await bytes(`${base}/labels.u8`);
     logits = new Float32Array((await bytes(`${base}/large_logits.f32`)).slice().buffer);
   }
-  state.client?.free();
+  state.client?.close();
   state.client = client;
   state.set = entry;
   state.classes = client.classes;

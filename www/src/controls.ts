@@ -63,7 +63,7 @@ export function resetRun(): void {
   state.running = false;
   state.rows.length = 0;
   state.next = 0;
-  state.client?.resetStats();
+  void state.client?.resetStats();
   $("grid").replaceChildren();
   $("detail").textContent = "Click a thumbnail.";
   ($("run") as HTMLButtonElement).textContent = "Start";
@@ -73,31 +73,31 @@ export function resetRun(): void {
 
 /** Applies the policy selected on the page to the (new) client; EE-HI falls back to the calibrated
  * LogisticTop2 for a set without an early-exit model. */
-export function syncPolicy(): void {
+export async function syncPolicy(): Promise<void> {
   const select = $("policy") as HTMLSelectElement;
   if (select.selectedOptions[0]?.disabled) select.value = "logistic_top2";
-  client().setPolicy(select.value as PolicyChoice);
+  await client().setPolicy(select.value as PolicyChoice);
   syncThreshold();
 }
 
 /** Wires the controls; `changed` re-renders the totals and charts. */
 export function setUpControls(changed: () => void): void {
   onChange = changed;
-  $("policy").addEventListener("change", () => {
-    client().setPolicy(($("policy") as HTMLSelectElement).value as PolicyChoice);
+  $("policy").addEventListener("change", async () => {
+    await client().setPolicy(($("policy") as HTMLSelectElement).value as PolicyChoice);
     syncThreshold();
     onChange();
   });
   $("threshold").addEventListener("input", () => {
     const t = Number(($("threshold") as HTMLInputElement).value);
     const current = client().policy();
-    if ("threshold" in current) client().setPolicy({ ...current, threshold: t });
+    if ("threshold" in current) void client().setPolicy({ ...current, threshold: t });
     $("threshold-value").textContent = t.toFixed(3);
     onChange();
   });
   $("delay").addEventListener("input", () => {
     const d = Number(($("delay") as HTMLInputElement).value);
-    client().setNetworkDelay(d);
+    void client().setNetworkDelay(d);
     $("delay-value").textContent = `${d} ms`;
   });
   $("run").addEventListener("click", run);

@@ -37,7 +37,7 @@ async function switchSet(name: string) {
   resetRun();
   try {
     await loadSet(name, (message) => (loading.textContent = message));
-    syncPolicy();
+    await syncPolicy();
     setUpUpload();
     const url = new URL(location.href);
     url.searchParams.set("set", name);

@@ -1,0 +1,450 @@
+// The `hiedge` package's entry: `init` loads the wasm through the Cache API, and `HiClient` runs the
+// wasm client (hiedge.js, generated from Rust) in a Web Worker by default, on the main thread where
+// there are no workers, and can answer through the Worker before the device model has loaded.
+// Every HI decision is the wasm's; this file only moves messages, caches the wasm and, while the
+// wasm is still downloading, sends model-sized bytes to the Worker's classify route.
+import initWasm, { HiClient as WasmClient } from "./hiedge.js";
+import { host } from "./host.js";
+
+export * from "./hiedge.js";
+
+/** sha256 of hiedge_bg.wasm, written by the package build. */
+const WASM_SHA256 = "__HIEDGE_WASM_SHA256__";
+/** The Cache API cache the wasm client uses too (wasm-client/src/cache.rs). */
+const CACHE_NAME = "hiedge-v1";
+const WASM_KEY = `https://cache.hiedge.invalid/sha256/${WASM_SHA256}`;
+
+const codedError = (code, message) => Object.assign(new Error(message), { code });
+const openCache = async () => (typeof caches === "undefined" ? null : caches.open(CACHE_NAME).catch(() => null));
+
+let loaded = null;
+/** The wasm's last download report, and the callback that got it (replayed to a later create's). */
+let wasmReport = null;
+let wasmReportedTo = null;
+
+/**
+ * Loads and instantiates the wasm once (later calls return the same promise): from the Cache API
+ * when an earlier load stored it (keyed by its sha256), otherwise downloaded with progress and
+ * stored. Resolves to the compiled `WebAssembly.Module`.
+ */
+export default function init(options = {}) {
+  if (options && "module_or_path" in options) options = { wasm: options.module_or_path };
+  loaded ??= loadModule(options ?? {}).then(async (module) => {
+    await initWasm({ module_or_path: module });
+    return module;
+  });
+  loaded.catch(() => (loaded = null));
+  return loaded;
+}
+
+async function loadModule({ wasm, cache = true, onProgress }) {
+  if (wasm instanceof WebAssembly.Module) return wasm;
+  if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) return WebAssembly.compile(wasm);
+  wasmReportedTo = onProgress ?? null;
+  const report = (loadedBytes, total, fromCache) => {
+    const message = fromCache ? `wasm: ${loadedBytes} bytes from the cache` : `wasm: ${loadedBytes} of ${total ?? "?"} bytes`;
+    wasmReport = { stage: "download", message, file: "wasm", loaded: loadedBytes, total, fromCache };
+    try {
+      onProgress?.(wasmReport);
+    } catch {} // A throwing progress callback must not stop loading.
+  };
+  const store = cache && wasm === undefined ? await openCache() : null;
+  const hit = await store?.match(WASM_KEY).catch(() => undefined);
+  if (hit) {
+    const bytes = await hit.arrayBuffer();
+    report(bytes.byteLength, bytes.byteLength, true);
+    return WebAssembly.compile(bytes);
+  }
+  const url = wasm ?? new URL("./hiedge_bg.wasm", import.meta.url);
+  const bytes = await download(url, report);
+  if (store && (await sha256(bytes)) === WASM_SHA256) await store.put(WASM_KEY, new Response(bytes)).catch(() => {});
+  return WebAssembly.compile(bytes);
+}
+
+async function download(url, report) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw codedError("FetchFailed", `could not fetch the wasm from ${url}: ${e?.message ?? e}`);
+  }
+  if (!response.ok) throw codedError("FetchFailed", `could not fetch the wasm from ${url}: HTTP ${response.status}`);
+  const encoded = (response.headers.get("Content-Encoding") ?? "identity") !== "identity";
+  const total = encoded ? null : Number(response.headers.get("Content-Length")) || null;
+  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  const chunks = [];
+  let received = 0;
+  report(0, total, false);
+  for (const reader = response.body.getReader(); ; ) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    report(received, total, false);
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
+  return bytes;
+}
+
+async function sha256(bytes) {
+  if (!globalThis.crypto?.subtle) return null;
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Whether a Web Worker can run the client here (a page, not already inside a worker). */
+const workersHere = () => typeof Worker === "function" && typeof window !== "undefined";
+
+/** Inputs a worker cannot receive as they are; they become ImageBitmaps on the page first. */
+const isElement = (input) =>
+  ["HTMLCanvasElement", "HTMLImageElement", "HTMLVideoElement", "OffscreenCanvas", "SVGImageElement"].some(
+    (name) => typeof globalThis[name] === "function" && input instanceof globalThis[name],
+  );
+
+/**
+ * The HI client. `HiClient.create(options)` loads the wasm, the manifest and the device model and
+ * runs them in a Web Worker (`worker: false` for the main thread); see hiedge.d.ts / index.d.ts.
+ */
+export class HiClient {
+  #send = null;
+  #worker = null;
+  #pending = new Map();
+  #next = 0;
+  #info = null;
+  #state = null;
+  #hook = null;
+  #onProgress;
+  #queue = Promise.resolve();
+  #early = null;
+  #whileLoading = 0;
+  /** Resolves when the device model is loaded (rejects with why it could not be). */
+  ready;
+  /** Where the model runs: "worker" or "main" (null until the device model is loaded). */
+  runsIn = null;
+
+  constructor(secret) {
+    if (secret !== CREATE) throw new TypeError("use `await HiClient.create(options)`");
+  }
+
+  /**
+   * Loads the client. With `answerWhileLoading: true` it resolves at once and, until the device
+   * model is loaded, sends model-sized `Uint8Array` samples to the Worker (`why: "loading"`).
+   */
+  static async create(options) {
+    if (options === null || typeof options !== "object") {
+      throw codedError("InvalidOptions", "HiClient.create needs an options object: { model, manifest, endpoint }");
+    }
+    const client = new HiClient(CREATE);
+    client.#onProgress = typeof options.onProgress === "function" ? options.onProgress : null;
+    client.#hook = options.allowOffload ?? null;
+    client.ready = client.#load(options);
+    if (options.answerWhileLoading) {
+      client.#early = earlyRoute(options);
+      client.ready.catch(() => {});
+      return client;
+    }
+    await client.ready;
+    return client;
+  }
+
+  /** Whether `HiClient.create(options)` would load with no network: wasm, manifest and model files cached. */
+  static async isCached(options) {
+    const store = await openCache();
+    if (!store || !(await store.match(WASM_KEY).catch(() => undefined))) return false;
+    await init();
+    return WasmClient.isCached(strip(options));
+  }
+
+  /** Deletes the cached wasm, manifests and model files; resolves to whether there was a cache. */
+  static async clearCache() {
+    return typeof caches === "undefined" ? false : caches.delete(CACHE_NAME);
+  }
+
+  async #load(options) {
+    const module = await init({ cache: options.cache !== false, onProgress: this.#onProgress ?? undefined });
+    // The wasm was loaded before (by `init()` or another client): say how it came, once.
+    if (this.#onProgress && wasmReportedTo !== this.#onProgress && wasmReport) this.#receive({ op: "progress", value: wasmReport });
+    const message = { options: { ...strip(options), hasAllowOffload: !!options.allowOffload, hasProgress: !!this.#onProgress } };
+    if (options.worker ?? workersHere()) {
+      try {
+        this.#startWorker();
+        this.#info = await this.#call("create", [], { ...message, module });
+        this.runsIn = "worker";
+        return;
+      } catch (e) {
+        this.#worker?.terminate();
+        this.#worker = null;
+        if (e?.code !== "WorkerFailed" || options.worker === true) throw e;
+      }
+    }
+    const handle = host((msg) => this.#receive(msg));
+    this.#send = (msg) => void handle(msg);
+    this.#info = await this.#call("create", [], message);
+    this.runsIn = "main";
+  }
+
+  #startWorker() {
+    const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+    worker.onmessage = (event) => this.#receive(event.data);
+    worker.onerror = (event) => {
+      event.preventDefault?.();
+      const error = codedError("WorkerFailed", `the Web Worker failed: ${event.message ?? "could not start"}`);
+      for (const { reject } of this.#pending.values()) reject(error);
+      this.#pending.clear();
+    };
+    this.#worker = worker;
+    this.#send = (msg, transfer) => worker.postMessage(msg, transfer ?? []);
+  }
+
+  #receive(msg) {
+    if (msg.op === "progress") {
+      try {
+        this.#onProgress?.(msg.value);
+      } catch {}
+      return;
+    }
+    if (msg.op === "allow") {
+      Promise.resolve()
+        .then(() => (this.#hook ? this.#hook(msg.request) : false))
+        .then((value) => value === true, () => false)
+        .then((value) => this.#send({ op: "allowed", ask: msg.ask, value }));
+      return;
+    }
+    const pending = this.#pending.get(msg.id);
+    if (!pending) return;
+    this.#pending.delete(msg.id);
+    if (msg.state) this.#state = msg.state;
+    if (msg.ok) pending.resolve(msg.value);
+    else pending.reject(Object.assign(new Error(msg.error.message), msg.error));
+  }
+
+  #call(op, args, extra = {}, transfer) {
+    return new Promise((resolve, reject) => {
+      const id = this.#next++;
+      this.#pending.set(id, { resolve, reject });
+      this.#send({ id, op, args, ...extra }, transfer);
+    });
+  }
+
+  /** Forwards a call with one sample, page elements turned into ImageBitmaps first, in call order. */
+  #sample(op, input, ...rest) {
+    if (!this.#worker) return this.#call(op, [input, ...rest]);
+    const bitmap = isElement(input)
+      ? createImageBitmap(input).catch((e) => {
+          throw codedError("InvalidInput", `could not read the image: ${e?.message ?? e}`);
+        })
+      : null;
+    const sent = this.#queue.then(async () => {
+      const sample = bitmap ? await bitmap : input;
+      return this.#call(op, [sample, ...rest], {}, bitmap ? [sample] : undefined);
+    });
+    this.#queue = sent.then(() => {}, () => {});
+    return sent;
+  }
+
+  #loaded() {
+    if (!this.#info) throw codedError("NotReady", "the device model is still loading: await client.ready first");
+    return this.#info;
+  }
+
+  /** Whether the device model is loaded. */
+  get loaded() {
+    return this.#info !== null;
+  }
+
+  /** Classifies one sample (see the wasm client's `classify`). */
+  classify(input) {
+    if (this.#info) return this.#sample("classify", input);
+    if (this.#early && input instanceof Uint8Array) return this.#classifyWhileLoading(input);
+    return this.ready.then(() => this.#sample("classify", input));
+  }
+
+  async #classifyWhileLoading(input) {
+    const early = this.#early;
+    const start = performance.now();
+    if (early.mode === "only_local") return this.ready.then(() => this.classify(input));
+    const request = { localLabel: -1, confidence: 0, score: 0, why: "loading", bytes: input.length };
+    const allowed = this.#hook ? await Promise.resolve().then(() => this.#hook(request)).then((v) => v === true, () => false) : true;
+    if (!allowed) return this.ready.then(() => this.classify(input));
+    let answer;
+    try {
+      answer = await postSample(early, input);
+    } catch (reason) {
+      if (this.#info) return this.classify(input);
+      throw codedError("NotReady", `the device model is still loading and the Worker did not answer: ${reason?.message ?? reason}`);
+    }
+    const totalMs = performance.now() - start;
+    this.#whileLoading++;
+    return {
+      label: answer.label, className: early.classes?.[answer.label] ?? String(answer.label), probs: answer.probs,
+      confidence: answer.probs[answer.label], decision: "offloaded", score: 0, threshold: null, offloadWanted: true,
+      explored: false, localLabel: -1, localProbs: [], remoteLabel: answer.label, remoteModel: answer.model,
+      fallbackReason: null,
+      timings: { preprocessMs: 0, localMs: 0, decisionMs: 0, roundTripMs: totalMs, remoteMs: answer.infer_ms ?? null, totalMs },
+      bytesSent: input.length, localStage: "full", answeredBy: "worker", why: "loading",
+    };
+  }
+
+  /** The local model only (see the wasm client); a Promise in this facade. */
+  classifyLocal(input) {
+    this.#loaded();
+    return this.#sample("classifyLocal", input);
+  }
+  /** Per-op times of the local model (see the wasm client); a Promise in this facade. */
+  profile(pixels, runs) {
+    this.#loaded();
+    return this.#call("profile", [pixels, runs]);
+  }
+  /** Fits the threshold on labelled samples (see the wasm client). */
+  async calibrate(samples, labels, target) {
+    await this.ready;
+    const ready = this.#worker ? await Promise.all(Array.from(samples, (s) => (isElement(s) ? createImageBitmap(s) : s))) : samples;
+    return this.#call("calibrate", [ready, Array.from(labels), target]);
+  }
+  setPolicy(policy) {
+    return this.ready.then(() => this.#call("setPolicy", [policy]));
+  }
+  setMode(mode) {
+    if (this.#early) this.#early.mode = mode;
+    return this.ready.then(() => this.#call("setMode", [mode]));
+  }
+  setAllowOffload(hook) {
+    if (hook !== null && hook !== undefined && typeof hook !== "function") {
+      return Promise.reject(codedError("InvalidOptions", "`allowOffload` must be a function (or null)"));
+    }
+    this.#hook = hook ?? null;
+    return this.ready.then(() => this.#call("setAllowOffload", [!!hook]));
+  }
+  setMaxOffloadsPerMinute(perMinute) {
+    return this.ready.then(() => this.#call("setMaxOffloadsPerMinute", [perMinute]));
+  }
+  setNetworkDelay(ms) {
+    return this.ready.then(() => this.#call("setNetworkDelay", [ms]));
+  }
+  setEndpoint(endpoint) {
+    if (this.#early) this.#early = null;
+    return this.ready.then(() => this.#call("setEndpoint", [endpoint]));
+  }
+  resetStats() {
+    this.#whileLoading = 0;
+    return this.ready.then(() => this.#call("resetStats", []));
+  }
+  /** The policy in use (as of the last answered call). */
+  policy() {
+    this.#loaded();
+    return this.#state.policy;
+  }
+  /** The mode in use (as of the last answered call). */
+  get mode() {
+    return this.#state?.mode ?? this.#early?.mode ?? "cascade";
+  }
+  /** Running statistics as of the last answered call, plus `answeredWhileLoading`. */
+  stats() {
+    this.#loaded();
+    return { ...this.#state.stats, answeredWhileLoading: this.#whileLoading };
+  }
+  manifest() {
+    return this.#loaded().manifest;
+  }
+  get classes() {
+    return this.#loaded().classes;
+  }
+  get inputLength() {
+    return this.#loaded().inputLength;
+  }
+  get imageShape() {
+    return this.#loaded().imageShape;
+  }
+  get modelId() {
+    return this.#loaded().modelId;
+  }
+  /** Stops the Web Worker (calls after this reject). */
+  close() {
+    this.#worker?.terminate();
+    const error = codedError("NotReady", "the client was closed");
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+    this.#send = () => {};
+    this.#info = null;
+  }
+}
+
+const CREATE = Symbol("HiClient.create");
+
+/**
+ * The options the wasm client reads (functions stay on the page), with relative URLs made absolute
+ * against the page, since a worker would resolve them against its own script.
+ */
+function strip(options) {
+  const { allowOffload, onProgress, worker, answerWhileLoading, ...rest } = options ?? {};
+  const base = globalThis.document?.baseURI ?? globalThis.location?.href;
+  const absolute = (url) => {
+    try {
+      return base ? new URL(url, base).href : url;
+    } catch {
+      return url; // the wasm client reports it
+    }
+  };
+  if (typeof rest.model === "string") rest.model = absolute(rest.model);
+  if (typeof rest.manifest === "string" && !rest.manifest.trim().startsWith("{")) rest.manifest = absolute(rest.manifest);
+  if (typeof rest.endpoint === "string" && rest.endpoint.startsWith("/")) rest.endpoint = absolute(rest.endpoint);
+  const stages = rest.earlyExit;
+  if (stages && typeof stages === "object" && !ArrayBuffer.isView(stages)) {
+    rest.earlyExit = { ...stages };
+    for (const k of ["stage1", "stage2"]) if (typeof stages[k] === "string") rest.earlyExit[k] = absolute(stages[k]);
+  }
+  return rest;
+}
+
+/** Where samples go while the wasm and model download: the Worker's classify route, or nowhere. */
+function earlyRoute(options) {
+  const { endpoint, modelSet, token, timeoutMs, mode, manifest } = options;
+  if (typeof endpoint !== "string" || !/^(https?:\/\/|\/)/.test(endpoint)) return null;
+  if (modelSet !== undefined && !/^[a-z0-9_-]{1,64}$/.test(modelSet)) return null;
+  const base = endpoint.replace(/\/+$/, "");
+  const route = {
+    url: base + (modelSet ? `/v1/models/${modelSet}/classify` : "/v1/classify"),
+    token: token || null,
+    timeoutMs: Number.isFinite(timeoutMs) && timeoutMs >= 0 ? timeoutMs : 3000,
+    mode: mode ?? "cascade",
+    classes: null,
+  };
+  // Class names for the answers: the given manifest's, or the set's from the Worker.
+  const given = typeof manifest === "string" && manifest.trim().startsWith("{") ? safeJson(manifest) : manifest;
+  if (given && typeof given === "object" && Array.isArray(given.classes)) route.classes = given.classes.map(String);
+  else if (modelSet && manifest === undefined) {
+    fetch(`${base}/v1/models/${modelSet}`, { headers: route.token ? { Authorization: `Bearer ${route.token}` } : {} })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((m) => Array.isArray(m?.classes) && (route.classes = m.classes.map(String)))
+      .catch(() => {});
+  }
+  return route;
+}
+
+function safeJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/** POSTs model-sized bytes to the classify route; resolves to a checked `{label, probs, model, infer_ms}`. */
+async function postSample(route, input) {
+  const headers = { "Content-Type": "application/octet-stream" };
+  if (route.token) headers.Authorization = `Bearer ${route.token}`;
+  const response = await fetch(route.url, {
+    method: "POST", mode: "cors", headers, body: input, signal: AbortSignal.timeout(route.timeoutMs),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
+  const answer = safeJson(text);
+  const probs = answer?.probs;
+  if (!Array.isArray(probs) || !probs.every(Number.isFinite) || !Number.isInteger(answer.label) || answer.label < 0 ||
+      answer.label >= probs.length || probs.some((p) => p > probs[answer.label])) {
+    throw new Error("bad response: not a classify result");
+  }
+  return answer;
+}
