@@ -24,7 +24,10 @@ for (const line of readFileSync(join(cache, "sizes.tsv"), "utf8").split("\n").fi
   }
 }
 if (!sizes.has(baseline)) throw new Error(`no build of the baseline lever ${baseline}: run scripts/size-levers.sh ${baseline}`);
-const levers = [...sizes.keys()];
+// `--levers a,b`: time only these (and the baseline), e.g. to compare a new lever in a short run.
+const only = arg("levers", null)?.split(",");
+const levers = [...sizes.keys()].filter((l) => !only || l === baseline || only.includes(l));
+const warmup = Number(arg("warmup", 30));
 
 rmSync(join(repo, "test-results/levers"), { recursive: true, force: true });
 for (const l of levers) cpSync(join(cache, l), join(repo, "test-results/levers", l), { recursive: true });
@@ -38,7 +41,7 @@ const browser = await launchChromium();
 let result;
 try {
   const page = await browser.newPage();
-  await page.goto(`${server.url}/bench/size.html?levers=${levers.join(",")}&baseline=${baseline}&rounds=${rounds}` +
+  await page.goto(`${server.url}/bench/size.html?levers=${levers.join(",")}&baseline=${baseline}&rounds=${rounds}&warmup=${warmup}` +
     "&images=/test-results/bench-data/size-images.u8");
   await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 3600_000 });
   result = await page.evaluate(() => window.__bench);

@@ -23,7 +23,8 @@ CFG[lto]="lto='fat' codegen-units=1" ; OPT[lto]="-Oz"
 CFG[s-lto]="opt-level='s' lto='fat' codegen-units=1" ; OPT[s-lto]="-Oz"
 CFG[s-lto-o3]="opt-level='s' lto='fat' codegen-units=1" ; OPT[s-lto-o3]="-O3"
 CFG[s-lto-linalg3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.opt-level=3" ; OPT[s-lto-linalg3]="-Oz"
-ALL=(release release-oz s z lto s-lto s-lto-o3 s-lto-linalg3)
+CFG[s-lto-tract3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[s-lto-tract3]="-Oz"
+ALL=(release release-oz s z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
