@@ -28,7 +28,10 @@ let wasmReportedTo = null;
  * stored. Resolves to the compiled `WebAssembly.Module`.
  */
 export default function init(options = {}) {
-  if (options && "module_or_path" in options) options = { wasm: options.module_or_path };
+  // wasm-bindgen's own forms: `init({ module_or_path })`, or the source itself.
+  if (typeof options === "string" || options instanceof URL || options instanceof WebAssembly.Module ||
+      options instanceof ArrayBuffer || ArrayBuffer.isView(options)) options = { wasm: options };
+  else if (options && typeof options === "object" && "module_or_path" in options) options = { wasm: options.module_or_path };
   loaded ??= loadModule(options ?? {}).then(async (module) => {
     await initWasm({ module_or_path: module });
     return module;
