@@ -209,10 +209,7 @@ export class HiClient {
       return;
     }
     if (msg.op === "allow") {
-      Promise.resolve()
-        .then(() => (this.#hook ? this.#hook(msg.request) : false))
-        .then((value) => value === true, () => false)
-        .then((value) => this.#send({ op: "allowed", ask: msg.ask, value }));
+      askHook(this.#hook, msg.request, false).then((value) => this.#send({ op: "allowed", ask: msg.ask, value }));
       return;
     }
     const pending = this.#pending.get(msg.id);
@@ -269,8 +266,7 @@ export class HiClient {
     const start = performance.now();
     if (early.mode === "only_local") return this.ready.then(() => this.classify(input));
     const request = { localLabel: -1, confidence: 0, score: 0, why: "loading", bytes: input.length };
-    const allowed = this.#hook ? await Promise.resolve().then(() => this.#hook(request)).then((v) => v === true, () => false) : true;
-    if (!allowed) return this.ready.then(() => this.classify(input));
+    if (!(await askHook(this.#hook, request, true))) return this.ready.then(() => this.classify(input));
     let answer;
     try {
       answer = await postSample(early, input);
@@ -375,6 +371,13 @@ export class HiClient {
 }
 
 const CREATE = Symbol("HiClient.create");
+
+/**
+ * The `allowOffload` hook's answer: true only for `true` or a Promise of `true` (a throw or a
+ * rejection refuses); `absent` when there is no hook.
+ */
+const askHook = (hook, request, absent) =>
+  hook ? Promise.resolve().then(() => hook(request)).then((v) => v === true, () => false) : Promise.resolve(absent);
 
 /**
  * The options the wasm client reads (functions stay on the page), with relative URLs made absolute

@@ -47,14 +47,21 @@ impl FileCache {
 
     /// Opens the cache when the Cache API is here (secure origins, window or worker).
     pub async fn open() -> Self {
-        let storage = js_sys::Reflect::get(&js_sys::global(), &"caches".into())
-            .ok()
-            .and_then(|s| s.dyn_into::<web_sys::CacheStorage>().ok());
-        let cache = match storage {
+        let cache = match storage() {
             Some(storage) => await_value(storage.open(CACHE_NAME)).await.and_then(|c| c.dyn_into().ok()),
             None => None,
         };
         FileCache { cache }
+    }
+
+    /// Deletes the whole cache (model files, manifests, and the package's wasm); `Ok(false)` when
+    /// there was none or the Cache API is not here.
+    pub async fn delete_all() -> Result<bool, JsValue> {
+        let Some(storage) = storage() else { return Ok(false) };
+        let deleted = JsFuture::from(storage.delete(CACHE_NAME)).await.map_err(|e| {
+            js::coded_error(js::FETCH_FAILED, &format!("could not clear the cache: {}", js::describe(&e)))
+        })?;
+        Ok(deleted.as_bool() == Some(true))
     }
 
     /// The stored bytes for `key`, if any.
@@ -91,8 +98,7 @@ impl FileCache {
 
     /// The file with this sha256: from the cache when its bytes still hash to it, otherwise
     /// downloaded from `url` (reporting bytes as they arrive; once more past the HTTP cache when
-    /// the bytes do not hash to it) and stored. Returns the bytes and
-    /// whether they came from the cache.
+    /// the bytes do not hash to it) and stored.
     pub async fn file(
         &self,
         url: &str,
@@ -100,27 +106,35 @@ impl FileCache {
         what: &str,
         token: Option<&str>,
         progress: &Progress,
-    ) -> Result<(Vec<u8>, bool), JsValue> {
+    ) -> Result<Vec<u8>, JsValue> {
+        let is_file = |bytes: &[u8]| sha256_hex(bytes).eq_ignore_ascii_case(sha256);
         let key = file_key(sha256);
         if let Some(bytes) = self.get(&key).await {
-            if sha256_hex(&bytes).eq_ignore_ascii_case(sha256) {
+            if is_file(&bytes) {
                 progress.bytes(what, bytes.len() as f64, Some(bytes.len() as f64), true);
-                return Ok((bytes, true));
+                return Ok(bytes);
             }
             self.delete(&key).await;
         }
         let mut bytes = js::fetch_bytes_with_progress(url, what, token, false, progress).await?;
-        if !sha256_hex(&bytes).eq_ignore_ascii_case(sha256) {
+        let mut matches = is_file(&bytes);
+        if !matches {
             // A changed file at the same URL may still be in the HTTP cache: ask the server once.
             bytes = js::fetch_bytes_with_progress(url, what, token, true, progress).await?;
+            matches = is_file(&bytes);
         }
         // Only bytes that are the file the manifest names are kept; the model loader reports a
         // mismatch with both hashes.
-        if sha256_hex(&bytes).eq_ignore_ascii_case(sha256) {
+        if matches {
             self.put(&key, &bytes).await;
         }
-        Ok((bytes, false))
+        Ok(bytes)
     }
+}
+
+/// `globalThis.caches`, where the Cache API is available.
+fn storage() -> Option<web_sys::CacheStorage> {
+    js_sys::Reflect::get(&js_sys::global(), &"caches".into()).ok().and_then(|s| s.dyn_into().ok())
 }
 
 /// Awaits a promise, `None` when it rejects or resolves to `undefined`.

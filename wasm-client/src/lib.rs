@@ -91,7 +91,7 @@ impl HiClient {
         let sha256 = manifest.model(&name).map_err(core_error)?.sha256.clone();
         let bytes = if absent(&options.model) {
             let url = sources.worker_file("model", &sha256)?;
-            cache.file(&url, &sha256, "model", token, &progress).await?.0
+            cache.file(&url, &sha256, "model", token, &progress).await?
         } else {
             file_or_fetch(&options.model, "model", &sha256, &cache, &progress).await?
         };
@@ -108,8 +108,8 @@ impl HiClient {
             let (sha1, sha2) = (&entry.stage1.sha256, &entry.stage2.sha256);
             let (s1, s2) = if options.early_exit.as_bool() == Some(true) {
                 let (url1, url2) = (sources.worker_file("earlyExit", sha1)?, sources.worker_file("earlyExit", sha2)?);
-                let s1 = cache.file(&url1, sha1, "earlyExit.stage1", token, &progress).await?.0;
-                (s1, cache.file(&url2, sha2, "earlyExit.stage2", token, &progress).await?.0)
+                let s1 = cache.file(&url1, sha1, "earlyExit.stage1", token, &progress).await?;
+                (s1, cache.file(&url2, sha2, "earlyExit.stage2", token, &progress).await?)
             } else {
                 let given: EarlyExitSources = serde_wasm_bindgen::from_value(options.early_exit.clone())
                     .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid `earlyExit`: {e}")))?;
@@ -154,7 +154,7 @@ impl HiClient {
     /// resolves to whether there was a cache to delete.
     #[wasm_bindgen(js_name = clearCache, unchecked_return_type = "Promise<boolean>")]
     pub fn clear_cache() -> Promise {
-        future_to_promise(async move { load::clear_cache().await.map(JsValue::from) })
+        future_to_promise(async move { FileCache::delete_all().await.map(JsValue::from) })
     }
 
     /// Classifies one sample: local model, decision, and offload when the decision module asks for

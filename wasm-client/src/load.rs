@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::cache::{self, FileCache};
-use crate::js::{self, coded_error, core_error, Progress, FETCH_FAILED, INVALID_OPTIONS};
+use crate::js::{self, coded_error, core_error, Progress, INVALID_OPTIONS};
 use crate::options::HiClientOptions;
 
 /// A left-out option.
@@ -77,15 +77,21 @@ impl Sources {
         }
     }
 
+    /// The manifest given as JSON text or a JS object (when [`manifest_url`](Self::manifest_url) is `None`).
+    fn given_manifest(&self) -> Result<Manifest, JsValue> {
+        if let Some(json) = self.manifest.as_string() {
+            return Manifest::from_json(&json).map_err(core_error);
+        }
+        let manifest: Manifest = serde_wasm_bindgen::from_value(self.manifest.clone())
+            .map_err(|e| coded_error("ManifestParse", &format!("manifest is not a valid hiedge manifest: {e}")))?;
+        manifest.validate().map_err(core_error)?;
+        Ok(manifest)
+    }
+
     /// The manifest, validated. A fetched one is network-first: stored when the network answers,
     /// the stored copy used when it does not (offline).
     pub async fn manifest(&self, cache: &FileCache, progress: &Progress) -> Result<Manifest, JsValue> {
-        let Some(url) = self.manifest_url()? else {
-            return match self.manifest.as_string() {
-                Some(json) => Manifest::from_json(&json).map_err(core_error),
-                None => manifest_object(&self.manifest),
-            };
-        };
+        let Some(url) = self.manifest_url()? else { return self.given_manifest() };
         let token = if absent(&self.manifest) { self.token.as_deref() } else { None };
         let key = cache::manifest_key(&url);
         let json = match js::fetch_text(&url, "manifest", token).await {
@@ -110,10 +116,7 @@ impl Sources {
     /// The manifest when it can be had without the network (given, or stored), else `None`.
     pub async fn manifest_offline(&self, cache: &FileCache) -> Result<Option<Manifest>, JsValue> {
         match self.manifest_url()? {
-            None => match self.manifest.as_string() {
-                Some(json) => Manifest::from_json(&json).map(Some).map_err(core_error),
-                None => manifest_object(&self.manifest).map(Some),
-            },
+            None => self.given_manifest().map(Some),
             Some(url) => Ok(cache
                 .get(&cache::manifest_key(&url))
                 .await
@@ -121,14 +124,6 @@ impl Sources {
                 .and_then(|json| Manifest::from_json(&json).ok())),
         }
     }
-}
-
-/// A manifest given as a JS object.
-fn manifest_object(object: &JsValue) -> Result<Manifest, JsValue> {
-    let manifest: Manifest = serde_wasm_bindgen::from_value(object.clone())
-        .map_err(|e| coded_error("ManifestParse", &format!("manifest is not a valid hiedge manifest: {e}")))?;
-    manifest.validate().map_err(core_error)?;
-    Ok(manifest)
 }
 
 /// A model file given as bytes, or a URL fetched through the cache under the manifest's `sha256`.
@@ -146,7 +141,7 @@ pub async fn file_or_fetch(
         return Ok(Uint8Array::new(b).to_vec());
     }
     if let Some(url) = value.as_string() {
-        return Ok(cache.file(&url, sha256, what, None, progress).await?.0);
+        return cache.file(&url, sha256, what, None, progress).await;
     }
     Err(coded_error(INVALID_OPTIONS, &format!("`{what}` must be a Uint8Array, an ArrayBuffer or a URL")))
 }
@@ -180,16 +175,4 @@ pub async fn is_cached(options: &HiClientOptions) -> Result<bool, JsValue> {
         }
     }
     Ok(true)
-}
-
-/// Deletes the client's cache (model files, manifests, and the package's wasm).
-pub async fn clear_cache() -> Result<bool, JsValue> {
-    let storage = js_sys::Reflect::get(&js_sys::global(), &"caches".into())
-        .ok()
-        .and_then(|s| s.dyn_into::<web_sys::CacheStorage>().ok());
-    let Some(storage) = storage else { return Ok(false) };
-    let deleted = wasm_bindgen_futures::JsFuture::from(storage.delete(cache::CACHE_NAME))
-        .await
-        .map_err(|e| coded_error(FETCH_FAILED, &format!("could not clear the cache: {}", js::describe(&e))))?;
-    Ok(deleted.as_bool() == Some(true))
 }

@@ -98,13 +98,13 @@ impl HiStream {
         let cache = crate::cache::FileCache::open().await;
         let progress = js::Progress::new(&JsValue::UNDEFINED);
         let trunk_sha = &entry.trunk.sha256;
-        let trunk_bytes = cache.file(&file(trunk_sha), trunk_sha, "split trunk", token, &progress).await?.0;
+        let trunk_bytes = cache.file(&file(trunk_sha), trunk_sha, "split trunk", token, &progress).await?;
         let trunk = split::load_trunk(&manifest, &trunk_bytes).map_err(core_error)?;
         let device = match &options.device_model {
             None => None,
             Some(name) => {
                 let sha = manifest.model(name).map_err(core_error)?.sha256.clone();
-                let bytes = cache.file(&file(&sha), &sha, "device model", token, &progress).await?.0;
+                let bytes = cache.file(&file(&sha), &sha, "device model", token, &progress).await?;
                 Some(Model::load(&manifest, name, &bytes).map_err(core_error)?)
             }
         };
