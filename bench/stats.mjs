@@ -48,3 +48,75 @@ export function medianInterval(values, z = 1.96) {
   const hi = Math.min(n - 1, Math.ceil(n / 2 + half) - 1);
   return [sorted[lo], sorted[hi]];
 }
+
+/**
+ * A seeded pseudo-random generator (mulberry32): the same seed gives the same sequence on every
+ * machine, so a run's schedule and resamples can be repeated.
+ * @param {number} seed
+ * @returns {() => number} uniform in [0, 1)
+ */
+export function seededRandom(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * A shuffled copy of `items` (Fisher-Yates with `random`).
+ * @template T
+ * @param {T[]} items
+ * @param {() => number} random
+ * @returns {T[]}
+ */
+export function shuffled(items, random) {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/**
+ * A 95% percentile-bootstrap interval of `statistic` over paired samples: `series` are arrays of
+ * the same length whose i-th values belong together (the same image), resampled together.
+ * `statistic(...resampledSeries)` returns a number. [NaN, NaN] below 10 pairs.
+ * @param {number[][]} series
+ * @param {(...s: number[][]) => number} statistic
+ * @param {{ resamples?: number, seed?: number }} [options]
+ * @returns {[number, number]}
+ */
+export function bootstrapInterval(series, statistic, { resamples = 2000, seed = 1 } = {}) {
+  const n = series[0]?.length ?? 0;
+  if (n < 10 || series.some((s) => s.length !== n)) return [NaN, NaN];
+  const random = seededRandom(seed);
+  const values = [];
+  const picked = series.map(() => new Array(n));
+  for (let r = 0; r < resamples; r++) {
+    for (let i = 0; i < n; i++) {
+      const k = Math.floor(random() * n);
+      for (let s = 0; s < series.length; s++) picked[s][i] = series[s][k];
+    }
+    values.push(statistic(...picked));
+  }
+  return [quantile(values, 0.025), quantile(values, 0.975)];
+}
+
+/**
+ * The 95% Wilson interval of a proportion of `k` successes in `n`.
+ * @param {number} k
+ * @param {number} n
+ * @returns {[number, number]}
+ */
+export function wilsonInterval(k, n) {
+  if (!n) return [NaN, NaN];
+  const z = 1.96, p = k / n, d = 1 + (z * z) / n;
+  const c = (p + (z * z) / (2 * n)) / d;
+  const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
+  return [c - h, c + h];
+}

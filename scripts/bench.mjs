@@ -1,159 +1,306 @@
-// `make bench`: one headless Chromium run of bench/bench.html against the local Worker (wrangler
-// dev): tiny-only, large-on-device (the large model in wasm), always-offload, HI (each policy at its
-// calibrated point) and EE-HI, at emulated extra round trips; plus tract-wasm vs onnxruntime-web on
-// the same ONNX files. Writes <out>/results.json and <out>/results.md.
-// Then streams (split inference, MDI-Exit): arrivals at fixed rates on a page whose CPU is throttled
-// by the DevTools protocol, for device-only, HI, EE-HI, split without exit and split + exit + planner.
-// Usage: node scripts/bench.mjs [--n 1000] [--rtts 0,20,80] [--ort-n 300] [--stream-rates 50,200,800]
-//        [--stream-n 300] [--throttle 10] [--out bench]
-import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
+// `make bench`: the paper's table for the web. One headless Chromium run against the local Worker
+// (wrangler dev) of every method on emulated devices (CPU throttling) x networks (the browser's
+// network emulation, applied to the real fetch to the Worker), both through the DevTools protocol
+// (tests/support/conditions.mjs says which presets and why), plus cold starts. Writes
+// <out>/results.json; scripts/bench-report.mjs turns it into <out>/results.md, the README's grid
+// and the chart in docs/.
+//
+// Chosen before the run (and written into results.json): the methods and their operating points
+// (the manifest's calibrated logistic_top2 for HI, its calibrated EE-HI thresholds, its calibrated
+// split exit), "equal accuracy" (HI within 0.5 percentage points of large-on-device on the whole
+// test set), the schedule (per cell: rounds of one block per method in a seeded random order, the
+// same images for every method in a round), the statistics (mean, median, p95 with 95% intervals;
+// reductions as 1 - mean ratio with a paired bootstrap interval) and the seed.
+//
+// Accuracy and offload share: every method in the browser on the whole test set (or the first
+// --check-n images), unthrottled on loopback; its counts must match `hiedge eval` on the same images
+// within the stated tolerance (the split planner's raw-or-features choice depends on measured round
+// trips, so only its exits compare), and the onnxruntime-web rows must give the tract rows' labels.
+//
+// Usage: node scripts/bench.mjs [--devices 1,4,6] [--networks loopback,broadband,4g,slow-4g,3g]
+//   [--samples 200,slow-4g=120,3g=60] [--block 20] [--check-n all] [--cold-devices 1,6]
+//   [--cold-networks loopback,broadband,4g,slow-4g,3g] [--cold-reps 2,3g=1] [--models models/fashion-mnist]
+//   [--data $FASHION_MNIST_DIR] [--hiedge target/release/hiedge] [--seed 20261124] [--out bench]
+//   [--readme README.md|none] [--chart docs/bench-tradeoff.png|none]
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
+import { DEVICES, emulateDevice, emulateNetwork, NETWORKS } from "../tests/support/conditions.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
+import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
+import { writeReport } from "./bench-report.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
-const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
-const n = Number(arg("n", 1000));
-const rtts = arg("rtts", "0,20,80");
-const ortN = Number(arg("ort-n", 300));
-const streamRates = arg("stream-rates", "50,200,800");
-const streamN = Number(arg("stream-n", 300));
-const throttle = Number(arg("throttle", 10));
+const arg = (k, d) => {
+  const i = process.argv.indexOf(`--${k}`);
+  return i > 0 ? process.argv[i + 1] : d;
+};
+/** "200,slow-4g=120,3g=60": a default and per-network values. */
+const perNetwork = (spec) => {
+  const out = { default: NaN };
+  for (const part of spec.split(",")) {
+    const [k, v] = part.includes("=") ? part.split("=") : ["default", part];
+    out[k] = Number(v);
+  }
+  return (network) => out[network] ?? out.default;
+};
+const list = (s) => s.split(",").filter(Boolean);
+const devices = list(arg("devices", "1,4,6")).map(Number);
+const networks = list(arg("networks", "loopback,broadband,4g,slow-4g,3g"));
+const samplesSpec = arg("samples", "200,slow-4g=120,3g=60");
+const samples = perNetwork(samplesSpec);
+const blockSize = Number(arg("block", 20));
+const checkNArg = arg("check-n", "all");
+const coldDevices = list(arg("cold-devices", "1,6")).map(Number);
+const coldNetworks = list(arg("cold-networks", "loopback,broadband,4g,slow-4g,3g"));
+const coldRepsSpec = arg("cold-reps", "2,3g=1");
+const coldReps = perNetwork(coldRepsSpec);
+const modelsDir = resolve(repo, arg("models", "models/fashion-mnist"));
+const dataDir = arg("data", process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist");
+const hiedge = arg("hiedge", join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, ".cache/hiedge/target"), "release/hiedge"));
+const seed = Number(arg("seed", 20261124));
 const out = resolve(repo, arg("out", "bench"));
-if (!(n >= 1 && n <= 10000)) throw new Error("--n must be 1..10000");
+const readme = arg("readme", "README.md");
+const chart = arg("chart", "docs/bench-tradeoff.png");
+for (const n of [...networks, ...coldNetworks]) if (!(n in NETWORKS)) throw new Error(`unknown network ${n}: use ${Object.keys(NETWORKS).join(", ")}`);
+for (const d of [...devices, ...coldDevices]) if (!(d >= 1)) throw new Error(`--devices: CPU throttling rates >= 1, not ${d}`);
+if (!(blockSize >= 1)) throw new Error("--block must be >= 1");
+const EQUAL_ACCURACY_POINTS = 0.5;
+const log = (s) => process.stderr.write(`${s}\n`);
 
-// The first n Fashion-MNIST test images, from Debian's dataset-fashion-mnist.
-const dataDir = process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist";
-const idx = (f) => gunzipSync(readFileSync(join(dataDir, f)));
+// The test set, as the model's input bytes (an IDX set whose items are the model's input).
+const manifest = JSON.parse(readFileSync(join(modelsDir, "manifest.json"), "utf8"));
+const inputLength = manifest.input.shape.reduce((a, b) => a * b, 1);
+const idx = (f, header) => gunzipSync(readFileSync(join(dataDir, f))).subarray(header);
+const images = idx("t10k-images-idx3-ubyte.gz", 16);
+const labels = idx("t10k-labels-idx1-ubyte.gz", 8);
+const count = Math.min(labels.length, Math.floor(images.length / inputLength));
+if (images.length !== count * inputLength) throw new Error(`${dataDir}: test images are not ${inputLength} bytes each (the manifest's input)`);
+const checkN = checkNArg === "all" ? count : Number(checkNArg);
+if (!(checkN >= 1 && checkN <= count)) throw new Error(`--check-n: 1..${count} test images or "all", not ${checkNArg}`);
 const data = join(repo, "test-results/bench-data");
 mkdirSync(data, { recursive: true });
-writeFileSync(join(data, "images.u8"), idx("t10k-images-idx3-ubyte.gz").subarray(16, 16 + n * 784));
-writeFileSync(join(data, "labels.u8"), idx("t10k-labels-idx1-ubyte.gz").subarray(8, 8 + n));
+writeFileSync(join(data, "images.u8"), images);
+writeFileSync(join(data, "labels.u8"), labels.subarray(0, count));
+
+// `hiedge eval` on the same images: the reference the browser's counts are checked against (tract
+// natively, the same decision code).
+const evalRows = (e) => {
+  const hi = e.rows.find((r) => r.policy === "logistic_top2" && String(r.param).startsWith("calibrated"));
+  if (!hi) throw new Error("hiedge eval has no calibrated logistic_top2 row: calibrate the model set first");
+  const rows = {
+    "tiny-only": { accuracy: e.rows.find((r) => r.policy === "tiny-only").hi_accuracy, offload: 0, exited: 0 },
+    "large-on-device": { accuracy: e.large_only_accuracy, offload: 0, exited: 0 },
+    "always-offload": { accuracy: e.large_only_accuracy, offload: 1, exited: 0 },
+    HI: { accuracy: hi.hi_accuracy, offload: hi.offload_fraction, exited: 0 },
+  };
+  if (e.ee_hi) rows["EE-HI"] = { accuracy: e.ee_hi.outcome.accuracy, offload: e.ee_hi.outcome.offloaded, exited: e.ee_hi.outcome.exited };
+  // The split planner sends raw or features by the round trips it measures, which `hiedge eval`
+  // does not simulate: only the exits (the calibrated threshold on the trunk's exit head) compare.
+  if (e.split) rows["split (MDI-Exit)"] = { exited: e.split.calibrated.exited, offload: 1 - e.split.calibrated.exited, only: ["exited", "offloaded"] };
+  return rows;
+};
+log(`hiedge eval on the first ${checkN} of ${count} test images`);
+const evalCheck = evalRows(JSON.parse(execFileSync(hiedge, ["eval", "--json", "--models", modelsDir, "--data", dataDir, "--limit", String(checkN)],
+  { encoding: "utf8", maxBuffer: 1 << 26 })));
+// The onnxruntime-web rows run the same ONNX files: their labels must be the tract rows'.
+const ORT_OF = { "tiny-only (onnxruntime-web)": "tiny-only", "large-on-device (onnxruntime-web)": "large-on-device" };
+const accuracy = {};
 
 const worker = await startWorker();
-const server = await serveStatic(repo);
+const server = await serveStatic(repo, 0, { cacheControl: "max-age=3600", compress: true });
 const browser = await launchChromium();
-let result;
+const modelsUrl = `/${relative(repo, modelsDir)}`;
+const results = { checks: [], cells: [], cold: [] };
+let info;
 try {
+  // ---- Per-sample latency: one page, conditions changed between blocks. ----
   const page = await browser.newPage();
-  // The page asks for CPU throttling around its stream phase: the browser's own emulation (CDP).
   const cdp = await page.context().newCDPSession(page);
-  await page.exposeFunction("hiedgeThrottle", (rate) => cdp.send("Emulation.setCPUThrottlingRate", { rate }));
-  const url = `${server.url}/bench/bench.html?n=${n}&rtts=${rtts}&ortN=${ortN}&worker=${encodeURIComponent(worker.url)}` +
-    `&streamRates=${streamRates}&streamN=${streamN}&throttle=${throttle}` +
-    `&images=/test-results/bench-data/images.u8&labels=/test-results/bench-data/labels.u8`;
-  await page.goto(url);
-  const timer = setInterval(async () => {
-    try { process.stderr.write(`\r${await page.textContent("#progress")}        `); } catch {}
-  }, 5000);
-  await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 3 * 3600_000 });
-  clearInterval(timer);
-  result = await page.evaluate(() => window.__bench);
+  await cdp.send("Performance.enable");
+  await page.goto(`${server.url}/bench/grid.html`);
+  await page.waitForFunction(() => window.loaded === true, null, { timeout: 60_000 });
+  info = await page.evaluate((p) => window.setup(p), {
+    modelsUrl, worker: worker.url, imagesUrl: "/test-results/bench-data/images.u8", labelsUrl: "/test-results/bench-data/labels.u8",
+  });
+  const methods = info.methods;
+  const block = (method, indices) => page.evaluate(([m, ix]) => window.block(m, ix), [method, indices]);
+  const taskSeconds = async () => (await cdp.send("Performance.getMetrics")).metrics.find((m) => m.name === "TaskDuration").value;
+  // Warm-up at 1x, loopback: JIT, and the Worker's lazy model loads (every offloading method offloads here).
+  for (const m of methods) await block(m, [...Array(30).keys()].map((i) => i % count));
+
+  // Accuracy: the first checkN images (by default all) through every method, unthrottled on
+  // loopback, checked against `hiedge eval --limit checkN`.
+  const tolerance = Math.max(1, Math.ceil(0.002 * checkN));
+  const checked = {};
+  for (const m of methods) {
+    const recs = [];
+    for (let s = 0; s < checkN; s += 250) recs.push(...(await block(m, [...Array(Math.min(250, checkN - s)).keys()].map((k) => s + k))));
+    checked[m] = recs;
+    log(`accuracy pass: ${m} on ${checkN} images`);
+  }
+  const problems = [];
+  for (const m of methods) {
+    const recs = checked[m];
+    const got = { correct: recs.filter((r) => r.label === r.truth).length, offloaded: recs.filter((r) => r.offloaded).length,
+      exited: recs.filter((r) => r.exited).length, fallback: recs.filter((r) => r.fallback || r.skipped).length };
+    const ref = evalCheck[m];
+    const want = ref ? { correct: ref.accuracy === undefined ? null : Math.round(ref.accuracy * checkN),
+      offloaded: Math.round(ref.offload * checkN), exited: Math.round(ref.exited * checkN) } : null;
+    const agree = ORT_OF[m] ? recs.filter((r, k) => r.label === checked[ORT_OF[m]][k].label).length : null;
+    results.checks.push({ method: m, images: checkN, tolerance, browser: got, hiedgeEval: want, labelsAgreeWithTract: agree });
+    accuracy[m] = { accuracy: got.correct / checkN, offload: got.offloaded / checkN, exited: got.exited / checkN, images: checkN };
+    if (got.fallback) problems.push(`${m}: ${got.fallback} fallbacks or skips with the Worker up`);
+    for (const k of ref?.only ?? ["correct", "offloaded", "exited"]) {
+      if (want && Math.abs(got[k] - want[k]) > tolerance) problems.push(`${m}: ${k} ${got[k]} in the browser, ${want[k]} by hiedge eval`);
+    }
+    if (agree !== null && checkN - agree > tolerance) problems.push(`${m}: labels agree with tract on ${agree} of ${checkN}`);
+    if (!ref && !ORT_OF[m]) problems.push(`${m}: no hiedge eval row to check against`);
+  }
+  log(`check on the first ${checkN} images: ${problems.length ? problems.join("; ") : "every method matches hiedge eval"}`);
+  if (problems.length) throw new Error(`the browser's decisions differ from hiedge eval (tolerance ${tolerance} images): ${problems.join("; ")}`);
+
+  // Where tract's time goes on the tiny model, unthrottled.
+  results.profile = await page.evaluate(() => window.profileTiny(300));
+
+  // The grid: every device class x network; in each cell, rounds of one block per method in a
+  // seeded random order, the same images for every method within a round.
+  const random = seededRandom(seed);
+  const order = shuffled([...Array(count).keys()], random);
+  let next = 0;
+  const take = (n) => Array.from({ length: n }, () => order[next++ % count]);
+  for (const rate of devices) {
+    await emulateDevice(cdp, rate);
+    for (const network of networks) {
+      await emulateNetwork(cdp, network);
+      for (const m of methods) await block(m, take(3)); // warm-up in these conditions, one offload included
+      const rounds = Math.ceil(samples(network) / blockSize);
+      const cell = { device: rate, network, rounds, blockSize, methods: {} };
+      for (const m of methods) cell.methods[m] = { records: [], taskMs: 0, order: [] };
+      for (let r = 0; r < rounds; r++) {
+        const indices = take(blockSize);
+        for (const m of shuffled(methods, random)) {
+          const t0 = await taskSeconds();
+          const recs = await block(m, indices);
+          cell.methods[m].taskMs += (await taskSeconds() - t0) * 1000;
+          cell.methods[m].records.push(...recs);
+          cell.methods[m].order.push(r);
+        }
+        log(`${DEVICES[rate] ?? `${rate}x`}, ${network}: round ${r + 1} of ${rounds}`);
+      }
+      results.cells.push(summariseCell(cell, methods));
+    }
+  }
+  await emulateDevice(cdp, 1);
+  await emulateNetwork(cdp, "loopback");
+  await page.close();
+
+  // ---- Cold start: navigation to the first answer, with and without a warm cache. ----
+  const sample = Buffer.from(images.subarray(0, inputLength)).toString("base64");
+  const coldMethods = ["HI", "large-on-device", "always-offload"];
+  for (const rate of coldDevices) {
+    for (const network of coldNetworks) {
+      const runs = [];
+      for (let rep = 0; rep < coldReps(network); rep++) {
+        for (const method of shuffled(coldMethods, random)) {
+          const context = await browser.newContext();
+          const p = await context.newPage();
+          const c = await context.newCDPSession(p);
+          await emulateDevice(c, rate);
+          await emulateNetwork(c, network);
+          const url = `${server.url}/bench/cold.html?` + new URLSearchParams({ method, models: modelsUrl, worker: worker.url,
+            tiny: manifest.models.tiny.file, large: manifest.models.large.file, sample });
+          const load = async () => {
+            await p.goto(url, { timeout: 600_000 });
+            await p.waitForFunction(() => window.__cold !== undefined, null, { timeout: 600_000 });
+            const r = await p.evaluate(() => window.__cold);
+            if (r.error) throw new Error(`cold start ${method}: ${r.error}`);
+            return r;
+          };
+          const cold = await load();
+          const warm = await load(); // the same context: HTTP cache and the client's Cache API are warm
+          await context.close();
+          runs.push({ method, rep, cold, warm });
+          log(`cold start ${DEVICES[rate] ?? `${rate}x`}, ${network}, ${method}: ${cold.firstAnswerMs.toFixed(0)} ms, warm ${warm.firstAnswerMs.toFixed(0)} ms`);
+        }
+      }
+      results.cold.push(summariseCold(rate, network, runs, coldMethods));
+    }
+  }
 } finally {
   await browser.close();
   await server.close();
   await worker.stop();
 }
-if (result.error) throw new Error(result.error);
-process.stderr.write("\n");
 
-// Summaries: HI vs large-on-device at equal accuracy (within 0.3 points), EE-HI vs HI.
-const rows = result.rows;
-const large = rows.find((r) => r.name === "large-on-device");
-const summary = { hiVsLargeOnDevice: [], eeVsHi: [] };
-for (const rtt of result.rtts) {
-  const at = rows.filter((r) => r.rttMs === rtt);
-  const hi = at.filter((r) => r.name.startsWith("HI ") && r.accuracy >= large.accuracy - 0.003).sort((a, b) => a.meanMs - b.meanMs)[0];
-  summary.hiVsLargeOnDevice.push(hi
-    ? { rttMs: rtt, hi: hi.name, hiMeanMs: hi.meanMs, largeMeanMs: large.meanMs, reduction: 1 - hi.meanMs / large.meanMs,
-        hiAccuracy: hi.accuracy, largeAccuracy: large.accuracy }
-    : { rttMs: rtt, hi: null, note: "no HI row within 0.3 points of large-on-device accuracy" });
-  const ee = at.find((r) => r.name === "EE-HI");
-  const ref = at.find((r) => r.name === "HI logistic_top2");
-  if (ee && ref) summary.eeVsHi.push({ rttMs: rtt, deviceReduction: 1 - ee.deviceMs / ref.deviceMs,
-    latencyReduction: 1 - ee.meanMs / ref.meanMs, eeAccuracy: ee.accuracy, hiAccuracy: ref.accuracy });
+/** Statistics of one cell, and its comparisons (paired by image: every method ran the same images in a round). */
+function summariseCell(cell, methods) {
+  const stats = {};
+  for (const m of methods) {
+    const { records, taskMs } = cell.methods[m];
+    const total = records.map((r) => r.totalMs);
+    const n = records.length;
+    stats[m] = {
+      n, meanMs: mean(total), meanCi: bootstrapInterval([total], mean, { seed }), medianMs: quantile(total, 0.5),
+      medianCi: medianInterval(total), p95Ms: quantile(total, 0.95), p95Ci: bootstrapInterval([total], (v) => quantile(v, 0.95), { seed }),
+      deviceMs: mean(records.map((r) => r.deviceMs)), taskMsPerSample: taskMs / n,
+      offload: records.filter((r) => r.offloaded).length / n, exited: records.filter((r) => r.exited).length / n,
+      accuracyHere: records.filter((r) => r.label === r.truth).length / n, fallbacks: records.filter((r) => r.fallback).length,
+      bytesPerSample: mean(records.map((r) => r.bytes)), totalMs: total.map((x) => Math.round(x * 1000) / 1000),
+      images: records.map((r) => r.i),
+    };
+  }
+  const paired = (a, b) => {
+    if (!stats[a] || !stats[b]) return null;
+    const [x, y] = [cell.methods[a].records, cell.methods[b].records];
+    if (x.some((r, k) => r.i !== y[k].i)) throw new Error(`${a} and ${b} did not run the same images`);
+    const [tx, ty] = [stats[a].totalMs, stats[b].totalMs];
+    const reduction = (u, v) => 1 - mean(u) / mean(v);
+    return { method: a, baseline: b, reduction: reduction(tx, ty), ci: bootstrapInterval([tx, ty], reduction, { seed }) };
+  };
+  const larges = ["large-on-device", "large-on-device (onnxruntime-web)"].filter((m) => stats[m]);
+  const fastestLarge = larges.sort((a, b) => stats[a].meanMs - stats[b].meanMs)[0];
+  const comparisons = {
+    hiVsLarge: paired("HI", fastestLarge), hiVsLargeTract: paired("HI", "large-on-device"), eeVsHi: paired("EE-HI", "HI"),
+    hiVsOffload: paired("HI", "always-offload"), eeVsLarge: paired("EE-HI", fastestLarge), splitVsHi: paired("split (MDI-Exit)", "HI"),
+  };
+  return { device: cell.device, network: cell.network, rounds: cell.rounds, blockSize: cell.blockSize, methods: stats, comparisons };
 }
-const machine = `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical CPUs, shared)`;
-// Streams: processed samples/s at a fixed accuracy (large-on-device - 0.5 points, on processed
-// samples), and accuracy at the middle arrival rate (skipped samples count as not answered).
-const streamTarget = large.accuracy - 0.005;
-const streamNames = [...new Set(result.streams.map((s) => s.name))];
-const middleRate = result.streamRates[Math.floor(result.streamRates.length / 2)];
-summary.streams = streamNames.map((name) => {
-  const mine = result.streams.filter((s) => s.name === name);
-  // A rate counts when at least a third of its arrivals were processed (fewer say little about accuracy).
-  const ok = mine.filter((s) => s.accuracyProcessed >= streamTarget && 3 * s.processed >= s.arrived)
-    .sort((a, b) => b.processedPerS - a.processedPerS)[0];
-  const mid = mine.find((s) => s.rate === middleRate);
-  return { name, target: streamTarget, bestProcessedPerSAtTarget: ok?.processedPerS ?? null, atRate: ok?.rate ?? null,
-    middleRate, accuracyArrivedAtMiddleRate: mid?.accuracyArrived ?? null, accuracyProcessedAtMiddleRate: mid?.accuracyProcessed ?? null,
-    processedPerSAtMiddleRate: mid?.processedPerS ?? null };
-});
-const json = { command: `node scripts/bench.mjs --n ${n} --rtts ${rtts} --ort-n ${ortN} --stream-rates ${streamRates} --stream-n ${streamN} --throttle ${throttle}`, machine, date: new Date().toISOString(), ...result, summary };
-mkdirSync(out, { recursive: true });
-writeFileSync(join(out, "results.json"), JSON.stringify(json, null, 2) + "\n");
 
-const pct = (x) => (100 * x).toFixed(2);
-const f = (x, d = 3) => (x === null || x === undefined ? "-" : x.toFixed(d));
-let md = `# hiedge benchmark (\`make bench\`)\n\n`;
-md += `Command: \`${json.command}\` (\`make bench\`), ${json.date}. Machine: ${machine}; headless Debian Chromium `;
-md += `(${result.userAgent.match(/Chrome\/[\d.]+/)?.[0]}), cross-origin isolated: ${result.crossOriginIsolated}; the Worker under `;
-md += `\`wrangler dev\` (workerd) on 127.0.0.1 of the same machine. One page, one run, the first ${n} Fashion-MNIST test images, `;
-md += `one sample at a time. Extra round trip = delay the client adds before each offload (\`networkDelayMs\`), on top of the `;
-md += `loopback round trip through wrangler's proxy. Device compute = preprocessing + local model(s) + decision in the browser `;
-md += `(the always-offload row runs the tiny model too: HiClient always does). HI rows use each policy's calibrated threshold.\n\n`;
-md += `| row | extra RTT ms | accuracy % | offload % | exited early % | mean ms | p95 ms | device ms | bytes sent/sample | fallbacks |\n`;
-md += `|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n`;
-for (const r of rows) {
-  md += `| ${r.name} | ${r.rttMs ?? "-"} | ${pct(r.accuracy)} | ${pct(r.offload)} | ${pct(r.exitedEarly)} | ${f(r.meanMs)} | ${f(r.p95Ms)} | ${f(r.deviceMs, 4)} | ${f(r.bytesPerSample, 1)} | ${r.fallback} |\n`;
+/** Cold-start medians per method and cache state, and HI's ratio to large-on-device. */
+function summariseCold(rate, network, runs, coldMethods) {
+  const byMethod = {};
+  for (const m of coldMethods) {
+    const mine = runs.filter((r) => r.method === m);
+    const cold = mine.map((r) => r.cold.firstAnswerMs), warm = mine.map((r) => r.warm.firstAnswerMs);
+    byMethod[m] = { reps: mine.length, coldMs: cold, warmMs: warm, coldMedianMs: quantile(cold, 0.5), warmMedianMs: quantile(warm, 0.5),
+      coldBytes: quantile(mine.map((r) => r.cold.transferred), 0.5), warmBytes: quantile(mine.map((r) => r.warm.transferred), 0.5),
+      answeredBy: [...new Set(mine.map((r) => r.cold.answeredBy))] };
+  }
+  const ratio = (a, b, k) => byMethod[a][k] / byMethod[b][k];
+  return { device: rate, network, methods: byMethod,
+    hiOverLargeCold: ratio("HI", "large-on-device", "coldMedianMs"), hiOverLargeWarm: ratio("HI", "large-on-device", "warmMedianMs"),
+    offloadOverHiCold: ratio("always-offload", "HI", "coldMedianMs") };
 }
-md += `\n## Against the papers' claims\n\n`;
-md += `HI vs running the large model on the device, at equal accuracy (HI row with the lowest mean latency among those within 0.3 points of large-on-device); the paper reports up to 73% lower latency:\n\n`;
-md += `| extra RTT ms | HI row | HI accuracy % | large-on-device accuracy % | HI mean ms | large-on-device mean ms | latency reduction |\n|---:|---|---:|---:|---:|---:|---:|\n`;
-for (const s of summary.hiVsLargeOnDevice) {
-  md += s.hi ? `| ${s.rttMs} | ${s.hi} | ${pct(s.hiAccuracy)} | ${pct(s.largeAccuracy)} | ${f(s.hiMeanMs)} | ${f(s.largeMeanMs)} | ${pct(s.reduction)}% |\n`
-    : `| ${s.rttMs} | ${s.note} | | | | | |\n`;
-}
-md += `\nEE-HI vs HI (logistic_top2): the paper reports ~60% lower latency with early exit:\n\n`;
-md += `| extra RTT ms | EE-HI accuracy % | HI accuracy % | device compute reduction | end-to-end latency reduction |\n|---:|---:|---:|---:|---:|\n`;
-for (const s of summary.eeVsHi) md += `| ${s.rttMs} | ${pct(s.eeAccuracy)} | ${pct(s.hiAccuracy)} | ${pct(s.deviceReduction)}% | ${pct(s.latencyReduction)}% |\n`;
-// 95% interval of a proportion (Wilson).
-const wilson = (p, k) => {
-  if (!k) return [0, 0];
-  const z = 1.96, d = 1 + z * z / k, c = (p + z * z / (2 * k)) / d, h = (z * Math.sqrt(p * (1 - p) / k + z * z / (4 * k * k))) / d;
-  return [c - h, c + h];
+
+const chromium = info.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? info.userAgent;
+const json = {
+  command: `node ${process.argv.slice(1).map((a) => (a.startsWith(`${repo}/`) ? relative(repo, a) : a)).join(" ")}`,
+  machine: `${cpus()[0]?.model ?? "unknown CPU"} (${cpus().length} logical CPUs, shared)`,
+  chromium: `headless Debian Chromium ${chromium}`, crossOriginIsolated: info.crossOriginIsolated, date: new Date().toISOString(),
+  modelSet: info.set, testImages: count, onnxruntimeWeb: info.ortVersion,
+  plan: {
+    devices: Object.fromEntries(devices.map((d) => [d, DEVICES[d] ?? `${d}x CPU throttling`])),
+    networks: Object.fromEntries(networks.map((n) => [n, NETWORKS[n]])), samples: samplesSpec, blockSize,
+    coldDevices, coldNetworks, coldReps: coldRepsSpec, seed, equalAccuracyPoints: EQUAL_ACCURACY_POINTS, methods: info.methods,
+    operatingPoints: info.policies, checkImages: checkN,
+  },
+  accuracy, accuracyImages: checkN, checks: results.checks, profile: results.profile, cells: results.cells, cold: results.cold,
 };
-md += `\n## Streams: split inference (MDI-Exit) when the device is the bottleneck\n\n`;
-md += `The same page, after the rows above: ${result.streamN} samples per run arrive at a fixed rate (${result.streamRates.join(", ")} per second) `;
-md += `whether or not the device is done, with the page's CPU throttled ${result.throttle}x by the DevTools protocol `;
-md += `(\`Emulation.setCPUThrottlingRate\`). Same admission rule for every method, chosen before the run: a sample that waited more than `;
-md += `${result.maxWaitMs} ms for the device is skipped. Device-only runs the large model in the page; HI and EE-HI are HiClient at their `;
-md += `calibrated settings (offloads not awaited before the next sample); the split rows are HiStream (trunk in the page, tail in `;
-md += `the Worker; "no exit" sends every sample's features; "+ exit + planner" uses the calibrated exit and the planner). `;
-md += `Accuracy is on processed samples (95% Wilson interval) and, in the next column, on all arrivals (a skipped sample counts as not answered).\n\n`;
-md += `| method | arrivals/s | arrived | processed | skipped | processed/s | accuracy on processed % | 95% CI | accuracy on arrivals % | mean ms | p95 ms | bytes/processed |\n`;
-md += `|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n`;
-for (const s of result.streams) {
-  const [lo, hi] = wilson(s.accuracyProcessed, s.processed);
-  md += `| ${s.name} | ${s.rate} | ${s.arrived} | ${s.processed} | ${s.skipped} | ${f(s.processedPerS, 1)} | ${pct(s.accuracyProcessed)} | ${pct(lo)}-${pct(hi)} | ${pct(s.accuracyArrived)} | ${f(s.meanMs, 1)} | ${f(s.p95Ms, 1)} | ${f(s.bytesPerProcessed, 0)} |\n`;
-}
-md += `\nSummary: processed samples/s at a fixed accuracy (large-on-device ${pct(large.accuracy)}% - 0.5 points = ${pct(streamTarget)}% on processed samples; the best over the arrival rates where at least a third of the arrivals were processed), and accuracy at ${middleRate} arrivals/s:\n\n`;
-md += `| method | processed/s at >= ${pct(streamTarget)}% | at arrivals/s | accuracy on arrivals at ${middleRate}/s % | processed/s at ${middleRate}/s |\n|---|---:|---:|---:|---:|\n`;
-for (const s of summary.streams) {
-  md += `| ${s.name} | ${s.bestProcessedPerSAtTarget === null ? "never reached" : f(s.bestProcessedPerSAtTarget, 1)} | ${s.atRate ?? "-"} | ${s.accuracyArrivedAtMiddleRate === null ? "-" : pct(s.accuracyArrivedAtMiddleRate)} | ${s.processedPerSAtMiddleRate === null ? "-" : f(s.processedPerSAtMiddleRate, 1)} |\n`;
-}
-md += `\n## tract-wasm vs onnxruntime-web\n\nThe same ONNX files, same images, interleaved in the same page after 20 warm-up runs: tract in the \`hiedge\` package (simd128; the model call inside \`classifyLocal\`) vs onnxruntime-web ${result.ortVersion} (wasm backend, 1 thread, files served from node_modules; \`session.run\`).\n\n`;
-md += `| model | tract-wasm median ms | onnxruntime-web median ms | tract / ort | argmax agreement | runs |\n|---|---:|---:|---:|---:|---:|\n`;
-for (const [name, r] of Object.entries(result.runtimes)) md += `| ${name} | ${f(r.tractMedianMs, 4)} | ${f(r.ortMedianMs, 4)} | ${f(r.ratio, 2)}x | ${pct(r.argmaxAgreement)}% | ${r.samples} |\n`;
-if (result.profile?.length) {
-  const total = result.profile.reduce((a, o) => a + o.ms, 0);
-  md += `\nWhere tract's time goes on the tiny model in this browser (\`HiClient.profile\`: every operation of the optimised plan timed with performance.now over 300 runs; the timer calls add overhead, so the total exceeds a plain run):\n\n`;
-  md += `| operation | node | mean ms/run | share |\n|---|---|---:|---:|\n`;
-  for (const o of result.profile.slice(0, 8)) md += `| ${o.op} | ${o.node} | ${o.ms.toFixed(4)} | ${pct(o.ms / total)}% |\n`;
-  md += `| (all ${result.profile.length} operations) | | ${total.toFixed(4)} | 100.00% |\n`;
-}
-writeFileSync(join(out, "results.md"), md);
-console.log(md);
-console.log(`wrote ${join(out, "results.md")} and results.json`);
+mkdirSync(out, { recursive: true });
+writeFileSync(join(out, "results.json"), JSON.stringify(json) + "\n");
+log(`wrote ${join(out, "results.json")}`);
+await writeReport(json, { out, readme: readme === "none" ? null : resolve(repo, readme), chart: chart === "none" ? null : resolve(repo, chart) });

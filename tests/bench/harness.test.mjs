@@ -1,45 +1,103 @@
-// The benchmark harness (scripts/bench.mjs + bench/bench.html) runs end to end on a handful of
-// samples and writes well-formed results. It measures nothing worth reporting at this size.
+// The benchmark harnesses run end to end on a handful of samples (measuring nothing worth
+// reporting at this size): scripts/bench.mjs on two device classes and one emulated network, its
+// rows' accuracy and offload checked against `hiedge eval` on the same images, its report, README
+// grid and chart; then scripts/bench-streams.mjs.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { copyFileSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const repo = resolve(import.meta.dirname, "../..");
 const out = join(repo, "test-results/bench-smoke");
-execFileSync("node", ["scripts/bench.mjs", "--n", "12", "--rtts", "0,20", "--ort-n", "5", "--stream-rates", "50,400", "--stream-n", "24",
-  "--throttle", "4", "--out", out], { cwd: repo, stdio: "inherit" });
+const hiedge = process.env.HIEDGE ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, ".cache/hiedge/target"), "debug/hiedge");
+const N = 60;
+const readme = join(out, "README.md");
+execFileSync("mkdir", ["-p", out]);
+copyFileSync(join(repo, "README.md"), readme);
+execFileSync("node", ["scripts/bench.mjs", "--devices", "1,4", "--networks", "broadband", "--samples", "20", "--block", "10", "--check-n", String(N),
+  "--cold-devices", "1", "--cold-networks", "broadband", "--cold-reps", "1", "--hiedge", hiedge, "--out", out, "--readme", readme,
+  "--chart", join(out, "chart.png")], { cwd: repo, stdio: "inherit" });
 const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
-const names = r.rows.map((x) => `${x.name}@${x.rttMs}`);
-for (const want of ["tiny-only@null", "large-on-device@null", "always-offload@0", "always-offload@20", "HI logistic_top2@20", "EE-HI@0", "EE-HI@20"]) {
-  assert.ok(names.includes(want), `missing row ${want} in ${names.join(", ")}`);
+
+// Accuracy and offload of the rows against `hiedge eval` on the same N images, read here on its own.
+const ev = JSON.parse(execFileSync(hiedge, ["eval", "--json", "--limit", String(N)], { cwd: repo, encoding: "utf8", maxBuffer: 1 << 26 }));
+const hiRow = ev.rows.find((x) => x.policy === "logistic_top2" && x.param.startsWith("calibrated"));
+const expected = {
+  "tiny-only": [ev.rows.find((x) => x.policy === "tiny-only").hi_accuracy, 0],
+  "large-on-device": [ev.large_only_accuracy, 0],
+  "always-offload": [ev.large_only_accuracy, 1],
+  HI: [hiRow.hi_accuracy, hiRow.offload_fraction],
+  "EE-HI": [ev.ee_hi.outcome.accuracy, ev.ee_hi.outcome.offloaded],
+};
+// One image either way: native and wasm floats may differ in the last bits near a threshold.
+const tolerance = 1 / N + 1e-9;
+assert.equal(r.accuracyImages, N);
+for (const [m, [acc, off]] of Object.entries(expected)) {
+  assert.ok(Math.abs(r.accuracy[m].accuracy - acc) <= tolerance, `${m}: accuracy ${r.accuracy[m].accuracy} in the browser, ${acc} by hiedge eval`);
+  assert.ok(Math.abs(r.accuracy[m].offload - off) <= tolerance, `${m}: offload ${r.accuracy[m].offload} in the browser, ${off} by hiedge eval`);
 }
-for (const row of r.rows) {
-  assert.equal(row.n, 12);
-  assert.equal(row.fallback, 0, `${row.name}: the Worker was up, no fallback expected`);
-  assert.ok(row.accuracy >= 0 && row.accuracy <= 1 && row.meanMs > 0 && row.p95Ms >= 0, JSON.stringify(row));
+assert.ok(Math.abs(r.accuracy["EE-HI"].exited - ev.ee_hi.outcome.exited) <= tolerance, "EE-HI exits");
+assert.ok(Math.abs(r.accuracy["split (MDI-Exit)"].exited - ev.split.calibrated.exited) <= tolerance, "split exits");
+for (const m of ["tiny-only", "large-on-device"]) {
+  const ort = r.checks.find((c) => c.method === `${m} (onnxruntime-web)`);
+  assert.ok(N - ort.labelsAgreeWithTract <= 1, `${m}: onnxruntime-web and tract disagree on ${N - ort.labelsAgreeWithTract} images`);
 }
-const row = (name, rtt) => r.rows.find((x) => x.name === name && x.rttMs === rtt);
-assert.equal(row("tiny-only", null).offload, 0);
-assert.equal(row("tiny-only", null).bytesPerSample, 0);
-assert.equal(row("always-offload", 20).offload, 1);
-assert.equal(row("always-offload", 20).bytesPerSample, 784);
-assert.ok(row("always-offload", 20).meanMs >= 20, "the emulated 20 ms must show in the latency");
-for (const m of ["tiny", "large"]) {
-  assert.ok(r.runtimes[m].tractMedianMs > 0 && r.runtimes[m].ortMedianMs > 0, JSON.stringify(r.runtimes[m]));
-  assert.equal(r.runtimes[m].argmaxAgreement, 1, `${m}: tract and onnxruntime-web disagree`);
+
+// The grid: every method in every cell, on the same images, no fallbacks with the Worker up.
+assert.equal(r.cells.length, 2);
+const cell = (d) => r.cells.find((c) => c.device === d && c.network === "broadband");
+for (const c of r.cells) {
+  for (const m of r.plan.methods) {
+    const s = c.methods[m];
+    assert.equal(s.n, 20, `${m}: ${s.n} samples`);
+    assert.equal(s.fallbacks, 0, `${m}: the Worker was up, no fallback expected`);
+    assert.ok(s.meanMs > 0 && s.p95Ms >= s.medianMs && s.meanCi[0] <= s.meanMs && s.meanMs <= s.meanCi[1], `${m}: ${JSON.stringify(s.meanCi)}`);
+    assert.deepEqual(s.images, c.methods["HI"].images, `${m} ran other images than HI`);
+  }
+  assert.equal(c.methods["tiny-only"].offload, 0);
+  assert.equal(c.methods["always-offload"].offload, 1);
+  assert.equal(c.methods["always-offload"].bytesPerSample, 784);
+  // The emulated 40 ms reaches the real fetch (no sleep in the client does this).
+  assert.ok(c.methods["always-offload"].medianMs >= 40, `always-offload median ${c.methods["always-offload"].medianMs} ms under a 40 ms network`);
+  for (const k of ["hiVsLarge", "eeVsHi", "hiVsOffload"]) {
+    const x = c.comparisons[k];
+    assert.ok(x && x.ci[0] <= x.reduction && x.reduction <= x.ci[1], `${k}: ${JSON.stringify(x)}`);
+  }
 }
-assert.match(readFileSync(join(out, "results.md"), "utf8"), /tract-wasm vs onnxruntime-web/);
-assert.ok(r.profile.length >= 3 && r.profile.every((o) => o.op && o.ms >= 0), "per-operation profile of the tiny model");
-// Streams: every method at every rate; every arrival processed or skipped; split rows report the
-// stream's own counts.
-assert.equal(r.streams.length, 5 * 2);
-for (const s of r.streams) {
-  assert.equal(s.arrived, 24, JSON.stringify(s));
-  assert.equal(s.processed + s.skipped, 24, JSON.stringify(s));
-  assert.ok(s.accuracyProcessed >= 0 && s.accuracyProcessed <= 1 && s.processedPerS >= 0, JSON.stringify(s));
-  if (s.splitStats) assert.equal(s.splitStats.processed + s.splitStats.skipped, 24, JSON.stringify(s.splitStats));
+// The emulated device reaches the models: the large model at 4x is well over twice as slow as at 1x.
+const slowdown = cell(4).methods["large-on-device"].meanMs / cell(1).methods["large-on-device"].meanMs;
+assert.ok(slowdown > 2, `large-on-device at 4x CPU throttling is only ${slowdown.toFixed(2)}x slower than at 1x`);
+
+// Cold start: each method answered; a warm cache sends fewer bytes; always-offload answered from the Worker.
+const cold = r.cold[0];
+for (const m of ["HI", "large-on-device", "always-offload"]) {
+  const s = cold.methods[m];
+  assert.ok(s.coldMedianMs > 0 && s.warmMedianMs > 0, JSON.stringify(s));
+  assert.ok(s.warmBytes < s.coldBytes, `${m}: ${s.warmBytes} bytes warm, ${s.coldBytes} cold`);
 }
-assert.ok(r.streams.some((s) => s.name === "split, no exit" && (s.decisions.features ?? 0) + (s.decisions.raw ?? 0) > 0), "split without exit sends");
-assert.match(readFileSync(join(out, "results.md"), "utf8"), /Streams: split inference/);
-console.log("bench harness: all rows present and consistent");
+assert.deepEqual(cold.methods["always-offload"].answeredBy, ["worker"]);
+assert.ok(cold.methods["large-on-device"].coldBytes > cold.methods.HI.coldBytes, "the large model is more to download than the tiny one");
+
+// The report, the README's generated grid and the chart.
+const md = readFileSync(join(out, "results.md"), "utf8");
+for (const want of ["## The grid", "HI vs large-on-device", "EE-HI vs HI", "Cold start", "onnxruntime-web", "### The browser against `hiedge eval`"]) {
+  assert.ok(md.includes(want), `results.md lacks "${want}"`);
+}
+const grid = readFileSync(readme, "utf8");
+assert.match(grid, /bench:grid:start[^\n]*\n\*\*HI vs large-on-device[\s\S]*\| mid-range phone \(4x\) \|[\s\S]*bench:grid:end/);
+assert.ok(statSync(join(out, "chart.png")).size > 10_000, "chart image");
+
+// Streams (split inference under load): every method at every rate; every arrival processed or skipped.
+execFileSync("node", ["scripts/bench-streams.mjs", "--n", "12", "--stream-rates", "50,400", "--stream-n", "24", "--throttle", "4", "--out", out],
+  { cwd: repo, stdio: "inherit" });
+const s = JSON.parse(readFileSync(join(out, "streams.json"), "utf8"));
+assert.equal(s.streams.length, 5 * 2);
+for (const x of s.streams) {
+  assert.equal(x.arrived, 24, JSON.stringify(x));
+  assert.equal(x.processed + x.skipped, 24, JSON.stringify(x));
+  assert.ok(x.accuracyProcessed >= 0 && x.accuracyProcessed <= 1 && x.processedPerS >= 0, JSON.stringify(x));
+  if (x.splitStats) assert.equal(x.splitStats.processed + x.splitStats.skipped, 24, JSON.stringify(x.splitStats));
+}
+assert.ok(s.streams.some((x) => x.name === "split, no exit" && (x.decisions.features ?? 0) + (x.decisions.raw ?? 0) > 0), "split without exit sends");
+assert.match(readFileSync(join(out, "streams.md"), "utf8"), /Split inference \(MDI-Exit\)/);
+console.log(`bench harness: rows match hiedge eval on ${N} images; large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);

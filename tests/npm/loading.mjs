@@ -6,9 +6,7 @@ import assert from "node:assert/strict";
 import { copyFileSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { serveStatic } from "../support/browser.mjs";
-
-/** Chrome DevTools' "3G" throttling preset (called "Fast 3G" before Chrome 121), as DevTools defines it. */
-export const DEVTOOLS_3G = { offline: false, latency: 150 * 3.75, downloadThroughput: (1.6 * 1000 * 1000) / 8 * 0.9, uploadThroughput: (750 * 1000) / 8 * 0.9 };
+import { emulateNetwork, NETWORKS, NETWORK_NAMES } from "../support/conditions.mjs";
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>hiedge loading</title><script type="module">
 import init, { HiClient } from "./node_modules/hiedge/index.js";
@@ -217,13 +215,12 @@ async function changedManifest(repo, app, browser, base) {
   );
 }
 
-/** Under DevTools 3G, a cold page's first answer (from the Worker) comes before the wasm has downloaded. */
+/** Under DevTools' "3G" preset, a cold page's first answer (from the Worker) comes before the wasm has downloaded. */
 async function answersBeforeTheWasm(app, browser, base, workerUrl) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
-  await cdp.send("Network.enable");
-  await cdp.send("Network.emulateNetworkConditions", DEVTOOLS_3G);
+  await emulateNetwork(cdp, "3g");
   let wasmFinished = null;
   const wasmIds = new Set();
   cdp.on("Network.requestWillBeSent", (e) => e.request.url.endsWith("hiedge_bg.wasm") && wasmIds.add(e.requestId));
@@ -261,7 +258,7 @@ async function answersBeforeTheWasm(app, browser, base, workerUrl) {
   assert.equal(out.imageWaits, "waiting", "an image sample waits for the device model");
   const share = (100 * out.wasmAtAnswer.loaded) / wasmBytes;
   console.log(
-    `DevTools 3G (${DEVTOOLS_3G.latency} ms, ${((DEVTOOLS_3G.downloadThroughput * 8) / 1e6).toFixed(2)} Mbit/s down): cold page, ` +
+    `${NETWORK_NAMES["3g"]}, ${NETWORKS["3g"].downloadThroughput} bytes/s down: cold page, ` +
       `client created at ${out.created.toFixed(0)} ms, first answer "${out.result.className}" from the Worker at ` +
       `${out.answered.toFixed(0)} ms after navigation (round trip ${out.result.roundTripMs.toFixed(0)} ms) with ` +
       `${share.toFixed(1)}% of the wasm (${out.wasmAtAnswer.loaded} of ${wasmBytes} bytes) downloaded; ` +

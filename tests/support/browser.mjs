@@ -3,6 +3,7 @@
 import { createServer } from "node:http";
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
+import { gzipSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 export const CHROMIUM_ARGS = [
@@ -25,20 +26,29 @@ const TYPES = {
 /**
  * Serves `root` on 127.0.0.1 (port 0 = any free one) with cross-origin isolation headers (so
  * performance.now() has 5 us resolution). Resolves to { url, close }. `cacheControl` is sent with
- * every file (default "no-store": nothing in the HTTP cache).
+ * every file (default "no-store": nothing in the HTTP cache). `compress`: gzip (level 9) every
+ * file to a client that accepts it, as a static host or CDN does.
  */
-export async function serveStatic(root, port = 0, { cacheControl = "no-store" } = {}) {
+export async function serveStatic(root, port = 0, { cacheControl = "no-store", compress = false } = {}) {
   const base = resolve(root);
+  const gzipped = new Map();
   const server = createServer(async (req, res) => {
     try {
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
       let file = normalize(join(base, path));
       if (!file.startsWith(base)) throw new Error("outside root");
       if ((await stat(file)).isDirectory()) file = join(file, "index.html");
-      const body = await readFile(file);
+      let body = await readFile(file);
+      const gzip = compress && /\bgzip\b/.test(req.headers["accept-encoding"] ?? "");
+      if (gzip) {
+        const key = `${file}:${body.length}`;
+        if (!gzipped.has(key)) gzipped.set(key, gzipSync(body, { level: 9 }));
+        body = gzipped.get(key);
+      }
       res.writeHead(200, {
         "Content-Type": TYPES[extname(file)] ?? "application/octet-stream",
         "Content-Length": body.length,
+        ...(gzip ? { "Content-Encoding": "gzip", Vary: "Accept-Encoding" } : {}),
         "Cross-Origin-Opener-Policy": "same-origin",
         "Cross-Origin-Embedder-Policy": "require-corp",
         "Cache-Control": cacheControl,
