@@ -48,7 +48,10 @@ export function renderGrid(json, { chartPath = null } = {}) {
   md += table("device \\ network", (d, n) => change(cell(d, n)?.comparisons.hiVsLarge));
   if (json.accuracy["EE-HI"]) {
     md += `\n**EE-HI vs HI: change in mean latency** (EE-HI: ${pct(json.accuracy["EE-HI"].accuracy, 2)} accuracy, `;
-    md += `${pct(json.accuracy["EE-HI"].offload)} offloaded, ${pct(json.accuracy["EE-HI"].exited)} exited at the first stage).\n\n`;
+    md += `${pct(json.accuracy["EE-HI"].offload)} offloaded, ${pct(json.accuracy["EE-HI"].exited)} exited at the first stage; `;
+    const below = 100 * (largeAcc - json.accuracy["EE-HI"].accuracy);
+    md += below <= json.plan.equalAccuracyPoints ? `within ${json.plan.equalAccuracyPoints} points of large-on-device).\n\n`
+      : `${below.toFixed(2)} points below large-on-device, more than the ${json.plan.equalAccuracyPoints} called equal).\n\n`;
     md += table("device \\ network", (d, n) => change(cell(d, n)?.comparisons.eeVsHi));
   }
   if (json.cold.length) {
@@ -133,6 +136,11 @@ export function renderResults(json) {
     const k = c.comparisons;
     md += `\nHI vs ${k.hiVsLarge?.baseline ?? "-"}: ${change(k.hiVsLarge)}; HI vs large-on-device (tract): ${change(k.hiVsLargeTract)}; `;
     md += `EE-HI vs HI: ${change(k.eeVsHi)}; HI vs always-offload: ${change(k.hiVsOffload)}; split vs HI: ${change(k.splitVsHi)}.\n`;
+    const split = c.methods["split (MDI-Exit)"];
+    if (split && split.offload === 0 && json.accuracy["split (MDI-Exit)"]?.offload > 0) {
+      md += `\nIn this cell the split planner sent nothing: every sample it did not exit was finished by the device's own model, so `;
+      md += `this split row measures the device, not split inference.\n`;
+    }
   }
 
   if (json.cold.length) {

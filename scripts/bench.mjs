@@ -176,6 +176,7 @@ try {
     await emulateDevice(cdp, rate);
     for (const network of networks) {
       await emulateNetwork(cdp, network);
+      await page.evaluate(() => window.resetSplit());
       for (const m of methods) await block(m, take(3)); // warm-up in these conditions, one offload included
       const rounds = Math.ceil(samples(network) / blockSize);
       const cell = { device: rate, network, rounds, blockSize, methods: {} };
