@@ -18,7 +18,6 @@ const pct = (x, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? "-
 const ms = (x, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? "-" : x.toFixed(d));
 const ci = ([lo, hi], f) => (Number.isNaN(lo) ? "" : ` [${f(lo)}, ${f(hi)}]`);
 const device = (d) => DEVICES[d] ?? `${d}x CPU`;
-const networkShort = (n) => n;
 
 /** "-73.1% [-75.0, -71.2]" style: a reduction (positive = lower latency) as a signed change in latency. */
 function change(c) {
@@ -41,7 +40,7 @@ export function renderGrid(json, { chartPath = null } = {}) {
   md += equal ? `within the ${json.plan.equalAccuracyPoints} points called equal before the run.\n\n`
     : `**more than the ${json.plan.equalAccuracyPoints} points called equal before the run**, so these are not at equal accuracy.\n\n`;
   const table = (title, f) => {
-    let t = `| ${title} | ${networks.map(networkShort).join(" | ")} |\n|---|${networks.map(() => "---:").join("|")}|\n`;
+    let t = `| ${title} | ${networks.join(" | ")} |\n|---|${networks.map(() => "---:").join("|")}|\n`;
     for (const d of devices) t += `| ${device(d)} | ${networks.map((n) => f(d, n)).join(" | ")} |\n`;
     return t;
   };

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
+import { wilsonInterval } from "../bench/stats.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
 const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
@@ -84,12 +85,6 @@ md += `Command: \`${json.command}\`, ${json.date}. Machine: ${machine}; headless
 md += `(${result.userAgent.match(/Chrome\/[\d.]+/)?.[0]}), cross-origin isolated: ${result.crossOriginIsolated}; the Worker under `;
 md += `\`wrangler dev\` (workerd) on 127.0.0.1 of the same machine. The first ${n} Fashion-MNIST test images. `;
 md += `The per-sample comparison across devices and networks is \`make bench\` ([results.md](results.md)).\n`;
-// 95% interval of a proportion (Wilson).
-const wilson = (p, k) => {
-  if (!k) return [0, 0];
-  const z = 1.96, d = 1 + z * z / k, c = (p + z * z / (2 * k)) / d, h = (z * Math.sqrt(p * (1 - p) / k + z * z / (4 * k * k))) / d;
-  return [c - h, c + h];
-};
 md += `\n## Split inference (MDI-Exit) when the device is the bottleneck\n\n`;
 md += `${result.streamN} samples per run arrive at a fixed rate (${result.streamRates.join(", ")} per second) `;
 md += `whether or not the device is done, with the page's CPU throttled ${result.throttle}x by the DevTools protocol `;
@@ -101,7 +96,7 @@ md += `Accuracy is on processed samples (95% Wilson interval) and, in the next c
 md += `| method | arrivals/s | arrived | processed | skipped | processed/s | accuracy on processed % | 95% CI | accuracy on arrivals % | mean ms | p95 ms | bytes/processed |\n`;
 md += `|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n`;
 for (const s of result.streams) {
-  const [lo, hi] = wilson(s.accuracyProcessed, s.processed);
+  const [lo, hi] = s.processed ? wilsonInterval(Math.round(s.accuracyProcessed * s.processed), s.processed) : [0, 0];
   md += `| ${s.name} | ${s.rate} | ${s.arrived} | ${s.processed} | ${s.skipped} | ${f(s.processedPerS, 1)} | ${pct(s.accuracyProcessed)} | ${pct(lo)}-${pct(hi)} | ${pct(s.accuracyArrived)} | ${f(s.meanMs, 1)} | ${f(s.p95Ms, 1)} | ${f(s.bytesPerProcessed, 0)} |\n`;
 }
 md += `\nSummary: processed samples/s at a fixed accuracy (large-on-device ${pct(result.largeAccuracy)}% - 0.5 points = ${pct(streamTarget)}% on processed samples; the best over the arrival rates where at least a third of the arrivals were processed), and accuracy at ${middleRate} arrivals/s:\n\n`;
