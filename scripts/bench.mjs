@@ -25,7 +25,7 @@
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { DEVICES, emulateDevice, emulateNetwork, NETWORKS } from "../tests/support/conditions.mjs";
@@ -110,7 +110,9 @@ const evalCheck = evalRows(JSON.parse(execFileSync(hiedge, ["eval", "--json", "-
 const ORT_OF = { "tiny-only (onnxruntime-web)": "tiny-only", "large-on-device (onnxruntime-web)": "large-on-device" };
 const accuracy = {};
 
-const worker = await startWorker();
+// The Worker serves the model sets beside the one benchmarked, that set as its default (its health
+// check loads the default set; offloads go to the set's own route).
+const worker = await startWorker({ assets: dirname(modelsDir), vars: { DEFAULT_MODEL_SET: manifest.name } });
 const server = await serveStatic(repo, 0, { cacheControl: "max-age=3600", compress: true });
 const browser = await launchChromium();
 const modelsUrl = `/${relative(repo, modelsDir)}`;
@@ -212,7 +214,7 @@ try {
           const c = await context.newCDPSession(p);
           await emulateDevice(c, rate);
           await emulateNetwork(c, network);
-          const url = `${server.url}/bench/cold.html?` + new URLSearchParams({ method, models: modelsUrl, worker: worker.url,
+          const url = `${server.url}/bench/cold.html?` + new URLSearchParams({ method, models: modelsUrl, worker: worker.url, set: manifest.name,
             tiny: manifest.models.tiny.file, large: manifest.models.large.file, sample });
           const load = async () => {
             await p.goto(url, { timeout: 600_000 });

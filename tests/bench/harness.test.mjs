@@ -4,7 +4,7 @@
 // grid and chart; then scripts/bench-streams.mjs.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, readFileSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -12,7 +12,7 @@ const out = join(repo, "test-results/bench-smoke");
 const hiedge = process.env.HIEDGE ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, ".cache/hiedge/target"), "debug/hiedge");
 const N = 60;
 const readme = join(out, "README.md");
-execFileSync("mkdir", ["-p", out]);
+mkdirSync(out, { recursive: true });
 copyFileSync(join(repo, "README.md"), readme);
 execFileSync("node", ["scripts/bench.mjs", "--devices", "1,4", "--networks", "broadband", "--samples", "20", "--block", "10", "--check-n", String(N),
   "--cold-devices", "1", "--cold-networks", "broadband", "--cold-reps", "1", "--hiedge", hiedge, "--out", out, "--readme", readme,
@@ -87,6 +87,29 @@ const grid = readFileSync(readme, "utf8");
 assert.match(grid, /bench:grid:start[^\n]*\n\*\*HI vs large-on-device[\s\S]*\| mid-range phone \(4x\) \|[\s\S]*bench:grid:end/);
 assert.ok(statSync(join(out, "chart.png")).size > 10_000, "chart image");
 
+// A model set the project was not built around: written by `hiedge import` here (an NHWC pair whose
+// tiny model ends in Softmax, no early exit, no split), calibrated on Fashion-MNIST, benchmarked
+// end to end. The run's own check fails unless every row matches `hiedge eval` on this set; the
+// always-offload row must score what the set's large model scores, i.e. the Worker answered with it.
+const imported = join(out, "imported");
+execFileSync("rm", ["-rf", imported]);
+execFileSync(hiedge, ["import", "--name", "toy-nhwc", "--tiny", "cli/tests/fixtures/nhwc_softmax_tiny.onnx", "--large",
+  "cli/tests/fixtures/nhwc_logits_large.onnx", "--classes", "a,b,c,d,e,f,g,h,i,j", "--mean", "0.5", "--std", "0.25",
+  "--out", join(imported, "toy-nhwc")], { cwd: repo, stdio: "inherit" });
+execFileSync(hiedge, ["calibrate", "--models", join(imported, "toy-nhwc")], { cwd: repo, stdio: "inherit" });
+execFileSync("node", ["scripts/bench.mjs", "--models", join(imported, "toy-nhwc"), "--devices", "1", "--networks", "broadband",
+  "--samples", "10", "--block", "10", "--check-n", String(N), "--cold-devices", "1", "--cold-networks", "broadband", "--cold-reps", "1",
+  "--hiedge", hiedge, "--out", join(imported, "out"), "--readme", "none", "--chart", "none"], { cwd: repo, stdio: "inherit" });
+const t = JSON.parse(readFileSync(join(imported, "out/results.json"), "utf8"));
+const tev = JSON.parse(execFileSync(hiedge, ["eval", "--json", "--limit", String(N), "--models", join(imported, "toy-nhwc")],
+  { cwd: repo, encoding: "utf8", maxBuffer: 1 << 26 }));
+assert.equal(t.modelSet, "toy-nhwc");
+assert.deepEqual(t.plan.methods, ["tiny-only", "tiny-only (onnxruntime-web)", "large-on-device", "large-on-device (onnxruntime-web)", "always-offload", "HI"]);
+assert.ok(Math.abs(t.accuracy["always-offload"].accuracy - tev.large_only_accuracy) <= tolerance,
+  `always-offload scored ${t.accuracy["always-offload"].accuracy}, the imported large model ${tev.large_only_accuracy}: the Worker answered with another set`);
+assert.ok(Math.abs(t.accuracy["tiny-only"].accuracy - tev.rows.find((x) => x.policy === "tiny-only").hi_accuracy) <= tolerance, "imported tiny-only");
+assert.deepEqual(t.cold[0].methods["always-offload"].answeredBy, ["worker"]);
+
 // Streams (split inference under load): every method at every rate; every arrival processed or skipped.
 execFileSync("node", ["scripts/bench-streams.mjs", "--n", "12", "--stream-rates", "50,400", "--stream-n", "24", "--throttle", "4", "--out", out],
   { cwd: repo, stdio: "inherit" });
@@ -100,4 +123,4 @@ for (const x of s.streams) {
 }
 assert.ok(s.streams.some((x) => x.name === "split, no exit" && (x.decisions.features ?? 0) + (x.decisions.raw ?? 0) > 0), "split without exit sends");
 assert.match(readFileSync(join(out, "streams.md"), "utf8"), /Split inference \(MDI-Exit\)/);
-console.log(`bench harness: rows match hiedge eval on ${N} images; large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
+console.log(`bench harness: rows match hiedge eval on ${N} images, on fashion-mnist and on a set written by hiedge import; large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
