@@ -14,8 +14,6 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 
 # wrangler is started only by tests/support/wrangler.mjs, which also holds its offline settings.
-# worker-build: use the tools installed here instead of downloading them from GitHub.
-WORKER_BUILD_ENV = WASM_BINDGEN_BIN=$$(command -v wasm-bindgen) ESBUILD_BIN=$(CURDIR)/node_modules/@esbuild/linux-x64/bin/esbuild WASM_OPT_BIN=$(CURDIR)/node_modules/.bin/wasm-opt
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
         test-browser test-worker test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
@@ -46,9 +44,8 @@ build: ## build the native CLI (release, no LTO)
 wasm: tools ## build the npm package `hiedge` into wasm-client/pkg (release, simd128, wasm-opt -Oz)
 	scripts/build-wasm.sh
 
-worker: tools ## build the Worker into edge-worker/build (worker-build --release, offline)
-	cd edge-worker && $(WORKER_BUILD_ENV) worker-build --release
-	@echo "worker: $$(stat -c %s edge-worker/build/index_bg.wasm) bytes wasm, $$(gzip -9c edge-worker/build/index_bg.wasm | wc -c) gzip"
+worker: tools ## build the Worker into edge-worker/build (worker-build --release, offline, then wasm-opt -O3)
+	scripts/build-worker.sh
 
 test: deps lint test-rust test-browser test-worker test-npm test-e2e test-bench ## run all tests (lint first)
 	@echo "make test: all passed"
@@ -65,6 +62,11 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 	  if cargo tree -p $$p --target wasm32-unknown-unknown -e normal,build | grep -q hiedge-eval; then \
 	    echo "$$p depends on hiedge-eval: offline code must stay out of the wasm builds"; exit 1; fi; done
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on hiedge-eval"
+	@# Nor on tract's ONNX parser: they load the NNEF archives `hiedge compile` writes (most of the wasm size).
+	@for p in hiedge-wasm hiedge-worker; do \
+	  if cargo tree -p $$p --target wasm32-unknown-unknown -e normal,build | grep -q tract-onnx; then \
+	    echo "$$p depends on tract-onnx: the wasm builds read NNEF (hiedge-core without its onnx feature)"; exit 1; fi; done
+	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on tract-onnx"
 
 lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts
 	node_modules/.bin/tsc --noEmit -p www/tsconfig.json
@@ -136,10 +138,12 @@ models: data ## retrain both models from scratch (PyTorch on CPU, ~30 min on 2 c
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r models/train/requirements.txt
 	$(VENV)/bin/python models/train/train.py --model all
+	$(HIEDGE) compile
 	$(MAKE) calibrate
 
 models-mnist: mnist-data build ## retrain the MNIST set (PyTorch on CPU, ~5 min on 2 cores), then calibrate it
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r models/train/requirements.txt
 	MNIST_DIR=$(MNIST_DIR) $(VENV)/bin/python models/train/train.py --set mnist --model all
+	$(HIEDGE) compile --models models/mnist
 	$(HIEDGE) calibrate --models models/mnist --data $(MNIST_DIR) --calibration-range 7000..8000

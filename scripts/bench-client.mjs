@@ -21,7 +21,7 @@ try {
   const wasm = readFileSync(join(repo, "wasm-client/pkg/hiedge_bg.wasm"));
   const gz = gzipSync(wasm, { level: 9 }).length;
   const br = brotliCompressSync(wasm, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length;
-  const model = readFileSync(join(repo, "models/fashion-mnist/tiny.onnx")).length;
+  const model = readFileSync(join(repo, "models/fashion-mnist/tiny.nnef.tar")).length;
   let md = `# Client benchmark (\`make bench-client\`)\n\n`;
   md += `The \`hiedge\` npm package (wasm-client/pkg: release, simd128, wasm-opt -Oz) in headless Debian Chromium `;
   md += `(${out.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? "Chromium"}), cross-origin isolated: ${out.isolated} `;
@@ -33,7 +33,7 @@ try {
     md += `| ${name} | ${s.median.toFixed(3)} | ${s.p95.toFixed(3)} | ${s.mean.toFixed(3)} |\n`;
   }
   md += `\n| artifact | bytes |\n|---|---:|\n| hiedge_bg.wasm raw | ${wasm.length} |\n| hiedge_bg.wasm gzip -9 | ${gz} |\n`;
-  md += `| hiedge_bg.wasm brotli 11 | ${br} |\n| tiny.onnx (loaded separately) | ${model} |\n`;
+  md += `| hiedge_bg.wasm brotli 11 | ${br} |\n| tiny.nnef.tar (loaded separately) | ${model} |\n`;
   console.log(md);
   writeFileSync(join(repo, "bench/client.md"), md);
   console.log("wrote bench/client.md");

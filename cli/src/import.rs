@@ -1,11 +1,13 @@
 //! `hiedge import`: writes `<out>/manifest.json`, `<out>/tiny.onnx` and `<out>/large.onnx` from a
-//! pair of ONNX files, and optionally a split model (`split_trunk.onnx`, `split_tail.onnx`); see
+//! pair of ONNX files, and optionally a split model (`split_trunk.onnx`, `split_tail.onnx`), then
+//! compiles them to the NNEF archives the runtime loads (`hiedge_eval::compile`); see
 //! `hiedge_eval::import` for what is read from the graphs.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::manifest::{Color, Layout, Resize};
+use hiedge_eval::compile::compile_set;
 use hiedge_eval::import::{add_split, manifest_for, ImportOptions};
 
 /// The command's arguments.
@@ -131,12 +133,13 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         std::fs::write(args.out.join("split_trunk.onnx"), trunk)?;
         std::fs::write(args.out.join("split_tail.onnx"), tail)?;
     }
+    let compiled = compile_set(&args.out, &mut manifest)?;
     std::fs::write(&manifest_path, manifest.to_json_pretty()?)?;
     // Each value as the manifest spells it (`NHWC`, `gray`, `center_crop`, `probabilities`).
     let spelled = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(String::from));
     let entry = |n: &str| manifest.models.get(n).and_then(|m| spelled(serde_json::to_value(m.output)));
     println!(
-        "wrote {}: {} classes, input {:?} {} {}, resize {}, tiny outputs {}, large outputs {}; next: hiedge eval --models {0} and hiedge calibrate --models {0}",
+        "wrote {}: {} classes, input {:?} {} {}, resize {}, tiny outputs {}, large outputs {}, {} ONNX files compiled to NNEF; next: hiedge eval --models {0} and hiedge calibrate --models {0}",
         args.out.display(),
         manifest.classes.len(),
         manifest.input.shape,
@@ -145,6 +148,7 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         spelled(serde_json::to_value(manifest.input.resize())).unwrap_or_default(),
         entry("tiny").unwrap_or_default(),
         entry("large").unwrap_or_default(),
+        compiled.len(),
     );
     if let Some(sp) = &manifest.split {
         println!("split model: trunk -> features {:?} -> tail", sp.feature_shape);

@@ -5,13 +5,15 @@
 //! * `hiedge calibrate`: fits the decision module (temperature, LogisticTop2, per-policy thresholds)
 //!   on the calibration set and writes it into the manifest.
 //! * `hiedge bench`: times both models natively, side by side, and writes a table.
-//! * `hiedge import`: writes a model set's manifest from a tiny and a large ONNX file.
+//! * `hiedge import`: writes a model set's manifest from a tiny and a large ONNX file (compiled).
+//! * `hiedge compile`: compiles a set's ONNX files to the NNEF archives the browser and Worker load.
 //! * `hiedge bench-worker`: load-tests the Worker under `wrangler dev` and compares its inference
 //!   time with native tract.
 
 mod bench;
 mod bench_worker;
 mod calibrate;
+mod compile;
 mod data;
 mod eval;
 mod import;
@@ -42,8 +44,15 @@ pub struct Paths {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write a model set (manifest.json, tiny.onnx, large.onnx) from two ONNX files.
+    /// Write a model set (manifest.json, the ONNX files and their NNEF archives) from two ONNX files.
     Import(import::ImportArgs),
+    /// Compile the set's ONNX files to the NNEF archives the browser client and the Worker load
+    /// (checked against the ONNX outputs) and point the manifest at them.
+    Compile {
+        /// Model-set directory holding manifest.json and the ONNX files.
+        #[arg(long, default_value = "models/fashion-mnist")]
+        models: PathBuf,
+    },
     /// Print the HI trade-off table on the test set for every policy.
     Eval {
         #[command(flatten)]
@@ -119,6 +128,7 @@ fn main() {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Import(args) => import::run(&args),
+        Command::Compile { models } => compile::run(&models),
         Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
         Command::Calibrate { paths, data, max_drop, rtt_ms, dry_run } => {
             calibrate::run(&paths, &data, max_drop, rtt_ms, dry_run)

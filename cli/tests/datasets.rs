@@ -29,8 +29,11 @@ fn write_folder(dir: &Path, prefix: &str, range: std::ops::Range<usize>, ext: &s
 fn fashion_copy(root: &Path) -> PathBuf {
     let models = root.join("models");
     std::fs::create_dir_all(&models).unwrap();
-    for f in ["tiny.onnx", "large.onnx", "ee_stage1.onnx", "ee_stage2.onnx", "split_trunk.onnx", "split_tail.onnx"] {
-        std::fs::copy(repo().join("models/fashion-mnist").join(f), models.join(f)).unwrap();
+    for entry in std::fs::read_dir(repo().join("models/fashion-mnist")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, models.join(path.file_name().unwrap())).unwrap();
+        }
     }
     let manifest = std::fs::read_to_string(repo().join("models/fashion-mnist/manifest.json")).unwrap();
     std::fs::write(models.join("manifest.json"), manifest.replace("T-shirt/top", "T-shirt-top")).unwrap();

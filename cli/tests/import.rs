@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hiedge_core::manifest::{Layout, Manifest, OutputKind};
 use hiedge_core::prob::top2;
+use hiedge_core::runtime::{sha256_hex, ModelFormat};
 use hiedge_core::Model;
 use serde_json::Value;
 use support::{fashion_idx, hiedge, repo};
@@ -68,10 +69,30 @@ fn import_reads_the_graphs_and_eval_runs_the_set() {
     assert_eq!(manifest.model("tiny").unwrap().input_name, "pixels");
     assert_eq!(manifest.classes.len(), 10);
 
-    // The copies load (sha256 checked) and the tiny model's outputs are used as probabilities.
-    let tiny_model = Model::load(&manifest, "tiny", &std::fs::read(out_dir.join("tiny.onnx")).unwrap()).unwrap();
-    Model::load(&manifest, "large", &std::fs::read(out_dir.join("large.onnx")).unwrap()).unwrap();
+    // The ONNX files are compiled to the NNEF archives the runtime loads, the ONNX kept as source.
+    let file = |name: &str| out_dir.join(&manifest.model(name).unwrap().file);
+    for name in ["tiny", "large"] {
+        let entry = manifest.model(name).unwrap();
+        assert_eq!(entry.file, format!("{name}.nnef.tar"));
+        let source = entry.source.as_ref().expect("the ONNX source is named");
+        assert_eq!(source.file, format!("{name}.onnx"));
+        assert_eq!(source.sha256, sha256_hex(&std::fs::read(out_dir.join(&source.file)).unwrap()));
+        assert_eq!(ModelFormat::of(&std::fs::read(file(name)).unwrap()), ModelFormat::Nnef);
+    }
+    // The archives load (sha256 checked) and the tiny model's outputs are used as probabilities.
+    let tiny_model = Model::load(&manifest, "tiny", &std::fs::read(file("tiny")).unwrap()).unwrap();
+    Model::load(&manifest, "large", &std::fs::read(file("large")).unwrap()).unwrap();
+    // The archive the browser tests load (wasm-client/tests/web.rs) is this compile of the fixture,
+    // up to float rounding: its outputs agree with the fresh one's on real images.
+    let committed = std::fs::read(fixtures.join("nhwc_softmax_tiny.nnef.tar")).unwrap();
+    let mut as_committed = manifest.clone();
+    as_committed.models.get_mut("tiny").unwrap().sha256 = sha256_hex(&committed);
+    let committed_model = Model::load(&as_committed, "tiny", &committed).unwrap();
     let images = test_images(300);
+    for img in &images[..50] {
+        let (a, b) = (tiny_model.logits(img).unwrap(), committed_model.logits(img).unwrap());
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= 1e-4 * x.abs().max(1.0)), "{a:?} vs {b:?}");
+    }
     let p1: Vec<f32> = images
         .iter()
         .map(|img| {
@@ -124,13 +145,16 @@ fn the_committed_pair_imported_scores_as_the_committed_set() {
     ]);
     assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("split model: trunk -> features [1, 16, 7, 7] -> tail"));
-    // The split model's feature shape and files are read from the graphs, as committed.
+    // The split model's feature shape and files are read from the graphs, as committed (the ONNX
+    // sources; the archives compiled from them are compared by their outputs, in eval below).
     let imported = Manifest::from_json(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
     let (a, b) = (imported.split.as_ref().unwrap(), manifest.split.as_ref().unwrap());
+    let source = |s: &hiedge_core::manifest::StageEntry| s.source.as_ref().map(|f| f.sha256.clone());
     assert_eq!(
-        (&a.feature_shape, &a.trunk.sha256, &a.tail.sha256),
-        (&b.feature_shape, &b.trunk.sha256, &b.tail.sha256)
+        (&a.feature_shape, source(&a.trunk), source(&a.tail)),
+        (&b.feature_shape, source(&b.trunk), source(&b.tail))
     );
+    assert!(source(&a.trunk).is_some());
     let (ours, theirs) = (eval_json(&out_dir, 500), eval_json(&committed, 500));
     for policy in ["tiny-only", "large-only"] {
         assert_eq!(row(&ours, policy, "-")["hi_accuracy"], row(&theirs, policy, "-")["hi_accuracy"], "{policy}");

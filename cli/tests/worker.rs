@@ -105,8 +105,8 @@ fn classify(base: &str, pixels: &[u8]) -> ClassifyResponse {
 fn worker_matches_native_tract_and_survives_hostile_requests() {
     let m = manifest();
     let fx = fixture(&m);
-    let large =
-        Model::load(&m, "large", &std::fs::read(repo().join("models/fashion-mnist/large.onnx")).unwrap()).unwrap();
+    let large_file = repo().join("models/fashion-mnist").join(&m.model("large").unwrap().file);
+    let large = Model::load(&m, "large", &std::fs::read(large_file).unwrap()).unwrap();
     let cap = CAP.to_string();
     let dev = WranglerDev::start(&repo(), &[("ALLOWED_ORIGINS", ALLOWED), ("MAX_BODY_BYTES", &cap)]).unwrap();
     let base = dev.url.as_str();
@@ -302,6 +302,7 @@ fn worker_matches_native_tract_and_survives_hostile_requests() {
         ),
         ("set name traversal", req("GET", "/v1/models/..%2f..%2fetc"), 404, ErrorCode::NotFound),
         ("the large model as an asset", req("GET", "/fashion-mnist/large.onnx"), 404, ErrorCode::NotFound),
+        ("the large archive as an asset", req("GET", "/fashion-mnist/large.nnef.tar"), 404, ErrorCode::NotFound),
         ("the set index as an asset", req("GET", "/index.json"), 404, ErrorCode::NotFound),
         ("the large model by name", req("GET", "/v1/models/fashion-mnist/files/large.onnx"), 404, ErrorCode::NotFound),
         (
@@ -433,8 +434,7 @@ fn copy_set(assets: &std::path::Path, name: &str) {
     std::fs::create_dir_all(&to).unwrap();
     for entry in std::fs::read_dir(&from).unwrap() {
         let path = entry.unwrap().path();
-        let keep =
-            path.file_name().is_some_and(|n| n == "manifest.json") || path.extension().is_some_and(|e| e == "onnx");
+        let keep = path.is_file() && path.file_name().is_some_and(|n| n != "README.md");
         if keep {
             std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
         }

@@ -37,7 +37,10 @@ pub enum Error {
     Model(String),
     /// tract could not parse, optimise or run the model (the tract error is kept as the source).
     #[error("model error: {0:#}")]
-    Tract(#[from] tract_onnx::prelude::TractError),
+    Tract(#[from] tract_nnef::prelude::TractError),
+    /// A model file this build cannot read, or an ONNX graph that cannot be compiled to NNEF.
+    #[error("unsupported model file: {0}")]
+    UnsupportedModelFormat(String),
     /// An input of the wrong length was given.
     #[error("input has {actual} values but the model expects {expected}")]
     InputLength {
@@ -74,6 +77,7 @@ impl Error {
             Error::ModelHashMismatch { .. } => "ModelHashMismatch",
             Error::Model(_) => "Model",
             Error::Tract(_) => "Tract",
+            Error::UnsupportedModelFormat(_) => "UnsupportedModelFormat",
             Error::InputLength { .. } => "InputLength",
             Error::InvalidImage(_) => "InvalidImage",
             Error::InvalidProbabilities(_) => "InvalidProbabilities",
@@ -93,7 +97,7 @@ mod tests {
 
     #[test]
     fn tract_errors_keep_their_source_and_every_variant_has_a_code() {
-        let tract = tract_onnx::prelude::TractError::msg("inner cause");
+        let tract = tract_nnef::prelude::TractError::msg("inner cause");
         let e = Error::from(tract);
         assert_eq!(e.code(), "Tract");
         let source = std::error::Error::source(&e).expect("the tract error is the source");

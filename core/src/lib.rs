@@ -25,7 +25,7 @@
 //!
 //! # fn main() -> hiedge_core::Result<()> {
 //! let manifest = Manifest::from_json(&std::fs::read_to_string("models/fashion-mnist/manifest.json")?)?;
-//! let tiny = Model::load(&manifest, "tiny", &std::fs::read("models/fashion-mnist/tiny.onnx")?)?;
+//! let tiny = Model::load(&manifest, "tiny", &std::fs::read("models/fashion-mnist/tiny.nnef.tar")?)?;
 //! let mut policy = PolicyConfig::calibrated(&manifest)?.build()?;
 //!
 //! let pixels = vec![0u8; manifest.input_len()];

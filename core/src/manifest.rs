@@ -82,14 +82,28 @@ pub struct SplitEntry {
     pub trained: Option<serde_json::Value>,
 }
 
-/// One ONNX file of an early-exit model.
+/// The ONNX file a model file was compiled from by `hiedge compile` (kept for provenance, for
+/// onnxruntime and for compiling again).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// File name, relative to the manifest.
+    pub file: String,
+    /// Lower-case hex sha256 of the file.
+    pub sha256: String,
+}
+
+/// One model file of an early-exit or split model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageEntry {
-    /// File name, relative to the manifest.
+    /// File name, relative to the manifest: the NNEF archive the runtime loads.
     pub file: String,
     /// Hex sha256 of the file.
     pub sha256: String,
+    /// The ONNX file `file` was compiled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceFile>,
     /// Parameter count, informational.
     #[serde(default)]
     pub params: Option<u64>,
@@ -307,10 +321,14 @@ impl OutputKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
-    /// File name relative to the manifest.
+    /// File name relative to the manifest: the NNEF archive the runtime loads (`hiedge compile`
+    /// writes it from the ONNX file; native tools also load ONNX here).
     pub file: String,
     /// Lower-case hex sha256 of the file.
     pub sha256: String,
+    /// The ONNX file `file` was compiled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceFile>,
     /// Name of the ONNX input.
     pub input_name: String,
     /// What the single output holds.
@@ -470,6 +488,11 @@ pub struct EeHiCalibrated {
     pub calibration: EeOutcome,
 }
 
+/// A `source` entry, when there is one, is a file entry too.
+fn check_source(prefix: &str, source: Option<&SourceFile>) -> Result<()> {
+    source.map_or(Ok(()), |s| check_file(&format!("{prefix}.source"), &s.file, &s.sha256))
+}
+
 /// A model file entry: a plain relative file name and a lower-case hex sha256.
 fn check_file(prefix: &str, file: &str, sha256: &str) -> Result<()> {
     if file.trim().is_empty() || file.contains("..") || file.starts_with('/') {
@@ -550,6 +573,7 @@ impl Manifest {
         for (name, m) in &self.models {
             let f = |k: &str| format!("models.{name}.{k}");
             check_file(&format!("models.{name}"), &m.file, &m.sha256)?;
+            check_source(&format!("models.{name}"), m.source.as_ref())?;
             if m.input_name.is_empty() {
                 return Err(invalid(f("input_name"), "must not be empty"));
             }
@@ -560,6 +584,7 @@ impl Manifest {
         if let Some(ee) = &self.early_exit {
             for (k, st) in [("stage1", &ee.stage1), ("stage2", &ee.stage2)] {
                 check_file(&format!("early_exit.{k}"), &st.file, &st.sha256)?;
+                check_source(&format!("early_exit.{k}"), st.source.as_ref())?;
             }
             if ee.feature_shape.is_empty() || ee.feature_shape.contains(&0) {
                 return Err(invalid("early_exit.feature_shape", "must be a non-empty shape without zeros"));
@@ -571,6 +596,7 @@ impl Manifest {
         if let Some(sp) = &self.split {
             for (k, st) in [("trunk", &sp.trunk), ("tail", &sp.tail)] {
                 check_file(&format!("split.{k}"), &st.file, &st.sha256)?;
+                check_source(&format!("split.{k}"), st.source.as_ref())?;
             }
             if sp.feature_shape.is_empty() || sp.feature_shape.contains(&0) {
                 return Err(invalid("split.feature_shape", "must be a non-empty shape without zeros"));

@@ -9,7 +9,7 @@
 //! use hiedge_core::{Manifest, Model, PolicyConfig};
 //! # fn main() -> Result<(), hiedge_core::Error> {
 //! let manifest = Manifest::from_json(&std::fs::read_to_string("models/fashion-mnist/manifest.json")?)?;
-//! let tiny = Model::load(&manifest, "tiny", &std::fs::read("models/fashion-mnist/tiny.onnx")?)?;
+//! let tiny = Model::load(&manifest, "tiny", &std::fs::read("models/fashion-mnist/tiny.nnef.tar")?)?;
 //! let mut session = HiSession::new(manifest.clone(), tiny, PolicyConfig::calibrated(&manifest)?)?;
 //! let start = std::time::Instant::now();
 //! let clock = move || start.elapsed().as_secs_f64() * 1e3;

@@ -16,8 +16,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(20);
     let dir = Path::new("models/fashion-mnist");
     let manifest = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
-    let tiny = Model::load(&manifest, "tiny", &std::fs::read(dir.join("tiny.onnx"))?)?;
-    let large = Model::load(&manifest, "large", &std::fs::read(dir.join("large.onnx"))?)?;
+    let tiny = Model::load(&manifest, "tiny", &std::fs::read(dir.join("tiny.nnef.tar"))?)?;
+    let large = Model::load(&manifest, "large", &std::fs::read(dir.join("large.nnef.tar"))?)?;
     let fixture = Fixture::load(&dir.join("fixture"), &[], manifest.input_len(), manifest.classes.len())?;
     let mut policy = PolicyConfig::calibrated(&manifest)?.build()?;
 

@@ -137,6 +137,7 @@ pub fn add_split(manifest: &mut Manifest, trunk: &[u8], tail: &[u8]) -> Result<(
         Ok(StageEntry {
             file: file.into(),
             sha256: sha256_hex(bytes),
+            source: None,
             params: Some(OnnxInfo::read(bytes, what)?.params),
         })
     };
@@ -252,6 +253,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
     let entry = |info: &OnnxInfo, file: &str, bytes: &[u8]| ModelEntry {
         file: file.into(),
         sha256: sha256_hex(bytes),
+        source: None,
         input_name: info.input_name.clone(),
         output: info.output,
         params: Some(info.params),

@@ -18,8 +18,8 @@
 //! # fn main() -> Result<(), hiedge_eval::Error> {
 //! let dir = std::path::Path::new("models/fashion-mnist");
 //! let manifest = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
-//! let tiny = Model::load(&manifest, "tiny", &std::fs::read(dir.join("tiny.onnx"))?)?;
-//! let large = Model::load(&manifest, "large", &std::fs::read(dir.join("large.onnx"))?)?;
+//! let tiny = Model::load(&manifest, "tiny", &std::fs::read(dir.join("tiny.nnef.tar"))?)?;
+//! let large = Model::load(&manifest, "large", &std::fs::read(dir.join("large.nnef.tar"))?)?;
 //! let fixture = Fixture::load(&dir.join("fixture"), &[], manifest.input_len(), manifest.classes.len())?;
 //! let (mut tiny_logits, mut large_logits) = (Vec::new(), Vec::new());
 //! for i in 0..fixture.len() {
@@ -35,6 +35,7 @@
 //! ```
 
 pub mod calibrate;
+pub mod compile;
 pub mod dataset;
 pub mod early_exit;
 mod error;

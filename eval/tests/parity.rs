@@ -1,9 +1,11 @@
-//! tract vs the onnxruntime reference outputs committed with the models (first 1,000 test images),
+//! tract, loading the committed NNEF archives, vs the onnxruntime reference outputs of their ONNX
+//! sources committed with the models (first 1,000 test images),
 //! plus the size budgets of the committed models.
 
 use std::path::PathBuf;
 
 use hiedge_core::prob::argmax;
+use hiedge_core::runtime::{sha256_hex, ModelFormat};
 use hiedge_core::{Error, Manifest, Model};
 use hiedge_eval::fixture::Fixture;
 
@@ -19,6 +21,45 @@ fn onnx(name: &str) -> Vec<u8> {
     std::fs::read(models_dir().join(format!("{name}.onnx"))).unwrap()
 }
 
+/// The file the manifest names for a model (`tiny`) or stage (`ee_stage1`, `split_tail`): the NNEF
+/// archive `hiedge compile` wrote from the ONNX file of the same name, which onnxruntime's
+/// reference outputs come from; these tests hold the archives to those outputs.
+fn model_file(name: &str) -> Vec<u8> {
+    let m = manifest();
+    let (ee, sp) = (m.early_exit.as_ref(), m.split.as_ref());
+    let file = match name {
+        "ee_stage1" => &ee.unwrap().stage1.file,
+        "ee_stage2" => &ee.unwrap().stage2.file,
+        "split_trunk" => &sp.unwrap().trunk.file,
+        "split_tail" => &sp.unwrap().tail.file,
+        _ => &m.model(name).unwrap().file,
+    };
+    assert_eq!(file, &format!("{name}.nnef.tar"));
+    let bytes = std::fs::read(models_dir().join(file)).unwrap();
+    assert_eq!(ModelFormat::of(&bytes), ModelFormat::Nnef, "{file}");
+    bytes
+}
+
+#[test]
+fn every_committed_archive_names_the_onnx_file_it_was_compiled_from() {
+    let m = manifest();
+    let (ee, sp) = (m.early_exit.as_ref().unwrap(), m.split.as_ref().unwrap());
+    let sources = [
+        ("tiny", m.model("tiny").unwrap().source.as_ref()),
+        ("large", m.model("large").unwrap().source.as_ref()),
+        ("ee_stage1", ee.stage1.source.as_ref()),
+        ("ee_stage2", ee.stage2.source.as_ref()),
+        ("split_trunk", sp.trunk.source.as_ref()),
+        ("split_tail", sp.tail.source.as_ref()),
+    ];
+    for (name, source) in sources {
+        let source = source.unwrap_or_else(|| panic!("{name} has no source"));
+        assert_eq!(source.file, format!("{name}.onnx"));
+        assert_eq!(source.sha256, sha256_hex(&onnx(name)), "{name}.onnx changed: run hiedge compile");
+        model_file(name);
+    }
+}
+
 #[test]
 fn tract_matches_onnxruntime_on_the_fixture() {
     let manifest = manifest();
@@ -27,7 +68,7 @@ fn tract_matches_onnxruntime_on_the_fixture() {
             .unwrap();
     assert_eq!(fixture.len(), 1000);
     for name in ["tiny", "large"] {
-        let model = Model::load(&manifest, name, &onnx(name)).unwrap();
+        let model = Model::load(&manifest, name, &model_file(name)).unwrap();
         let (mut max_diff, mut same_argmax) = (0.0f32, 0);
         for i in 0..fixture.len() {
             let got = model.logits(fixture.image(i)).unwrap();
@@ -47,12 +88,12 @@ fn tract_matches_onnxruntime_on_the_fixture() {
 #[test]
 fn model_load_checks_hash_and_input() {
     let manifest = manifest();
-    let mut bytes = onnx("tiny");
+    let mut bytes = model_file("tiny");
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     assert!(matches!(Model::load(&manifest, "tiny", &bytes), Err(Error::ModelHashMismatch { .. })));
     assert!(matches!(Model::load(&manifest, "huge", &bytes), Err(Error::UnknownModel { .. })));
-    let tiny = Model::load(&manifest, "tiny", &onnx("tiny")).unwrap();
+    let tiny = Model::load(&manifest, "tiny", &model_file("tiny")).unwrap();
     assert_eq!(tiny.input_len(), 784);
     assert_eq!(tiny.num_classes(), 10);
     assert!(tiny.id().starts_with("tiny@"));
@@ -90,7 +131,7 @@ fn early_exit_stages_match_onnxruntime_on_the_fixture() {
     let fixture =
         Fixture::load(&models_dir().join("fixture"), &["ee_exit", "ee"], manifest.input_len(), manifest.classes.len())
             .unwrap();
-    let ee = EarlyExitModel::load(&manifest, &onnx("ee_stage1"), &onnx("ee_stage2")).unwrap();
+    let ee = EarlyExitModel::load(&manifest, &model_file("ee_stage1"), &model_file("ee_stage2")).unwrap();
     let (mut max_diff, mut same) = (0.0f32, [0usize; 2]);
     for i in 0..fixture.len() {
         let (exit_logits, features) = ee.stage1(fixture.image(i)).unwrap();
@@ -107,9 +148,12 @@ fn early_exit_stages_match_onnxruntime_on_the_fixture() {
     assert!(max_diff <= 1e-4, "early exit: max |tract - onnxruntime| = {max_diff}");
     eprintln!("early exit: both heads argmax 100% equal, max |diff| {max_diff:e}");
     // Tampered stage 2 is refused.
-    let mut bad = onnx("ee_stage2");
+    let mut bad = model_file("ee_stage2");
     bad[20] ^= 1;
-    assert!(matches!(EarlyExitModel::load(&manifest, &onnx("ee_stage1"), &bad), Err(Error::ModelHashMismatch { .. })));
+    assert!(matches!(
+        EarlyExitModel::load(&manifest, &model_file("ee_stage1"), &bad),
+        Err(Error::ModelHashMismatch { .. })
+    ));
     assert!(ee.stage1(&[0u8; 10]).is_err());
 }
 
@@ -125,8 +169,8 @@ fn split_trunk_and_tail_match_onnxruntime_on_the_fixture() {
         manifest.classes.len(),
     )
     .unwrap();
-    let trunk = split::load_trunk(&manifest, &onnx("split_trunk")).unwrap();
-    let tail = split::load_tail(&manifest, &onnx("split_tail")).unwrap();
+    let trunk = split::load_trunk(&manifest, &model_file("split_trunk")).unwrap();
+    let tail = split::load_tail(&manifest, &model_file("split_tail")).unwrap();
     let (mut max_diff, mut max_q_diff, mut near_ties) = (0.0f32, 0.0f32, 0);
     for i in 0..fixture.len() {
         let (exit_logits, features) = trunk.run(fixture.image(i)).unwrap();
@@ -156,7 +200,7 @@ fn split_trunk_and_tail_match_onnxruntime_on_the_fixture() {
          u8 features move the tail's logits by at most {max_q_diff:.4}",
         fixture.len()
     );
-    let mut bad = onnx("split_tail");
+    let mut bad = model_file("split_tail");
     bad[30] ^= 1;
     assert!(matches!(split::load_tail(&manifest, &bad), Err(Error::ModelHashMismatch { .. })));
 }

@@ -29,7 +29,7 @@ fn fixture(manifest: &Manifest) -> Fixture {
 
 fn session(policy: PolicyConfig) -> HiSession {
     let manifest = Manifest::from_json(&manifest_json()).unwrap();
-    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.onnx")).unwrap()).unwrap();
+    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.nnef.tar")).unwrap()).unwrap();
     HiSession::new(manifest, tiny, policy).unwrap()
 }
 
@@ -160,7 +160,7 @@ fn softmax_f64(logits: &[f32], temperature: f32) -> Vec<f64> {
 fn model_service_agrees_with_onnxruntime_and_loads_lazily() {
     let json = manifest_json();
     let manifest = Manifest::from_json(&json).unwrap();
-    let bytes = std::fs::read(models_dir().join("large.onnx")).unwrap();
+    let bytes = std::fs::read(models_dir().join("large.nnef.tar")).unwrap();
     let service = ModelService::new(&json, "large", bytes).unwrap();
     assert!(!service.health().loaded);
     assert_eq!(service.input_len(), 784);
@@ -184,7 +184,7 @@ fn model_service_agrees_with_onnxruntime_and_loads_lazily() {
     let frozen = || 42.0;
     assert_eq!(service.classify(fx.image(0), &frozen).unwrap().infer_ms, None, "a frozen clock must give null");
 
-    let mut tampered = std::fs::read(models_dir().join("large.onnx")).unwrap();
+    let mut tampered = std::fs::read(models_dir().join("large.nnef.tar")).unwrap();
     tampered[100] ^= 0xff;
     assert!(ModelService::new(&json, "large", tampered).is_err());
 }
@@ -194,7 +194,7 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     let json = manifest_json();
     let set = ModelSet::new("fashion-mnist", &json).unwrap();
     let m = set.manifest();
-    assert_eq!(set.server_model_file(), "large.onnx");
+    assert_eq!(set.server_model_file(), "large.nnef.tar");
     let files = set.device_files();
     let roles: Vec<&str> = files.iter().map(|(f, _)| f.role.as_str()).collect();
     assert_eq!(roles, ["tiny", "early_exit.stage1", "early_exit.stage2", "split.trunk"]);
@@ -211,7 +211,7 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     // The split tail stays at the edge too; features from another trunk are a conflict.
     let split = m.split.as_ref().unwrap();
     assert_eq!(set.device_file(&split.tail.sha256).unwrap_err().status(), 404);
-    assert_eq!(set.split_tail_file(&split.trunk.sha256).unwrap(), "split_tail.onnx");
+    assert_eq!(set.split_tail_file(&split.trunk.sha256).unwrap(), "split_tail.nnef.tar");
     assert_eq!(set.split_tail_file(&"0".repeat(64)).unwrap_err().status(), 409);
     assert!(set.device_file(&"0".repeat(64)).is_err());
     let info = set.info();
@@ -234,7 +234,7 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
 fn native_reference() -> reference::Reference {
     const N: usize = 50;
     let manifest = Manifest::from_json(&manifest_json()).unwrap();
-    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.onnx")).unwrap()).unwrap();
+    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.nnef.tar")).unwrap()).unwrap();
     let fx = fixture(&manifest);
     let predictions: Vec<_> = (0..N).map(|i| tiny.predict(fx.image(i), manifest.temperature()).unwrap()).collect();
     let mut policies = std::collections::BTreeMap::new();
@@ -248,8 +248,8 @@ fn native_reference() -> reference::Reference {
     // EE-HI through a session with the early-exit model: the stage, local label and decision per image.
     let ee = hiedge_core::runtime::EarlyExitModel::load(
         &manifest,
-        &std::fs::read(models_dir().join("ee_stage1.onnx")).unwrap(),
-        &std::fs::read(models_dir().join("ee_stage2.onnx")).unwrap(),
+        &std::fs::read(models_dir().join("ee_stage1.nnef.tar")).unwrap(),
+        &std::fs::read(models_dir().join("ee_stage2.nnef.tar")).unwrap(),
     )
     .unwrap();
     let ee_config = PolicyConfig::calibrated_kind(&manifest, "ee_hi").unwrap();
@@ -402,9 +402,9 @@ fn a_stream_answers_every_sample_once_and_skips_only_by_its_rule() {
     let fx = fixture(&manifest);
     let sp = manifest.split.clone().unwrap();
     let trunk = split::load_trunk(&manifest, &std::fs::read(models_dir().join(&sp.trunk.file)).unwrap()).unwrap();
-    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.onnx")).unwrap()).unwrap();
+    let tiny = Model::load(&manifest, "tiny", &std::fs::read(models_dir().join("tiny.nnef.tar")).unwrap()).unwrap();
     let tail = SplitService::new(&json, std::fs::read(models_dir().join(&sp.tail.file)).unwrap()).unwrap();
-    let large = ModelService::new(&json, "large", std::fs::read(models_dir().join("large.onnx")).unwrap()).unwrap();
+    let large = ModelService::new(&json, "large", std::fs::read(models_dir().join("large.nnef.tar")).unwrap()).unwrap();
     // `exit` left out: the manifest's calibrated threshold.
     let config = PlannerConfig { max_wait_ms: Some(100.0), explore_every: 4, ..Default::default() };
     let mut stream =

@@ -246,6 +246,9 @@ try {
   assert.ok(sp.stats.skipped > 0, `overloaded device: some samples skipped (${sp.stats.skipped})`);
   assert.ok(nOf("exit") > 0 && nOf("features") + nOf("raw") > 0, sp.decisions.join(","));
   assert.ok(nOf("fallback") + nOf("device") > 0, "after the Worker stopped, samples finish on the device");
+  // The counts line is redrawn at most every 200 ms (of a 30x-throttled CPU when the run ended).
+  await page.waitForFunction(() => /400 arrived/.test(document.querySelector("[data-testid=split-counts]").textContent),
+    null, { timeout: 30_000 }).catch(() => {});
   assert.match(await page.textContent("[data-testid=split-counts]"), /400 arrived/);
   await page.screenshot({ path: join(artifacts, "demo-split.png"), fullPage: true });
   step(`split stream, CPU throttled 30x, Worker stopped mid-stream: 400 arrived, ${sp.stats.processed} processed ` +

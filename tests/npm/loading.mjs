@@ -52,7 +52,7 @@ async function sameAnswers(browser, base, workerUrl) {
   const out = await page.evaluate(async (endpoint) => {
     const { HiClient } = window.hiedge;
     const images = new Uint8Array(await (await fetch("./images.u8")).arrayBuffer());
-    const make = (worker) => HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint, worker, cache: false });
+    const make = (worker) => HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint, worker, cache: false });
     const [inWorker, onMain] = [await make(true), await make(false)];
     const samples = [];
     for (let i = 0; i < 40; i++) samples.push(images.slice(i * 784, (i + 1) * 784));
@@ -177,7 +177,7 @@ async function changedManifest(repo, app, browser, base) {
     // max-age pages come from the HTTP cache; this manifest and model must not.
     const page = await open(context, `${base}/loading.html`);
     const out = await page.evaluate(async () => {
-      const client = await window.hiedge.HiClient.create({ model: "./v/tiny.onnx", manifest: "./v/manifest.json?" + Date.now(), endpoint: null, worker: false });
+      const client = await window.hiedge.HiClient.create({ model: "./v/tiny.nnef.tar", manifest: "./v/manifest.json?" + Date.now(), endpoint: null, worker: false });
       return { classes: client.classes.length, modelId: client.modelId };
     });
     await page.close();
@@ -188,18 +188,18 @@ async function changedManifest(repo, app, browser, base) {
   mkdirSync(dir, { recursive: true });
   const use = (set) => {
     copyFileSync(join(repo, `models/${set}/manifest.json`), join(dir, "manifest.json"));
-    copyFileSync(join(repo, `models/${set}/tiny.onnx`), join(dir, "tiny.onnx"));
+    copyFileSync(join(repo, `models/${set}/tiny.nnef.tar`), join(dir, "tiny.nnef.tar"));
   };
   use("fashion-mnist");
   const before = await load();
-  const fetchedBefore = requests.filter((p) => p.endsWith("/v/tiny.onnx")).length;
+  const fetchedBefore = requests.filter((p) => p.endsWith("/v/tiny.nnef.tar")).length;
   requests.length = 0;
   const again = await load();
-  const fetchedAgain = requests.filter((p) => p.endsWith("/v/tiny.onnx")).length;
+  const fetchedAgain = requests.filter((p) => p.endsWith("/v/tiny.nnef.tar")).length;
   use("mnist");
   requests.length = 0;
   const after = await load();
-  const fetchedAfter = requests.filter((p) => p.endsWith("/v/tiny.onnx")).length;
+  const fetchedAfter = requests.filter((p) => p.endsWith("/v/tiny.nnef.tar")).length;
   await context.close();
   // A changed model at the same URL: the stale HTTP-cached copy (max-age) fails its sha256, so the
   // client asks the server once more past the HTTP cache.

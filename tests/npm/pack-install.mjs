@@ -70,7 +70,7 @@ try {
 
   // The user's page: the package, the model set, one committed sample.
   const models = join(repo, "models/fashion-mnist");
-  copyFileSync(join(models, "tiny.onnx"), join(app, "tiny.onnx"));
+  copyFileSync(join(models, "tiny.nnef.tar"), join(app, "tiny.nnef.tar"));
   copyFileSync(join(models, "manifest.json"), join(app, "manifest.json"));
   writeFileSync(join(app, "sample.bin"), readFileSync(join(models, "fixture/images.u8")).subarray(0, 784));
   copyFileSync(join(models, "fixture/images.u8"), join(app, "images.u8"));
@@ -82,26 +82,26 @@ import init, { HiClient } from "./node_modules/hiedge/index.js";
 try {
   await init();
   const stages = [];
-  const client = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: null,
+  const client = await HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint: null,
                                          onProgress: (p) => stages.push(p.stage) });
   const pixels = new Uint8Array(await (await fetch("./sample.bin")).arrayBuffer());
   const result = await client.classify(pixels);
   // The same package against the real Worker (wrangler dev): every sample offloaded and answered.
   const endpoint = new URLSearchParams(location.search).get("worker");
-  const remote = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint, policy: "always_offload" });
+  const remote = await HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint, policy: "always_offload" });
   const offloaded = await remote.classify(pixels);
   // A Worker that answers 503, junk, an invalid result, or too late: the local answer, flagged, with the reason.
   const badBase = new URLSearchParams(location.search).get("bad");
   const failures = {};
   for (const mode of ["down503", "badjson", "wronglabel", "slow"]) {
-    const c = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: badBase + "/" + mode,
+    const c = await HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint: badBase + "/" + mode,
                                       policy: "always_offload", timeoutMs: 500 });
     const r = await c.classify(pixels);
     failures[mode] = { decision: r.decision, reason: r.fallbackReason, label: r.label, localLabel: r.localLabel };
   }
   // Modes, the allowOffload hook and the offload cap, against the real Worker.
   const modes = {};
-  const fresh = (o) => HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint, ...o });
+  const fresh = (o) => HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint, ...o });
   const images = new Uint8Array(await (await fetch("./images.u8")).arrayBuffer());
   const labels = new Uint8Array(await (await fetch("./labels.u8")).arrayBuffer());
   const img = (i) => images.subarray(i * 784, (i + 1) * 784);
@@ -110,7 +110,7 @@ try {
     const r = await c.classify(pixels);
     modes[mode] = { decision: r.decision, answeredBy: r.answeredBy, why: r.why, bytes: r.bytesSent, mode: c.mode };
   }
-  const down = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: badBase + "/down503", mode: "only_remote" });
+  const down = await HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint: badBase + "/down503", mode: "only_remote" });
   try { await down.classify(pixels); modes.onlyRemoteDown = "answered"; } catch (e) { modes.onlyRemoteDown = e.code + ": " + e.message; }
   const hookSeen = [];
   const hooked = await fresh({ policy: "always_offload", allowOffload: (req) => { hookSeen.push(req); return false; } });
@@ -148,7 +148,7 @@ try {
   }
   try { await cal.calibrate(fitSamples, fitLabels, { targetOffload: 0.2, targetAccuracy: 0.9 }); } catch (e) { calib.both = e.code; }
   try { await cal.calibrate(fitSamples, fitLabels.subarray(0, 10), { targetOffload: 0.2 }); } catch (e) { calib.short = e.message; }
-  const noWorker = await HiClient.create({ model: "./tiny.onnx", manifest: "./manifest.json", endpoint: null, policy: "max_prob" });
+  const noWorker = await HiClient.create({ model: "./tiny.nnef.tar", manifest: "./manifest.json", endpoint: null, policy: "max_prob" });
   try { await noWorker.calibrate(fitSamples.slice(0, 5), fitLabels.subarray(0, 5), { targetOffload: 0.2 }); } catch (e) { calib.noWorker = e.code; }
 
   let rejected = null;

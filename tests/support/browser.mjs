@@ -19,7 +19,7 @@ export function launchChromium(extraArgs = []) {
 
 const TYPES = {
   ".html": "text/html; charset=utf-8", ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
-  ".json": "application/json", ".wasm": "application/wasm", ".onnx": "application/octet-stream",
+  ".json": "application/json", ".wasm": "application/wasm", ".onnx": "application/octet-stream", ".tar": "application/x-tar",
   ".bin": "application/octet-stream", ".png": "image/png", ".svg": "image/svg+xml", ".ts": "text/javascript",
 };
 

@@ -8,7 +8,7 @@
 //! import init, { HiClient } from "hiedge";
 //! await init();
 //! const client = await HiClient.create({
-//!   model: "/models/tiny.onnx", manifest: "/models/manifest.json",
+//!   model: "/models/tiny.nnef.tar", manifest: "/models/manifest.json",
 //!   endpoint: "http://127.0.0.1:8787", timeoutMs: 2000,
 //! });
 //! const result = await client.classify(pixels); // Uint8Array(784)

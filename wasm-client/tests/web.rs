@@ -18,9 +18,10 @@ mod pillow;
 wasm_bindgen_test_configure!(run_in_browser);
 
 const MANIFEST: &str = include_str!("../../models/fashion-mnist/manifest.json");
-const TINY: &[u8] = include_bytes!("../../models/fashion-mnist/tiny.onnx");
-const EE_STAGE1: &[u8] = include_bytes!("../../models/fashion-mnist/ee_stage1.onnx");
-const EE_STAGE2: &[u8] = include_bytes!("../../models/fashion-mnist/ee_stage2.onnx");
+// The archives `hiedge compile` wrote from the set's ONNX files (the files its manifest names).
+const TINY: &[u8] = include_bytes!("../../models/fashion-mnist/tiny.nnef.tar");
+const EE_STAGE1: &[u8] = include_bytes!("../../models/fashion-mnist/ee_stage1.nnef.tar");
+const EE_STAGE2: &[u8] = include_bytes!("../../models/fashion-mnist/ee_stage2.nnef.tar");
 const IMAGES: &[u8] = include_bytes!("../../models/fashion-mnist/fixture/images.u8");
 /// Native tract's output on one machine, compared with the tolerances of `reference.rs`.
 const REFERENCE: &str = include_str!("native_reference.json");
@@ -225,6 +226,18 @@ async fn bad_options_are_explained() {
     let err = HiClient::create(o).await.err().expect("tampered model must be refused");
     assert_eq!(code(&err), "ModelHashMismatch");
     assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("sha256"));
+
+    // The ONNX file itself, named by a manifest: the browser build reads NNEF and says how to get it.
+    const ONNX: &[u8] = include_bytes!("../../models/fashion-mnist/tiny.onnx");
+    let mut manifest: serde_json::Value = serde_json::from_str(MANIFEST).unwrap();
+    manifest["models"]["tiny"]["file"] = "tiny.onnx".into();
+    manifest["models"]["tiny"]["sha256"] = hiedge_core::runtime::sha256_hex(ONNX).into();
+    let o = options(JsValue::UNDEFINED, None);
+    set(o.unchecked_ref(), "manifest", &JsValue::from_str(&manifest.to_string()));
+    set(o.unchecked_ref(), "model", &Uint8Array::from(ONNX).into());
+    let err = HiClient::create(o).await.err().expect("an ONNX file must be refused by the browser build");
+    assert_eq!(code(&err), "UnsupportedModelFormat");
+    assert!(String::from(err.dyn_into::<js_sys::Error>().unwrap().message()).contains("hiedge compile"));
 }
 
 /// The sample as an RGBA image of `scale` times the model's size (each pixel repeated), gray in
@@ -326,13 +339,14 @@ async fn an_img_element_classifies_as_its_pixels() {
 #[wasm_bindgen_test]
 async fn an_nhwc_probability_model_set_is_driven_by_its_manifest() {
     use hiedge_core::runtime::sha256_hex;
-    const TOY: &[u8] = include_bytes!("../../cli/tests/fixtures/nhwc_softmax_tiny.onnx");
+    // `hiedge compile` of cli/tests/fixtures/nhwc_softmax_tiny.onnx (cli/tests/import.rs checks it).
+    const TOY: &[u8] = include_bytes!("../../cli/tests/fixtures/nhwc_softmax_tiny.nnef.tar");
     let manifest = serde_json::json!({
         "schema_version": 2, "name": "toy",
         "input": {"shape": [1, 28, 28, 1], "layout": "NHWC", "dtype": "u8", "color": "gray", "resize": "center_crop",
                   "normalize": {"scale": 1.0 / 255.0, "mean": [0.5], "std": [0.25]}},
         "classes": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"],
-        "models": {"tiny": {"file": "tiny.onnx", "sha256": sha256_hex(TOY), "input_name": "pixels", "output": "probabilities"}}
+        "models": {"tiny": {"file": "tiny.nnef.tar", "sha256": sha256_hex(TOY), "input_name": "pixels", "output": "probabilities"}}
     });
     let o = Object::new();
     set(&o, "model", &Uint8Array::from(TOY).into());

@@ -8,8 +8,8 @@
 //! # fn main() -> Result<(), hiedge_core::Error> {
 //! let dir = std::path::Path::new("models/fashion-mnist");
 //! let manifest = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
-//! let ee = EarlyExitModel::load(&manifest, &std::fs::read(dir.join("ee_stage1.onnx"))?,
-//!                               &std::fs::read(dir.join("ee_stage2.onnx"))?)?;
+//! let ee = EarlyExitModel::load(&manifest, &std::fs::read(dir.join("ee_stage1.nnef.tar"))?,
+//!                               &std::fs::read(dir.join("ee_stage2.nnef.tar"))?)?;
 //! let (exit_logits, features) = ee.stage1(&[0u8; 784])?;
 //! let final_logits = ee.stage2(&features)?; // only when the exit head is not sure enough
 //! # Ok(()) }

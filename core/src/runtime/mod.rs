@@ -10,6 +10,8 @@ pub mod split;
 pub mod verify;
 
 pub use early_exit::{EarlyExitModel, Features, Stage1, Stage2};
-pub use model::{Model, OpTime, Prediction};
+#[cfg(feature = "onnx")]
+pub use model::onnx_to_nnef;
+pub use model::{Model, ModelFormat, OpTime, Prediction};
 pub use preprocess::Preprocessor;
 pub use verify::{sha256_hex, verify};

@@ -1,8 +1,13 @@
-//! An ONNX model as an optimised tract plan: parsed and optimised once, then run many times.
+//! A model file as an optimised tract plan: parsed and optimised once, then run many times.
+//!
+//! Model files are NNEF (tract's own format: a tar of `graph.nnef` and the weights), which
+//! `hiedge compile` writes from the ONNX files users hand over ([`onnx_to_nnef`]). Reading NNEF
+//! needs only tract's core, which keeps the browser client and the Worker small; builds with the
+//! `onnx` feature (the native tools) also read ONNX files directly.
 
 use std::sync::Arc;
 
-use tract_onnx::prelude::*;
+use tract_nnef::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, OutputKind};
@@ -43,12 +48,13 @@ impl Prediction {
 }
 
 impl Model {
-    /// Loads model `name` of the manifest from its ONNX bytes, checking them against the manifest's
-    /// sha256, then parses and optimises it once.
-    pub fn load(manifest: &Manifest, name: &str, onnx: &[u8]) -> Result<Self> {
+    /// Loads model `name` of the manifest from its file's bytes (NNEF, or ONNX in builds with the
+    /// `onnx` feature), checking them against the manifest's sha256, then parses and optimises it
+    /// once.
+    pub fn load(manifest: &Manifest, name: &str, bytes: &[u8]) -> Result<Self> {
         let entry = manifest.model(name)?;
-        verify(name, onnx, &entry.sha256)?;
-        let mut model = Self::from_onnx(onnx, &manifest.input.shape, Preprocessor::new(manifest))?;
+        verify(name, bytes, &entry.sha256)?;
+        let mut model = Self::from_bytes(bytes, &manifest.input.shape, Preprocessor::new(manifest))?;
         if model.num_classes != manifest.classes.len() {
             return Err(Error::Model(format!(
                 "model `{name}` has {} outputs but the manifest lists {} classes",
@@ -61,9 +67,9 @@ impl Model {
         Ok(model)
     }
 
-    /// Parses ONNX bytes with a fixed f32 input shape, optimises, and makes the plan runnable.
-    fn from_onnx(onnx: &[u8], shape: &[usize], pre: Preprocessor) -> Result<Self> {
-        let plan = optimised_plan(onnx, shape)?;
+    /// Parses a model file with a fixed f32 input shape, optimises, and makes the plan runnable.
+    fn from_bytes(bytes: &[u8], shape: &[usize], pre: Preprocessor) -> Result<Self> {
+        let plan = optimised_plan(bytes, shape)?;
         let out_fact = plan.model().output_fact(0)?;
         let num_classes = out_fact
             .shape
@@ -146,7 +152,7 @@ impl Model {
     /// Runs the model `runs` times on `pixels`, timing every operation of the optimised plan with
     /// `clock` (milliseconds); the slowest first. Preprocessing is not included.
     pub fn profile(&self, pixels: &[u8], runs: usize, clock: &dyn Fn() -> f64) -> Result<Vec<OpTime>> {
-        use tract_onnx::tract_core::plan::{eval, SimpleState};
+        use tract_nnef::tract_core::plan::{eval, SimpleState};
         let input = self.pre.run(pixels)?;
         let runs = runs.max(1);
         let mut totals: Vec<f64> = vec![0.0; self.plan.model().nodes().len()];
@@ -173,13 +179,115 @@ impl Model {
     }
 }
 
-/// Parses ONNX bytes with input 0 fixed to an f32 tensor of `shape`, optimises, makes it runnable.
-pub(crate) fn optimised_plan(onnx: &[u8], shape: &[usize]) -> Result<Plan> {
-    Ok(tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])?
-        .with_input_fact(0, f32::fact(shape).into())?
-        .into_optimized()?
-        .into_runnable()?)
+/// The format of a model file, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// An NNEF archive as tract writes it: a tar (`ustar` at byte 257).
+    Nnef,
+    /// Anything else is taken for an ONNX protobuf (which has no magic number).
+    Onnx,
+}
+
+impl ModelFormat {
+    /// The format of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        if bytes.get(257..262) == Some(b"ustar".as_slice()) {
+            ModelFormat::Nnef
+        } else {
+            ModelFormat::Onnx
+        }
+    }
+}
+
+/// Parses a model file (see [`ModelFormat`]) with input 0 an f32 tensor of `shape`, optimises it
+/// and makes it runnable.
+pub(crate) fn optimised_plan(bytes: &[u8], shape: &[usize]) -> Result<Plan> {
+    let model = match ModelFormat::of(bytes) {
+        ModelFormat::Nnef => read_nnef(bytes, shape)?,
+        ModelFormat::Onnx => read_onnx(bytes, shape)?,
+    };
+    Ok(model.into_optimized()?.into_runnable()?)
+}
+
+/// An NNEF archive as a typed model whose single input is an f32 tensor of `shape`.
+fn read_nnef(bytes: &[u8], shape: &[usize]) -> Result<TypedModel> {
+    let model = tract_nnef::nnef().model_for_read(&mut &bytes[..])?;
+    let inputs = model.input_outlets()?;
+    if inputs.len() != 1 {
+        return Err(Error::Model(format!("the model has {} inputs; hiedge models have one", inputs.len())));
+    }
+    let fact = model.outlet_fact(inputs[0])?;
+    let concrete = fact.shape.as_concrete();
+    if fact.datum_type != f32::datum_type() || concrete != Some(shape) {
+        return Err(Error::Model(format!(
+            "the model's input is {fact:?}, but the manifest gives f32 {shape:?}: compile it again with `hiedge compile`"
+        )));
+    }
+    Ok(model)
+}
+
+/// An ONNX file as a typed model whose input 0 is an f32 tensor of `shape`.
+#[cfg(feature = "onnx")]
+fn read_onnx(bytes: &[u8], shape: &[usize]) -> Result<TypedModel> {
+    use tract_onnx::prelude::{Framework as _, InferenceModelExt as _};
+    Ok(tract_onnx::onnx().model_for_read(&mut &bytes[..])?.with_input_fact(0, f32::fact(shape).into())?.into_typed()?)
+}
+
+/// Without the `onnx` feature (the browser client, the Worker) an ONNX file is refused with the
+/// command that compiles it.
+#[cfg(not(feature = "onnx"))]
+fn read_onnx(_bytes: &[u8], _shape: &[usize]) -> Result<TypedModel> {
+    Err(Error::UnsupportedModelFormat(
+        "this is not an NNEF archive (an ONNX file?): this build of hiedge reads model files as NNEF; \
+         `hiedge compile --models <set dir>` writes them from the ONNX files and updates the manifest"
+            .into(),
+    ))
+}
+
+/// Relative tolerance within which a compiled NNEF model must reproduce its ONNX source's outputs
+/// (`|a - b| <= TOL * max(1, |a|)`): both run the same tract operators, so only the order of float
+/// operations may differ.
+#[cfg(feature = "onnx")]
+pub const COMPILE_TOLERANCE: f32 = 1e-4;
+
+/// Compiles an ONNX file to the NNEF archive the runtime loads: input 0 fixed to an f32 tensor of
+/// `shape`, the graph decluttered to tract's core operators, written as an uncompressed tar with
+/// fixed timestamps. Refused when the graph needs an operator that only the ONNX parser carries
+/// (the browser and Worker builds could not load it). The archive is checked before it is
+/// returned: loaded the way the browser loads it, it must give the ONNX model's outputs within
+/// [`COMPILE_TOLERANCE`] on seeded pseudo-random inputs.
+#[cfg(feature = "onnx")]
+pub fn onnx_to_nnef(onnx: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
+    let model = read_onnx(onnx, shape)?.into_decluttered()?;
+    let bytes = tract_nnef::nnef().write_to_tar_with_config(&model, Vec::new(), false, true).map_err(|e| {
+        Error::UnsupportedModelFormat(format!(
+            "the ONNX graph cannot be written as NNEF with tract's core operators: {e:#}"
+        ))
+    })?;
+    let (from_onnx, from_nnef) = (optimised_plan(onnx, shape)?, optimised_plan(&bytes, shape)?);
+    let len: usize = shape.iter().product();
+    let mut seed = 0x9e37_79b9_u32;
+    for _ in 0..3 {
+        let input: Vec<f32> = (0..len)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect();
+        let (want, got) = (run_plan(&from_onnx, shape, &input)?, run_plan(&from_nnef, shape, &input)?);
+        if want.len() != got.len() {
+            return Err(Error::Model(format!("compiled: {} outputs, the ONNX model has {}", got.len(), want.len())));
+        }
+        for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+            let off = w.iter().zip(g).find(|(a, b)| (*a - *b).abs() > COMPILE_TOLERANCE * a.abs().max(1.0));
+            if w.len() != g.len() || off.is_some() {
+                return Err(Error::Model(format!(
+                    "compiled model's output {i} differs from the ONNX model's beyond {COMPILE_TOLERANCE} (relative): {off:?}"
+                )));
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 /// Runs a plan on one f32 input of `shape`; every output as a flat `Vec<f32>`.
@@ -194,10 +302,33 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "onnx")]
     fn bytes_that_are_not_onnx_give_a_tract_error_with_its_source() {
         let err = optimised_plan(b"not an onnx model", &[1, 1, 2, 2]).unwrap_err();
         assert!(matches!(err, Error::Tract(_)), "{err:?}");
         assert!(std::error::Error::source(&err).is_some(), "the tract error is kept as the source");
+    }
+
+    #[cfg(feature = "onnx")]
+    #[test]
+    fn a_compiled_model_loads_as_nnef_and_classifies_real_images_as_its_onnx_source() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist");
+        let onnx = std::fs::read(dir.join("tiny.onnx")).unwrap();
+        let shape = [1, 1, 28, 28];
+        let nnef = onnx_to_nnef(&onnx, &shape).unwrap();
+        assert_eq!(ModelFormat::of(&nnef), ModelFormat::Nnef);
+        assert_eq!(ModelFormat::of(&onnx), ModelFormat::Onnx);
+        let images = std::fs::read(dir.join("fixture/images.u8")).unwrap();
+        let (a, b) = (optimised_plan(&onnx, &shape).unwrap(), optimised_plan(&nnef, &shape).unwrap());
+        for image in images.chunks(784).take(16) {
+            let x: Vec<f32> = image.iter().map(|&p| p as f32 / 255.0).collect();
+            let (want, got) = (run_plan(&a, &shape, &x).unwrap(), run_plan(&b, &shape, &x).unwrap());
+            for (w, g) in want[0].iter().zip(&got[0]) {
+                assert!((w - g).abs() <= COMPILE_TOLERANCE * w.abs().max(1.0), "{want:?} vs {got:?}");
+            }
+        }
+        let err = optimised_plan(&nnef, &[1, 1, 32, 32]).unwrap_err().to_string();
+        assert!(err.contains("the manifest gives f32 [1, 1, 32, 32]"), "{err}");
     }
 
     #[test]
