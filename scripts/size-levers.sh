@@ -14,20 +14,24 @@ OUT=$CACHE/levers
 mkdir -p "$OUT"
 
 # lever name -> cargo --config settings for the profile `lever` (inherits release) and wasm-opt flags.
-declare -A CFG OPT
+declare -A CFG OPT RUSTFLAGS_OF
 CFG[release]="" ; OPT[release]="none"
 CFG[release-oz]="" ; OPT[release-oz]="-Oz"
+CFG[release-o3]="" ; OPT[release-o3]="-O3"
 CFG[s]="opt-level='s'" ; OPT[s]="-Oz"
 CFG[z]="opt-level='z'" ; OPT[z]="-Oz"
 CFG[lto]="lto='fat' codegen-units=1" ; OPT[lto]="-Oz"
 CFG[s-lto]="opt-level='s' lto='fat' codegen-units=1" ; OPT[s-lto]="-Oz"
 CFG[s-lto-o3]="opt-level='s' lto='fat' codegen-units=1" ; OPT[s-lto-o3]="-O3"
 CFG[s-lto-linalg3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.opt-level=3" ; OPT[s-lto-linalg3]="-Oz"
+# relaxed: the default build with relaxed SIMD on too (tract-linalg then uses f32x4.relaxed_madd,
+# a fused multiply-add, in its wide matmul kernels); it needs a browser with relaxed SIMD.
+CFG[relaxed]="" ; OPT[relaxed]="-Oz" ; RUSTFLAGS_OF[relaxed]="-C target-feature=+simd128,+relaxed-simd"
 CFG[s-lto-tract3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[s-lto-tract3]="-Oz"
-ALL=(release release-oz s z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+ALL=(release release-oz release-o3 relaxed s z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
-WASM_OPT_FEATURES="--enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
+WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
 
 for lever in "${LEVERS[@]}"; do
   [ -n "${OPT[$lever]+x}" ] || { echo "unknown lever $lever (known: ${ALL[*]})" >&2; exit 2; }
@@ -35,7 +39,9 @@ for lever in "${LEVERS[@]}"; do
   for kv in ${CFG[$lever]}; do args+=(--config "profile.lever.$kv"); done
   echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
   t0=$(date +%s)
-  cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile lever "${args[@]}"
+  # A lever's own RUSTFLAGS replace .cargo/config.toml's (simd128) for this build only.
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=${RUSTFLAGS_OF[$lever]:-"-C target-feature=+simd128"} \
+    cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile lever "${args[@]}"
   t1=$(date +%s)
   dir=$OUT/$lever
   rm -rf "$dir" && mkdir -p "$dir"

@@ -11,7 +11,7 @@
 //! 3. [`manifest`] and [`protocol`]: the plain data of a model set and of the wire protocol.
 //! 4. [`policy`]: the decision modules ([`DecisionPolicy`], configured by [`PolicyConfig`]) and the
 //!    split-inference planner ([`policy::planner`]).
-//! 5. [`runtime`]: ONNX models as tract plans ([`Model`], [`runtime::EarlyExitModel`], the split
+//! 5. [`runtime`]: model files (NNEF; ONNX with the `onnx` feature) as tract plans ([`Model`], [`runtime::EarlyExitModel`], the split
 //!    model's halves and feature quantisation in [`runtime::split`]), [`Preprocessor`], and the one
 //!    sha256 check ([`runtime::verify`]).
 //! 6. [`session`] (one client's HI loop), [`stream`] (split inference on a stream) and [`server`]

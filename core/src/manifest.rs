@@ -44,7 +44,7 @@ pub struct Manifest {
     /// Decision-module parameters written by `hiedge calibrate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<DecisionParams>,
-    /// An early-exit local model (two ONNX stages), for EE-HI.
+    /// An early-exit local model (two model files), for EE-HI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_exit: Option<EarlyExitEntry>,
     /// A network split across device and edge (MDI-Exit): the device runs the trunk (image to exit

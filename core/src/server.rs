@@ -292,24 +292,25 @@ impl ModelSet {
 #[derive(Debug)]
 pub struct SplitService {
     manifest: Manifest,
-    onnx: Vec<u8>,
+    /// The tail's model file (NNEF, or ONNX in builds with the `onnx` feature).
+    file: Vec<u8>,
     id: String,
     feature_len: usize,
     tail: std::cell::OnceCell<Stage2>,
 }
 
 impl SplitService {
-    /// The split tail of the manifest in `manifest_json`, from its ONNX bytes (sha256 checked now).
-    pub fn new(manifest_json: &str, onnx: Vec<u8>) -> crate::error::Result<Self> {
+    /// The split tail of the manifest in `manifest_json`, from its model file bytes (sha256 checked now).
+    pub fn new(manifest_json: &str, file: Vec<u8>) -> crate::error::Result<Self> {
         let manifest = Manifest::from_json(manifest_json)?;
         let entry = manifest.split.as_ref().ok_or_else(|| crate::error::Error::UnknownModel {
             name: "split".into(),
             available: manifest.models.keys().cloned().collect::<Vec<_>>().join(", "),
         })?;
-        verify("split.tail", &onnx, &entry.tail.sha256)?;
+        verify("split.tail", &file, &entry.tail.sha256)?;
         let id = format!("split_tail@{}", &entry.tail.sha256[..12.min(entry.tail.sha256.len())]);
         let feature_len = entry.feature_shape.iter().product();
-        Ok(SplitService { manifest, onnx, id, feature_len, tail: std::cell::OnceCell::new() })
+        Ok(SplitService { manifest, file, id, feature_len, tail: std::cell::OnceCell::new() })
     }
 
     /// `split_tail@sha256-prefix`.
@@ -326,7 +327,7 @@ impl SplitService {
         if let Some(t) = self.tail.get() {
             return Ok(t);
         }
-        let t = split::load_tail(&self.manifest, &self.onnx)
+        let t = split::load_tail(&self.manifest, &self.file)
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the split tail failed to load: {e}")))?;
         Ok(self.tail.get_or_init(|| t))
     }
@@ -358,14 +359,14 @@ pub fn model_set_list(default_set: &str, sets: &[ModelSet]) -> ModelSetList {
     ModelSetList { default_set: default_set.into(), sets: sets.iter().map(ModelSet::info).collect() }
 }
 
-/// The model a Worker serves: the manifest and ONNX bytes are known at start-up, the tract plan is
+/// The model a Worker serves: the manifest and model file bytes are known at start-up, the tract plan is
 /// built on first use (Workers allow 1 s of start-up) and kept for the isolate's life.
 #[derive(Debug)]
 pub struct ModelService {
     manifest: Manifest,
     manifest_json: String,
     name: String,
-    onnx: Vec<u8>,
+    file: Vec<u8>,
     id: String,
     model: std::cell::OnceCell<Model>,
 }
@@ -373,16 +374,16 @@ pub struct ModelService {
 impl ModelService {
     /// A service for model `name` of the manifest in `manifest_json`, with its ONNX bytes. Checks
     /// the manifest and the bytes' sha256 now (cheap); parses the model later.
-    pub fn new(manifest_json: &str, name: &str, onnx: Vec<u8>) -> crate::error::Result<Self> {
+    pub fn new(manifest_json: &str, name: &str, file: Vec<u8>) -> crate::error::Result<Self> {
         let manifest = Manifest::from_json(manifest_json)?;
         let entry = manifest.model(name)?;
-        verify(name, &onnx, &entry.sha256)?;
+        verify(name, &file, &entry.sha256)?;
         let id = entry.id(name);
         Ok(ModelService {
             manifest,
             manifest_json: manifest_json.to_string(),
             name: name.into(),
-            onnx,
+            file,
             id,
             model: std::cell::OnceCell::new(),
         })
@@ -418,7 +419,7 @@ impl ModelService {
         if let Some(m) = self.model.get() {
             return Ok(m);
         }
-        let m = Model::load(&self.manifest, &self.name, &self.onnx)
+        let m = Model::load(&self.manifest, &self.name, &self.file)
             .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the model failed to load: {e}")))?;
         Ok(self.model.get_or_init(|| m))
     }
