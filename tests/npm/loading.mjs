@@ -27,7 +27,7 @@ export async function checkLoading({ repo, app, browser, workerUrl }) {
     await sameAnswers(browser, server.url, workerUrl);
     await cachedAndOffline(browser, server.url, workerUrl);
     await changedManifest(repo, app, browser, server.url);
-    await answersBeforeTheWasm(app, browser, server.url, workerUrl);
+    await answersBeforeTheWasm(repo, app, browser, server.url, workerUrl);
   } finally {
     await server.close();
   }
@@ -216,7 +216,7 @@ async function changedManifest(repo, app, browser, base) {
 }
 
 /** Under DevTools' "3G" preset, a cold page's first answer (from the Worker) comes before the wasm has downloaded. */
-async function answersBeforeTheWasm(app, browser, base, workerUrl) {
+async function answersBeforeTheWasm(repo, app, browser, base, workerUrl) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
@@ -250,6 +250,9 @@ async function answersBeforeTheWasm(app, browser, base, workerUrl) {
   assert.equal(wasmFinished, null, "the wasm had finished downloading before the first answer");
   assert.equal(out.loaded, false);
   assert.deepEqual([out.result.answeredBy, out.result.why, out.result.decision, out.result.localLabel], ["worker", "loading", "offloaded", -1]);
+  // The class name comes from the set's manifest the client asked the Worker for (in parallel).
+  const classes = JSON.parse(readFileSync(join(repo, "models/fashion-mnist/manifest.json"), "utf8")).classes;
+  assert.equal(out.result.className, classes[out.result.label], "the answer names its class");
   // The wasm's response headers may not have arrived yet at the first answer (then no download
   // report has come, and `total` is unknown): compare with the file's size, and any reported total with it.
   const wasmBytes = statSync(join(app, "node_modules/hiedge/hiedge_bg.wasm")).size;

@@ -274,6 +274,10 @@ export class HiClient {
       if (this.#info) return this.classify(input);
       throw codedError("NotReady", `the device model is still loading and the Worker did not answer: ${reason?.message ?? reason}`);
     }
+    // The set's class names were asked for when the client was created, in parallel with this
+    // sample: on a slow network they may come just after its answer. Wait for them (at most the
+    // offload timeout again) rather than answer with a bare label number.
+    if (!early.classes) await Promise.race([early.classesKnown, new Promise((ok) => setTimeout(ok, early.timeoutMs))]);
     const totalMs = performance.now() - start;
     this.#whileLoading++;
     return {
@@ -416,12 +420,14 @@ function earlyRoute(options) {
     timeoutMs: Number.isFinite(timeoutMs) && timeoutMs >= 0 ? timeoutMs : 3000,
     mode: mode ?? "cascade",
     classes: null,
+    // Settles once the class names are known or cannot be had (an answer waits for it, see below).
+    classesKnown: Promise.resolve(),
   };
   // Class names for the answers: the given manifest's, or the set's from the Worker.
   const given = typeof manifest === "string" && manifest.trim().startsWith("{") ? safeJson(manifest) : manifest;
   if (given && typeof given === "object" && Array.isArray(given.classes)) route.classes = given.classes.map(String);
   else if (modelSet && manifest === undefined) {
-    fetch(`${base}/v1/models/${modelSet}`, { headers: route.token ? { Authorization: `Bearer ${route.token}` } : {} })
+    route.classesKnown = fetch(`${base}/v1/models/${modelSet}`, { headers: route.token ? { Authorization: `Bearer ${route.token}` } : {} })
       .then((r) => (r.ok ? r.json() : null))
       .then((m) => Array.isArray(m?.classes) && (route.classes = m.classes.map(String)))
       .catch(() => {});
