@@ -6,7 +6,6 @@
 set -euo pipefail
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hiedge/target}
 cd "$(dirname "$0")/.."
-CACHE=${HIEDGE_CACHE:-$HOME/.cache/hiedge}
 root=$PWD
 
 (cd edge-worker && WASM_BINDGEN_BIN=$(command -v wasm-bindgen) \
@@ -14,17 +13,8 @@ root=$PWD
   WASM_OPT_BIN=$root/node_modules/.bin/wasm-opt worker-build --release)
 
 raw=edge-worker/build/index_bg.wasm
-key=$(cat "$raw" scripts/build-worker.sh | sha256sum | cut -c1-16)
-opt=$CACHE/wasm-opt/worker-$key.wasm
-if [ ! -f "$opt" ]; then
-  echo "wasm-opt -O3 on $(du -h "$raw" | cut -f1) (a few minutes; cached afterwards)"
-  mkdir -p "$CACHE/wasm-opt"
-  # workerd's V8 runs wasm exception handling, which wasm-bindgen's catch wrappers use.
-  node_modules/.bin/wasm-opt "$raw" -O3 --strip-debug --strip-producers \
-    --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-exception-handling \
-    -o "$opt.tmp"
-  mv "$opt.tmp" "$opt"
-fi
-cp "$opt" "$raw"
+# workerd's V8 runs wasm exception handling, which wasm-bindgen's catch wrappers use.
+scripts/wasm-opt-cached.sh "$raw" worker -O3 --strip-debug --strip-producers \
+  --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
+  --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-exception-handling
 echo "worker: $(stat -c %s "$raw") bytes wasm, $(gzip -9c "$raw" | wc -c) gzip"

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hiedge_core::manifest::{Manifest, SourceFile};
+use hiedge_core::manifest::{Manifest, SourceFile, StageEntry};
 use hiedge_core::runtime::{onnx_to_nnef, sha256_hex, ModelFormat};
 
 use crate::error::{Error, Result};
@@ -33,6 +33,10 @@ struct Entry<'a> {
     shape: Vec<usize>,
 }
 
+fn stage<'a>(field: &str, st: &'a mut StageEntry, shape: Vec<usize>) -> Entry<'a> {
+    Entry { field: field.into(), file: &mut st.file, sha256: &mut st.sha256, source: &mut st.source, shape }
+}
+
 fn entries(m: &mut Manifest) -> Vec<Entry<'_>> {
     let input = m.input.shape.clone();
     let mut out = Vec::new();
@@ -47,27 +51,13 @@ fn entries(m: &mut Manifest) -> Vec<Entry<'_>> {
     }
     if let Some(ee) = m.early_exit.as_mut() {
         let features = ee.feature_shape.clone();
-        for (k, st, shape) in [("stage1", &mut ee.stage1, input.clone()), ("stage2", &mut ee.stage2, features)] {
-            out.push(Entry {
-                field: format!("early_exit.{k}"),
-                file: &mut st.file,
-                sha256: &mut st.sha256,
-                source: &mut st.source,
-                shape,
-            });
-        }
+        out.push(stage("early_exit.stage1", &mut ee.stage1, input.clone()));
+        out.push(stage("early_exit.stage2", &mut ee.stage2, features));
     }
     if let Some(sp) = m.split.as_mut() {
         let features = sp.feature_shape.clone();
-        for (k, st, shape) in [("trunk", &mut sp.trunk, input), ("tail", &mut sp.tail, features)] {
-            out.push(Entry {
-                field: format!("split.{k}"),
-                file: &mut st.file,
-                sha256: &mut st.sha256,
-                source: &mut st.source,
-                shape,
-            });
-        }
+        out.push(stage("split.trunk", &mut sp.trunk, input));
+        out.push(stage("split.tail", &mut sp.tail, features));
     }
     out
 }
