@@ -39,7 +39,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::cache::FileCache;
-use crate::js::{coded_error, core_error, now_ms, to_js, Progress, INVALID_OPTIONS};
+use crate::js::{coded_error, core_error, now_ms, result_to_js, to_js, Progress, INVALID_OPTIONS};
 use crate::load::{absent, file_or_fetch, Sources};
 use crate::offload::OffloadClient;
 pub use crate::options::{
@@ -201,7 +201,7 @@ impl HiClient {
     ) -> Result<JsValue, JsValue> {
         let (local, _) = local_step(&self.inner, image::read_now(&input)?)?;
         let result = self.inner.borrow_mut().finish(local, RemoteOutcome::LocalOnly, now_ms()).map_err(core_error)?;
-        to_js(&result)
+        result_to_js(&result)
     }
 
     /// Times every operation of the local model's optimised tract plan over `runs` runs on `pixels`
@@ -450,7 +450,7 @@ async fn offload_and_finish(
     let send = session.borrow_mut().admit_request(&mut local, now_ms());
     let remote = if send { offload.classify(&pixels, classes).await } else { RemoteOutcome::NotAsked };
     let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
-    to_js(&result)
+    result_to_js(&result)
 }
 
 /// The `allowOffload` option: a function, or nothing.
