@@ -4,10 +4,12 @@
 // split without exit and split + exit + planner. Writes <out>/streams.json and <out>/streams.md.
 // (`make bench`, scripts/bench.mjs, is the per-sample grid of devices x networks x methods.)
 // Usage: node scripts/bench-streams.mjs [--n 1000] [--stream-rates 50,200,800] [--stream-n 300]
-//        [--throttle 10] [--out bench]
+//        [--throttle 10] [--models models/fashion-mnist] [--data DIR] [--out bench]
+// Any model set: its manifest gives the files, the input length and the set's Worker route; EE-HI
+// runs when it has an early-exit model, the split rows when it has a split model.
 import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
@@ -20,17 +22,26 @@ const streamRates = arg("stream-rates", "50,200,800");
 const streamN = Number(arg("stream-n", 300));
 const throttle = Number(arg("throttle", 10));
 const out = resolve(repo, arg("out", "bench"));
+const modelsDir = resolve(repo, arg("models", "models/fashion-mnist"));
 if (!(n >= 1 && n <= 10000)) throw new Error("--n must be 1..10000");
 
-// The first n Fashion-MNIST test images, from Debian's dataset-fashion-mnist.
-const dataDir = process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist";
+// The first n test images of an IDX set whose items are the model's input (default: Debian's
+// dataset-fashion-mnist).
+const manifest = JSON.parse(readFileSync(join(modelsDir, "manifest.json"), "utf8"));
+const inputLength = manifest.input.shape.reduce((a, b) => a * b, 1);
+const dataDir = arg("data", process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist");
 const idx = (f) => gunzipSync(readFileSync(join(dataDir, f)));
+const images = idx("t10k-images-idx3-ubyte.gz").subarray(16);
+if (images.length % inputLength !== 0 || images.length < n * inputLength) {
+  throw new Error(`${dataDir}: fewer than ${n} test images of ${inputLength} bytes (the manifest's input)`);
+}
 const data = join(repo, "test-results/bench-data");
 mkdirSync(data, { recursive: true });
-writeFileSync(join(data, "images.u8"), idx("t10k-images-idx3-ubyte.gz").subarray(16, 16 + n * 784));
+writeFileSync(join(data, "images.u8"), images.subarray(0, n * inputLength));
 writeFileSync(join(data, "labels.u8"), idx("t10k-labels-idx1-ubyte.gz").subarray(8, 8 + n));
 
-const worker = await startWorker();
+// The Worker serves the set's folder with this set as its default.
+const worker = await startWorker({ assets: dirname(modelsDir), vars: { DEFAULT_MODEL_SET: manifest.name } });
 const server = await serveStatic(repo);
 const browser = await launchChromium();
 let result;
@@ -41,6 +52,7 @@ try {
   await page.exposeFunction("hiedgeThrottle", (rate) => cdp.send("Emulation.setCPUThrottlingRate", { rate }));
   const url = `${server.url}/bench/streams.html?n=${n}&worker=${encodeURIComponent(worker.url)}` +
     `&streamRates=${streamRates}&streamN=${streamN}&throttle=${throttle}` +
+    `&models=${encodeURIComponent(`/${relative(repo, modelsDir)}`)}` +
     `&images=/test-results/bench-data/images.u8&labels=/test-results/bench-data/labels.u8`;
   await page.goto(url);
   const timer = setInterval(async () => {
@@ -74,7 +86,8 @@ summary.streams = streamNames.map((name) => {
     middleRate, accuracyArrivedAtMiddleRate: mid?.accuracyArrived ?? null, accuracyProcessedAtMiddleRate: mid?.accuracyProcessed ?? null,
     processedPerSAtMiddleRate: mid?.processedPerS ?? null };
 });
-const json = { command: `node scripts/bench-streams.mjs --n ${n} --stream-rates ${streamRates} --stream-n ${streamN} --throttle ${throttle}`, machine, date: new Date().toISOString(), ...result, summary };
+const json = { command: `node scripts/bench-streams.mjs --n ${n} --stream-rates ${streamRates} --stream-n ${streamN} --throttle ${throttle} --models ${relative(repo, modelsDir)}`,
+  machine, date: new Date().toISOString(), modelSet: manifest.name, ...result, summary };
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, "streams.json"), JSON.stringify(json, null, 2) + "\n");
 
@@ -83,7 +96,7 @@ const f = (x, d = 3) => (x === null || x === undefined ? "-" : x.toFixed(d));
 let md = `# hiedge benchmark: streams (\`make bench-streams\`)\n\n`;
 md += `Command: \`${json.command}\`, ${json.date}. Machine: ${machine}; headless Debian Chromium `;
 md += `(${result.userAgent.match(/Chrome\/[\d.]+/)?.[0]}), cross-origin isolated: ${result.crossOriginIsolated}; the Worker under `;
-md += `\`wrangler dev\` (workerd) on 127.0.0.1 of the same machine. The first ${n} Fashion-MNIST test images. `;
+md += `\`wrangler dev\` (workerd) on 127.0.0.1 of the same machine. Model set ${manifest.name}; the first ${n} test images of ${dataDir}. `;
 md += `The per-sample comparison across devices and networks is \`make bench\` ([results.md](results.md)).\n`;
 md += `\n## Split inference (MDI-Exit) when the device is the bottleneck\n\n`;
 md += `${result.streamN} samples per run arrive at a fixed rate (${result.streamRates.join(", ")} per second) `;

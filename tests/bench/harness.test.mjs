@@ -123,4 +123,12 @@ for (const x of s.streams) {
 }
 assert.ok(s.streams.some((x) => x.name === "split, no exit" && (x.decisions.features ?? 0) + (x.decisions.raw ?? 0) > 0), "split without exit sends");
 assert.match(readFileSync(join(out, "streams.md"), "utf8"), /Split inference \(MDI-Exit\)/);
-console.log(`bench harness: rows match hiedge eval on ${N} images, on fashion-mnist and on a set written by hiedge import; large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
+// The same page on the imported set, which has no early-exit or split model: the methods it can
+// run, its own Worker route (its large model answers HI's offloads).
+execFileSync("node", ["scripts/bench-streams.mjs", "--n", "12", "--stream-rates", "50", "--stream-n", "24", "--throttle", "4",
+  "--models", join(imported, "toy-nhwc"), "--out", join(imported, "streams")], { cwd: repo, stdio: "inherit" });
+const ts = JSON.parse(readFileSync(join(imported, "streams", "streams.json"), "utf8"));
+assert.equal(ts.modelSet, "toy-nhwc");
+assert.deepEqual(ts.methods, ["device-only (large on device)", "HI logistic_top2"]);
+for (const x of ts.streams) assert.equal(x.processed + x.skipped, 24, JSON.stringify(x));
+console.log(`bench harness: rows match hiedge eval on ${N} images, on fashion-mnist and on a set written by hiedge import (grid, cold starts and streams); large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
