@@ -57,15 +57,15 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 	cargo clippy -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings
-	@# The browser client and the Worker never link the offline crate.
+	@# The browser client and the Worker never link the offline crate, nor tract's ONNX parser: they
+	@# load the NNEF archives `hiedge compile` writes (the parser is most of the wasm size).
 	@for p in hiedge-wasm hiedge-worker; do \
-	  if cargo tree -p $$p --target wasm32-unknown-unknown -e normal,build | grep -q hiedge-eval; then \
-	    echo "$$p depends on hiedge-eval: offline code must stay out of the wasm builds"; exit 1; fi; done
-	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on hiedge-eval"
-	@# Nor on tract's ONNX parser: they load the NNEF archives `hiedge compile` writes (most of the wasm size).
-	@for p in hiedge-wasm hiedge-worker; do \
-	  if cargo tree -p $$p --target wasm32-unknown-unknown -e normal,build | grep -q tract-onnx; then \
+	  tree=$$(cargo tree -p $$p --target wasm32-unknown-unknown -e normal,build); \
+	  if grep -q hiedge-eval <<<"$$tree"; then \
+	    echo "$$p depends on hiedge-eval: offline code must stay out of the wasm builds"; exit 1; fi; \
+	  if grep -q tract-onnx <<<"$$tree"; then \
 	    echo "$$p depends on tract-onnx: the wasm builds read NNEF (hiedge-core without its onnx feature)"; exit 1; fi; done
+	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on hiedge-eval"
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on tract-onnx"
 
 lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts

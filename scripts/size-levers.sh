@@ -40,8 +40,9 @@ for lever in "${LEVERS[@]}"; do
   echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
   t0=$(date +%s)
   # A lever's own RUSTFLAGS replace .cargo/config.toml's (simd128) for this build only.
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=${RUSTFLAGS_OF[$lever]:-"-C target-feature=+simd128"} \
-    cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile lever "${args[@]}"
+  flags=()
+  [ -z "${RUSTFLAGS_OF[$lever]:-}" ] || flags=("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=${RUSTFLAGS_OF[$lever]}")
+  env "${flags[@]}" cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile lever "${args[@]}"
   t1=$(date +%s)
   dir=$OUT/$lever
   rm -rf "$dir" && mkdir -p "$dir"

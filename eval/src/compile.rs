@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hiedge_core::manifest::{Manifest, SourceFile, StageEntry};
-use hiedge_core::runtime::{onnx_to_nnef, sha256_hex, ModelFormat};
+use hiedge_core::runtime::{onnx_to_nnef, sha256_hex, verify, ModelFormat};
 
 use crate::error::{Error, Result};
 
@@ -91,12 +91,7 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
             continue;
         }
         let onnx = read(dir, &source.file, &format!("{}.source", e.field))?;
-        if sha256_hex(&onnx) != source.sha256 {
-            return Err(Error::Import(format!(
-                "{}: {} does not match the sha256 the manifest gives it",
-                e.field, source.file
-            )));
-        }
+        verify(&format!("{}.source", e.field), &onnx, &source.sha256)?;
         let nnef = onnx_to_nnef(&onnx, &e.shape)
             .map_err(|err| Error::Import(format!("{}: cannot compile {}: {err}", e.field, source.file)))?;
         let file = nnef_name(&source.file);

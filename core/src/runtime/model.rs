@@ -264,7 +264,10 @@ pub fn onnx_to_nnef(onnx: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
             "the ONNX graph cannot be written as NNEF with tract's core operators: {e:#}"
         ))
     })?;
-    let (from_onnx, from_nnef) = (optimised_plan(onnx, shape)?, optimised_plan(&bytes, shape)?);
+    // The ONNX model as a native tool runs it, from the graph parsed above, against the archive
+    // as the browser loads it.
+    let (from_onnx, from_nnef): (Plan, Plan) =
+        (model.into_optimized()?.into_runnable()?, optimised_plan(&bytes, shape)?);
     let len: usize = shape.iter().product();
     let mut seed = 0x9e37_79b9_u32;
     for _ in 0..3 {
