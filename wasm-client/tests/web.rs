@@ -386,3 +386,61 @@ async fn an_nhwc_probability_model_set_is_driven_by_its_manifest() {
         )
     );
 }
+
+/// hiedge's 2x2 max pool with wasm SIMD (natively its tests compare it with tract's; natively it
+/// has no SIMD path) against a plain four-loop maximum, in both layouts, at sizes with and without
+/// a scalar tail. A maximum picks one of its inputs, so the values are equal.
+#[wasm_bindgen_test]
+fn simd_max_pool_takes_each_windows_maximum() {
+    use hiedge_core::runtime::kernels::MaxPool2x2;
+    let mut seed = 7u32;
+    for &(channels_last, n, c, h, w) in &[
+        (false, 1, 24, 28, 28),
+        (false, 2, 3, 15, 17),
+        (false, 1, 2, 8, 9),
+        (true, 1, 14, 14, 32),
+        (true, 2, 9, 11, 6),
+        (true, 1, 3, 5, 7),
+    ] {
+        let x: Vec<f32> = (0..n * c * h * w)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect();
+        let at = |i: usize, ch: usize, y: usize, xx: usize| {
+            if channels_last {
+                x[((i * h + y) * w + xx) * c + ch]
+            } else {
+                x[((i * c + ch) * h + y) * w + xx]
+            }
+        };
+        let (oh, ow) = (h / 2, w / 2);
+        let mut want = vec![0.0f32; n * c * oh * ow];
+        for i in 0..n {
+            for ch in 0..c {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        let m = [
+                            at(i, ch, 2 * y, 2 * xx),
+                            at(i, ch, 2 * y, 2 * xx + 1),
+                            at(i, ch, 2 * y + 1, 2 * xx),
+                            at(i, ch, 2 * y + 1, 2 * xx + 1),
+                        ]
+                        .into_iter()
+                        .fold(f32::MIN, f32::max);
+                        let o = if channels_last {
+                            ((i * oh + y) * ow + xx) * c + ch
+                        } else {
+                            ((i * c + ch) * oh + y) * ow + xx
+                        };
+                        want[o] = m;
+                    }
+                }
+            }
+        }
+        let got = MaxPool2x2::new(channels_last, n, c, h, w).pool(&x).unwrap();
+        assert_eq!(got, want, "channels_last {channels_last}, {n}x{c}x{h}x{w}");
+    }
+    assert!(MaxPool2x2::new(false, 1, 1, 4, 4).pool(&[0.0; 15]).is_err(), "a wrong length is refused");
+}

@@ -1,9 +1,11 @@
 //! The runtime layer: ONNX models as optimised tract plans ([`Model`], the two-stage
-//! [`EarlyExitModel`]), raw pixels to model input ([`Preprocessor`]), and the one sha256 check
-//! ([`verify`]). It reads the manifest schema and probability maths; it knows nothing of policies.
+//! [`EarlyExitModel`]), raw pixels to model input ([`Preprocessor`]), the one sha256 check
+//! ([`verify`]), and the kernels hiedge swaps in where tract is slow in the browser ([`kernels`]).
+//! It reads the manifest schema and probability maths; it knows nothing of policies.
 
 pub mod early_exit;
 pub mod image;
+pub mod kernels;
 pub mod model;
 pub mod preprocess;
 pub mod split;

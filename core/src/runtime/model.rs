@@ -12,6 +12,7 @@ use tract_nnef::prelude::*;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, OutputKind};
 use crate::prob::{argmax, softmax};
+use crate::runtime::kernels::use_fast_kernels;
 use crate::runtime::preprocess::Preprocessor;
 use crate::runtime::verify::verify;
 
@@ -206,7 +207,9 @@ pub(crate) fn optimised_plan(bytes: &[u8], shape: &[usize]) -> Result<Plan> {
         ModelFormat::Nnef => read_nnef(bytes, shape)?,
         ModelFormat::Onnx => read_onnx(bytes, shape)?,
     };
-    Ok(model.into_optimized()?.into_runnable()?)
+    let mut model = model.into_optimized()?;
+    use_fast_kernels(&mut model)?;
+    Ok(model.into_runnable()?)
 }
 
 /// An NNEF archive as a typed model whose single input is an f32 tensor of `shape`.
@@ -332,6 +335,15 @@ mod tests {
         }
         let err = optimised_plan(&nnef, &[1, 1, 32, 32]).unwrap_err().to_string();
         assert!(err.contains("the manifest gives f32 [1, 1, 32, 32]"), "{err}");
+    }
+
+    #[test]
+    fn the_tiny_models_max_pools_run_in_hiedges_kernel() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist");
+        let plan = optimised_plan(&std::fs::read(dir.join("tiny.nnef.tar")).unwrap(), &[1, 1, 28, 28]).unwrap();
+        let names: Vec<String> = plan.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
+        let count = |name: &str| names.iter().filter(|n| *n == name).count();
+        assert_eq!((count("HiedgeMaxPool2x2"), count("OptMaxPool")), (2, 0), "{names:?}");
     }
 
     #[test]
