@@ -27,7 +27,9 @@ if (!sizes.has(baseline)) throw new Error(`no build of the baseline lever ${base
 // `--levers a,b`: time only these (and the baseline), e.g. to compare a new lever in a short run.
 const only = arg("levers", null)?.split(",");
 const levers = [...sizes.keys()].filter((l) => !only || l === baseline || only.includes(l));
-const warmup = Number(arg("warmup", 30));
+// 300: with 30, some of eight builds in one page still ran the large model in V8's baseline tier (2.5x
+// slower, a different set each run).
+const warmup = Number(arg("warmup", 300));
 
 rmSync(join(repo, "test-results/levers"), { recursive: true, force: true });
 for (const l of levers) cpSync(join(cache, l), join(repo, "test-results/levers", l), { recursive: true });

@@ -13,7 +13,11 @@ CACHE=${HIEDGE_CACHE:-$HOME/.cache/hiedge}
 OUT=$CACHE/levers
 mkdir -p "$OUT"
 
-# lever name -> cargo --config settings for the profile `lever` (inherits release) and wasm-opt flags.
+# lever name -> cargo --config settings for the profile `lever` and wasm-opt flags. `lever`
+# inherits release but not its per-package levels: every dependency, tract-core and tract-linalg
+# start at the lever's own opt-level (3 unless it sets one), then take the lever's package
+# settings (so a lever means the same build if Cargo.toml's release profile gains per-package
+# levels).
 declare -A CFG OPT RUSTFLAGS_OF
 CFG[release]="" ; OPT[release]="none"
 CFG[release-oz]="" ; OPT[release-oz]="-Oz"
@@ -28,7 +32,17 @@ CFG[s-lto-linalg3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg
 # a fused multiply-add, in its wide matmul kernels); it needs a browser with relaxed SIMD.
 CFG[relaxed]="" ; OPT[relaxed]="-Oz" ; RUSTFLAGS_OF[relaxed]="-C target-feature=+simd128,+relaxed-simd"
 CFG[s-lto-tract3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[s-lto-tract3]="-Oz"
-ALL=(release release-oz release-o3 relaxed s z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# Per-crate opt-level: size-optimised everywhere but the crates whose code the models' time goes
+# through (tract-linalg's kernels, hiedge-core's max pool; then tract-core's ops as well). Generic
+# code is compiled in the crate that instantiates it, so tract-core's level also covers the
+# ndarray and smallvec code its ops use.
+CFG[z-kernels3]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3" ; OPT[z-kernels3]="-Oz"
+CFG[z-tract3]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3 package.tract-core.opt-level=3" ; OPT[z-tract3]="-Oz"
+# deps-z: z-tract3 as Cargo.toml's release profile could say it for every build: the workspace's
+# own crates at level 3, every dependency at 'z' but tract-core and tract-linalg. Not shipped:
+# 2-5% slower than release-oz in a run of those two alone (bench/size.md).
+CFG[deps-z]="package.\"*\".opt-level='z' package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[deps-z]="-Oz"
+ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
@@ -36,7 +50,12 @@ WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --en
 for lever in "${LEVERS[@]}"; do
   [ -n "${OPT[$lever]+x}" ] || { echo "unknown lever $lever (known: ${ALL[*]})" >&2; exit 2; }
   args=(--config 'profile.lever.inherits="release"')
-  for kv in ${CFG[$lever]}; do args+=(--config "profile.lever.$kv"); done
+  level=3
+  for kv in ${CFG[$lever]}; do [[ $kv == opt-level=* ]] && level=${kv#opt-level=}; done
+  declare -A settings=([package.\"*\".opt-level]=$level [package.tract-core.opt-level]=$level [package.tract-linalg.opt-level]=$level)
+  for kv in ${CFG[$lever]}; do settings[${kv%%=*}]=${kv#*=}; done
+  for k in "${!settings[@]}"; do args+=(--config "profile.lever.$k=${settings[$k]}"); done
+  unset settings
   echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
   t0=$(date +%s)
   # A lever's own RUSTFLAGS replace .cargo/config.toml's (simd128) for this build only.
