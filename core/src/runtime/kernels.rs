@@ -70,27 +70,32 @@ impl MaxPool2x2 {
     /// Pools `input` (`images * channels * height * width` floats in this kernel's layout): the
     /// output, `height / 2` by `width / 2` per channel.
     pub fn pool(&self, input: &[f32]) -> TractResult<Vec<f32>> {
-        let expected = self.images * self.channels * self.height * self.width;
-        ensure!(input.len() == expected, "HiedgeMaxPool2x2 made for {expected} floats got {}", input.len());
-        let mut output = vec![0.0; self.images * self.channels * (self.height / 2) * (self.width / 2)];
-        self.run(input, &mut output);
+        let mut output = vec![0.0; self.output_shape.iter().product()];
+        self.run(input, &mut output)?;
         Ok(output)
     }
 
-    /// Pools `input` (the layout and sizes this kernel was made for) into `output`.
-    fn run(&self, input: &[f32], output: &mut [f32]) {
+    /// Pools `input` (the layout and sizes this kernel was made for) into `output` (of
+    /// `output_shape`); refuses an input of another length.
+    fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
         let (h, w, c) = (self.height, self.width, self.channels);
+        let expected = self.images * c * h * w;
+        ensure!(input.len() == expected, "HiedgeMaxPool2x2 made for {expected} floats got {}", input.len());
+        if output.is_empty() {
+            return Ok(()); // a side under 2 (or no channels): no window, and no chunk size to split by
+        }
         if self.channels_last {
             let (image_in, image_out) = (h * w * c, (h / 2) * (w / 2) * c);
-            for (x, out) in input.chunks_exact(image_in).zip(output.chunks_exact_mut(image_out)).take(self.images) {
+            for (x, out) in input.chunks_exact(image_in).zip(output.chunks_exact_mut(image_out)) {
                 pool_channels_last(x, h, w, c, out);
             }
         } else {
             let (plane_in, plane_out) = (h * w, (h / 2) * (w / 2));
-            for (x, out) in input.chunks_exact(plane_in).zip(output.chunks_exact_mut(plane_out)).take(self.images * c) {
+            for (x, out) in input.chunks_exact(plane_in).zip(output.chunks_exact_mut(plane_out)) {
                 pool_plane(x, h, w, out);
             }
         }
+        Ok(())
     }
 }
 
@@ -212,14 +217,11 @@ impl Op for MaxPool2x2 {
 impl EvalOp for MaxPool2x2 {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = inputs.first().ok_or_else(|| format_err!("HiedgeMaxPool2x2 takes one input"))?;
-        let expected = self.images * self.channels * self.height * self.width;
         let input_plain = input.try_as_plain_ram()?;
-        let x = input_plain.as_slice::<f32>()?;
-        ensure!(x.len() == expected, "HiedgeMaxPool2x2 made for {expected} floats got {}", x.len());
         let mut output = Tensor::zero::<f32>(&self.output_shape)?;
         {
             let mut output_plain = output.try_as_plain_ram_mut()?;
-            self.run(x, output_plain.as_slice_mut::<f32>()?);
+            self.run(input_plain.as_slice::<f32>()?, output_plain.as_slice_mut::<f32>()?)?;
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -263,23 +265,21 @@ pub fn use_fast_kernels(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::model::{run_plan, Plan};
+    use crate::runtime::model::{run_plan, seeded_values, Plan};
     use tract_nnef::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
     use tract_nnef::tract_core::ops::nn::DataFormat;
 
     /// Seeded values in [-2, 2), with a few ties and negative zeros, which a max pool must handle.
-    fn values(len: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|i| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                match i % 17 {
-                    3 => 0.5,
-                    7 => -0.0,
-                    _ => (s >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0,
-                }
-            })
-            .collect()
+    fn values(len: usize, mut seed: u32) -> Vec<f32> {
+        let mut x = seeded_values(len, &mut seed);
+        for (i, v) in x.iter_mut().enumerate() {
+            match i % 17 {
+                3 => *v = 0.5,
+                7 => *v = -0.0,
+                _ => {}
+            }
+        }
+        x
     }
 
     /// One max pool as a model, optimised by tract, with or without hiedge's kernels.
@@ -351,5 +351,13 @@ mod tests {
             true,
         );
         assert_eq!((stride_1, padded, ceil), (0, 0, 0));
+    }
+
+    #[test]
+    fn an_image_with_a_side_under_two_pools_to_nothing_and_a_wrong_length_is_refused() {
+        assert_eq!(MaxPool2x2::new(false, 1, 2, 1, 5).pool(&[0.5; 10]).unwrap(), Vec::<f32>::new());
+        assert_eq!(MaxPool2x2::new(true, 2, 3, 4, 1).pool(&[0.5; 24]).unwrap(), Vec::<f32>::new());
+        let err = MaxPool2x2::new(false, 1, 1, 4, 4).pool(&[0.0; 15]).unwrap_err().to_string();
+        assert!(err.contains("made for 16 floats got 15"), "{err}");
     }
 }

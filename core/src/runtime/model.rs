@@ -274,12 +274,7 @@ pub fn onnx_to_nnef(onnx: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
     let len: usize = shape.iter().product();
     let mut seed = 0x9e37_79b9_u32;
     for _ in 0..3 {
-        let input: Vec<f32> = (0..len)
-            .map(|_| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-            })
-            .collect();
+        let input = seeded_values(len, &mut seed);
         let (want, got) = (run_plan(&from_onnx, shape, &input)?, run_plan(&from_nnef, shape, &input)?);
         if want.len() != got.len() {
             return Err(Error::Model(format!("compiled: {} outputs, the ONNX model has {}", got.len(), want.len())));
@@ -294,6 +289,18 @@ pub fn onnx_to_nnef(onnx: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
         }
     }
     Ok(bytes)
+}
+
+/// `len` pseudo-random values in [-2, 2) from a linear congruential generator at `seed` (left
+/// where the next call continues): model inputs that are the same on every machine.
+#[cfg(any(test, feature = "onnx"))]
+pub(crate) fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
+    (0..len)
+        .map(|_| {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (*seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect()
 }
 
 /// Runs a plan on one f32 input of `shape`; every output as a flat `Vec<f32>`.
