@@ -372,7 +372,7 @@ pub struct ModelService {
 }
 
 impl ModelService {
-    /// A service for model `name` of the manifest in `manifest_json`, with its ONNX bytes. Checks
+    /// A service for model `name` of the manifest in `manifest_json`, with its model file's bytes. Checks
     /// the manifest and the bytes' sha256 now (cheap); parses the model later.
     pub fn new(manifest_json: &str, name: &str, file: Vec<u8>) -> crate::error::Result<Self> {
         let manifest = Manifest::from_json(manifest_json)?;

@@ -61,10 +61,10 @@ impl Stage1 {
     /// Parses and optimises stage 1 of `manifest`'s two-stage model `name` (for errors), after
     /// checking the bytes against `sha256`; checks that it outputs `classes` logits and features of
     /// `feature_shape`.
-    pub fn load(manifest: &Manifest, name: &str, onnx: &[u8], sha256: &str, feature_shape: &[usize]) -> Result<Self> {
-        verify(name, onnx, sha256)?;
+    pub fn load(manifest: &Manifest, name: &str, bytes: &[u8], sha256: &str, feature_shape: &[usize]) -> Result<Self> {
+        verify(name, bytes, sha256)?;
         let stage = Stage1 {
-            plan: optimised_plan(onnx, &manifest.input.shape)?,
+            plan: optimised_plan(bytes, &manifest.input.shape)?,
             pre: Preprocessor::new(manifest),
             input_shape: manifest.input.shape.clone(),
             feature_shape: feature_shape.to_vec(),
@@ -132,9 +132,9 @@ pub struct Stage2 {
 impl Stage2 {
     /// Parses and optimises stage 2 `name` (for errors) for features of `feature_shape`, after
     /// checking the bytes against `sha256`; checks that it outputs `classes` logits.
-    pub fn load(name: &str, onnx: &[u8], sha256: &str, feature_shape: &[usize], classes: usize) -> Result<Self> {
-        verify(name, onnx, sha256)?;
-        let stage = Stage2 { plan: optimised_plan(onnx, feature_shape)?, feature_shape: feature_shape.to_vec() };
+    pub fn load(name: &str, bytes: &[u8], sha256: &str, feature_shape: &[usize], classes: usize) -> Result<Self> {
+        verify(name, bytes, sha256)?;
+        let stage = Stage2 { plan: optimised_plan(bytes, feature_shape)?, feature_shape: feature_shape.to_vec() };
         let probe = stage.run(&Features(vec![0.0; stage.feature_len()]))?;
         if probe.len() != classes {
             return Err(Error::Model(format!(
@@ -171,7 +171,7 @@ pub struct EarlyExitModel {
 }
 
 impl EarlyExitModel {
-    /// Loads the manifest's `early_exit` stages from their ONNX bytes (checking both sha256s).
+    /// Loads the manifest's `early_exit` stages from their model files' bytes (checking both sha256s).
     pub fn load(manifest: &Manifest, stage1: &[u8], stage2: &[u8]) -> Result<Self> {
         let entry = manifest.early_exit.as_ref().ok_or_else(|| Error::UnknownModel {
             name: "early_exit".into(),

@@ -1,4 +1,4 @@
-//! The runtime layer: ONNX models as optimised tract plans ([`Model`], the two-stage
+//! The runtime layer: model files as optimised tract plans ([`Model`], the two-stage
 //! [`EarlyExitModel`]), raw pixels to model input ([`Preprocessor`]), the one sha256 check
 //! ([`verify`]), and the kernels hiedge swaps in where tract is slow in the browser ([`kernels`]).
 //! It reads the manifest schema and probability maths; it knows nothing of policies.

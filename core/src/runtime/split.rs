@@ -31,16 +31,16 @@ fn entry(manifest: &Manifest) -> Result<&SplitEntry> {
     })
 }
 
-/// The manifest's split trunk (device side), from its ONNX bytes (sha256 checked).
-pub fn load_trunk(manifest: &Manifest, onnx: &[u8]) -> Result<Stage1> {
+/// The manifest's split trunk (device side), from its model file's bytes (sha256 checked).
+pub fn load_trunk(manifest: &Manifest, bytes: &[u8]) -> Result<Stage1> {
     let e = entry(manifest)?;
-    Stage1::load(manifest, "split.trunk", onnx, &e.trunk.sha256, &e.feature_shape)
+    Stage1::load(manifest, "split.trunk", bytes, &e.trunk.sha256, &e.feature_shape)
 }
 
-/// The manifest's split tail (edge side), from its ONNX bytes (sha256 checked).
-pub fn load_tail(manifest: &Manifest, onnx: &[u8]) -> Result<Stage2> {
+/// The manifest's split tail (edge side), from its model file's bytes (sha256 checked).
+pub fn load_tail(manifest: &Manifest, bytes: &[u8]) -> Result<Stage2> {
     let e = entry(manifest)?;
-    Stage2::load("split.tail", onnx, &e.tail.sha256, &e.feature_shape, manifest.classes.len())
+    Stage2::load("split.tail", bytes, &e.tail.sha256, &e.feature_shape, manifest.classes.len())
 }
 
 /// Features quantised to u8: `f = offset + q * scale`, per tensor.
