@@ -8,6 +8,7 @@ pub mod image;
 pub mod kernels;
 pub mod model;
 pub mod preprocess;
+pub mod reader;
 pub mod split;
 pub mod verify;
 

@@ -14,6 +14,7 @@ use crate::manifest::{Manifest, OutputKind};
 use crate::prob::{argmax, softmax};
 use crate::runtime::kernels::use_fast_kernels;
 use crate::runtime::preprocess::Preprocessor;
+use crate::runtime::reader::read;
 use crate::runtime::verify::verify;
 
 pub(crate) type Plan = Arc<TypedRunnableModel>;
@@ -212,9 +213,10 @@ pub(crate) fn optimised_plan(bytes: &[u8], shape: &[usize]) -> Result<Plan> {
     Ok(model.into_runnable()?)
 }
 
-/// An NNEF archive as a typed model whose single input is an f32 tensor of `shape`.
+/// An NNEF archive, read by hiedge's reader ([`read`]), as a typed model whose single input is an f32
+/// tensor of `shape`.
 fn read_nnef(bytes: &[u8], shape: &[usize]) -> Result<TypedModel> {
-    let model = tract_nnef::nnef().model_for_read(&mut &bytes[..])?;
+    let model = read(bytes)?;
     let inputs = model.input_outlets()?;
     if inputs.len() != 1 {
         return Err(Error::Model(format!("the model has {} inputs; hiedge models have one", inputs.len())));
