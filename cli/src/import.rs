@@ -3,11 +3,12 @@
 //! compiles them to the NNEF archives the runtime loads (`hiedge_eval::compile`); see
 //! `hiedge_eval::import` for what is read from the graphs.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hiedge_core::manifest::{Color, Layout, Resize};
-use hiedge_eval::compile::compile_set;
+use hiedge_core::manifest::{Color, Layout, Manifest, Resize};
+use hiedge_eval::compile::{compile_set, Compiled};
 use hiedge_eval::import::{add_split, manifest_for, ImportOptions};
 
 /// The command's arguments.
@@ -78,6 +79,43 @@ fn parse_resize(s: &str) -> std::result::Result<Resize, String> {
     }
 }
 
+/// Writes the ONNX files, compiles them to NNEF and writes the manifest, recording in `written`
+/// each file as it is created so that a failure can take them back.
+fn write_and_compile(
+    out: &Path,
+    tiny: &[u8],
+    large: &[u8],
+    split: Option<&(Vec<u8>, Vec<u8>)>,
+    manifest: &mut Manifest,
+    written: &mut Vec<PathBuf>,
+) -> Result<Vec<Compiled>> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut files: Vec<(&str, &[u8])> = vec![("tiny.onnx", tiny), ("large.onnx", large)];
+    if let Some((trunk, tail)) = split {
+        files.extend([("split_trunk.onnx", trunk.as_slice()), ("split_tail.onnx", tail.as_slice())]);
+    }
+    for (name, bytes) in files {
+        let path = out.join(name);
+        if !path.exists() {
+            written.push(path.clone()); // a file that was there before is overwritten, not removed
+        }
+        std::fs::write(path, bytes)?;
+    }
+    let before: BTreeSet<_> = list(out);
+    let compiled = compile_set(out, manifest);
+    written.extend(list(out).difference(&before).cloned());
+    let compiled = compiled?;
+    let manifest_path = out.join("manifest.json");
+    written.push(manifest_path.clone());
+    std::fs::write(&manifest_path, manifest.to_json_pretty()?)?;
+    Ok(compiled)
+}
+
+/// The files in `dir` (empty if it cannot be read).
+fn list(dir: &Path) -> BTreeSet<PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
@@ -126,15 +164,22 @@ pub fn run(args: &ImportArgs) -> Result<()> {
     if manifest_path.exists() {
         bail!("{} exists: import into a new directory", manifest_path.display());
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    std::fs::write(args.out.join("tiny.onnx"), &tiny)?;
-    std::fs::write(args.out.join("large.onnx"), &large)?;
-    if let Some((trunk, tail)) = &split {
-        std::fs::write(args.out.join("split_trunk.onnx"), trunk)?;
-        std::fs::write(args.out.join("split_tail.onnx"), tail)?;
-    }
-    let compiled = compile_set(&args.out, &mut manifest)?;
-    std::fs::write(&manifest_path, manifest.to_json_pretty()?)?;
+    // A refused import leaves nothing behind: the directory if this run created it, else the files
+    // it wrote (compiling is the last check, and it reads the ONNX files from the directory).
+    let created_dir = !args.out.exists();
+    let mut written = Vec::new();
+    let compiled = write_and_compile(&args.out, &tiny, &large, split.as_ref(), &mut manifest, &mut written);
+    let compiled = match compiled {
+        Ok(c) => c,
+        Err(e) => {
+            if created_dir {
+                std::fs::remove_dir_all(&args.out).ok();
+            } else {
+                written.iter().for_each(|f| drop(std::fs::remove_file(f)));
+            }
+            return Err(e);
+        }
+    };
     // Each value as the manifest spells it (`NHWC`, `gray`, `center_crop`, `probabilities`).
     let spelled = |v: serde_json::Result<serde_json::Value>| v.ok().and_then(|v| v.as_str().map(String::from));
     let entry = |n: &str| manifest.models.get(n).and_then(|m| spelled(serde_json::to_value(m.output)));

@@ -221,6 +221,11 @@ fn contradictions_are_refused_with_one_line() {
             "is not a model-set name",
         ),
         (
+            // A graph with an operator the browser's and Worker's model reader leaves out.
+            [base(&fixtures.join("nhwc_cumsum_tiny.onnx"), &large), vec!["--classes".into(), CLASSES.into()]].concat(),
+            "which hiedge's model reader (the browser client's and the Worker's) does not include",
+        ),
+        (
             // A split trunk that is not one (one output) is refused.
             [
                 base(&tiny, &large),
