@@ -1,13 +1,11 @@
-//! Kernels hiedge puts in place of tract's where tract has no fast path for the browser.
-//!
-//! The one today is the 2x2, stride-2 max pool that ends most small CNN blocks. tract 0.23 runs
-//! it one output pixel at a time with a bounds check per tap, and its SIMD path is for stride 1
-//! on x86 and ARM only; in the browser the tiny Fashion-MNIST model spent about a third of its
-//! time there (bench/results.md's profile). [`MaxPool2x2`] does the same work with
-//! wasm `simd128` (four outputs per step; plain Rust on other targets), and
-//! [`use_fast_kernels`] swaps it in for every optimised `OptMaxPool` node it covers exactly:
-//! f32, a 2x2 window, stride 2, no dilation, no padding, no index output. Every other pool keeps
-//! tract's kernel. The maximum picks one of its inputs, so both kernels give the same values.
+//! The 2x2, stride-2 max pool that ends most small CNN blocks. tract 0.23 runs it one output pixel
+//! at a time with a bounds check per tap, and its SIMD path is for stride 1 on x86 and ARM only;
+//! in the browser the tiny Fashion-MNIST model spent about a third of its time there
+//! (bench/results.md's profile). [`MaxPool2x2`] does the same work with wasm `simd128` (four
+//! outputs per step; plain Rust on other targets); it stands in for an optimised `OptMaxPool` node
+//! it covers exactly: f32, a 2x2 window, stride 2, no dilation, no padding, no index output. Every
+//! other pool keeps tract's kernel. The maximum picks one of its inputs, so both kernels give the
+//! same values.
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::cnn::OptMaxPool;
@@ -245,23 +243,6 @@ impl TypedOp for MaxPool2x2 {
     }
 }
 
-/// Puts hiedge's kernels in place of tract's in an optimised model, node by node, wherever they
-/// compute the same thing (see [`MaxPool2x2::replacing`]). Returns how many nodes changed.
-pub fn use_fast_kernels(model: &mut TypedModel) -> TractResult<usize> {
-    let mut swaps = Vec::new();
-    for node in &model.nodes {
-        let (Some(pool), Some(&input)) = (node.op_as::<OptMaxPool>(), node.inputs.first()) else { continue };
-        if let Some(kernel) = MaxPool2x2::replacing(pool, model.outlet_fact(input)?)? {
-            swaps.push((node.id, kernel));
-        }
-    }
-    let count = swaps.len();
-    for (id, kernel) in swaps {
-        model.nodes[id].op = Box::new(kernel);
-    }
-    Ok(count)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +286,7 @@ mod tests {
         let y = model.wire_node("pool", MaxPool::new(spec, None), &[x]).unwrap();
         model.select_output_outlets(&y).unwrap();
         let mut model = model.into_optimized().unwrap();
-        let swapped = if fast { use_fast_kernels(&mut model).unwrap() } else { 0 };
+        let swapped = if fast { crate::runtime::kernels::use_fast_kernels(&mut model).unwrap() } else { 0 };
         (model.into_runnable().unwrap(), swapped)
     }
 
