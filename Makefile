@@ -67,10 +67,12 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 	    echo "$$p depends on tract-onnx: the wasm builds read NNEF (hiedge-core without its onnx feature)"; exit 1; fi; \
 	  nnef=$$(cargo tree -p $$p --target wasm32-unknown-unknown -e features -i tract-nnef); \
 	  if grep -q core-registry <<<"$$nnef"; then \
-	    echo "$$p enables tract-nnef/core-registry: it would link every tract operator (vendor/README.md)"; exit 1; fi; done
+	    echo "$$p enables tract-nnef/core-registry: it would link every tract operator (vendor/README.md)"; exit 1; fi; \
+	  if grep -q '"dumpers"' <<<"$$nnef"; then \
+	    echo "$$p enables tract-nnef/dumpers: it would link tract's NNEF writers (vendor/README.md)"; exit 1; fi; done
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on hiedge-eval"
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on tract-onnx"
-	@echo "cargo tree: hiedge-wasm and hiedge-worker build tract-nnef without its core-registry feature"
+	@echo "cargo tree: hiedge-wasm and hiedge-worker build tract-nnef without its core-registry and dumpers features"
 
 lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts
 	node_modules/.bin/tsc --noEmit -p www/tsconfig.json

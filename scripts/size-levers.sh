@@ -38,11 +38,16 @@ CFG[s-lto-tract3]="opt-level='s' lto='fat' codegen-units=1 package.tract-linalg.
 # ndarray and smallvec code its ops use.
 CFG[z-kernels3]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3" ; OPT[z-kernels3]="-Oz"
 CFG[z-tract3]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3 package.tract-core.opt-level=3" ; OPT[z-tract3]="-Oz"
+# z-core-s: z-kernels3 with tract-core at 's' (size, but with more inlining than 'z').
+CFG[z-core-s]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3 package.tract-core.opt-level='s'" ; OPT[z-core-s]="-Oz"
+# z-linalg3: only tract-linalg's kernels at level 3; hiedge-core too at 'z' (its own kernels, and
+# the serde code for manifests and results that it instantiates).
+CFG[z-linalg3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3]="-Oz"
 # deps-z: z-tract3 as Cargo.toml's release profile could say it for every build: the workspace's
 # own crates at level 3, every dependency at 'z' but tract-core and tract-linalg. Not shipped:
 # 2-5% slower than release-oz in a run of those two alone (bench/size.md).
 CFG[deps-z]="package.\"*\".opt-level='z' package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[deps-z]="-Oz"
-ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-core-s z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
