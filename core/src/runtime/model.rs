@@ -5,7 +5,7 @@
 //! needs only tract's core, which keeps the browser client and the Worker small; builds with the
 //! `onnx` feature (the native tools) also read ONNX files directly.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tract_nnef::prelude::*;
 
@@ -28,6 +28,40 @@ pub struct Model {
     output: OutputKind,
     num_classes: usize,
     id: String,
+    state: RunState,
+}
+
+/// The plan's run state, kept from one run to the next: tract's `SimplePlan::run` builds a new one
+/// (every node's slots and operator states) per call, which was a visible part of the tiny model's
+/// time in the browser. Kept only for plans whose operators hold no state between runs (every
+/// classifier the reader loads); a plan with a stateful operator gets a fresh state per run, as
+/// with `SimplePlan::run`. A clone of the model starts without one.
+#[derive(Debug, Default)]
+struct RunState(Mutex<Option<TypedSimpleState>>);
+
+impl Clone for RunState {
+    fn clone(&self) -> Self {
+        RunState::default()
+    }
+}
+
+impl RunState {
+    /// Runs `plan` on `inputs` with the kept state (or a new one), keeping it afterwards if no
+    /// operator holds state.
+    fn run(&self, plan: &Plan, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        // A panic while the lock was held cannot leave a half-run state behind: the state is taken
+        // out of the slot for the run and only put back after it succeeded.
+        let kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let mut state = match kept {
+            Some(state) => state,
+            None => TypedSimpleState::new(plan)?,
+        };
+        let outputs = state.run(inputs)?;
+        if state.op_states.iter().all(Option::is_none) {
+            *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
+        }
+        Ok(outputs)
+    }
 }
 
 /// One classification by one model.
@@ -78,7 +112,15 @@ impl Model {
             .as_concrete()
             .map(|s| s.iter().product::<usize>())
             .ok_or_else(|| Error::Model("model output shape is not concrete".into()))?;
-        Ok(Model { plan, pre, shape: shape.to_vec(), output: OutputKind::Logits, num_classes, id: String::new() })
+        Ok(Model {
+            plan,
+            pre,
+            shape: shape.to_vec(),
+            output: OutputKind::Logits,
+            num_classes,
+            id: String::new(),
+            state: RunState::default(),
+        })
     }
 
     /// `"<name>@<sha256 prefix>"`.
@@ -112,7 +154,10 @@ impl Model {
         if input.len() != expected {
             return Err(Error::InputLength { expected, actual: input.len() });
         }
-        let mut outputs = run_plan(&self.plan, &self.shape, input)?;
+        let tensor = Tensor::from_shape(&self.shape, input)?;
+        let outputs = self.state.run(&self.plan, tvec!(tensor.into_tvalue()))?;
+        let mut outputs: Vec<Vec<f32>> =
+            outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect::<Result<_>>()?;
         if outputs.is_empty() {
             return Err(Error::Model("model produced no output".into()));
         }
@@ -344,6 +389,25 @@ mod tests {
         }
         let err = optimised_plan(&nnef, &[1, 1, 32, 32]).unwrap_err().to_string();
         assert!(err.contains("the manifest gives f32 [1, 1, 32, 32]"), "{err}");
+    }
+
+    #[test]
+    fn a_kept_run_state_carries_nothing_from_one_run_to_the_next() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist");
+        let manifest = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+        let file = &manifest.model("tiny").unwrap().file;
+        let model = Model::load(&manifest, "tiny", &std::fs::read(dir.join(file)).unwrap()).unwrap();
+        let images = std::fs::read(dir.join("fixture/images.u8")).unwrap();
+        let (a, b) = (&images[..784], &images[784..2 * 784]);
+        // A fresh state for each image (tract's own per-call run) is the reference.
+        let fresh = |px: &[u8]| run_plan(&model.plan, &model.shape, &model.pre.run(px).unwrap()).unwrap().remove(0);
+        let first = model.logits(a).unwrap();
+        assert!(model.state.0.lock().unwrap().is_some(), "the classifier's state is kept");
+        let (second, third) = (model.logits(b).unwrap(), model.logits(a).unwrap());
+        let copy = model.clone();
+        assert!(copy.state.0.lock().unwrap().is_none(), "a clone starts with its own state");
+        assert_eq!((first.clone(), second, third), (fresh(a), fresh(b), first));
+        assert_eq!(copy.logits(b).unwrap(), fresh(b));
     }
 
     #[test]

@@ -197,51 +197,15 @@ mod simd {
     }
 }
 
-impl Op for MaxPool2x2 {
-    fn name(&self) -> StaticName {
-        "HiedgeMaxPool2x2".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
+impl MaxPool2x2 {
+    /// What `info` shows of this node in tract's model dumps.
+    fn describe(&self) -> String {
         let layout = if self.channels_last { "channels last" } else { "channels first" };
-        Ok(vec![format!("{layout}, {} images of {}x{}x{}", self.images, self.channels, self.height, self.width)])
-    }
-
-    fn as_typed(&self) -> Option<&dyn TypedOp> {
-        Some(self)
+        format!("{layout}, {} images of {}x{}x{}", self.images, self.channels, self.height, self.width)
     }
 }
 
-impl EvalOp for MaxPool2x2 {
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs.first().ok_or_else(|| format_err!("HiedgeMaxPool2x2 takes one input"))?;
-        let input_plain = input.try_as_plain_ram()?;
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
-        {
-            let mut output_plain = output.try_as_plain_ram_mut()?;
-            self.run(input_plain.as_slice::<f32>()?, output_plain.as_slice_mut::<f32>()?)?;
-        }
-        Ok(tvec!(output.into_tvalue()))
-    }
-
-    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
-    }
-}
-
-impl TypedOp for MaxPool2x2 {
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
-
-    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(f32::fact(&*self.output_shape)))
-    }
-}
+super::f32_kernel_op!(MaxPool2x2, "HiedgeMaxPool2x2");
 
 #[cfg(test)]
 mod tests {

@@ -10,6 +10,59 @@
 //!
 //! [`use_fast_kernels`] does the swapping, once, after tract's optimisation.
 
+/// tract's operator traits for a kernel type with one f32 input and one f32 output: the type has
+/// `output_shape: TVec<usize>`, `fn run(&self, input: &[f32], output: &mut [f32]) ->
+/// TractResult<()>` (which checks the input's length) and `fn describe(&self) -> String`.
+macro_rules! f32_kernel_op {
+    ($kernel:ty, $name:literal) => {
+        impl Op for $kernel {
+            fn name(&self) -> StaticName {
+                $name.into()
+            }
+
+            fn info(&self) -> TractResult<Vec<String>> {
+                Ok(vec![self.describe()])
+            }
+
+            fn as_typed(&self) -> Option<&dyn TypedOp> {
+                Some(self)
+            }
+        }
+
+        impl EvalOp for $kernel {
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                let input = inputs.first().ok_or_else(|| format_err!("{} takes one input", $name))?;
+                let input_plain = input.try_as_plain_ram()?;
+                let mut output = Tensor::zero::<f32>(&self.output_shape)?;
+                {
+                    let mut output_plain = output.try_as_plain_ram_mut()?;
+                    self.run(input_plain.as_slice::<f32>()?, output_plain.as_slice_mut::<f32>()?)?;
+                }
+                Ok(tvec!(output.into_tvalue()))
+            }
+
+            fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+                Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
+            }
+        }
+
+        impl TypedOp for $kernel {
+            fn as_op(&self) -> &dyn Op {
+                self
+            }
+
+            fn as_op_mut(&mut self) -> &mut dyn Op {
+                self
+            }
+
+            fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                Ok(tvec!(f32::fact(&*self.output_shape)))
+            }
+        }
+    };
+}
+use f32_kernel_op;
+
 mod max_pool;
 mod pad;
 

@@ -90,50 +90,14 @@ impl ConstantPad {
     }
 }
 
-impl Op for ConstantPad {
-    fn name(&self) -> StaticName {
-        "HiedgeConstantPad".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?} padded by {:?} with {}", self.input_shape, self.pads, f32::from_bits(self.value_bits))])
-    }
-
-    fn as_typed(&self) -> Option<&dyn TypedOp> {
-        Some(self)
+impl ConstantPad {
+    /// What `info` shows of this node in tract's model dumps.
+    fn describe(&self) -> String {
+        format!("{:?} padded by {:?} with {}", self.input_shape, self.pads, f32::from_bits(self.value_bits))
     }
 }
 
-impl EvalOp for ConstantPad {
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs.first().ok_or_else(|| format_err!("HiedgeConstantPad takes one input"))?;
-        let input_plain = input.try_as_plain_ram()?;
-        let mut output = Tensor::zero::<f32>(&self.output_shape)?;
-        {
-            let mut output_plain = output.try_as_plain_ram_mut()?;
-            self.run(input_plain.as_slice::<f32>()?, output_plain.as_slice_mut::<f32>()?)?;
-        }
-        Ok(tvec!(output.into_tvalue()))
-    }
-
-    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
-    }
-}
-
-impl TypedOp for ConstantPad {
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
-
-    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(f32::fact(&*self.output_shape)))
-    }
-}
+super::f32_kernel_op!(ConstantPad, "HiedgeConstantPad");
 
 #[cfg(test)]
 mod tests {
