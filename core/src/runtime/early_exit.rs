@@ -17,7 +17,7 @@
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::runtime::model::{optimised_plan, run_plan, Plan};
+use crate::runtime::model::{optimised_plan, Plan, RunState};
 use crate::runtime::preprocess::Preprocessor;
 use crate::runtime::verify::verify;
 
@@ -52,6 +52,7 @@ impl Features {
 #[derive(Debug, Clone)]
 pub struct Stage1 {
     plan: Plan,
+    state: RunState,
     pre: Preprocessor,
     input_shape: Vec<usize>,
     feature_shape: Vec<usize>,
@@ -65,6 +66,7 @@ impl Stage1 {
         verify(name, bytes, sha256)?;
         let stage = Stage1 {
             plan: optimised_plan(bytes, &manifest.input.shape)?,
+            state: RunState::default(),
             pre: Preprocessor::new(manifest),
             input_shape: manifest.input.shape.clone(),
             feature_shape: feature_shape.to_vec(),
@@ -87,7 +89,7 @@ impl Stage1 {
 
     /// Already-normalised input values -> (exit-head logits, features for stage 2).
     pub fn run_values(&self, input: &[f32]) -> Result<(Vec<f32>, Features)> {
-        let mut out = run_plan(&self.plan, &self.input_shape, input)?;
+        let mut out = self.state.outputs(&self.plan, &self.input_shape, input)?;
         if out.len() != 2 {
             return Err(Error::Model(format!(
                 "stage 1 must have 2 outputs (exit logits, features), has {}",
@@ -126,6 +128,7 @@ impl Stage1 {
 #[derive(Debug, Clone)]
 pub struct Stage2 {
     plan: Plan,
+    state: RunState,
     feature_shape: Vec<usize>,
 }
 
@@ -134,7 +137,11 @@ impl Stage2 {
     /// checking the bytes against `sha256`; checks that it outputs `classes` logits.
     pub fn load(name: &str, bytes: &[u8], sha256: &str, feature_shape: &[usize], classes: usize) -> Result<Self> {
         verify(name, bytes, sha256)?;
-        let stage = Stage2 { plan: optimised_plan(bytes, feature_shape)?, feature_shape: feature_shape.to_vec() };
+        let stage = Stage2 {
+            plan: optimised_plan(bytes, feature_shape)?,
+            state: RunState::default(),
+            feature_shape: feature_shape.to_vec(),
+        };
         let probe = stage.run(&Features(vec![0.0; stage.feature_len()]))?;
         if probe.len() != classes {
             return Err(Error::Model(format!(
@@ -150,7 +157,7 @@ impl Stage2 {
         if features.0.len() != self.feature_len() {
             return Err(Error::InputLength { expected: self.feature_len(), actual: features.0.len() });
         }
-        let mut out = run_plan(&self.plan, &self.feature_shape, &features.0)?;
+        let mut out = self.state.outputs(&self.plan, &self.feature_shape, &features.0)?;
         if out.is_empty() {
             return Err(Error::Model("stage 2 produced no output".into()));
         }

@@ -37,7 +37,7 @@ pub struct Model {
 /// classifier the reader loads); a plan with a stateful operator gets a fresh state per run, as
 /// with `SimplePlan::run`. A clone of the model starts without one.
 #[derive(Debug, Default)]
-struct RunState(Mutex<Option<TypedSimpleState>>);
+pub(crate) struct RunState(Mutex<Option<TypedSimpleState>>);
 
 impl Clone for RunState {
     fn clone(&self) -> Self {
@@ -46,6 +46,13 @@ impl Clone for RunState {
 }
 
 impl RunState {
+    /// Runs `plan` on one f32 input of `shape`; every output as a flat `Vec<f32>`.
+    pub(crate) fn outputs(&self, plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let tensor = Tensor::from_shape(shape, input)?;
+        let outputs = self.run(plan, tvec!(tensor.into_tvalue()))?;
+        outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
+    }
+
     /// Runs `plan` on `inputs` with the kept state (or a new one), keeping it afterwards if no
     /// operator holds state.
     fn run(&self, plan: &Plan, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
@@ -154,10 +161,7 @@ impl Model {
         if input.len() != expected {
             return Err(Error::InputLength { expected, actual: input.len() });
         }
-        let tensor = Tensor::from_shape(&self.shape, input)?;
-        let outputs = self.state.run(&self.plan, tvec!(tensor.into_tvalue()))?;
-        let mut outputs: Vec<Vec<f32>> =
-            outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect::<Result<_>>()?;
+        let mut outputs = self.state.outputs(&self.plan, &self.shape, input)?;
         if outputs.is_empty() {
             return Err(Error::Model("model produced no output".into()));
         }
@@ -350,7 +354,10 @@ pub(crate) fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
         .collect()
 }
 
-/// Runs a plan on one f32 input of `shape`; every output as a flat `Vec<f32>`.
+/// Runs a plan on one f32 input of `shape` with a fresh state, as tract's `SimplePlan::run` does;
+/// every output as a flat `Vec<f32>`. The models keep their state ([`RunState`]); this is the
+/// reference the checks compare against.
+#[cfg(any(test, feature = "onnx"))]
 pub(crate) fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
     let tensor = Tensor::from_shape(shape, input)?;
     let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
