@@ -48,16 +48,14 @@ impl Clone for RunState {
 impl RunState {
     /// Runs `plan` on one f32 input of `shape`; every output as a flat `Vec<f32>`.
     pub(crate) fn outputs(&self, plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
-        let tensor = Tensor::from_shape(shape, input)?;
-        let outputs = self.run(plan, tvec!(tensor.into_tvalue()))?;
-        outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
+        run_f32(shape, input, |inputs| self.run(plan, inputs))
     }
 
     /// Runs `plan` on `inputs` with the kept state (or a new one), keeping it afterwards if no
     /// operator holds state.
     fn run(&self, plan: &Plan, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        // A panic while the lock was held cannot leave a half-run state behind: the state is taken
-        // out of the slot for the run and only put back after it succeeded.
+        // The state is out of the slot (and the lock released) while it runs, and goes back only
+        // after a run that succeeded: a failed or panicking run leaves no half-run state behind.
         let kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         let mut state = match kept {
             Some(state) => state,
@@ -359,8 +357,17 @@ pub(crate) fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
 /// reference the checks compare against.
 #[cfg(any(test, feature = "onnx"))]
 pub(crate) fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
+    run_f32(shape, input, |inputs| plan.run(inputs))
+}
+
+/// One f32 input of `shape` through `run`; every output as a flat `Vec<f32>`.
+fn run_f32(
+    shape: &[usize],
+    input: &[f32],
+    run: impl FnOnce(TVec<TValue>) -> TractResult<TVec<TValue>>,
+) -> Result<Vec<Vec<f32>>> {
     let tensor = Tensor::from_shape(shape, input)?;
-    let outputs = plan.run(tvec!(tensor.into_tvalue()))?;
+    let outputs = run(tvec!(tensor.into_tvalue()))?;
     outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
 }
 
