@@ -47,7 +47,9 @@ CFG[z-linalg3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3]
 # own crates at level 3, every dependency at 'z' but tract-core and tract-linalg. Not shipped:
 # 2-5% slower than release-oz in a run of those two alone (bench/size.md).
 CFG[deps-z]="package.\"*\".opt-level='z' package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[deps-z]="-Oz"
-ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-core-s z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# z-linalg3-data3: z-linalg3 with tract-data (tensors, shapes) at level 3 too.
+CFG[z-linalg3-data3]="opt-level='z' package.tract-linalg.opt-level=3 package.tract-data.opt-level=3" ; OPT[z-linalg3-data3]="-Oz"
+ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-core-s z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"

@@ -205,7 +205,7 @@ impl MaxPool2x2 {
     }
 }
 
-super::f32_kernel_op!(MaxPool2x2, "HiedgeMaxPool2x2");
+super::f32_kernel_op!(MaxPool2x2, "HiedgeMaxPool2x2", pool);
 
 #[cfg(test)]
 mod tests {

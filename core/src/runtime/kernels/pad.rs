@@ -17,6 +17,10 @@ pub struct ConstantPad {
     pads: TVec<(usize, usize)>,
     /// The constant, as bits (so that the op can be hashed and compared, as tract's ops are).
     value_bits: u32,
+    /// Row-major strides of the output, worked out once.
+    output_strides: TVec<usize>,
+    /// Where the input's first value lands in the output.
+    start: usize,
 }
 
 impl Eq for ConstantPad {}
@@ -40,8 +44,21 @@ impl ConstantPad {
 
     /// The kernel for an input of `shape`, padded by `pads` (one pair per axis) with `value`.
     pub fn new(shape: &[usize], pads: &[(usize, usize)], value: f32) -> Self {
-        let output_shape = shape.iter().zip(pads).map(|(&d, &(before, after))| d + before + after).collect();
-        ConstantPad { input_shape: shape.into(), output_shape, pads: pads.into(), value_bits: value.to_bits() }
+        let output_shape: TVec<usize> =
+            shape.iter().zip(pads).map(|(&d, &(before, after))| d + before + after).collect();
+        let mut output_strides: TVec<usize> = tvec![1; output_shape.len()];
+        for axis in (0..output_shape.len().saturating_sub(1)).rev() {
+            output_strides[axis] = output_strides[axis + 1] * output_shape[axis + 1];
+        }
+        let start = pads.iter().zip(&output_strides).map(|(&(before, _), stride)| before * stride).sum();
+        ConstantPad {
+            input_shape: shape.into(),
+            output_shape,
+            pads: pads.into(),
+            value_bits: value.to_bits(),
+            output_strides,
+            start,
+        }
     }
 
     /// Pads `input` (the shape this kernel was made for, row-major): the output, row-major.
@@ -51,13 +68,24 @@ impl ConstantPad {
         Ok(output)
     }
 
-    /// Writes the padded `input` into `output` (of `output_shape`); refuses an input of another
-    /// length.
+    /// Writes the padded `input` into `output` (of `output_shape`, all zeros: [`Self::pad`]
+    /// allocates it zeroed, so a zero constant, the usual one, needs no fill); refuses an input of
+    /// another length.
+    ///
+    /// The strides are worked out once, in [`Self::new`], and the loop indexes plain slices, not
+    /// `TVec`s, so that little is left to inline in a client built for size.
     fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
         let expected: usize = self.input_shape.iter().product();
         ensure!(input.len() == expected, "HiedgeConstantPad made for {expected} floats got {}", input.len());
         ensure!(self.pads.len() == self.input_shape.len(), "HiedgeConstantPad: one pad pair per axis");
-        output.fill(f32::from_bits(self.value_bits));
+        ensure!(
+            output.len() == self.output_shape.iter().product::<usize>(),
+            "HiedgeConstantPad: output of the wrong length"
+        );
+        // +0.0 only: -0.0 has other bits and is written.
+        if self.value_bits != 0 {
+            output.fill(f32::from_bits(self.value_bits));
+        }
         let Some((&row, outer)) = self.input_shape.split_last() else {
             output.copy_from_slice(input); // a scalar: nothing to pad
             return Ok(());
@@ -65,15 +93,11 @@ impl ConstantPad {
         if row == 0 || expected == 0 {
             return Ok(());
         }
-        // Row-major strides of the output, and where the input's first row lands.
-        let mut strides: TVec<usize> = tvec![1; self.output_shape.len()];
-        for axis in (0..self.output_shape.len().saturating_sub(1)).rev() {
-            strides[axis] = strides[axis + 1] * self.output_shape[axis + 1];
-        }
-        let start: usize = self.pads.iter().zip(&strides).map(|(&(before, _), stride)| before * stride).sum();
+        let strides: &[usize] = &self.output_strides;
         // An odometer over the outer axes: `at` follows the output offset of input row `index`.
-        let mut index: TVec<usize> = tvec![0; outer.len()];
-        let mut at = start;
+        let mut index_storage: TVec<usize> = tvec![0; outer.len()];
+        let index: &mut [usize] = &mut index_storage;
+        let mut at = self.start;
         for source in input.chunks_exact(row) {
             output[at..at + row].copy_from_slice(source);
             for axis in (0..outer.len()).rev() {
@@ -97,7 +121,7 @@ impl ConstantPad {
     }
 }
 
-super::f32_kernel_op!(ConstantPad, "HiedgeConstantPad");
+super::f32_kernel_op!(ConstantPad, "HiedgeConstantPad", pad);
 
 #[cfg(test)]
 mod tests {
