@@ -49,7 +49,9 @@ CFG[z-linalg3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3]
 CFG[deps-z]="package.\"*\".opt-level='z' package.tract-linalg.opt-level=3 package.tract-core.opt-level=3" ; OPT[deps-z]="-Oz"
 # z-linalg3-data3: z-linalg3 with tract-data (tensors, shapes) at level 3 too.
 CFG[z-linalg3-data3]="opt-level='z' package.tract-linalg.opt-level=3 package.tract-data.opt-level=3" ; OPT[z-linalg3-data3]="-Oz"
-ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-core-s z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# z-linalg3-wo3: z-linalg3 with binaryen's -O3 (its inliner may take in what LLVM left out at z).
+CFG[z-linalg3-wo3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3-wo3]="-O3"
+ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-core-s z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
