@@ -61,37 +61,27 @@ impl ConstantPad {
         }
     }
 
-    /// Pads `input` (the shape this kernel was made for, row-major): the output, row-major.
-    pub fn pad(&self, input: &[f32]) -> TractResult<Vec<f32>> {
-        let mut output = vec![0.0; self.output_shape.iter().product()];
-        self.run(input, &mut output)?;
-        Ok(output)
-    }
-
-    /// Writes the padded `input` into `output` (of `output_shape`, all zeros: [`Self::pad`]
-    /// allocates it zeroed, so a zero constant, the usual one, needs no fill); refuses an input of
-    /// another length.
+    /// Pads `input` (the shape this kernel was made for, row-major): the output, row-major;
+    /// refuses an input of another length.
     ///
     /// The strides are worked out once, in [`Self::new`], and the loop indexes plain slices, not
     /// `TVec`s, so that little is left to inline in a client built for size.
-    fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
+    pub fn pad(&self, input: &[f32]) -> TractResult<Vec<f32>> {
         let expected: usize = self.input_shape.iter().product();
         ensure!(input.len() == expected, "HiedgeConstantPad made for {expected} floats got {}", input.len());
         ensure!(self.pads.len() == self.input_shape.len(), "HiedgeConstantPad: one pad pair per axis");
-        ensure!(
-            output.len() == self.output_shape.iter().product::<usize>(),
-            "HiedgeConstantPad: output of the wrong length"
-        );
-        // +0.0 only: -0.0 has other bits and is written.
+        // Zeroed by the allocator, so a +0.0 constant, the usual one, needs no fill (-0.0 has
+        // other bits and is written).
+        let mut output = vec![0.0; self.output_shape.iter().product()];
         if self.value_bits != 0 {
             output.fill(f32::from_bits(self.value_bits));
         }
         let Some((&row, outer)) = self.input_shape.split_last() else {
             output.copy_from_slice(input); // a scalar: nothing to pad
-            return Ok(());
+            return Ok(output);
         };
         if row == 0 || expected == 0 {
-            return Ok(());
+            return Ok(output);
         }
         let strides: &[usize] = &self.output_strides;
         // An odometer over the outer axes: `at` follows the output offset of input row `index`.
@@ -110,7 +100,7 @@ impl ConstantPad {
                 index[axis] = 0;
             }
         }
-        Ok(())
+        Ok(output)
     }
 }
 
