@@ -41,7 +41,7 @@ rust-targets: ## add the wasm32 target, rustfmt and clippy to the Rust toolchain
 build: ## build the native CLI (release, no LTO)
 	cargo build --release -p hiedge-cli
 
-wasm: tools ## build the npm package `hiedge` into wasm-client/pkg (release, simd128, wasm-opt -Oz)
+wasm: tools ## build the npm package `hiedge` into wasm-client/pkg (cargo profile client, simd128, wasm-opt -Oz)
 	scripts/build-wasm.sh
 
 worker: tools ## build the Worker into edge-worker/build (worker-build --release, offline, then wasm-opt -O3)

@@ -1,7 +1,7 @@
 // The size-lever table: every build made by scripts/size-levers.sh (sizes from its sizes.tsv) timed
 // side by side in one headless Chromium page (bench/size.html), tiny and large model, as a ratio to
 // the shipped build. Writes <out>/size.md and <out>/size.json.
-// Usage: node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--out bench]
+// Usage: node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--reps 10] [--out bench]
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -12,6 +12,8 @@ const repo = resolve(import.meta.dirname, "..");
 const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
 const baseline = arg("baseline", "release-oz");
 const rounds = Number(arg("rounds", 400));
+// Classifications per build and image, timed as their mean (bench/size.html: the clock's 5 us step).
+const reps = Number(arg("reps", 10));
 const out = resolve(repo, arg("out", "bench"));
 const cache = join(process.env.HIEDGE_CACHE ?? join(homedir(), ".cache/hiedge"), "levers");
 
@@ -39,11 +41,15 @@ writeFileSync(join(repo, "test-results/bench-data/size-images.u8"),
   gunzipSync(readFileSync(join(dataDir, "t10k-images-idx3-ubyte.gz"))).subarray(16, 16 + 200 * 784));
 
 const server = await serveStatic(repo);
-const browser = await launchChromium();
+// Every build's code compiled by V8's optimising tier (TurboFan) from the start: with V8's default
+// tiering, a build could still run part of its code in the baseline tier (Liftoff) after the warm-up
+// (the large model 3x slower for one build in an otherwise normal page), which measures V8, not the
+// build. A user's page reaches TurboFan for the hot code the same way, only later.
+const browser = await launchChromium(["--js-flags=--no-liftoff"]);
 let result;
 try {
   const page = await browser.newPage();
-  await page.goto(`${server.url}/bench/size.html?levers=${levers.join(",")}&baseline=${baseline}&rounds=${rounds}&warmup=${warmup}` +
+  await page.goto(`${server.url}/bench/size.html?levers=${levers.join(",")}&baseline=${baseline}&rounds=${rounds}&reps=${reps}&warmup=${warmup}` +
     "&images=/test-results/bench-data/size-images.u8");
   await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 3600_000 });
   result = await page.evaluate(() => window.__bench);
@@ -56,10 +62,11 @@ if (result.error) throw new Error(result.error);
 const mb = (b) => (b / 1e6).toFixed(2);
 const ratio = (r) => `${r.ratio.toFixed(3)} (${r.ratioCI[0].toFixed(3)}-${r.ratioCI[1].toFixed(3)})`;
 let md = `# Client wasm size levers\n\nWritten by \`node scripts/bench-size.mjs\` from the builds of \`scripts/size-levers.sh\` ` +
-  `(cargo profile \`lever\` = release + the settings shown; simd128 always on). Sizes are of \`hiedge_bg.wasm\` in MB ` +
+  `(cargo profile \`lever\` = release + the settings shown, or Cargo.toml's \`client\`; simd128 always on; V8 flag \`--no-liftoff\`). Sizes are of \`hiedge_bg.wasm\` in MB ` +
   `(10^6 bytes): raw, \`gzip -9\`, brotli quality 11. Speed: ${result.rounds} Fashion-MNIST test images, each classified ` +
-  `by every build in turn in one page (order rotating), \`classifyLocal\`'s model time; the ratio is the median of ` +
-  `per-image time ratios to \`${baseline}\` (the shipped build when this was written), with a 95% interval for that ` +
+  `by every build in turn in one page (order rotating), ${result.reps} times in a row, the mean of \`classifyLocal\`'s ` +
+  `model time (the page's clock steps by ${(result.clockTickMs * 1000).toFixed(1)} us); the ratio is the median of ` +
+  `per-image time ratios to \`${baseline}\`${baseline === "release-oz" ? " (the release profile: what \`make wasm\` built before the profile \`client\`)" : ""}, with a 95% interval for that ` +
   `median. Below 1 is faster. ${result.userAgent}.\n\n`;
 md += "| lever | cargo profile | wasm-opt | raw MB | gzip MB | brotli MB | cargo s | wasm-opt s | tiny ms | tiny ratio (95% CI) | large ms | large ratio (95% CI) | same labels |\n";
 md += "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|\n";

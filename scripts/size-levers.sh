@@ -40,6 +40,17 @@ CFG[z-kernels3]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-c
 CFG[z-tract3]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3 package.tract-core.opt-level=3" ; OPT[z-tract3]="-Oz"
 # z-core-s: z-kernels3 with tract-core at 's' (size, but with more inlining than 'z').
 CFG[z-core-s]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3 package.tract-core.opt-level='s'" ; OPT[z-core-s]="-Oz"
+# z-core-s-hz: z-core-s with hiedge-core at 'z' (its serde code for manifests and results is
+# most of what level 3 adds there).
+CFG[z-core-s-hz]="opt-level='z' package.tract-linalg.opt-level=3 package.tract-core.opt-level='s'" ; OPT[z-core-s-hz]="-Oz"
+# z-linalg3-msf: z-linalg3 with binaryen's merge-similar-functions pass before -Oz (it merges
+# functions that differ only in constants, such as one generic's copies per element type).
+CFG[z-linalg3-msf]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3-msf]="--merge-similar-functions -Oz"
+# *-cgu1: the same with one codegen unit per crate (no LTO): each crate optimised as a whole, so
+# LLVM can share and inline across what 16 units would split.
+CFG[z-kernels3-cgu1]="opt-level='z' package.tract-linalg.opt-level=3 package.hiedge-core.opt-level=3 codegen-units=1" ; OPT[z-kernels3-cgu1]="-Oz"
+CFG[release-cgu1]="codegen-units=1" ; OPT[release-cgu1]="-Oz"
+CFG[z-linalg3-cgu1]="opt-level='z' package.tract-linalg.opt-level=3 codegen-units=1" ; OPT[z-linalg3-cgu1]="-Oz"
 # z-linalg3: only tract-linalg's kernels at level 3; hiedge-core too at 'z' (its own kernels, and
 # the serde code for manifests and results that it instantiates).
 CFG[z-linalg3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3]="-Oz"
@@ -51,13 +62,16 @@ CFG[deps-z]="package.\"*\".opt-level='z' package.tract-linalg.opt-level=3 packag
 CFG[z-linalg3-data3]="opt-level='z' package.tract-linalg.opt-level=3 package.tract-data.opt-level=3" ; OPT[z-linalg3-data3]="-Oz"
 # z-linalg3-wo3: z-linalg3 with binaryen's -O3 (its inliner may take in what LLVM left out at z).
 CFG[z-linalg3-wo3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3-wo3]="-O3"
-ALL=(release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-core-s z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# client: Cargo.toml's own profile `client`, the one `make wasm` ships (as z-kernels3-cgu1 says it).
+CFG[client]="profile client (Cargo.toml)" ; OPT[client]="-Oz"
+ALL=(client release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
 
 for lever in "${LEVERS[@]}"; do
   [ -n "${OPT[$lever]+x}" ] || { echo "unknown lever $lever (known: ${ALL[*]})" >&2; exit 2; }
+  profile=lever
   args=(--config 'profile.lever.inherits="release"')
   level=3
   for kv in ${CFG[$lever]}; do [[ $kv == opt-level=* ]] && level=${kv#opt-level=}; done
@@ -65,17 +79,18 @@ for lever in "${LEVERS[@]}"; do
   for kv in ${CFG[$lever]}; do settings[${kv%%=*}]=${kv#*=}; done
   for k in "${!settings[@]}"; do args+=(--config "profile.lever.$k=${settings[$k]}"); done
   unset settings
+  if [ "$lever" = client ]; then profile=client; args=(); fi
   echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
   t0=$(date +%s)
   # A lever's own RUSTFLAGS replace .cargo/config.toml's (simd128) for this build only.
   flags=()
   [ -z "${RUSTFLAGS_OF[$lever]:-}" ] || flags=("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=${RUSTFLAGS_OF[$lever]}")
-  env "${flags[@]}" cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile lever "${args[@]}"
+  env "${flags[@]}" cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile "$profile" "${args[@]}"
   t1=$(date +%s)
   dir=$OUT/$lever
   rm -rf "$dir" && mkdir -p "$dir"
   wasm-bindgen --target web --out-dir "$dir" --out-name hiedge \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/lever/hiedge_wasm.wasm"
+    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/hiedge_wasm.wasm"
   wasm=$dir/hiedge_bg.wasm
   if [ "${OPT[$lever]}" != none ]; then
     # shellcheck disable=SC2086
