@@ -425,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn the_tiny_models_max_pools_and_paddings_run_in_hiedges_kernels() {
+    fn the_tiny_models_pools_and_paddings_run_in_hiedges_kernels() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fashion-mnist");
         let plan = optimised_plan(&std::fs::read(dir.join("tiny.nnef.tar")).unwrap(), &[1, 1, 28, 28]).unwrap();
         let names: Vec<String> = plan.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
@@ -433,6 +433,8 @@ mod tests {
         assert_eq!((count("HiedgeMaxPool2x2"), count("OptMaxPool")), (2, 0), "{names:?}");
         // Both convolutions pad their input (tract's `Pad` before its lazy im2col).
         assert_eq!((count("HiedgeConstantPad"), count("Pad")), (2, 0), "{names:?}");
+        // Its 3x3, stride-2 average pool.
+        assert_eq!((count("HiedgeSumPool"), count("OptSumPool")), (1, 0), "{names:?}");
     }
 
     #[test]

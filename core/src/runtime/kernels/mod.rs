@@ -7,6 +7,8 @@
 //!   tract pads through ndarray's generic slicing, which is fast only when the crate that
 //!   instantiates it is built for speed; hiedge's copy is a row loop that stays fast in a
 //!   size-optimised build, so the client can build tract-core for size (bench/size.md).
+//! - [`SumPool2d`]: the f32 sum or average pool over whole windows (no padding), which tract runs
+//!   through its generic patch scanner in tract-core.
 //!
 //! [`use_fast_kernels`] does the swapping, once, after tract's optimisation.
 
@@ -64,17 +66,19 @@ use f32_kernel_op;
 
 mod max_pool;
 mod pad;
+mod sum_pool;
 
 pub use max_pool::MaxPool2x2;
 pub use pad::ConstantPad;
+pub use sum_pool::SumPool2d;
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::array::Pad;
-use tract_nnef::tract_core::ops::cnn::OptMaxPool;
+use tract_nnef::tract_core::ops::cnn::{OptMaxPool, OptSumPool};
 
 /// Puts hiedge's kernels in place of tract's in an optimised model, node by node, wherever they
-/// compute the same thing (see [`MaxPool2x2::replacing`], [`ConstantPad::replacing`]). Returns how
-/// many nodes changed.
+/// compute the same thing (see [`MaxPool2x2::replacing`], [`ConstantPad::replacing`],
+/// [`SumPool2d::replacing`]). Returns how many nodes changed.
 pub fn use_fast_kernels(model: &mut TypedModel) -> TractResult<usize> {
     let mut swaps: Vec<(usize, Box<dyn TypedOp>)> = Vec::new();
     for node in &model.nodes {
@@ -86,6 +90,10 @@ pub fn use_fast_kernels(model: &mut TypedModel) -> TractResult<usize> {
             }
         } else if let Some(pad) = node.op_as::<Pad>() {
             if let Some(kernel) = ConstantPad::replacing(pad, fact)? {
+                swaps.push((node.id, Box::new(kernel)));
+            }
+        } else if let Some(pool) = node.op_as::<OptSumPool>() {
+            if let Some(kernel) = SumPool2d::replacing(pool, fact)? {
                 swaps.push((node.id, Box::new(kernel)));
             }
         }
