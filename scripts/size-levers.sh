@@ -71,15 +71,18 @@ WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --en
 
 for lever in "${LEVERS[@]}"; do
   [ -n "${OPT[$lever]+x}" ] || { echo "unknown lever $lever (known: ${ALL[*]})" >&2; exit 2; }
-  profile=lever
-  args=(--config 'profile.lever.inherits="release"')
-  level=3
-  for kv in ${CFG[$lever]}; do [[ $kv == opt-level=* ]] && level=${kv#opt-level=}; done
-  declare -A settings=([package.\"*\".opt-level]=$level [package.tract-core.opt-level]=$level [package.tract-linalg.opt-level]=$level)
-  for kv in ${CFG[$lever]}; do settings[${kv%%=*}]=${kv#*=}; done
-  for k in "${!settings[@]}"; do args+=(--config "profile.lever.$k=${settings[$k]}"); done
-  unset settings
-  if [ "$lever" = client ]; then profile=client; args=(); fi
+  if [ "$lever" = client ]; then
+    profile=client; args=()   # Cargo.toml's profile as it is, no --config
+  else
+    profile=lever
+    args=(--config 'profile.lever.inherits="release"')
+    level=3
+    for kv in ${CFG[$lever]}; do [[ $kv == opt-level=* ]] && level=${kv#opt-level=}; done
+    declare -A settings=([package.\"*\".opt-level]=$level [package.tract-core.opt-level]=$level [package.tract-linalg.opt-level]=$level)
+    for kv in ${CFG[$lever]}; do settings[${kv%%=*}]=${kv#*=}; done
+    for k in "${!settings[@]}"; do args+=(--config "profile.lever.$k=${settings[$k]}"); done
+    unset settings
+  fi
   echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
   t0=$(date +%s)
   # A lever's own RUSTFLAGS replace .cargo/config.toml's (simd128) for this build only.
