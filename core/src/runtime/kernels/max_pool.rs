@@ -210,24 +210,17 @@ super::f32_kernel_op!(MaxPool2x2, "HiedgeMaxPool2x2", pool);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::model::{run_plan, seeded_values, Plan};
-    use tract_nnef::tract_core::ops::cnn::{MaxPool, PaddingSpec, PoolSpec};
+    use crate::runtime::kernels::test_support::{one_op_plan, pool_spec, run, values_with_ties};
+    use crate::runtime::model::Plan;
+    use tract_nnef::tract_core::ops::cnn::{MaxPool, PaddingSpec};
     use tract_nnef::tract_core::ops::nn::DataFormat;
 
     /// Seeded values in [-2, 2), with a few ties and negative zeros, which a max pool must handle.
-    fn values(len: usize, mut seed: u32) -> Vec<f32> {
-        let mut x = seeded_values(len, &mut seed);
-        for (i, v) in x.iter_mut().enumerate() {
-            match i % 17 {
-                3 => *v = 0.5,
-                7 => *v = -0.0,
-                _ => {}
-            }
-        }
-        x
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        values_with_ties(len, seed, 17)
     }
 
-    /// One max pool as a model, optimised by tract, with or without hiedge's kernels.
+    /// One 2x2 max pool as a model, optimised by tract, with or without hiedge's kernels.
     fn pool_model(
         format: DataFormat,
         shape: &[usize],
@@ -235,27 +228,8 @@ mod tests {
         padding: PaddingSpec,
         fast: bool,
     ) -> (Plan, usize) {
-        let channels = shape[format.shape(shape.to_vec()).unwrap().c_axis()];
-        let spec = PoolSpec::new(
-            format,
-            tvec![2, 2],
-            padding,
-            None,
-            Some(strides.iter().copied().collect()),
-            channels,
-            channels,
-        );
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact(shape)).unwrap();
-        let y = model.wire_node("pool", MaxPool::new(spec, None), &[x]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        let mut model = model.into_optimized().unwrap();
-        let swapped = if fast { crate::runtime::kernels::use_fast_kernels(&mut model).unwrap() } else { 0 };
-        (model.into_runnable().unwrap(), swapped)
-    }
-
-    fn run(plan: &Plan, shape: &[usize], x: &[f32]) -> Vec<f32> {
-        run_plan(plan, shape, x).unwrap().remove(0)
+        let spec = pool_spec(format, shape, [2, 2], strides, padding);
+        one_op_plan(shape, MaxPool::new(spec, None), fast)
     }
 
     #[test]

@@ -104,3 +104,58 @@ pub fn use_fast_kernels(model: &mut TypedModel) -> TractResult<usize> {
     }
     Ok(count)
 }
+
+/// What the kernels' tests share: one tract operator as an optimised model (with or without
+/// hiedge's kernels swapped in), a 2-D pool's spec, and inputs with ties and negative zeros.
+#[cfg(test)]
+mod test_support {
+    use super::use_fast_kernels;
+    use crate::runtime::model::{run_plan, seeded_values, Plan};
+    use tract_nnef::internal::*;
+    use tract_nnef::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
+    use tract_nnef::tract_core::ops::nn::DataFormat;
+
+    /// `op` on one f32 input of `shape`, as a model optimised by tract, then with hiedge's kernels
+    /// swapped in when `fast`: the plan, and how many nodes were swapped.
+    pub fn one_op_plan(shape: &[usize], op: impl Into<Box<dyn TypedOp>>, fast: bool) -> (Plan, usize) {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact(shape)).unwrap();
+        let y = model.wire_node("op", op, &[x]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        let mut model = model.into_optimized().unwrap();
+        let swapped = if fast { use_fast_kernels(&mut model).unwrap() } else { 0 };
+        (model.into_runnable().unwrap(), swapped)
+    }
+
+    /// A 2-D pool over an input of `shape` in `format`, as many output channels as input ones.
+    pub fn pool_spec(
+        format: DataFormat,
+        shape: &[usize],
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        padding: PaddingSpec,
+    ) -> PoolSpec {
+        let channels = shape[format.shape(shape.to_vec()).unwrap().c_axis()];
+        let strides = Some(strides.iter().copied().collect());
+        PoolSpec::new(format, kernel.iter().copied().collect(), padding, None, strides, channels, channels)
+    }
+
+    /// Seeded values in [-2, 2), with a tie (0.5) and a negative zero at offsets 3 and 7 of every
+    /// `period` values.
+    pub fn values_with_ties(len: usize, mut seed: u32, period: usize) -> Vec<f32> {
+        let mut x = seeded_values(len, &mut seed);
+        for (i, v) in x.iter_mut().enumerate() {
+            match i % period {
+                3 => *v = 0.5,
+                7 => *v = -0.0,
+                _ => {}
+            }
+        }
+        x
+    }
+
+    /// The plan's first output on `x`.
+    pub fn run(plan: &Plan, shape: &[usize], x: &[f32]) -> Vec<f32> {
+        run_plan(plan, shape, x).unwrap().remove(0)
+    }
+}

@@ -116,18 +116,12 @@ super::f32_kernel_op!(ConstantPad, "HiedgeConstantPad", pad);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::kernels::use_fast_kernels;
+    use crate::runtime::kernels::test_support::one_op_plan;
     use crate::runtime::model::{run_plan, seeded_values, Plan};
 
     /// One pad as a model, optimised by tract, with or without hiedge's kernels.
     fn pad_model(shape: &[usize], pads: &[(usize, usize)], mode: PadMode, fast: bool) -> (Plan, usize) {
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact(shape)).unwrap();
-        let y = model.wire_node("pad", Pad::new(pads.to_vec(), mode), &[x]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        let mut model = model.into_optimized().unwrap();
-        let swapped = if fast { use_fast_kernels(&mut model).unwrap() } else { 0 };
-        (model.into_runnable().unwrap(), swapped)
+        one_op_plan(shape, Pad::new(pads.to_vec(), mode), fast)
     }
 
     fn constant(v: f32) -> PadMode {

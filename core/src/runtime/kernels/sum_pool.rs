@@ -82,8 +82,7 @@ impl SumPool2d {
             if self.channels_last { ([1, w * c, c], [1, ow * c, c]) } else { ([h * w, w, 1], [oh * ow, ow, 1]) };
         let ([kh, kw], [sh, sw]) = (self.kernel, self.strides);
         // tract multiplies by the reciprocal of the window's size, computed in f32.
-        let scale = (kh * kw) as f32;
-        let scale = scale.recip();
+        let scale = ((kh * kw) as f32).recip();
         // The identity Rust's f32 `Sum` starts from, which tract's sum starts from too.
         let zero: f32 = std::iter::empty::<f32>().sum();
         for (image, out) in input.chunks_exact(c * h * w).zip(output.chunks_exact_mut(c * oh * ow)) {
@@ -123,21 +122,14 @@ super::f32_kernel_op!(SumPool2d, "HiedgeSumPool", pool);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::model::{run_plan, seeded_values, Plan};
-    use tract_nnef::tract_core::ops::cnn::{PaddingSpec, PoolSpec, SumPool};
+    use crate::runtime::kernels::test_support::{one_op_plan, pool_spec, run, values_with_ties};
+    use crate::runtime::model::Plan;
+    use tract_nnef::tract_core::ops::cnn::{PaddingSpec, SumPool};
     use tract_nnef::tract_core::ops::nn::DataFormat;
 
     /// Seeded values in [-2, 2), with a few ties and negative zeros.
-    fn values(len: usize, mut seed: u32) -> Vec<f32> {
-        let mut x = seeded_values(len, &mut seed);
-        for (i, v) in x.iter_mut().enumerate() {
-            match i % 13 {
-                3 => *v = 0.5,
-                7 => *v = -0.0,
-                _ => {}
-            }
-        }
-        x
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        values_with_ties(len, seed, 13)
     }
 
     /// One sum pool as a model, optimised by tract, with or without hiedge's kernels.
@@ -153,33 +145,14 @@ mod tests {
 
     impl Pool<'_> {
         fn plan(&self, fast: bool) -> (Plan, usize) {
-            let channels = self.shape[self.format.shape(self.shape.to_vec()).unwrap().c_axis()];
-            let spec = PoolSpec::new(
-                self.format,
-                self.kernel.iter().copied().collect(),
-                self.padding.clone(),
-                None,
-                Some(self.strides.iter().copied().collect()),
-                channels,
-                channels,
-            );
-            let mut model = TypedModel::default();
-            let x = model.add_source("x", f32::fact(self.shape)).unwrap();
-            let op = SumPool { pool_spec: spec, count_include_pad: self.count_include_pad, normalize: self.normalize };
-            let y = model.wire_node("pool", op, &[x]).unwrap();
-            model.select_output_outlets(&y).unwrap();
-            let mut model = model.into_optimized().unwrap();
-            let swapped = if fast { crate::runtime::kernels::use_fast_kernels(&mut model).unwrap() } else { 0 };
-            (model.into_runnable().unwrap(), swapped)
+            let pool_spec = pool_spec(self.format, self.shape, self.kernel, self.strides, self.padding.clone());
+            let op = SumPool { pool_spec, count_include_pad: self.count_include_pad, normalize: self.normalize };
+            one_op_plan(self.shape, op, fast)
         }
     }
 
     fn pool(format: DataFormat, shape: &[usize], kernel: [usize; 2], strides: [usize; 2]) -> Pool<'_> {
         Pool { format, shape, kernel, strides, padding: PaddingSpec::Valid, normalize: true, count_include_pad: false }
-    }
-
-    fn run(plan: &Plan, shape: &[usize], x: &[f32]) -> Vec<f32> {
-        run_plan(plan, shape, x).unwrap().remove(0)
     }
 
     #[test]
