@@ -16,7 +16,7 @@ HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 # wrangler is started only by tests/support/wrangler.mjs, which also holds its offline settings.
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
-        test-browser test-worker test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
+        test-browser test-worker test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
         demo models fuzz mnist-data eval-mnist models-mnist
 
 help: ## list the targets
@@ -47,7 +47,7 @@ wasm: tools ## build the npm package `hiedge` into wasm-client/pkg (cargo profil
 worker: tools ## build the Worker into edge-worker/build (worker-build --release, offline, then wasm-opt -O3)
 	scripts/build-worker.sh
 
-test: deps lint test-rust test-browser test-worker test-npm test-e2e test-bench ## run all tests (lint first)
+test: deps lint test-rust test-browser test-worker test-hostile test-npm test-e2e test-bench ## run all tests (lint first)
 	@echo "make test: all passed"
 
 lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/
@@ -91,6 +91,9 @@ test-browser: tools ## wasm-pack tests of the client in headless Chromium (Debia
 
 test-worker: worker ## the real Worker under wrangler dev: parity and hostile requests
 	scripts/cargo-test-counted.sh -p hiedge-cli --test worker -- --ignored --nocapture
+
+test-hostile: worker ## the deployment tried as an attacker would: the real Worker on hostile and broken model sets, the build scripts on hostile manifests
+	node tests/hostile/worker.test.mjs
 
 test-npm: wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium
 	node tests/npm/pack-install.mjs

@@ -6,10 +6,14 @@
 //   node edge-worker/index-models.mjs [DIR]   (default: models/ of this repository)
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { refuseLinks } from "../scripts/model-files.mjs";
 
 const SET_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
-/** Indexes `dir`; returns the set names. Throws on a set directory whose name is not a set name. */
+/**
+ * Indexes `dir`; returns the set names. Throws on a set directory whose name is not a set name, or
+ * that holds a symbolic link.
+ */
 export function indexModelSets(dir) {
   const sets = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
@@ -17,6 +21,8 @@ export function indexModelSets(dir) {
     if (!SET_NAME.test(entry.name)) {
       throw new Error(`${join(dir, entry.name)}: a model set's directory name must be 1-64 of a-z, 0-9, - and _`);
     }
+    // The assets directory is uploaded whole: a symbolic link would publish what it points at.
+    refuseLinks(join(dir, entry.name));
     sets.push(entry.name);
   }
   sets.sort();

@@ -81,8 +81,23 @@ pub struct HealthResponse {
 pub struct ModelSetList {
     /// The set `POST /v1/classify` and `GET /v1/health` use (`DEFAULT_MODEL_SET`).
     pub default_set: String,
-    /// Every set, by name.
+    /// Every set that loaded, by name.
     pub sets: Vec<ModelSetInfo>,
+    /// Sets of the deployment that cannot be served (bad manifest, missing file, name and directory
+    /// disagreeing): their routes answer `500 internal`, every other set keeps working.
+    #[serde(default)]
+    pub broken: Vec<BrokenSet>,
+}
+
+/// A model set in [`ModelSetList::broken`]: its name and a safe reason (the details, such as file
+/// names, are in the Worker's log only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+pub struct BrokenSet {
+    /// The set's name (its directory).
+    pub name: String,
+    /// Why it cannot be served, in words that name no file or path.
+    pub reason: String,
 }
 
 /// One model set in [`ModelSetList`].
@@ -139,6 +154,9 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: classify needs `application/octet-stream`.
     UnsupportedMediaType,
+    /// 429: this client sent more inference requests than the Worker's rate limit allows; retry
+    /// after the `Retry-After` header's seconds.
+    RateLimited,
     /// 400: a features body whose header is not a finite offset and a positive scale.
     InvalidFeatures,
     /// 409: the features come from another split trunk than the set's (the client's model is stale).
@@ -161,6 +179,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::BadResponse => 502,
         }
@@ -168,6 +187,9 @@ impl ErrorCode {
 }
 
 /// An error with its code and a human sentence.
+///
+/// Only `code` and `message` cross the network. An internal error's `detail` (file names, asset
+/// paths, tract's error chain) never does: the Worker writes it to its log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
@@ -175,6 +197,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// What went wrong, for a person.
     pub message: String,
+    /// For the server's log only: what the operator needs to fix it. Never serialised.
+    #[serde(skip)]
+    pub detail: Option<String>,
 }
 
 /// The JSON error envelope `{"error": {...}}`.
@@ -187,7 +212,13 @@ pub struct ErrorBody {
 impl ApiError {
     /// A new error.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError { code, message: message.into(), detail: None }
+    }
+
+    /// A `500 internal` error: `message` is what the caller sees and must name no file, path or
+    /// library error; `detail` is what the operator sees in the Worker's log.
+    pub fn internal(message: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        ApiError { code: ErrorCode::Internal, message: message.into(), detail: Some(detail.to_string()) }
     }
 
     /// HTTP status.

@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 
 use crate::manifest::Manifest;
 use crate::protocol::{
-    self, ApiError, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList, Route,
+    self, ApiError, BrokenSet, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList,
+    Route,
 };
 use crate::runtime::split::{self, QuantizedFeatures};
 use crate::runtime::{verify, Model, Stage2};
@@ -36,7 +37,8 @@ pub struct AccessRules {
 
 impl AccessRules {
     /// Rules from the Worker's variables: `ALLOWED_ORIGINS` (comma-separated exact origins, or `*`;
-    /// unset means `*`), the `API_TOKEN` secret (unset or empty: no token needed) and `MAX_BODY_BYTES`.
+    /// unset means `*`), the `API_TOKEN` secret (unset: no token needed; set but blank: an error, so
+    /// a misconfigured Worker fails closed) and `MAX_BODY_BYTES`.
     pub fn from_vars(origins: Option<&str>, token: Option<&str>, max_body: Option<&str>) -> Result<Self, String> {
         let allowed_origins = match origins.map(str::trim) {
             None | Some("") | Some("*") => None,
@@ -44,7 +46,16 @@ impl AccessRules {
                 list.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect(),
             ),
         };
-        let api_token = token.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+        // A token that is set but blank fails closed: an empty secret must never open the Worker.
+        let api_token = match token {
+            None => None,
+            Some(t) if t.trim().is_empty() => {
+                return Err("API_TOKEN is set but blank: set a real token, or remove the secret/variable to run \
+                            without one"
+                    .into())
+            }
+            Some(t) => Some(t.trim().to_string()),
+        };
         let max_body = match max_body.map(str::trim) {
             None | Some("") => DEFAULT_MAX_BODY,
             Some(v) => v.parse().map_err(|_| format!("MAX_BODY_BYTES must be a number of bytes, is `{v}`"))?,
@@ -77,6 +88,55 @@ impl AccessRules {
                 Err(ApiError::new(ErrorCode::Unauthorized, "this Worker needs `Authorization: Bearer <API_TOKEN>`"))
             }
         }
+    }
+}
+
+/// How a response may be cached, for [`AccessRules::response_headers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// Content-addressed device files: cached for ever.
+    Immutable,
+    /// Manifests and the set list: cached, but revalidated on every use.
+    Revalidate,
+    /// Inference answers, health and errors: never stored.
+    NoStore,
+}
+
+/// Seconds a client waits after a `429` (the rate-limit binding's period, `[[ratelimits]]` in
+/// wrangler.toml).
+pub const RATE_LIMIT_RETRY_AFTER_S: u32 = 60;
+
+impl AccessRules {
+    /// The CORS and caching headers of every response, given the `Access-Control-Allow-Origin`
+    /// admission chose (`None`: no `Origin`, or a refused one).
+    ///
+    /// A shared cache must never hand a response made for one origin (or for no origin) to another:
+    /// a Worker open to any origin answers every response with `Access-Control-Allow-Origin: *`,
+    /// whether or not the request had an `Origin`; one with an origin list adds `Vary: Origin` to
+    /// every response. With `API_TOKEN` set, nothing is `public`: files are `private`.
+    pub fn response_headers(&self, allow_origin: Option<&str>, caching: Caching) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        let acao = match (&self.allowed_origins, allow_origin) {
+            (None, _) => Some("*"),
+            (Some(_), origin) => origin,
+        };
+        if let Some(origin) = acao {
+            headers.push(("Access-Control-Allow-Origin", origin.to_string()));
+            headers.push(("Access-Control-Expose-Headers", "Server-Timing, ETag, Retry-After".to_string()));
+        }
+        if self.allowed_origins.is_some() {
+            headers.push(("Vary", "Origin".to_string()));
+        }
+        let scope = if self.api_token.is_some() { "private" } else { "public" };
+        let cache_control = match caching {
+            Caching::Immutable => format!("{scope}, max-age=31536000, immutable"),
+            Caching::Revalidate if self.api_token.is_some() => "private, no-cache".to_string(),
+            Caching::Revalidate => "no-cache".to_string(),
+            Caching::NoStore => "no-store".to_string(),
+        };
+        headers.push(("Cache-Control", cache_control));
+        headers.push(("X-Content-Type-Options", "nosniff".to_string()));
+        headers
     }
 }
 
@@ -146,6 +206,18 @@ impl AccessRules {
 /// served as a file.
 pub const SERVER_MODEL: &str = "large";
 
+/// The model that runs on the device: `models.tiny` of the manifest.
+pub const DEVICE_MODEL: &str = "tiny";
+
+/// The roles whose files `GET /v1/models/<set>/files/<sha256>` may serve; nothing else is served.
+pub const DEVICE_ROLES: [&str; 4] = [DEVICE_MODEL, "early_exit.stage1", "early_exit.stage2", "split.trunk"];
+
+/// A relative path with empty and `.` segments dropped, so `./a//b` and `a/b` compare equal
+/// (manifests refuse `..` and absolute paths already).
+fn normalize_path(path: &str) -> String {
+    path.split('/').filter(|seg| !seg.is_empty() && *seg != ".").collect::<Vec<_>>().join("/")
+}
+
 /// Reads the model-set index a deployment is published with (`index.json` at the root of the
 /// assets directory, written by `edge-worker/index-models.mjs`): `{"sets": ["name", ...]}`. Every
 /// name must be a valid set name ([`protocol::is_set_name`]); the list is returned sorted, once each.
@@ -209,33 +281,74 @@ impl ModelSet {
         self.manifest.models.get(SERVER_MODEL).map_or("", |m| m.file.as_str())
     }
 
-    /// The files browsers may fetch: every model but the large one, and the early-exit stages.
+    /// The files browsers may fetch, by an allow-list of roles ([`DEVICE_ROLES`]): the device model
+    /// (`tiny`), the early-exit stages and the split trunk. Nothing else a manifest lists is ever
+    /// served: not the large model or any other model entry, no ONNX source, not the split tail. A
+    /// device-role entry that shares its sha256 or its path with one of those is left out too, so a
+    /// manifest cannot publish a server-side file by naming it again under a device role.
     pub fn device_files(&self) -> Vec<(DeviceFile, &str)> {
-        let file = |role: &str, sha256: &str| DeviceFile {
-            role: role.into(),
-            sha256: sha256.into(),
-            path: protocol::set_file_path(&self.name, sha256),
-        };
-        let large = self.manifest.models.get(SERVER_MODEL).map(|m| m.sha256.as_str());
-        let mut files: Vec<(DeviceFile, &str)> = self
-            .manifest
-            .models
-            .iter()
-            .filter(|(name, m)| name.as_str() != SERVER_MODEL && Some(m.sha256.as_str()) != large)
-            .map(|(name, m)| (file(name, &m.sha256), m.file.as_str()))
-            .collect();
-        if let Some(ee) = &self.manifest.early_exit {
-            for (role, stage) in [("early_exit.stage1", &ee.stage1), ("early_exit.stage2", &ee.stage2)] {
-                if Some(stage.sha256.as_str()) != large {
-                    files.push((file(role, &stage.sha256), stage.file.as_str()));
-                }
+        let m = &self.manifest;
+        let mut candidates: Vec<(&str, &str, &str)> = Vec::new();
+        if let Some(tiny) = m.models.get(DEVICE_MODEL) {
+            candidates.push((DEVICE_ROLES[0], &tiny.sha256, &tiny.file));
+        }
+        if let Some(ee) = &m.early_exit {
+            candidates.push((DEVICE_ROLES[1], &ee.stage1.sha256, &ee.stage1.file));
+            candidates.push((DEVICE_ROLES[2], &ee.stage2.sha256, &ee.stage2.file));
+        }
+        if let Some(sp) = &m.split {
+            candidates.push((DEVICE_ROLES[3], &sp.trunk.sha256, &sp.trunk.file));
+        }
+        let server_only = self.server_only_files();
+        candidates
+            .into_iter()
+            .filter(|(_, sha256, file)| {
+                !server_only.iter().any(|(s, f)| s == sha256 || normalize_path(f) == normalize_path(file))
+            })
+            .map(|(role, sha256, file)| {
+                let device = DeviceFile {
+                    role: role.into(),
+                    sha256: sha256.to_string(),
+                    path: protocol::set_file_path(&self.name, sha256),
+                };
+                (device, file)
+            })
+            .collect()
+    }
+
+    /// `(sha256, path)` of every file of the manifest that must never leave the Worker: every model
+    /// entry but the device model, every ONNX source, the split tail.
+    fn server_only_files(&self) -> Vec<(&str, &str)> {
+        let m = &self.manifest;
+        let mut files: Vec<(&str, &str)> = Vec::new();
+        for (name, entry) in &m.models {
+            if name != DEVICE_MODEL {
+                files.push((&entry.sha256, &entry.file));
+            }
+            if let Some(src) = &entry.source {
+                files.push((&src.sha256, &src.file));
             }
         }
-        // The split trunk runs on the device; its tail, like the large model, never leaves the edge.
-        if let Some(sp) = &self.manifest.split {
-            if Some(sp.trunk.sha256.as_str()) != large && sp.trunk.sha256 != sp.tail.sha256 {
-                files.push((file("split.trunk", &sp.trunk.sha256), sp.trunk.file.as_str()));
+        let stages = m.early_exit.iter().flat_map(|ee| [&ee.stage1, &ee.stage2]);
+        let split = m.split.iter().flat_map(|sp| [&sp.trunk, &sp.tail]);
+        for stage in stages.chain(split) {
+            if let Some(src) = &stage.source {
+                files.push((&src.sha256, &src.file));
             }
+        }
+        if let Some(sp) = &m.split {
+            files.push((&sp.tail.sha256, &sp.tail.file));
+        }
+        files
+    }
+
+    /// Every file the Worker reads for this set, relative to its directory: the device files, the
+    /// large model and the split tail (checked to exist when the set is listed).
+    pub fn asset_files(&self) -> Vec<&str> {
+        let mut files: Vec<&str> = self.device_files().into_iter().map(|(_, f)| f).collect();
+        files.push(self.server_model_file());
+        if let Some(sp) = &self.manifest.split {
+            files.push(&sp.tail.file);
         }
         files
     }
@@ -328,7 +441,7 @@ impl SplitService {
             return Ok(t);
         }
         let t = split::load_tail(&self.manifest, &self.file)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the split tail failed to load: {e}")))?;
+            .map_err(|e| ApiError::internal("the split model failed to load", format!("split tail: {e}")))?;
         Ok(self.tail.get_or_init(|| t))
     }
 
@@ -346,17 +459,37 @@ impl SplitService {
         let t0 = clock();
         let logits = tail
             .run(&features)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the split tail failed: {e}")))?;
+            .map_err(|e| ApiError::internal("the split model failed on this sample", format!("split tail: {e}")))?;
         let elapsed = clock() - t0;
+        check_finite(&logits, "split tail logits")?;
         let probs = crate::prob::softmax(&logits, 1.0);
+        check_finite(&probs, "split tail probabilities")?;
         let label = crate::prob::argmax(&probs) as u32;
         Ok(ClassifyResponse { label, probs, model: self.id.clone(), infer_ms: (elapsed > 0.0).then_some(elapsed) })
     }
 }
 
-/// `GET /v1/models` from the sets of a deployment.
-pub fn model_set_list(default_set: &str, sets: &[ModelSet]) -> ModelSetList {
-    ModelSetList { default_set: default_set.into(), sets: sets.iter().map(ModelSet::info).collect() }
+/// `GET /v1/models` from the sets of a deployment that loaded and those that cannot be served.
+pub fn model_set_list(default_set: &str, sets: &[ModelSet], broken: Vec<BrokenSet>) -> ModelSetList {
+    ModelSetList { default_set: default_set.into(), sets: sets.iter().map(ModelSet::info).collect(), broken }
+}
+
+/// The `500 internal` every route of a set answers when the set cannot be served; `detail` (the
+/// manifest error, the missing file) is for the Worker's log only.
+pub fn broken_set(name: &str, detail: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("model set `{name}` is misconfigured on this Worker and cannot be served"), detail)
+}
+
+/// The answer of a model that gave a non-finite output: checked on every answer so that a `200`
+/// never carries NaN or infinity.
+fn check_finite(values: &[f32], what: &str) -> Result<(), ApiError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::internal(
+            "the model gave a non-finite answer for this sample",
+            format!("{what}: output {i} is {}", values[i]),
+        )),
+    }
 }
 
 /// The model a Worker serves: the manifest and model file bytes are known at start-up, the tract plan is
@@ -420,7 +553,7 @@ impl ModelService {
             return Ok(m);
         }
         let m = Model::load(&self.manifest, &self.name, &self.file)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the model failed to load: {e}")))?;
+            .map_err(|e| ApiError::internal("the model failed to load", format!("model `{}`: {e}", self.name)))?;
         Ok(self.model.get_or_init(|| m))
     }
 
@@ -430,10 +563,11 @@ impl ModelService {
     pub fn classify(&self, pixels: &[u8], clock: &dyn Fn() -> f64) -> Result<ClassifyResponse, ApiError> {
         let model = self.model()?;
         let t0 = clock();
-        let prediction = model
-            .predict(pixels, 1.0)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("inference failed: {e}")))?;
+        let prediction = model.predict(pixels, 1.0).map_err(|e| {
+            ApiError::internal("inference failed on this sample", format!("model `{}`: {e}", self.name))
+        })?;
         let elapsed = clock() - t0;
+        check_finite(&prediction.probs, &format!("model `{}` probabilities", self.name))?;
         Ok(ClassifyResponse {
             label: prediction.label as u32,
             probs: prediction.probs,
@@ -452,7 +586,7 @@ mod tests {
         let any = AccessRules::from_vars(None, None, None).unwrap();
         assert_eq!(any.allow_origin(Some("https://x.example")).unwrap().as_deref(), Some("*"));
         assert_eq!(any.allow_origin(None).unwrap(), None);
-        let star = AccessRules::from_vars(Some(" * "), Some(""), Some("")).unwrap();
+        let star = AccessRules::from_vars(Some(" * "), None, Some("")).unwrap();
         assert_eq!(star, any);
         let list = AccessRules::from_vars(Some("https://a.example/, http://127.0.0.1:8080"), None, None).unwrap();
         assert_eq!(list.allow_origin(Some("https://a.example")).unwrap().as_deref(), Some("https://a.example"));
@@ -517,5 +651,107 @@ mod tests {
         assert_eq!(AccessRules::from_vars(None, None, None).unwrap().max_body, DEFAULT_MAX_BODY);
         assert_eq!(AccessRules::from_vars(None, None, Some("2048")).unwrap().max_body, 2048);
         assert!(AccessRules::from_vars(None, None, Some("lots")).unwrap_err().contains("MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn a_blank_token_fails_closed() {
+        for blank in ["", " ", "\t\n "] {
+            let e = AccessRules::from_vars(None, Some(blank), None).unwrap_err();
+            assert!(e.contains("API_TOKEN is set but blank"), "{blank:?}: {e}");
+        }
+        assert_eq!(AccessRules::from_vars(None, None, None).unwrap().api_token, None);
+        assert_eq!(AccessRules::from_vars(None, Some(" tok "), None).unwrap().api_token.as_deref(), Some("tok"));
+    }
+
+    fn header<'a>(headers: &'a [(&'static str, String)], name: &str) -> Option<&'a str> {
+        headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn every_response_is_safe_in_a_shared_cache() {
+        // Open to any origin: a wildcard ACAO on every response, with or without an Origin.
+        let any = AccessRules::from_vars(None, None, None).unwrap();
+        for origin in [None, Some("*")] {
+            let h = any.response_headers(origin, Caching::Immutable);
+            assert_eq!(header(&h, "Access-Control-Allow-Origin"), Some("*"));
+            assert_eq!(header(&h, "Cache-Control"), Some("public, max-age=31536000, immutable"));
+        }
+        // An origin list: Vary: Origin on every response, the allowed origin echoed only to itself.
+        let list = AccessRules::from_vars(Some("https://a.example"), None, None).unwrap();
+        let no_origin = list.response_headers(None, Caching::Revalidate);
+        assert_eq!(header(&no_origin, "Vary"), Some("Origin"));
+        assert_eq!(header(&no_origin, "Access-Control-Allow-Origin"), None);
+        let echoed = list.response_headers(Some("https://a.example"), Caching::Revalidate);
+        assert_eq!((header(&echoed, "Vary"), header(&echoed, "Cache-Control")), (Some("Origin"), Some("no-cache")));
+        // With a token nothing is public.
+        let locked = AccessRules::from_vars(None, Some("tok"), None).unwrap();
+        let file = locked.response_headers(None, Caching::Immutable);
+        assert_eq!(header(&file, "Cache-Control"), Some("private, max-age=31536000, immutable"));
+        assert_eq!(
+            header(&locked.response_headers(None, Caching::Revalidate), "Cache-Control"),
+            Some("private, no-cache")
+        );
+        assert_eq!(header(&locked.response_headers(None, Caching::NoStore), "Cache-Control"), Some("no-store"));
+    }
+
+    fn fashion_mnist() -> serde_json::Value {
+        serde_json::from_str(include_str!("../../models/fashion-mnist/manifest.json")).unwrap()
+    }
+
+    fn served(manifest: &serde_json::Value) -> Vec<(String, String)> {
+        let set = ModelSet::new("fashion-mnist", &manifest.to_string()).unwrap();
+        set.device_files().into_iter().map(|(f, file)| (f.role, file.to_string())).collect()
+    }
+
+    #[test]
+    fn only_device_roles_are_served() {
+        let m = fashion_mnist();
+        let roles = served(&m);
+        let names: Vec<&str> = roles.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(names, ["tiny", "early_exit.stage1", "early_exit.stage2", "split.trunk"]);
+        let set = ModelSet::new("fashion-mnist", &m.to_string()).unwrap();
+        let large = m["models"]["large"]["sha256"].as_str().unwrap();
+        let tail = m["split"]["tail"]["sha256"].as_str().unwrap();
+        let tiny_source = m["models"]["tiny"]["source"]["sha256"].as_str().unwrap();
+        for refused in [large, tail, tiny_source] {
+            assert_eq!(set.device_file(refused).unwrap_err().status(), 404, "{refused}");
+        }
+        let tiny = m["models"]["tiny"]["sha256"].as_str().unwrap();
+        assert_eq!(set.device_file(tiny).unwrap(), "tiny.nnef.tar");
+    }
+
+    #[test]
+    fn a_server_side_file_under_a_device_role_is_not_served() {
+        // Another model entry is never served, whatever its name.
+        let mut m = fashion_mnist();
+        m["models"]["medium"] = m["models"]["tiny"].clone();
+        m["models"]["medium"]["file"] = "medium.nnef.tar".into();
+        m["models"]["medium"]["sha256"] = "ab".repeat(32).into();
+        assert!(!served(&m).iter().any(|(_, f)| f == "medium.nnef.tar"));
+        // The large model's bytes under the tiny role (same sha256): refused.
+        let mut m = fashion_mnist();
+        m["models"]["tiny"]["sha256"] = m["models"]["large"]["sha256"].clone();
+        assert!(!served(&m).iter().any(|(r, _)| r == "tiny"));
+        // The large model's path under a stage role, spelled differently: refused.
+        let mut m = fashion_mnist();
+        m["early_exit"]["stage1"]["file"] = "./large.nnef.tar".into();
+        assert!(!served(&m).iter().any(|(r, _)| r == "early_exit.stage1"));
+        // The split tail's or an ONNX source's path under the trunk role: refused.
+        for path in ["split_tail.nnef.tar", "large.onnx", "tiny.onnx"] {
+            let mut m = fashion_mnist();
+            m["split"]["trunk"]["file"] = path.into();
+            assert!(!served(&m).iter().any(|(r, _)| r == "split.trunk"), "{path}");
+        }
+    }
+
+    #[test]
+    fn non_finite_outputs_never_answer() {
+        assert!(check_finite(&[0.25, 0.75], "probs").is_ok());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let e = check_finite(&[0.5, bad], "probs").unwrap_err();
+            assert_eq!(e.status(), 500);
+            assert!(!e.message.contains("NaN") && !e.message.contains("inf"), "{}", e.message);
+            assert!(e.detail.unwrap().contains("output 1"));
+        }
     }
 }

@@ -16,12 +16,17 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_util::StreamExt;
+use hiedge_core::protocol::BrokenSet;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
 use hiedge_core::runtime::sha256_hex;
 use hiedge_core::server::{
-    self as core_server, AccessRules, ModelService, ModelSet, RequestHead, SplitService, SERVER_MODEL,
+    self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, SplitService,
+    RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
 };
-use worker::{event, Context, Env, Headers, Request, Response, Result, RouteContext, Router};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{
+    console_error, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, RouteContext, Router,
+};
 
 /// The Workers Static Assets binding holding the model sets.
 const ASSETS_BINDING: &str = "ASSETS";
@@ -29,8 +34,9 @@ const ASSETS_BINDING: &str = "ASSETS";
 const DEFAULT_SET_VAR: &str = "DEFAULT_MODEL_SET";
 /// The asset binding ignores the host; any absolute URL works.
 const ASSET_ORIGIN: &str = "https://assets.invalid";
-/// Device-side files are addressed by their sha256, so they never change under their URL.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// The Workers Rate Limiting binding (`[[ratelimits]]` in wrangler.toml) that counts each client's
+/// inference requests; without it (a deployment that removed it) nothing is rate limited.
+const RATE_LIMIT_BINDING: &str = "INFERENCE_RATE_LIMIT";
 
 /// A set loaded in this isolate: its manifest, its large model once a classify needed it, and its
 /// split tail once features arrived.
@@ -38,6 +44,8 @@ struct LoadedSet {
     set: ModelSet,
     service: RefCell<Option<Rc<ModelService>>>,
     split: RefCell<Option<Rc<SplitService>>>,
+    /// Whether every file the manifest names is in the assets (checked once, for `GET /v1/models`).
+    files_present: RefCell<Option<std::result::Result<(), String>>>,
 }
 
 thread_local! {
@@ -70,7 +78,11 @@ struct Admission {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     let rules = match access_rules(&env) {
         Ok(r) => r,
-        Err(e) => return error_response(&ApiError::new(ErrorCode::Internal, e), None),
+        // Fails closed: a misconfigured Worker (a blank API_TOKEN, a bad MAX_BODY_BYTES) serves nothing.
+        Err(e) => {
+            let error = ApiError::internal("this Worker is misconfigured: its operator must fix its settings", e);
+            return error_response(&error, None, None);
+        }
     };
     // Admission answers unknown paths (404), other methods (405), refused origins, tokens and
     // headers with the protocol's JSON errors, so the router below only sees requests it serves.
@@ -128,12 +140,14 @@ fn admit(req: &Request, rules: AccessRules) -> std::result::Result<Admission, Re
             length_declared: content_length.is_some(),
             rules,
         }),
-        Err(refused) => Err(error_response(&refused.error, refused.allow_origin.as_deref()).and_then(|mut resp| {
-            if let Some(allow) = refused.allow {
-                resp.headers_mut().set("Allow", allow)?;
-            }
-            Ok(resp)
-        })),
+        Err(refused) => {
+            Err(error_response(&refused.error, Some(&rules), refused.allow_origin.as_deref()).and_then(|mut resp| {
+                if let Some(allow) = refused.allow {
+                    resp.headers_mut().set("Allow", allow)?;
+                }
+                Ok(resp)
+            }))
+        }
     }
 }
 
@@ -144,20 +158,31 @@ async fn health(_req: Request, ctx: RouteContext<Admission>) -> Result<Response>
         let service = load_service(&ctx.env, &set).await?;
         json(&service.health())
     };
-    respond(body.await, ctx.data.cors.as_deref(), "no-store")
+    respond(body.await, &ctx.data, Caching::NoStore)
 }
 
 /// `GET /v1/models`: every set of the deployment.
 async fn models(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
     let body = async {
         let default = default_set(&ctx.env)?;
-        let mut sets = Vec::new();
+        let (mut sets, mut broken) = (Vec::new(), Vec::new());
+        // One set that cannot be served is listed as broken; the others are listed as usual.
         for name in set_names(&ctx.env).await? {
-            sets.push(load_set(&ctx.env, &name).await?.set.clone());
+            let checked = match load_set(&ctx.env, &name).await {
+                Ok(loaded) => files_present(&ctx.env, &loaded).await.map(|()| loaded.set.clone()),
+                Err(e) => Err(e),
+            };
+            match checked {
+                Ok(set) => sets.push(set),
+                Err(e) => {
+                    log_error(&e);
+                    broken.push(BrokenSet { name, reason: e.message });
+                }
+            }
         }
-        json(&core_server::model_set_list(&default, &sets))
+        json(&core_server::model_set_list(&default, &sets, broken))
     };
-    respond(body.await, ctx.data.cors.as_deref(), "no-cache")
+    respond(body.await, &ctx.data, Caching::Revalidate)
 }
 
 /// `GET /v1/models/<set>`: the set's manifest, as written.
@@ -166,15 +191,14 @@ async fn manifest(_req: Request, ctx: RouteContext<Admission>) -> Result<Respons
         let name = ctx.data.route.set().unwrap_or_default();
         Ok(load_set(&ctx.env, name).await?.set.manifest_json().to_string())
     };
-    respond(body.await, ctx.data.cors.as_deref(), "no-cache")
+    respond(body.await, &ctx.data, Caching::Revalidate)
 }
 
 /// `GET /v1/models/<set>/files/<sha256>`: a device-side file, checked against its sha256 and
 /// cached for ever; the large model is never one of them (404).
 async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    let cors = ctx.data.cors.as_deref();
     let Route::File { set, sha256 } = &ctx.data.route else {
-        return error_response(&ApiError::new(ErrorCode::NotFound, "not a file route"), cors);
+        return admitted_error(&ApiError::new(ErrorCode::NotFound, "not a file route"), &ctx.data);
     };
     let etag = format!("\"{sha256}\"");
     let bytes = async {
@@ -185,25 +209,20 @@ async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Respo
         }
         let bytes = asset(&ctx.env, &format!("{set}/{file}"))
             .await?
-            .ok_or_else(|| ApiError::new(ErrorCode::Internal, format!("model set `{set}`: `{file}` is missing")))?;
+            .ok_or_else(|| core_server::broken_set(set, format!("`{file}` is missing from the assets")))?;
         if sha256_hex(&bytes) != *sha256 {
-            return Err(ApiError::new(
-                ErrorCode::Internal,
-                format!("model set `{set}`: `{file}` does not match the sha256 its manifest gives"),
-            ));
+            return Err(core_server::broken_set(set, format!("`{file}` does not match the sha256 its manifest gives")));
         }
         Ok(Some(bytes))
     };
     let (status, body) = match bytes.await {
         Ok(Some(bytes)) => (200, bytes),
         Ok(None) => (304, Vec::new()),
-        Err(e) => return error_response(&e, cors),
+        Err(e) => return admitted_error(&e, &ctx.data),
     };
-    let headers = cors_headers(cors)?;
+    let headers = response_headers(Some(&ctx.data.rules), ctx.data.cors.as_deref(), Caching::Immutable)?;
     headers.set("Content-Type", "application/octet-stream")?;
-    headers.set("Cache-Control", IMMUTABLE)?;
     headers.set("ETag", &etag)?;
-    headers.set("X-Content-Type-Options", "nosniff")?;
     Ok(Response::from_bytes(body)?.with_status(status).with_headers(headers))
 }
 
@@ -211,30 +230,63 @@ async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Respo
 /// when its length was declared and checked, else streamed with a cap), checked, then classified;
 /// the inference time in `Server-Timing`.
 async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    inference_response(classify_body(&mut req, &ctx.env, &ctx.data).await, ctx.data.cors.as_deref())
+    let answer = async {
+        rate_limit(&req, &ctx.env).await?;
+        classify_body(&mut req, &ctx.env, &ctx.data).await
+    };
+    inference_response(answer.await, &ctx.data)
 }
 
 /// A classify-like answer: the JSON body with its `Server-Timing`, never cached; or the error.
-fn inference_response(answer: std::result::Result<(String, String), ApiError>, cors: Option<&str>) -> Result<Response> {
+fn inference_response(
+    answer: std::result::Result<(String, String), ApiError>,
+    admitted: &Admission,
+) -> Result<Response> {
     match answer {
         Ok((body, timing)) => {
-            let mut resp = json_response(body, 200, cors)?;
+            let mut resp = json_response(body, 200, Some(&admitted.rules), admitted.cors.as_deref(), Caching::NoStore)?;
             resp.headers_mut().set("Server-Timing", &timing)?;
-            resp.headers_mut().set("Cache-Control", "no-store")?;
             Ok(resp)
         }
-        Err(e) => error_response(&e, cors),
+        Err(e) => admitted_error(&e, admitted),
+    }
+}
+
+/// Counts an inference request against the client's budget (`INFERENCE_RATE_LIMIT`, keyed by
+/// `CF-Connecting-IP`, which Cloudflare sets and clients cannot): `429` once it is spent.
+async fn rate_limit(req: &Request, env: &Env) -> std::result::Result<(), ApiError> {
+    let env_js: &JsValue = env.as_ref();
+    let binding = js_sys::Reflect::get(env_js, &JsValue::from_str(RATE_LIMIT_BINDING)).unwrap_or(JsValue::UNDEFINED);
+    if binding.is_undefined() || binding.is_null() {
+        return Ok(());
+    }
+    let key = req.headers().get("CF-Connecting-IP").ok().flatten().unwrap_or_else(|| "unknown".into());
+    let outcome = async {
+        let limit: js_sys::Function = js_sys::Reflect::get(&binding, &JsValue::from_str("limit"))?.dyn_into()?;
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &JsValue::from_str("key"), &JsValue::from_str(&key))?;
+        let promise: js_sys::Promise = limit.call1(&binding, &options)?.dyn_into()?;
+        let outcome = wasm_bindgen_futures::JsFuture::from(promise).await?;
+        js_sys::Reflect::get(&outcome, &JsValue::from_str("success"))
+    };
+    match outcome.await {
+        Ok(success) if success.as_bool() == Some(false) => Err(ApiError::new(
+            ErrorCode::RateLimited,
+            format!("too many inference requests from this client: retry after {RATE_LIMIT_RETRY_AFTER_S} s"),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(ApiError::internal("the rate limiter failed", format!("{RATE_LIMIT_BINDING}: {e:?}"))),
     }
 }
 
 /// `POST /v1/models/<set>/split/<trunk sha256>`: the set's split tail on the device's quantised
 /// features (409 when they come from another trunk), answered like classify.
 async fn split_tail(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    let cors = ctx.data.cors.as_deref();
     let answer = async {
         let Route::Split { set, trunk_sha256 } = &ctx.data.route else {
             return Err(ApiError::new(ErrorCode::NotFound, "not a split route"));
         };
+        rate_limit(&req, &ctx.env).await?;
         let loaded = load_set(&ctx.env, set).await?;
         let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
         let body = read_body(&mut req, &ctx.data).await?;
@@ -242,13 +294,13 @@ async fn split_tail(mut req: Request, ctx: RouteContext<Admission>) -> Result<Re
         let response = service.classify(&body, ctx.data.rules.max_body, &now_ms)?;
         Ok((json(&response)?, server_timing(response.infer_ms)))
     };
-    inference_response(answer.await, cors)
+    inference_response(answer.await, &ctx.data)
 }
 
 /// `OPTIONS` on a known path: the CORS preflight.
 fn preflight(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
     let path = req.path();
-    let headers = cors_headers(ctx.data.cors.as_deref())?;
+    let headers = response_headers(Some(&ctx.data.rules), ctx.data.cors.as_deref(), Caching::NoStore)?;
     headers.set("Access-Control-Allow-Methods", protocol::allow_header(&path))?;
     headers.set("Access-Control-Allow-Headers", "Content-Type, Authorization")?;
     headers.set("Access-Control-Max-Age", "86400")?;
@@ -315,8 +367,9 @@ async fn read_body_capped(req: &mut Request, max_body: usize) -> std::result::Re
     Ok(body)
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::Internal, e.to_string())
+/// A `500 internal` whose details stay in the log: the caller learns only that the Worker failed.
+fn internal(detail: impl std::fmt::Display) -> ApiError {
+    ApiError::internal("the Worker failed to answer; its log has the details", detail)
 }
 
 /// `DEFAULT_MODEL_SET`, checked to be a set name.
@@ -348,10 +401,14 @@ async fn load_set(env: &Env, name: &str) -> std::result::Result<Rc<LoadedSet>, A
     let bytes = asset(env, &format!("{name}/manifest.json"))
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("this Worker has no model set `{name}`")))?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| internal(format!("model set `{name}`: manifest.json is not UTF-8")))?;
-    let set = ModelSet::new(name, &text).map_err(|e| internal(format!("model set `{name}`: {e}")))?;
-    let loaded = Rc::new(LoadedSet { set, service: RefCell::new(None), split: RefCell::new(None) });
+    let text = String::from_utf8(bytes).map_err(|_| core_server::broken_set(name, "manifest.json is not UTF-8"))?;
+    let set = ModelSet::new(name, &text).map_err(|e| core_server::broken_set(name, e))?;
+    let loaded = Rc::new(LoadedSet {
+        set,
+        service: RefCell::new(None),
+        split: RefCell::new(None),
+        files_present: RefCell::new(None),
+    });
     Ok(SETS.with(|s| s.borrow_mut().entry(name.to_string()).or_insert(loaded).clone()))
 }
 
@@ -364,9 +421,9 @@ async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<M
     let file = loaded.set.server_model_file();
     let bytes = asset(env, &format!("{name}/{file}"))
         .await?
-        .ok_or_else(|| internal(format!("model set `{name}`: its large model `{file}` is missing")))?;
+        .ok_or_else(|| core_server::broken_set(name, format!("its large model `{file}` is missing")))?;
     let service = ModelService::new(loaded.set.manifest_json(), SERVER_MODEL, bytes)
-        .map_err(|e| internal(format!("model set `{name}`: {e}")))?;
+        .map_err(|e| core_server::broken_set(name, e))?;
     let service = Rc::new(service);
     Ok(loaded.service.borrow_mut().get_or_insert(service).clone())
 }
@@ -379,9 +436,8 @@ async fn load_split(env: &Env, loaded: &LoadedSet, tail_file: &str) -> std::resu
     let name = loaded.set.name();
     let bytes = asset(env, &format!("{name}/{tail_file}"))
         .await?
-        .ok_or_else(|| internal(format!("model set `{name}`: its split tail `{tail_file}` is missing")))?;
-    let service = SplitService::new(loaded.set.manifest_json(), bytes)
-        .map_err(|e| internal(format!("model set `{name}`: {e}")))?;
+        .ok_or_else(|| core_server::broken_set(name, format!("its split tail `{tail_file}` is missing")))?;
+    let service = SplitService::new(loaded.set.manifest_json(), bytes).map_err(|e| core_server::broken_set(name, e))?;
     Ok(loaded.split.borrow_mut().get_or_insert(Rc::new(service)).clone())
 }
 
@@ -395,6 +451,35 @@ async fn asset(env: &Env, path: &str) -> std::result::Result<Option<Vec<u8>>, Ap
         404 => Ok(None),
         status => Err(internal(format!("reading asset `{path}`: status {status}"))),
     }
+}
+
+/// Whether every file a set's manifest names is in the assets (`HEAD`, no body read), checked once
+/// per isolate: a set with a missing file is listed as broken.
+async fn files_present(env: &Env, loaded: &LoadedSet) -> std::result::Result<(), ApiError> {
+    let name = loaded.set.name();
+    if let Some(known) = loaded.files_present.borrow().clone() {
+        return known.map_err(|detail| core_server::broken_set(name, detail));
+    }
+    let mut found = Ok(());
+    for file in loaded.set.asset_files() {
+        if !asset_exists(env, &format!("{name}/{file}")).await? {
+            found = Err(format!("`{file}` is missing from the assets"));
+            break;
+        }
+    }
+    *loaded.files_present.borrow_mut() = Some(found.clone());
+    found.map_err(|detail| core_server::broken_set(name, detail))
+}
+
+/// Whether an asset exists, by a `HEAD` request to the binding.
+async fn asset_exists(env: &Env, path: &str) -> std::result::Result<bool, ApiError> {
+    let fetcher = env.assets(ASSETS_BINDING).map_err(|e| internal(format!("no `{ASSETS_BINDING}` binding: {e}")))?;
+    let url = format!("{ASSET_ORIGIN}/{}", encode_path(path));
+    let mut init = RequestInit::new();
+    init.with_method(Method::Head);
+    let head = Request::new_with_init(&url, &init).map_err(|e| internal(format!("HEAD `{path}`: {e}")))?;
+    let resp = fetcher.fetch_request(head).await.map_err(|e| internal(format!("HEAD `{path}`: {e}")))?;
+    Ok(resp.status_code() == 200)
 }
 
 /// Percent-encodes every byte of a relative path but unreserved characters and `/`.
@@ -420,39 +505,63 @@ fn json<T: serde::Serialize>(value: &T) -> std::result::Result<String, ApiError>
     serde_json::to_string(value).map_err(internal)
 }
 
-fn cors_headers(cors: Option<&str>) -> Result<Headers> {
+/// The CORS, caching and `nosniff` headers core chooses for a response (`rules` is `None` only when
+/// the Worker's own settings are broken: then no CORS and no caching).
+fn response_headers(rules: Option<&AccessRules>, cors: Option<&str>, caching: Caching) -> Result<Headers> {
     let headers = Headers::new();
-    if let Some(origin) = cors {
-        headers.set("Access-Control-Allow-Origin", origin)?;
-        headers.set("Access-Control-Expose-Headers", "Server-Timing, ETag")?;
-        if origin != "*" {
-            headers.set("Vary", "Origin")?;
+    match rules {
+        Some(rules) => {
+            for (name, value) in rules.response_headers(cors, caching) {
+                headers.set(name, &value)?;
+            }
+        }
+        None => {
+            headers.set("Cache-Control", "no-store")?;
+            headers.set("X-Content-Type-Options", "nosniff")?;
         }
     }
     Ok(headers)
 }
 
-fn json_response(body: String, status: u16, cors: Option<&str>) -> Result<Response> {
-    let headers = cors_headers(cors)?;
+fn json_response(
+    body: String,
+    status: u16,
+    rules: Option<&AccessRules>,
+    cors: Option<&str>,
+    caching: Caching,
+) -> Result<Response> {
+    let headers = response_headers(rules, cors, caching)?;
     headers.set("Content-Type", "application/json")?;
-    headers.set("X-Content-Type-Options", "nosniff")?;
     Ok(Response::from_bytes(body.into_bytes())?.with_status(status).with_headers(headers))
 }
 
-fn error_response(e: &ApiError, cors: Option<&str>) -> Result<Response> {
-    let mut resp = json_response(e.to_json(), e.status(), cors)?;
-    resp.headers_mut().set("Cache-Control", "no-store")?;
+/// Writes an error's private detail (file names, tract's error chain) to the Worker's log.
+fn log_error(e: &ApiError) {
+    if let Some(detail) = &e.detail {
+        console_error!("hiedge: {} ({:?}): {detail}", e.message, e.code);
+    }
+}
+
+/// The error's JSON answer, never cached; its detail goes to the log, never to the caller. A 429
+/// says when to retry.
+fn error_response(e: &ApiError, rules: Option<&AccessRules>, cors: Option<&str>) -> Result<Response> {
+    log_error(e);
+    let mut resp = json_response(e.to_json(), e.status(), rules, cors, Caching::NoStore)?;
+    if e.code == ErrorCode::RateLimited {
+        resp.headers_mut().set("Retry-After", &RATE_LIMIT_RETRY_AFTER_S.to_string())?;
+    }
     Ok(resp)
 }
 
-/// A 200 JSON answer with this `Cache-Control`, or the error's JSON answer.
-fn respond(body: std::result::Result<String, ApiError>, cors: Option<&str>, cache: &str) -> Result<Response> {
+/// An error answer to an admitted request.
+fn admitted_error(e: &ApiError, admitted: &Admission) -> Result<Response> {
+    error_response(e, Some(&admitted.rules), admitted.cors.as_deref())
+}
+
+/// A 200 JSON answer cached as `caching` says, or the error's JSON answer.
+fn respond(body: std::result::Result<String, ApiError>, admitted: &Admission, caching: Caching) -> Result<Response> {
     match body {
-        Ok(body) => {
-            let mut resp = json_response(body, 200, cors)?;
-            resp.headers_mut().set("Cache-Control", cache)?;
-            Ok(resp)
-        }
-        Err(e) => error_response(&e, cors),
+        Ok(body) => json_response(body, 200, Some(&admitted.rules), admitted.cors.as_deref(), caching),
+        Err(e) => admitted_error(&e, admitted),
     }
 }

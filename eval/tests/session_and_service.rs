@@ -226,7 +226,7 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     for bad in [r#"{"sets":["../x"]}"#, r#"{"sets":["A"]}"#, r#"{"sets":[""]}"#, "[]", "nope"] {
         assert!(parse_set_index(bad).is_err(), "{bad}");
     }
-    let list = model_set_list("fashion-mnist", &[set]);
+    let list = model_set_list("fashion-mnist", &[set], vec![]);
     assert_eq!((list.default_set.as_str(), list.sets.len()), ("fashion-mnist", 1));
 }
 
@@ -649,4 +649,36 @@ fn calibrating_on_labelled_samples_hits_its_target_on_held_out_ones() {
     assert_eq!(s.calibrate(&fit, CalibrationTarget::Accuracy(1.0)).unwrap_err().code(), "InvalidPolicy");
     s.set_policy(PolicyConfig::AlwaysLocal).unwrap();
     assert!(s.calibrate(&fit, CalibrationTarget::Offload(0.2)).unwrap_err().to_string().contains("has none"));
+}
+
+/// Overwrites the data of the tar member `member` (an NNEF tensor file: a 128-byte header, then
+/// the values) with 0xFF bytes, which are f32 NaNs. The member's size, and so the tar, is unchanged.
+fn poison_tensor(tar: &mut [u8], member: &str) {
+    let mut at = 0;
+    while at + 512 <= tar.len() && tar[at] != 0 {
+        let name = String::from_utf8_lossy(&tar[at..at + 100]).trim_end_matches('\0').to_string();
+        let size_field = String::from_utf8_lossy(&tar[at + 124..at + 136]).trim_matches(['\0', ' ']).to_string();
+        let size = usize::from_str_radix(&size_field, 8).unwrap();
+        if name == member {
+            tar[at + 512 + 128..at + 512 + size].fill(0xFF);
+            return;
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    panic!("no member {member}");
+}
+
+#[test]
+fn a_model_that_answers_nan_gives_500_never_200() {
+    let mut bytes = std::fs::read(models_dir().join("large.nnef.tar")).unwrap();
+    poison_tensor(&mut bytes, "head/head.2/Gemm.c_add_axis_1.dat");
+    let mut manifest: serde_json::Value = serde_json::from_str(&manifest_json()).unwrap();
+    manifest["models"]["large"]["sha256"] = hiedge_core::runtime::sha256_hex(&bytes).into();
+    let service = ModelService::new(&manifest.to_string(), "large", bytes).unwrap();
+    let m = Manifest::from_json(&manifest_json()).unwrap();
+    let e = service.classify(fixture(&m).image(0), &clock()).unwrap_err();
+    assert_eq!(e.status(), 500, "{e}");
+    assert!(e.detail.as_deref().is_some_and(|d| d.contains("is NaN")), "{:?}", e.detail);
+    // What the caller gets names no file and no value.
+    assert!(!e.to_json().contains("nnef") && !e.to_json().contains("NaN"), "{}", e.to_json());
 }

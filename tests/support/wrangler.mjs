@@ -37,11 +37,12 @@ export function freePort() {
 }
 
 /**
- * Starts the Worker; resolves when GET /v1/health answers. `vars`: extra Worker variables;
- * `assets`: a directory of model sets to serve instead of models/ (indexed here first).
- * Returns { url, stop() }.
+ * Starts the Worker; resolves when GET /v1/health answers (with any status: a Worker whose settings
+ * are broken answers 500, and that is an answer). `vars`: extra Worker variables; `assets`: a
+ * directory of model sets to serve instead of models/ (indexed here first); `config`: a wrangler
+ * configuration file to use instead of wrangler.toml. Returns { url, stop(), log() }.
  */
-export async function startWorker({ vars = {}, port, onLog, assets } = {}) {
+export async function startWorker({ vars = {}, port, onLog, assets, config } = {}) {
   if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
   port ??= await freePort();
   const inspector = await freePort();
@@ -50,6 +51,7 @@ export async function startWorker({ vars = {}, port, onLog, assets } = {}) {
     "--inspector-port", String(inspector), "--show-interactive-dev-session=false", "--log-level", "warn",
     "--persist-to", join(state, "state")];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  if (config) args.push("--config", resolve(config));
   if (assets) {
     indexModelSets(resolve(assets));
     args.push("--assets", resolve(assets));
@@ -77,7 +79,8 @@ export async function startWorker({ vars = {}, port, onLog, assets } = {}) {
     if (exited !== null) { await stop(); throw new Error(`wrangler dev exited (${exited}):\n${log}`); }
     try {
       const r = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(2000) });
-      if (r.status === 200 || r.status === 401) return { url, stop, log: () => log };
+      await r.arrayBuffer();
+      return { url, stop, log: () => log };
     } catch {}
     await new Promise((r) => setTimeout(r, 200));
   }
