@@ -1,13 +1,12 @@
 //! Loading the model set and the labelled data (IDX files or image folders) from disk.
 
-use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::prob::{argmax, softmax};
 use hiedge_core::runtime::{split, EarlyExitModel, Stage1, Stage2};
 use hiedge_core::{Manifest, Model};
-use hiedge_eval::dataset::{IdxArray, Split, CALIBRATION_LEN, CALIBRATION_START};
+use hiedge_eval::dataset::{read_capped, IdxArray, Split, CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::early_exit::EeSamples;
 use hiedge_eval::metrics::quantile;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,22 +59,23 @@ impl ModelSet {
     }
 }
 
-/// IDX file `<dir>/<prefix>-<kind>-idx<n>-ubyte`, gzipped (`.gz`) or not.
+/// Largest IDX file read, decompressed: 1 GiB (Fashion-MNIST's training images are 47 MB).
+const MAX_IDX_BYTES: u64 = 1 << 30;
+
+/// IDX file `<dir>/<prefix>-<kind>-idx<n>-ubyte`, gzipped (`.gz`, decompressed with a cap) or not.
 fn read_idx(dir: &Path, prefix: &str, kind: &str) -> Result<IdxArray> {
     let rank = if kind == "images" { 3 } else { 1 };
     let raw = dir.join(format!("{prefix}-{kind}-idx{rank}-ubyte"));
     let gz = dir.join(format!("{prefix}-{kind}-idx{rank}-ubyte.gz"));
-    let mut bytes = Vec::new();
-    if gz.exists() {
+    let bytes = if gz.exists() {
         let file = std::fs::File::open(&gz).with_context(|| format!("opening {}", gz.display()))?;
-        flate2::read::GzDecoder::new(file)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("decompressing {}", gz.display()))?;
+        read_capped(flate2::read::GzDecoder::new(file), MAX_IDX_BYTES, &gz.display().to_string())
+            .with_context(|| format!("decompressing {}", gz.display()))?
     } else {
-        bytes = std::fs::read(&raw).with_context(|| {
+        std::fs::read(&raw).with_context(|| {
             format!("reading {} (for Fashion-MNIST install Debian's dataset-fashion-mnist: `make data`)", raw.display())
-        })?;
-    }
+        })?
+    };
     IdxArray::parse(&bytes).with_context(|| format!("parsing {prefix}-{kind} in {}", dir.display()))
 }
 

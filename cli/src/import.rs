@@ -96,19 +96,53 @@ fn write_and_compile(
     }
     for (name, bytes) in files {
         let path = out.join(name);
-        if !path.exists() {
-            written.push(path.clone()); // a file that was there before is overwritten, not removed
-        }
-        std::fs::write(path, bytes)?;
+        write_new(&path, bytes)?;
+        written.push(path);
     }
     let before: BTreeSet<_> = list(out);
     let compiled = compile_set(out, manifest);
     written.extend(list(out).difference(&before).cloned());
     let compiled = compiled?;
     let manifest_path = out.join("manifest.json");
-    written.push(manifest_path.clone());
-    std::fs::write(&manifest_path, manifest.to_json_pretty()?)?;
+    write_new(&manifest_path, manifest.to_json_pretty()?.as_bytes())?;
+    written.push(manifest_path);
     Ok(compiled)
+}
+
+/// Every file `hiedge import` writes into `out`, for the checks before it writes any.
+fn planned_files(split: bool) -> Vec<&'static str> {
+    let mut files = vec!["manifest.json", "tiny.onnx", "large.onnx", "tiny.nnef.tar", "large.nnef.tar"];
+    if split {
+        files.extend(["split_trunk.onnx", "split_tail.onnx", "split_trunk.nnef.tar", "split_tail.nnef.tar"]);
+    }
+    files
+}
+
+/// Refuses an `--out` that is a symbolic link, or that already holds (as a file or a link) any
+/// file the import would write: an import never writes through a link nor overwrites a file it did
+/// not create.
+fn check_out(out: &Path, split: bool) -> Result<()> {
+    if std::fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("--out {} is a symbolic link: import into a real, new directory", out.display());
+    }
+    for name in planned_files(split) {
+        let path = out.join(name);
+        if std::fs::symlink_metadata(&path).is_ok() {
+            bail!("{} exists: import into a new directory (hiedge import never overwrites a file)", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Creates `path` and writes `bytes`; fails if anything, a symbolic link included, is already there.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .with_context(|| format!("cannot create {} (hiedge import never overwrites a file)", path.display()))?;
+    file.write_all(bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The files in `dir` (empty if it cannot be read).
@@ -160,10 +194,7 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         }
         _ => None,
     };
-    let manifest_path = args.out.join("manifest.json");
-    if manifest_path.exists() {
-        bail!("{} exists: import into a new directory", manifest_path.display());
-    }
+    check_out(&args.out, split.is_some())?;
     // A refused import leaves nothing behind: the directory if this run created it, else the files
     // it wrote (compiling is the last check, and it reads the ONNX files from the directory).
     let created_dir = !args.out.exists();

@@ -252,3 +252,65 @@ fn contradictions_are_refused_with_one_line() {
         assert!(!out_dir.exists(), "nothing written for a refused import");
     }
 }
+
+#[test]
+fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
+    let fixtures = repo().join("cli/tests/fixtures");
+    let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
+    let import = |out: &Path| {
+        hiedge(&[
+            "import",
+            "--name",
+            "x",
+            "--tiny",
+            tiny.to_str().unwrap(),
+            "--large",
+            large.to_str().unwrap(),
+            "--classes",
+            CLASSES,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let refused = |out: &Path, expected: &str| {
+        let run = import(out);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    };
+    let root = temp("links");
+    std::fs::create_dir_all(&root).unwrap();
+    let victim_dir = root.join("victim");
+    std::fs::create_dir_all(&victim_dir).unwrap();
+    let victim = victim_dir.join("precious.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+
+    // --out is a link to another directory: refused, nothing written there.
+    let linked_out = root.join("linked-out");
+    std::os::unix::fs::symlink(&victim_dir, &linked_out).unwrap();
+    refused(&linked_out, "is a symbolic link");
+    assert_eq!(std::fs::read_dir(&victim_dir).unwrap().count(), 1);
+
+    // A file the import would write is a link to a file elsewhere: refused, the file untouched.
+    let out = root.join("with-link");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, out.join("tiny.onnx")).unwrap();
+    refused(&out, "exists");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+
+    // A regular file the import would write (here a compiled archive) is already there: refused,
+    // the file untouched, and the ONNX files were not written beside it.
+    let out = root.join("with-file");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("large.nnef.tar"), "someone else's").unwrap();
+    refused(&out, "large.nnef.tar exists");
+    assert_eq!(std::fs::read_to_string(out.join("large.nnef.tar")).unwrap(), "someone else's");
+    assert!(!out.join("tiny.onnx").exists());
+
+    // The same import into a new directory works.
+    let fresh = root.join("fresh");
+    let run = import(&fresh);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(fresh.join("manifest.json").is_file());
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -95,7 +95,14 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
         let nnef = onnx_to_nnef(&onnx, &e.shape)
             .map_err(|err| Error::Import(format!("{}: cannot compile {}: {err}", e.field, source.file)))?;
         let file = nnef_name(&source.file);
-        std::fs::write(dir.join(&file), &nnef)?;
+        let path = dir.join(&file);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Import(format!(
+                "{}: {file} is a symbolic link: hiedge never writes through one",
+                e.field
+            )));
+        }
+        std::fs::write(path, &nnef)?;
         let sha = sha256_hex(&nnef);
         report.push(Compiled {
             field: e.field.clone(),

@@ -190,9 +190,7 @@ impl Split {
                 .collect();
             files.sort();
             for file in files {
-                let rgba = image::open(&file)
-                    .map_err(|e| Error::InvalidData(format!("cannot decode {}: {e}", file.display())))?
-                    .to_rgba8();
+                let rgba = open_image(&file)?.to_rgba8();
                 let (w, h) = (rgba.width() as usize, rgba.height() as usize);
                 let img = Image::new(rgba.as_raw(), w, h, PixelFormat::Rgba)?;
                 pixels.extend(to_model_pixels(&img, &manifest.input)?);
@@ -203,5 +201,91 @@ impl Split {
             return Err(Error::InvalidData(format!("{} has class folders but no .png/.jpg images", dir.display())));
         }
         Split::new(pixels, manifest.input_len(), labels)
+    }
+}
+
+/// Decodes an image file whose header says it has at most hiedge-core's `MAX_IMAGE_PIXELS`
+/// (`runtime::image::check_image_size`, the limit every image path shares): the dimensions
+/// are read first (`into_dimensions`), and the decoder runs with `image`'s `Limits` set to them,
+/// so a small file that claims a huge image is refused before anything is allocated for it.
+pub fn open_image(file: &std::path::Path) -> Result<image::DynamicImage> {
+    let bad = |e: &dyn std::fmt::Display| Error::InvalidData(format!("cannot decode {}: {e}", file.display()));
+    let reader = || image::ImageReader::open(file).map_err(|e| bad(&e))?.with_guessed_format().map_err(|e| bad(&e));
+    let (w, h) = reader()?.into_dimensions().map_err(|e| bad(&e))?;
+    hiedge_core::runtime::image::check_image_size(w as usize, h as usize)
+        .map_err(|e| Error::InvalidData(format!("{}: {e}", file.display())))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(hiedge_core::runtime::image::MAX_IMAGE_PIXELS as u64 * 4 + (1 << 20));
+    let mut decoder = reader()?;
+    decoder.limits(limits);
+    decoder.decode().map_err(|e| bad(&e))
+}
+
+/// Reads at most `cap` bytes from `reader` (a decompressor, say): a longer stream is refused once
+/// it passes the cap, so a small file that expands to gigabytes is never held whole.
+pub fn read_capped(reader: impl std::io::Read, cap: u64, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    reader.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(Error::InvalidData(format!("{what} expands to more than {cap} bytes, the most hiedge reads")));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    /// A PNG of a valid signature and header (CRC included) that claims `w` x `h` pixels and has
+    /// no pixel data.
+    fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = 0xffff_ffffu32;
+            for &b in bytes {
+                crc ^= u32::from(b);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+                }
+            }
+            !crc
+        }
+        let chunk = |png: &mut Vec<u8>, kind: &[u8], data: &[u8]| {
+            let body = [kind, data].concat();
+            png.extend((data.len() as u32).to_be_bytes());
+            png.extend(&body);
+            png.extend(crc32(&body).to_be_bytes());
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 6, 0, 0, 0]); // 8-bit RGBA
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &[]);
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn an_image_claiming_too_many_pixels_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bomb.png");
+        std::fs::write(&file, png_header_only(100_000, 100_000)).unwrap();
+        let e = open_image(&file).unwrap_err().to_string();
+        assert!(e.contains("a 100000x100000 image is empty or larger than"), "{e}");
+        // A header within the limit gets as far as decoding (and fails there: no pixel data).
+        std::fs::write(&file, png_header_only(4, 4)).unwrap();
+        let e = open_image(&file).unwrap_err().to_string();
+        assert!(e.contains("cannot decode"), "{e}");
+    }
+
+    #[test]
+    fn a_stream_longer_than_the_cap_is_refused() {
+        let data = vec![7u8; 1000];
+        assert_eq!(read_capped(&data[..], 1000, "x").unwrap(), data);
+        let e = read_capped(&data[..], 999, "the IDX file").unwrap_err().to_string();
+        assert!(e.contains("the IDX file expands to more than 999 bytes"), "{e}");
     }
 }

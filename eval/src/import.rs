@@ -70,7 +70,14 @@ impl OnnxInfo {
             input_name: input.name.clone(),
             input_shape: shape,
             output: if softmax { OutputKind::Probabilities } else { OutputKind::Logits },
-            params: graph.initializer.iter().map(|t| t.dims.iter().product::<i64>().max(0) as u64).sum(),
+            // Checked: the dims are the file's, and a hostile file can make their product overflow.
+            params: graph
+                .initializer
+                .iter()
+                .map(|t| {
+                    t.dims.iter().try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?)).unwrap_or(u64::MAX)
+                })
+                .fold(0u64, u64::saturating_add),
         })
     }
 }
@@ -83,10 +90,12 @@ fn output_len(bytes: &[u8], shape: &[usize], what: &str) -> Result<usize> {
         .and_then(|m| m.into_typed())
         .map_err(|e| bad(what, format!("tract cannot run it with input shape {shape:?}: {e:#}")))?;
     let fact = model.output_fact(0).map_err(|e| bad(what, e))?;
-    fact.shape
-        .as_concrete()
-        .map(|s| s.iter().product())
-        .ok_or_else(|| bad(what, "its output shape is not fixed by the input shape"))
+    let shape =
+        fact.shape.as_concrete().ok_or_else(|| bad(what, "its output shape is not fixed by the input shape"))?;
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad(what, format!("its output shape {shape:?} has more values than fit in memory")))
 }
 
 /// Concrete shapes of every output for one input of `shape` (tract works them out).

@@ -32,6 +32,14 @@ use crate::manifest::{Color, InputSpec, Resize};
 /// Most pixels a source image may have (64 Mi: a 8192 x 8192 frame).
 pub const MAX_IMAGE_PIXELS: usize = 64 * 1024 * 1024;
 
+/// Checks an image's size before any of its pixels are read or copied: not empty, at most
+/// [`MAX_IMAGE_PIXELS`]. Returns the pixel count.
+pub fn check_image_size(width: usize, height: usize) -> Result<usize> {
+    width.checked_mul(height).filter(|&n| n > 0 && n <= MAX_IMAGE_PIXELS).ok_or_else(|| {
+        Error::InvalidImage(format!("a {width}x{height} image is empty or larger than {MAX_IMAGE_PIXELS} pixels"))
+    })
+}
+
 /// How a source image's bytes are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelFormat {
@@ -63,9 +71,7 @@ pub struct Image<'a> {
 impl<'a> Image<'a> {
     /// Checks the size: a non-empty image of at most [`MAX_IMAGE_PIXELS`] whose byte count matches.
     pub fn new(pixels: &'a [u8], width: usize, height: usize, format: PixelFormat) -> Result<Self> {
-        let count = width.checked_mul(height).filter(|&n| n > 0 && n <= MAX_IMAGE_PIXELS).ok_or_else(|| {
-            Error::InvalidImage(format!("a {width}x{height} image is empty or larger than {MAX_IMAGE_PIXELS} pixels"))
-        })?;
+        let count = check_image_size(width, height)?;
         let expected = count * format.bytes_per_pixel();
         if pixels.len() != expected {
             return Err(Error::InvalidImage(format!(
