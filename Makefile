@@ -52,8 +52,9 @@ test: deps lint test-rust test-browser test-worker test-hostile test-npm test-e2
 
 lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/
 
-lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client, Worker, core)
+lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client, Worker, core); vendored tract-nnef = upstream + patch
 	cargo fmt --all --check
+	scripts/check-vendor.sh
 	cargo clippy -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings

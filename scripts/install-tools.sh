@@ -18,7 +18,8 @@ rust_tools() {
   [ -n "$v" ] || { echo "no wasm-bindgen in Cargo.lock" >&2; exit 1; }
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$v" ]; then
     echo "installing wasm-bindgen-cli $v (~5-9 min)"
-    # No --locked: its lock file names a webpki-roots version the registry mirror lacks.
+    # No --locked: its lock file names a webpki-roots version the registry mirror lacks (the other
+    # cargo installs here, and cargo-fuzz in scripts/fuzz.sh, are --locked).
     cargo install -q wasm-bindgen-cli --version "=$v" --force
   fi
   command -v wasm-pack >/dev/null || { echo "installing wasm-pack"; cargo install -q wasm-pack --locked; }
@@ -30,10 +31,10 @@ rust_tools() {
 
 npm_tools() {
   # package-lock.json pins wrangler 4.86.0 (Node 20), binaryen 132, playwright-core, Vite, Chart.js.
-  # `npm install` rather than `npm ci`: npm 11's `ci` rejects a lock written on Linux because it lacks
-  # other platforms' optional rollup/esbuild packages (npm/cli#4828); `install` follows the lock as is.
+  # `npm ci`: exactly the lock, or an error (the lock lists every platform's optional rollup and
+  # esbuild packages, which npm 11's `ci` needs). Run again only when the lock changed.
   if [ ! -x node_modules/.bin/vite ] || ! cmp -s package-lock.json node_modules/.hiedge-lock; then
-    npm install --no-audit --no-fund --loglevel=error
+    npm ci --no-audit --no-fund --loglevel=error
     cp package-lock.json node_modules/.hiedge-lock
   fi
   node_modules/.bin/wrangler --version >/dev/null
