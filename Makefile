@@ -93,8 +93,9 @@ test-browser: tools ## wasm-pack tests of the client in headless Chromium (Debia
 test-worker: worker ## the real Worker under wrangler dev: parity and hostile requests
 	scripts/cargo-test-counted.sh -p hiedge-cli --test worker -- --ignored --nocapture
 
-test-hostile: worker ## the deployment tried as an attacker would: the real Worker on hostile and broken model sets, the build scripts on hostile manifests
+test-hostile: worker wasm ## hostile input: the real Worker on hostile and broken sets, the build scripts on hostile manifests, the npm package against hostile servers in Chromium
 	node tests/hostile/worker.test.mjs
+	node tests/hostile/client.test.mjs
 
 test-npm: wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium
 	node tests/npm/pack-install.mjs

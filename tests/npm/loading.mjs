@@ -27,7 +27,7 @@ export async function checkLoading({ repo, app, browser, workerUrl }) {
     await sameAnswers(browser, server.url, workerUrl);
     await cachedAndOffline(browser, server.url, workerUrl);
     await changedManifest(repo, app, browser, server.url);
-    await answersBeforeTheWasm(repo, app, browser, server.url, workerUrl);
+    await answersBeforeTheWasm(repo, app, browser, server, workerUrl);
   } finally {
     await server.close();
   }
@@ -215,8 +215,14 @@ async function changedManifest(repo, app, browser, base) {
   );
 }
 
-/** Under DevTools' "3G" preset, a cold page's first answer (from the Worker) comes before the wasm has downloaded. */
-async function answersBeforeTheWasm(repo, app, browser, base, workerUrl) {
+/**
+ * Under DevTools' "3G" preset, a cold page's first answer (from the Worker) comes before the wasm has
+ * downloaded. The order is the test's, not the network's: the server holds the wasm until the first
+ * answer has come (and an image sample has been seen waiting), then lets it through.
+ */
+async function answersBeforeTheWasm(repo, app, browser, server, workerUrl) {
+  const base = server.url;
+  server.hold("hiedge_bg.wasm");
   const context = await browser.newContext();
   const page = await context.newPage();
   const cdp = await context.newCDPSession(page);
@@ -246,6 +252,7 @@ async function answersBeforeTheWasm(repo, app, browser, base, workerUrl) {
              imageWaits: await Promise.race([waiting, new Promise((ok) => setTimeout(() => ok("waiting"), 200))]) };
   }, workerUrl);
   const elapsed = Date.now() - navigated;
+  server.release("hiedge_bg.wasm");
   await context.close();
   assert.equal(wasmFinished, null, "the wasm had finished downloading before the first answer");
   assert.equal(out.loaded, false);

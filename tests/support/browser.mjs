@@ -27,12 +27,18 @@ const TYPES = {
  * Serves `root` on 127.0.0.1 (port 0 = any free one) with cross-origin isolation headers (so
  * performance.now() has 5 us resolution). Resolves to { url, close }. `cacheControl` is sent with
  * every file (default "no-store": nothing in the HTTP cache). `compress`: gzip (level 9) every
- * file to a client that accepts it, as a static host or CDN does.
+ * file to a client that accepts it, as a static host or CDN does. `hold(suffix)` / `release(suffix)`
+ * hold requests for matching paths until the test lets them through.
  */
 export async function serveStatic(root, port = 0, { cacheControl = "no-store", compress = false } = {}) {
   const base = resolve(root);
   const gzipped = new Map();
+  // Requests whose path ends with a held suffix wait until `release(suffix)`: a test orders a
+  // download after an event of its own choosing instead of racing the network.
+  const holds = new Map();
   const server = createServer(async (req, res) => {
+    const held = [...holds.keys()].find((suffix) => new URL(req.url, "http://x").pathname.endsWith(suffix));
+    if (held) await new Promise((go) => holds.get(held).push(go));
     try {
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
       let file = normalize(join(base, path));
@@ -61,5 +67,12 @@ export async function serveStatic(root, port = 0, { cacheControl = "no-store", c
   });
   await new Promise((ok) => server.listen(port, "127.0.0.1", ok));
   const url = `http://127.0.0.1:${server.address().port}`;
-  return { url, close: () => new Promise((ok) => server.close(ok)) };
+  return {
+    url,
+    close: () => { server.closeAllConnections(); return new Promise((ok) => server.close(ok)); },
+    /** Holds every later request for a path ending with `suffix`. */
+    hold: (suffix) => holds.set(suffix, holds.get(suffix) ?? []),
+    /** Lets the held requests for `suffix` (and later ones) through. */
+    release: (suffix) => { const waiting = holds.get(suffix) ?? []; holds.delete(suffix); waiting.forEach((go) => go()); },
+  };
 }

@@ -1,5 +1,6 @@
 // The one way hiedge starts the Worker: `wrangler dev` (workerd) with the Worker built by
-// `make worker`, on a free loopback port, offline (the only place the offline settings are written),
+// `make worker`, on a loopback port wrangler itself binds (`--port 0`, read back from its
+// "Ready on" line: no port is chosen by one process and bound by another), offline (the only place the offline settings are written),
 // in its own process group so that stop() ends wrangler and workerd together.
 //
 // Imported by the JS tests, the demo and the benchmark (`startWorker`); run as a program by the
@@ -8,8 +9,7 @@
 // prints one JSON line `{"url": "http://127.0.0.1:PORT"}` once /v1/health answers, copies
 // wrangler's output to stderr, and stops the Worker on SIGTERM/SIGINT or when stdin closes.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -24,48 +24,66 @@ export const OFFLINE_ENV = {
   WRANGLER_HIDE_BANNER: "true",
 };
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.on("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
+/**
+ * The Worker's per-client rate limit in tests, the demo and benchmarks: all their requests come from
+ * one client (this machine), so wrangler.toml's limit, meant for the public internet, would turn a
+ * calibration run or a benchmark into 429s. tests/hostile sets a small one to test the limit itself.
+ */
+export const LOCAL_RATE_LIMIT = 1_000_000;
+
+/**
+ * wrangler.toml as the Worker is started here: the same file with the rate limit set to `limit`,
+ * the paths made absolute, and no `[build]` step (the assets are indexed by `startWorker`). Written
+ * into `dir`; returns its path.
+ */
+export function localConfig(dir, limit) {
+  let text = readFileSync(join(repo, "wrangler.toml"), "utf8");
+  const limitRule = /simple = \{ limit = \d+, period = (\d+) \}/;
+  if (!limitRule.test(text)) throw new Error("wrangler.toml has no [[ratelimits]] simple limit to set");
+  text = text
+    .replace(/^main = "([^"]+)"/m, (_, main) => `main = ${JSON.stringify(join(repo, main))}`)
+    .replace(/^directory = "([^"]+)"/m, (_, d) => `directory = ${JSON.stringify(join(repo, d))}`)
+    .replace(/^\[build\][^[]*/m, "")
+    .replace(limitRule, `simple = { limit = ${limit}, period = $1 }`);
+  const path = join(dir, "wrangler.toml");
+  writeFileSync(path, text);
+  return path;
 }
 
 /**
  * Starts the Worker; resolves when GET /v1/health answers (with any status: a Worker whose settings
  * are broken answers 500, and that is an answer). `vars`: extra Worker variables; `assets`: a
- * directory of model sets to serve instead of models/ (indexed here first); `config`: a wrangler
- * configuration file to use instead of wrangler.toml. Returns { url, stop(), log() }.
+ * directory of model sets to serve instead of models/ (indexed here first); `rateLimit`: the
+ * per-client limit on inference requests per minute (default `LOCAL_RATE_LIMIT`). Returns
+ * { url, stop(), log() }.
  */
-export async function startWorker({ vars = {}, port, onLog, assets, config } = {}) {
+export async function startWorker({ vars = {}, port, onLog, assets, rateLimit = LOCAL_RATE_LIMIT } = {}) {
   if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
-  port ??= await freePort();
-  const inspector = await freePort();
   const state = mkdtempSync(join(tmpdir(), "hiedge-wrangler-"));
-  const args = ["dev", "--ip", "127.0.0.1", "--port", String(port), "--inspector-ip", "127.0.0.1",
-    "--inspector-port", String(inspector), "--show-interactive-dev-session=false", "--log-level", "warn",
+  // Port 0: wrangler binds a free port itself and says which in its "Ready on" line (log level info).
+  const args = ["dev", "--ip", "127.0.0.1", "--port", String(port ?? 0), "--inspector-ip", "127.0.0.1",
+    "--inspector-port", "0", "--show-interactive-dev-session=false", "--log-level", "info",
     "--persist-to", join(state, "state")];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  if (config) args.push("--config", resolve(config));
-  if (assets) {
-    indexModelSets(resolve(assets));
-    args.push("--assets", resolve(assets));
-  }
+  args.push("--config", localConfig(state, rateLimit));
+  indexModelSets(resolve(assets ?? join(repo, "models")));
+  if (assets) args.push("--assets", resolve(assets));
   const child = spawn(join(repo, "node_modules/.bin/wrangler"), args, {
     cwd: repo, env: { ...process.env, ...OFFLINE_ENV }, detached: true, stdio: ["ignore", "pipe", "pipe"],
   });
   let log = "";
-  const append = (d) => { log += d; onLog?.(d); };
+  let ready = null;
+  // Everything but the per-request lines ("[wrangler:info] GET /v1/health 200 OK"), which info level adds.
+  const append = (d) => {
+    const text = String(d).split("\n").filter((l) => !/\[wrangler:info\] (GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) /.test(l)).join("\n");
+    log += text;
+    ready ??= /Ready on (http:\/\/127\.0\.0\.1:\d+)/.exec(log)?.[1] ?? null;
+    if (text.trim()) onLog?.(text);
+  };
   child.stdout.on("data", append);
   child.stderr.on("data", append);
   let exited = null;
   child.on("exit", (code) => (exited = code));
-  const url = `http://127.0.0.1:${port}`;
   const stop = async () => {
     if (exited === null) {
       try { process.kill(-child.pid, "SIGTERM"); } catch {}
@@ -77,6 +95,11 @@ export async function startWorker({ vars = {}, port, onLog, assets, config } = {
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
     if (exited !== null) { await stop(); throw new Error(`wrangler dev exited (${exited}):\n${log}`); }
+    if (!ready) {
+      await new Promise((r) => setTimeout(r, 100));
+      continue;
+    }
+    const url = ready;
     try {
       const r = await fetch(`${url}/v1/health`, { signal: AbortSignal.timeout(2000) });
       await r.arrayBuffer();

@@ -15,6 +15,50 @@ const CACHE_NAME = "hiedge-v1";
 const WASM_KEY = `https://cache.hiedge.invalid/sha256/${WASM_SHA256}`;
 
 const codedError = (code, message) => Object.assign(new Error(message), { code });
+
+/** Most bytes read for the wasm, and for a manifest or a classify answer (never sized by a header). */
+const MAX_WASM_BYTES = 64 * 1024 * 1024;
+const MAX_JSON_BYTES = 1024 * 1024;
+/** Default time allowed for the wasm or a manifest to arrive (`loadTimeoutMs`). */
+const LOAD_TIMEOUT_MS = 120_000;
+
+/**
+ * A response's body, read chunk by chunk and refused as soon as it passes `cap` bytes: the size a
+ * server announces (`Content-Length`) is never trusted to size an allocation. `report(loaded)`
+ * hears of every chunk.
+ */
+async function readCapped(response, cap, what, report = () => {}) {
+  const announced = Number(response.headers.get("Content-Length"));
+  if (Number.isFinite(announced) && announced > cap) {
+    response.body?.cancel().catch(() => {});
+    throw codedError("FetchFailed", `the ${what} is ${announced} bytes, more than the ${cap} hiedge reads`);
+  }
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    if (bytes.length > cap) throw codedError("FetchFailed", `the ${what} is more than the ${cap} bytes hiedge reads`);
+    return bytes;
+  }
+  const chunks = [];
+  let received = 0;
+  for (const reader = response.body.getReader(); ; ) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    received += value.length;
+    if (received > cap) {
+      reader.cancel().catch(() => {});
+      throw codedError("FetchFailed", `the ${what} is more than the ${cap} bytes hiedge reads`);
+    }
+    chunks.push(value);
+    report(received);
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
+  return bytes;
+}
+
+/** A non-negative finite number of milliseconds, or `fallback`. */
+const millis = (v, fallback) => (Number.isFinite(v) && v >= 0 ? v : fallback);
 const openCache = async () => (typeof caches === "undefined" ? null : caches.open(CACHE_NAME).catch(() => null));
 
 let loaded = null;
@@ -40,7 +84,7 @@ export default function init(options = {}) {
   return loaded;
 }
 
-async function loadModule({ wasm, cache = true, onProgress }) {
+async function loadModule({ wasm, cache = true, onProgress, loadTimeoutMs }) {
   if (wasm instanceof WebAssembly.Module) return wasm;
   if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) return WebAssembly.compile(wasm);
   wasmReportedTo = onProgress ?? null;
@@ -59,36 +103,30 @@ async function loadModule({ wasm, cache = true, onProgress }) {
     return WebAssembly.compile(bytes);
   }
   const url = wasm ?? new URL("./hiedge_bg.wasm", import.meta.url);
-  const bytes = await download(url, report);
+  const bytes = await download(url, report, millis(loadTimeoutMs, LOAD_TIMEOUT_MS));
   if (store && (await sha256(bytes)) === WASM_SHA256) await store.put(WASM_KEY, new Response(bytes)).catch(() => {});
   return WebAssembly.compile(bytes);
 }
 
-async function download(url, report) {
+async function download(url, report, timeoutMs) {
   let response;
+  const signal = AbortSignal.timeout(timeoutMs);
+  const failed = (why) => codedError("FetchFailed", `could not fetch the wasm from ${url}: ${why}`);
   try {
-    response = await fetch(url);
+    response = await fetch(url, { signal });
   } catch (e) {
-    throw codedError("FetchFailed", `could not fetch the wasm from ${url}: ${e?.message ?? e}`);
+    throw failed(signal.aborted ? `no answer in ${timeoutMs} ms` : e?.message ?? e);
   }
-  if (!response.ok) throw codedError("FetchFailed", `could not fetch the wasm from ${url}: HTTP ${response.status}`);
+  if (!response.ok) throw failed(`HTTP ${response.status}`);
   const encoded = (response.headers.get("Content-Encoding") ?? "identity") !== "identity";
-  const total = encoded ? null : Number(response.headers.get("Content-Length")) || null;
-  if (!response.body) return new Uint8Array(await response.arrayBuffer());
-  const chunks = [];
-  let received = 0;
+  const announced = Number(response.headers.get("Content-Length"));
+  const total = !encoded && Number.isFinite(announced) && announced > 0 && announced <= MAX_WASM_BYTES ? announced : null;
   report(0, total, false);
-  for (const reader = response.body.getReader(); ; ) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    received += value.length;
-    report(received, total, false);
+  try {
+    return await readCapped(response, MAX_WASM_BYTES, "wasm", (received) => report(received, total, false));
+  } catch (e) {
+    throw signal.aborted ? failed(`not downloaded in ${timeoutMs} ms`) : e;
   }
-  const bytes = new Uint8Array(received);
-  let at = 0;
-  for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
-  return bytes;
 }
 
 async function sha256(bytes) {
@@ -105,6 +143,18 @@ const isElement = (input) =>
   ["HTMLCanvasElement", "HTMLImageElement", "HTMLVideoElement", "OffscreenCanvas", "SVGImageElement"].some(
     (name) => typeof globalThis[name] === "function" && input instanceof globalThis[name],
   );
+
+/** hiedge-core's `MAX_IMAGE_PIXELS` (core/src/runtime/image.rs): the wasm refuses larger images too. */
+const MAX_IMAGE_PIXELS = 64 * 1024 * 1024;
+
+/** Why an element is too large to read (from its dimensions alone), or null. */
+function oversize(element) {
+  const dim = (w, h) => [element[w], element[h]].every((v) => Number.isFinite(v) && v >= 1) && [element[w], element[h]];
+  const size = dim("naturalWidth", "naturalHeight") || dim("videoWidth", "videoHeight") || dim("width", "height");
+  if (!size) return null; // not loaded yet: createImageBitmap says so
+  const [w, h] = size;
+  return w * h > MAX_IMAGE_PIXELS ? `a ${w}x${h} image is empty or larger than ${MAX_IMAGE_PIXELS} pixels` : null;
+}
 
 /**
  * The HI client. `HiClient.create(options)` loads the wasm, the manifest and the device model and
@@ -166,7 +216,9 @@ export class HiClient {
   }
 
   async #load(options) {
-    const module = await init({ cache: options.cache !== false, onProgress: this.#onProgress ?? undefined });
+    const module = await init({
+      cache: options.cache !== false, onProgress: this.#onProgress ?? undefined, loadTimeoutMs: options.loadTimeoutMs,
+    });
     // The wasm was loaded before (by `init()` or another client): say how it came, once.
     if (this.#onProgress && wasmReportedTo !== this.#onProgress && wasmReport) this.#receive({ op: "progress", value: wasmReport });
     const message = { options: { ...strip(options), hasAllowOffload: !!options.allowOffload, hasProgress: !!this.#onProgress } };
@@ -228,9 +280,14 @@ export class HiClient {
     });
   }
 
-  /** Forwards a call with one sample, page elements turned into ImageBitmaps first, in call order. */
+  /**
+   * Forwards a call with one sample, page elements turned into ImageBitmaps first (after a size
+   * check on their dimensions, before any pixel is copied), in call order.
+   */
   #sample(op, input, ...rest) {
     if (!this.#worker) return this.#call(op, [input, ...rest]);
+    const tooBig = isElement(input) ? oversize(input) : null;
+    if (tooBig) return Promise.reject(codedError("InvalidInput", tooBig));
     const bitmap = isElement(input)
       ? createImageBitmap(input).catch((e) => {
           throw codedError("InvalidInput", `could not read the image: ${e?.message ?? e}`);
@@ -270,14 +327,17 @@ export class HiClient {
     let answer;
     try {
       answer = await postSample(early, input);
+      // The answer is checked against the set's classes, as the wasm checks every answer: the
+      // class names were asked for when the client was created, in parallel with this sample, so
+      // on a slow network they may come just after it. Wait for them (at most the offload timeout
+      // again); without them the answer cannot be checked, and is not used.
+      if (!early.classes) await Promise.race([early.classesKnown, new Promise((ok) => setTimeout(ok, early.timeoutMs))]);
+      if (!early.classes) throw new Error("the set's classes are unknown, so the answer cannot be checked");
+      checkClassifyAnswer(answer, early.classes.length);
     } catch (reason) {
       if (this.#info) return this.classify(input);
       throw codedError("NotReady", `the device model is still loading and the Worker did not answer: ${reason?.message ?? reason}`);
     }
-    // The set's class names were asked for when the client was created, in parallel with this
-    // sample: on a slow network they may come just after its answer. Wait for them (at most the
-    // offload timeout again) rather than answer with a bare label number.
-    if (!early.classes) await Promise.race([early.classesKnown, new Promise((ok) => setTimeout(ok, early.timeoutMs))]);
     const totalMs = performance.now() - start;
     this.#whileLoading++;
     return {
@@ -427,9 +487,15 @@ function earlyRoute(options) {
   const given = typeof manifest === "string" && manifest.trim().startsWith("{") ? safeJson(manifest) : manifest;
   if (given && typeof given === "object" && Array.isArray(given.classes)) route.classes = given.classes.map(String);
   else if (modelSet && manifest === undefined) {
-    route.classesKnown = fetch(`${base}/v1/models/${modelSet}`, { headers: route.token ? { Authorization: `Bearer ${route.token}` } : {} })
-      .then((r) => (r.ok ? r.json() : null))
-      .then((m) => Array.isArray(m?.classes) && (route.classes = m.classes.map(String)))
+    const headers = route.token ? { Authorization: `Bearer ${route.token}` } : {};
+    route.classesKnown = fetch(`${base}/v1/models/${modelSet}`, {
+      headers, redirect: "error", signal: AbortSignal.timeout(millis(options.loadTimeoutMs, LOAD_TIMEOUT_MS)),
+    })
+      .then((r) => (r.ok ? readCapped(r, MAX_JSON_BYTES, "manifest") : null))
+      .then((bytes) => bytes && safeJson(new TextDecoder().decode(bytes)))
+      .then((m) => {
+        if (Array.isArray(m?.classes) && m.classes.length > 0) route.classes = m.classes.map(String);
+      })
       .catch(() => {});
   }
   return route;
@@ -443,20 +509,51 @@ function safeJson(text) {
   }
 }
 
-/** POSTs model-sized bytes to the classify route; resolves to a checked `{label, probs, model, infer_ms}`. */
+/**
+ * POSTs model-sized bytes to the classify route; resolves to the parsed answer (checked by
+ * `checkClassifyAnswer` once the classes are known). Redirects are errors: an answer comes from the
+ * endpoint the page named, or from nowhere.
+ */
 async function postSample(route, input) {
   const headers = { "Content-Type": "application/octet-stream" };
   if (route.token) headers.Authorization = `Bearer ${route.token}`;
   const response = await fetch(route.url, {
-    method: "POST", mode: "cors", headers, body: input, signal: AbortSignal.timeout(route.timeoutMs),
+    method: "POST", mode: "cors", redirect: "error", headers, body: input, signal: AbortSignal.timeout(route.timeoutMs),
   });
-  const text = await response.text();
+  const text = new TextDecoder().decode(await readCapped(response, MAX_JSON_BYTES, "answer"));
   if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
-  const answer = safeJson(text);
-  const probs = answer?.probs;
-  if (!Array.isArray(probs) || !probs.every(Number.isFinite) || !Number.isInteger(answer.label) || answer.label < 0 ||
-      answer.label >= probs.length || probs.some((p) => p > probs[answer.label])) {
-    throw new Error("bad response: not a classify result");
+  return safeJson(text);
+}
+
+/**
+ * The check hiedge-core makes of every classify answer (`ClassifyResponse::from_json` in
+ * core/src/protocol.rs, with `prob::validate_probs`), for the answers that arrive before the wasm
+ * has loaded: exactly the fields `label`, `probs`, `model`, `infer_ms`; one probability per class,
+ * each finite and within 0..=1 (1e-6 slack), summing to 1 within 1e-3; the label an integer class
+ * whose probability is the largest. Throws "bad response: ..." otherwise.
+ */
+function checkClassifyAnswer(answer, classes) {
+  const bad = (why) => {
+    throw new Error(`bad response: ${why}`);
+  };
+  if (answer === null || typeof answer !== "object" || Array.isArray(answer)) bad("not a classify result");
+  for (const key of Object.keys(answer)) {
+    if (!["label", "probs", "model", "infer_ms"].includes(key)) bad(`unknown field \`${key}\``);
+  }
+  const { label, probs, model, infer_ms: inferMs } = answer;
+  if (!Array.isArray(probs) || probs.length !== classes) bad(`response has ${probs?.length} probabilities, expected ${classes}`);
+  probs.forEach((p, i) => {
+    if (typeof p !== "number" || !Number.isFinite(p)) bad(`probability ${i} is ${p}, not a finite number`);
+    if (p < -1e-6 || p > 1 + 1e-6) bad(`probability ${i} is ${p}, outside 0..=1`);
+  });
+  const sum = probs.reduce((a, b) => a + b, 0);
+  if (Math.abs(sum - 1) > 1e-3) bad(`probabilities sum to ${sum}, not 1`);
+  if (!Number.isInteger(label) || label < 0 || label >= classes || probs.some((p) => p > probs[label])) {
+    bad(`response label ${label} is not the argmax`);
+  }
+  if (typeof model !== "string") bad("`model` is not a string");
+  if (inferMs !== undefined && inferMs !== null && (typeof inferMs !== "number" || !Number.isFinite(inferMs))) {
+    bad("`infer_ms` is not a number or null");
   }
   return answer;
 }

@@ -37,12 +37,24 @@ pub fn manifest_key(url: &str) -> String {
 #[derive(Clone)]
 pub struct FileCache {
     cache: Option<web_sys::Cache>,
+    /// Time allowed for each download (`loadTimeoutMs`).
+    timeout_ms: f64,
 }
 
 impl FileCache {
     /// No caching.
     pub fn disabled() -> Self {
-        FileCache { cache: None }
+        FileCache { cache: None, timeout_ms: js::LOAD_TIMEOUT_MS }
+    }
+
+    /// The same cache, with `timeout_ms` for each download.
+    pub fn with_timeout(self, timeout_ms: f64) -> Self {
+        FileCache { timeout_ms, ..self }
+    }
+
+    /// Time allowed for each download.
+    pub fn timeout_ms(&self) -> f64 {
+        self.timeout_ms
     }
 
     /// Opens the cache when the Cache API is here (secure origins, window or worker).
@@ -51,7 +63,7 @@ impl FileCache {
             Some(storage) => await_value(storage.open(CACHE_NAME)).await.and_then(|c| c.dyn_into().ok()),
             None => None,
         };
-        FileCache { cache }
+        FileCache { cache, timeout_ms: js::LOAD_TIMEOUT_MS }
     }
 
     /// Deletes the whole cache (model files, manifests, and the package's wasm); `Ok(false)` when
@@ -116,11 +128,11 @@ impl FileCache {
             }
             self.delete(&key).await;
         }
-        let mut bytes = js::fetch_bytes_with_progress(url, what, token, false, progress).await?;
+        let mut bytes = js::fetch_bytes_with_progress(url, what, token, false, self.timeout_ms, progress).await?;
         let mut matches = is_file(&bytes);
         if !matches {
             // A changed file at the same URL may still be in the HTTP cache: ask the server once.
-            bytes = js::fetch_bytes_with_progress(url, what, token, true, progress).await?;
+            bytes = js::fetch_bytes_with_progress(url, what, token, true, self.timeout_ms, progress).await?;
             matches = is_file(&bytes);
         }
         // Only bytes that are the file the manifest names are kept; the model loader reports a

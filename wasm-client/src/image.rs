@@ -58,8 +58,17 @@ fn source_size(source: &JsValue) -> Option<(u32, u32)> {
         .find_map(|(w, h)| Some((number(w)? as u32, number(h)? as u32)))
 }
 
-fn rgba_of(data: &web_sys::ImageData) -> Input {
-    Input::Rgba { pixels: data.data().0, width: data.width() as usize, height: data.height() as usize }
+/// Refuses an image larger than hiedge-core's `MAX_IMAGE_PIXELS` from its dimensions alone, before
+/// a canvas is made for it or its pixels are copied.
+fn check_size(width: u32, height: u32) -> Result<(), JsValue> {
+    hiedge_core::runtime::image::check_image_size(width as usize, height as usize)
+        .map(|_| ())
+        .map_err(|e| invalid(e.to_string()))
+}
+
+fn rgba_of(data: &web_sys::ImageData) -> Result<Input, JsValue> {
+    check_size(data.width(), data.height())?;
+    Ok(Input::Rgba { pixels: data.data().0, width: data.width() as usize, height: data.height() as usize })
 }
 
 /// Reads an input without waiting: bytes, `ImageData`, or any source a canvas can draw.
@@ -68,7 +77,7 @@ pub fn read_now(value: &JsValue) -> Result<Input, JsValue> {
         return Ok(Input::ModelBytes(bytes.to_vec()));
     }
     if let Some(data) = value.dyn_ref::<web_sys::ImageData>() {
-        return Ok(rgba_of(data));
+        return rgba_of(data);
     }
     if value.is_instance_of::<web_sys::Blob>() {
         return Err(invalid("a Blob must be decoded first: use classify(), which does, not classifyLocal()"));
@@ -78,6 +87,7 @@ pub fn read_now(value: &JsValue) -> Result<Input, JsValue> {
     }
     let (width, height) =
         source_size(value).ok_or_else(|| invalid("the image source has no size (not loaded yet?)"))?;
+    check_size(width, height)?;
     let canvas =
         Offscreen::new(width, height).map_err(|e| invalid(format!("no OffscreenCanvas here: {}", describe(&e))))?;
     let options = js_sys::Object::new();
@@ -87,7 +97,7 @@ pub fn read_now(value: &JsValue) -> Result<Input, JsValue> {
     let data = ctx
         .get_image_data(0.0, 0.0, width as f64, height as f64)
         .map_err(|e| invalid(format!("its pixels cannot be read (a cross-origin image?): {}", describe(&e))))?;
-    Ok(rgba_of(&data))
+    rgba_of(&data)
 }
 
 /// Reads an input, decoding a `Blob` (a `File` too) with `createImageBitmap` first.

@@ -14,8 +14,6 @@ extern "C" {
     /// `globalThis.fetch` (window or worker).
     #[wasm_bindgen(js_name = fetch)]
     pub fn fetch_with_request(request: &web_sys::Request) -> js_sys::Promise;
-    #[wasm_bindgen(js_name = fetch)]
-    fn fetch_url(url: &str) -> js_sys::Promise;
     /// `globalThis.setTimeout`.
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
@@ -85,50 +83,70 @@ pub async fn sleep(ms: f64) {
     let _ = JsFuture::from(promise).await;
 }
 
-/// `GET url`, which must answer 2xx; with `Authorization: Bearer <token>` when given (only ever
-/// for the Worker's own URLs).
-async fn fetch_ok(url: &str, what: &str, token: Option<&str>, fresh: bool) -> Result<web_sys::Response, JsValue> {
+/// Time allowed for a manifest or model file to arrive, unless `loadTimeoutMs` says otherwise.
+pub const LOAD_TIMEOUT_MS: f64 = 120_000.0;
+/// Most bytes read for a manifest or a Worker's JSON answer.
+pub const MAX_JSON_BYTES: usize = 1 << 20;
+/// Most bytes read for a device model file.
+pub const MAX_MODEL_BYTES: usize = 64 << 20;
+
+/// `GET url` under `timeout_ms`, which must answer 2xx; with `Authorization: Bearer <token>` when
+/// given (only ever for the Worker's own URLs, and then a redirect is an error, so the token goes
+/// nowhere else). Returns the response and the signal that bounds reading its body too.
+async fn fetch_ok(
+    url: &str,
+    what: &str,
+    token: Option<&str>,
+    fresh: bool,
+    timeout_ms: f64,
+) -> Result<(web_sys::Response, web_sys::AbortSignal), JsValue> {
     let failed = |why: String| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {why}"));
-    let promise = if token.is_none() && !fresh {
-        fetch_url(url)
-    } else {
-        let init = web_sys::RequestInit::new();
-        if let Some(token) = token {
-            let headers = web_sys::Headers::new().map_err(|e| failed(describe(&e)))?;
-            headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| failed(describe(&e)))?;
-            init.set_headers(&headers);
+    let signal = web_sys::AbortSignal::timeout_with_f64(timeout_ms);
+    let init = web_sys::RequestInit::new();
+    init.set_signal(Some(&signal));
+    if let Some(token) = token {
+        let headers = web_sys::Headers::new().map_err(|e| failed(describe(&e)))?;
+        headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| failed(describe(&e)))?;
+        init.set_headers(&headers);
+        init.set_redirect(web_sys::RequestRedirect::Error);
+    }
+    if fresh {
+        init.set_cache(web_sys::RequestCache::Reload);
+    }
+    let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| failed(describe(&e)))?;
+    let resp = JsFuture::from(fetch_with_request(&request)).await.map_err(|e| {
+        if signal.aborted() {
+            failed(format!("no answer in {timeout_ms} ms"))
+        } else {
+            failed(describe(&e))
         }
-        if fresh {
-            init.set_cache(web_sys::RequestCache::Reload);
-        }
-        let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| failed(describe(&e)))?;
-        fetch_with_request(&request)
-    };
-    let resp = JsFuture::from(promise).await.map_err(|e| failed(describe(&e)))?;
+    })?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|e| failed(describe(&e)))?;
     if !resp.ok() {
         return Err(failed(format!("HTTP {}", resp.status())));
     }
-    Ok(resp)
+    Ok((resp, signal))
 }
 
-/// The text at `url` (`token`: see [`fetch_ok`]).
-pub async fn fetch_text(url: &str, what: &str, token: Option<&str>) -> Result<String, JsValue> {
-    let resp = fetch_ok(url, what, token, false).await?;
-    let text = JsFuture::from(resp.text()?).await?;
-    text.as_string().ok_or_else(|| coded_error(FETCH_FAILED, &format!("the {what} at {url} is not text")))
+/// The text at `url`, at most [`MAX_JSON_BYTES`], within `timeout_ms` (`token`: see [`fetch_ok`]).
+pub async fn fetch_text(url: &str, what: &str, token: Option<&str>, timeout_ms: f64) -> Result<String, JsValue> {
+    let (resp, signal) = fetch_ok(url, what, token, false, timeout_ms).await?;
+    let bytes = read_capped(&resp, &signal, MAX_JSON_BYTES, url, what, timeout_ms, &|_| ()).await?;
+    String::from_utf8(bytes).map_err(|_| coded_error(FETCH_FAILED, &format!("the {what} at {url} is not UTF-8 text")))
 }
 
-/// The bytes at `url`, read as they arrive so `progress` can report `loaded` / `total` (the
-/// `Content-Length`, when the response is not compressed in transit). `fresh`: past the HTTP cache.
+/// The bytes at `url`, at most [`MAX_MODEL_BYTES`] and within `timeout_ms`, read as they arrive so
+/// `progress` can report `loaded` / `total` (the `Content-Length`, when the response is not
+/// compressed in transit: reported, never used to size anything). `fresh`: past the HTTP cache.
 pub async fn fetch_bytes_with_progress(
     url: &str,
     what: &str,
     token: Option<&str>,
     fresh: bool,
+    timeout_ms: f64,
     progress: &Progress,
 ) -> Result<Vec<u8>, JsValue> {
-    let resp = fetch_ok(url, what, token, fresh).await?;
+    let (resp, signal) = fetch_ok(url, what, token, fresh, timeout_ms).await?;
     let encoded = resp.headers().get("Content-Encoding").ok().flatten().is_some_and(|e| e != "identity");
     let total = resp
         .headers()
@@ -136,35 +154,59 @@ pub async fn fetch_bytes_with_progress(
         .ok()
         .flatten()
         .and_then(|n| n.trim().parse::<f64>().ok())
-        .filter(|_| !encoded);
-    let Some(body) = resp.body() else {
-        let bytes = fetch_body(resp).await?;
-        progress.bytes(what, bytes.len() as f64, total, false);
-        return Ok(bytes);
-    };
-    let failed =
-        |e: JsValue| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {}", describe(&e)));
-    let reader = web_sys::ReadableStreamDefaultReader::new(&body).map_err(failed)?;
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0.0) as usize);
+        .filter(|n| !encoded && *n <= MAX_MODEL_BYTES as f64);
     progress.bytes(what, 0.0, total, false);
+    let report = |loaded: usize| progress.bytes(what, loaded as f64, total, false);
+    read_capped(&resp, &signal, MAX_MODEL_BYTES, url, what, timeout_ms, &report).await
+}
+
+/// A response's body, read chunk by chunk and refused as soon as it passes `cap` bytes (a
+/// `Content-Length` over the cap is refused before reading); `report` hears the bytes so far.
+pub async fn read_capped(
+    resp: &web_sys::Response,
+    signal: &web_sys::AbortSignal,
+    cap: usize,
+    url: &str,
+    what: &str,
+    timeout_ms: f64,
+    report: &dyn Fn(usize),
+) -> Result<Vec<u8>, JsValue> {
+    let failed = |why: String| coded_error(FETCH_FAILED, &format!("could not fetch the {what} from {url}: {why}"));
+    let too_big = || failed(format!("it is more than the {cap} bytes hiedge reads"));
+    let announced = resp.headers().get("Content-Length").ok().flatten().and_then(|n| n.trim().parse::<f64>().ok());
+    if announced.is_some_and(|n| n > cap as f64) {
+        if let Some(body) = resp.body() {
+            let _ = body.cancel();
+        }
+        return Err(too_big());
+    }
+    let read_failed = |e: JsValue| {
+        if signal.aborted() {
+            failed(format!("not downloaded in {timeout_ms} ms"))
+        } else {
+            failed(describe(&e))
+        }
+    };
+    let Some(body) = resp.body() else { return Ok(Vec::new()) };
+    let reader = web_sys::ReadableStreamDefaultReader::new(&body).map_err(read_failed)?;
+    let mut bytes = Vec::new();
     loop {
-        let chunk = JsFuture::from(reader.read()).await.map_err(failed)?;
+        let chunk = JsFuture::from(reader.read()).await.map_err(read_failed)?;
         if js_sys::Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()) == Some(true) {
             break;
         }
-        let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(failed)?;
-        let value: Uint8Array = value.dyn_into().map_err(failed)?;
+        let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(read_failed)?;
+        let value: Uint8Array = value.dyn_into().map_err(read_failed)?;
         let start = bytes.len();
+        if start + value.length() as usize > cap {
+            let _ = reader.cancel();
+            return Err(too_big());
+        }
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
-        progress.bytes(what, bytes.len() as f64, total, false);
+        report(bytes.len());
     }
     Ok(bytes)
-}
-
-async fn fetch_body(resp: web_sys::Response) -> Result<Vec<u8>, JsValue> {
-    let buf = JsFuture::from(resp.array_buffer()?).await?;
-    Ok(Uint8Array::new(&buf).to_vec())
 }
 
 /// The `onProgress` option: stages and download bytes, reported to the callback when there is one.

@@ -80,6 +80,7 @@ impl HiClient {
             .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
         let progress = Progress::new(&options.on_progress);
         let cache = if options.cache == Some(false) { FileCache::disabled() } else { FileCache::open().await };
+        let cache = cache.with_timeout(options::millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?);
         let sources = Sources::from_options(&options)?;
         let token = sources.token.as_deref();
 

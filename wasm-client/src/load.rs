@@ -94,7 +94,7 @@ impl Sources {
         let Some(url) = self.manifest_url()? else { return self.given_manifest() };
         let token = if absent(&self.manifest) { self.token.as_deref() } else { None };
         let key = cache::manifest_key(&url);
-        let json = match js::fetch_text(&url, "manifest", token).await {
+        let json = match js::fetch_text(&url, "manifest", token, cache.timeout_ms()).await {
             Ok(json) => {
                 // Only a manifest that parses is kept for offline use.
                 if Manifest::from_json(&json).is_ok() {

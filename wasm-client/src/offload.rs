@@ -8,7 +8,10 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::js::{coded_error, describe, fetch_with_request, now_ms, sleep, INVALID_OPTIONS};
+use crate::js::{
+    coded_error, describe, fetch_with_request, now_ms, read_capped, sleep, INVALID_OPTIONS, MAX_JSON_BYTES,
+};
+use crate::options::millis;
 
 /// Default offload timeout.
 pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
@@ -21,15 +24,6 @@ pub struct OffloadClient {
     token: Option<String>,
     timeout_ms: f64,
     delay_ms: f64,
-}
-
-/// A non-negative finite number of milliseconds, or `default`.
-fn millis(value: Option<f64>, name: &str, default: f64) -> Result<f64, JsValue> {
-    match value {
-        None => Ok(default),
-        Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        Some(_) => Err(coded_error(INVALID_OPTIONS, &format!("`{name}` must be a number >= 0"))),
-    }
 }
 
 impl OffloadClient {
@@ -52,15 +46,21 @@ impl OffloadClient {
         Ok(client)
     }
 
-    /// Sets the Worker's base URL (`None`: no Worker, every offload falls back).
+    /// Sets the Worker's base URL (`None`: no Worker, every offload falls back). The token is
+    /// bound to the origin it was given for: an endpoint on another origin (or none) drops it, so
+    /// a token is never sent to a server it was not meant for.
     pub fn set_endpoint(&mut self, endpoint: Option<String>) -> Result<(), JsValue> {
-        self.base = match endpoint {
+        let base = match endpoint {
             None => None,
             Some(e) if e.starts_with("http://") || e.starts_with("https://") || e.starts_with('/') => {
                 Some(e.trim_end_matches('/').to_string())
             }
             Some(e) => return Err(coded_error(INVALID_OPTIONS, &format!("endpoint `{e}` is not an http(s) URL"))),
         };
+        if self.base.is_some() && self.base.as_deref().and_then(origin_of) != base.as_deref().and_then(origin_of) {
+            self.token = None;
+        }
+        self.base = base;
         Ok(())
     }
 
@@ -101,6 +101,8 @@ impl OffloadClient {
         let init = web_sys::RequestInit::new();
         init.set_method("POST");
         init.set_mode(web_sys::RequestMode::Cors);
+        // An answer comes from the endpoint the page named, or from nowhere.
+        init.set_redirect(web_sys::RequestRedirect::Error);
         init.set_signal(Some(&signal));
         let headers = web_sys::Headers::new().map_err(|e| describe(&e))?;
         headers.set("Content-Type", OCTET_STREAM).map_err(|e| describe(&e))?;
@@ -112,7 +114,7 @@ impl OffloadClient {
         init.set_body(&body);
         let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| describe(&e))?;
 
-        self.send(&request, classes).await.map_err(|reason| {
+        self.send(&request, &signal, classes).await.map_err(|reason| {
             if signal.aborted() {
                 format!("timeout after {} ms", self.timeout_ms)
             } else {
@@ -121,16 +123,20 @@ impl OffloadClient {
         })
     }
 
-    async fn send(&self, request: &web_sys::Request, classes: usize) -> Result<ClassifyResponse, String> {
+    async fn send(
+        &self,
+        request: &web_sys::Request,
+        signal: &web_sys::AbortSignal,
+        classes: usize,
+    ) -> Result<ClassifyResponse, String> {
         let resp = JsFuture::from(fetch_with_request(request))
             .await
             .map_err(|e| format!("network error: {}", describe(&e)))?;
         let resp: web_sys::Response = resp.dyn_into().map_err(|e| describe(&e))?;
-        let text = JsFuture::from(resp.text().map_err(|e| describe(&e))?)
+        let bytes = read_capped(&resp, signal, MAX_JSON_BYTES, &request.url(), "answer", self.timeout_ms, &|_| ())
             .await
-            .map_err(|e| format!("network error reading the response: {}", describe(&e)))?
-            .as_string()
-            .unwrap_or_default();
+            .map_err(|e| format!("network error reading the response: {}", describe(&e)))?;
+        let text = String::from_utf8_lossy(&bytes);
         if !resp.ok() {
             let detail = serde_json::from_str::<ErrorBody>(&text)
                 .map(|b| format!("{}: {}", serde_json::to_string(&b.error.code).unwrap_or_default(), b.error.message))
@@ -139,4 +145,13 @@ impl OffloadClient {
         }
         ClassifyResponse::from_json(&text, classes).map_err(|e| format!("bad response: {e}"))
     }
+}
+
+/// `scheme://host:port` of an absolute http(s) URL; a path-only endpoint (`/api`) is the page's own
+/// origin, written `""` here (two path-only endpoints share it).
+fn origin_of(url: &str) -> Option<String> {
+    if url.starts_with('/') {
+        return Some(String::new());
+    }
+    web_sys::Url::new(url).ok().map(|u| u.origin())
 }

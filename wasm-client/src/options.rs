@@ -46,9 +46,14 @@ pub struct HiClientOptions {
     /// Offload timeout in ms (default 3000). On timeout the local answer is used, flagged "fallback".
     #[tsify(optional)]
     pub timeout_ms: Option<f64>,
-    /// Bearer token when the Worker has an API_TOKEN.
+    /// Bearer token when the Worker has an API_TOKEN. It is sent to the `endpoint`'s origin only:
+    /// `setEndpoint` to another origin drops it.
     #[tsify(optional)]
     pub token: Option<String>,
+    /// Time allowed for the wasm, the manifest and each model file to download, in ms (default
+    /// 120000). Downloads are also capped in size (64 MiB per model file, 1 MiB per manifest).
+    #[tsify(optional)]
+    pub load_timeout_ms: Option<f64>,
     /// Extra delay added before each offload request, to emulate a slow link (default 0).
     #[tsify(optional)]
     pub network_delay_ms: Option<f64>,
@@ -212,5 +217,14 @@ impl<'de> Deserialize<'de> for PolicyChoice {
             }
         }
         deserializer.deserialize_any(ChoiceVisitor)
+    }
+}
+
+/// A non-negative finite number of milliseconds, or `default` when left out.
+pub fn millis(value: Option<f64>, name: &str, default: f64) -> Result<f64, JsValue> {
+    match value {
+        None => Ok(default),
+        Some(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Some(_) => Err(crate::js::coded_error(crate::js::INVALID_OPTIONS, &format!("`{name}` must be a number >= 0"))),
     }
 }

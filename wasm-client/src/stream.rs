@@ -88,7 +88,9 @@ impl HiStream {
         }
         let base = options.endpoint.trim_end_matches('/').to_string();
         let token = options.token.as_deref().filter(|t| !t.is_empty());
-        let manifest_json = js::fetch_text(&format!("{base}{}", protocol::set_path(set)), "manifest", token).await?;
+        let manifest_json =
+            js::fetch_text(&format!("{base}{}", protocol::set_path(set)), "manifest", token, js::LOAD_TIMEOUT_MS)
+                .await?;
         let manifest = Manifest::from_json(&manifest_json).map_err(core_error)?;
         let entry = manifest
             .split

@@ -8,20 +8,42 @@ import { $, demo, state, type ModelSetEntry } from "./state";
 // For the end-to-end tests and the curious: the client class, to try other options from the console.
 (demo as unknown as { HiClient: typeof HiClient }).HiClient = HiClient;
 
-/** Where offloads go: `?worker=` in the page URL (shown on the page as such), config.json, or the local default. */
-async function workerUrl(): Promise<string> {
-  const fromQuery = new URLSearchParams(location.search).get("worker");
-  if (fromQuery) {
-    const notice = $("worker-from-url");
-    notice.textContent = `Offloads go to ${fromQuery}, set by ?worker= in this page's address. Samples you offload are sent there.`;
-    notice.classList.remove("hidden");
-    return fromQuery;
-  }
+/** The Worker the site itself names: config.json (written by `make demo`), or the local default. */
+async function configuredWorkerUrl(): Promise<string> {
   try {
     const cfg = await (await fetch("./config.json", { cache: "no-store" })).json();
     if (typeof cfg.workerUrl === "string" && cfg.workerUrl) return cfg.workerUrl;
   } catch {}
   return "http://127.0.0.1:8787";
+}
+
+/**
+ * Where offloads go: `?worker=` in the page URL (shown on the page as such), config.json, or the
+ * local default. Anyone can send a link with `?worker=`: when it names an origin other than the
+ * page's and the configured Worker's, the user is asked first, before any upload or camera frame
+ * could go there; refused (or not a URL), the configured Worker is used.
+ */
+async function workerUrl(): Promise<string> {
+  const configured = await configuredWorkerUrl();
+  const fromQuery = new URLSearchParams(location.search).get("worker");
+  if (!fromQuery) return configured;
+  const notice = $("worker-from-url");
+  notice.classList.remove("hidden");
+  let origin: string;
+  try {
+    origin = new URL(fromQuery, location.href).origin;
+  } catch {
+    notice.textContent = `?worker= in this page's address is not a URL (${fromQuery}): offloads go to ${configured}.`;
+    return configured;
+  }
+  const known = [location.origin, new URL(configured, location.href).origin];
+  const asked = `This page's address asks to send the samples you offload (uploads and camera frames) to another server:\n\n${origin}\n\nSend them there?`;
+  if (!known.includes(origin) && !window.confirm(asked)) {
+    notice.textContent = `Not using ${fromQuery} (set by ?worker= in this page's address, refused): offloads go to ${configured}.`;
+    return configured;
+  }
+  notice.textContent = `Offloads go to ${fromQuery}, set by ?worker= in this page's address. Samples you offload are sent there.`;
+  return fromQuery;
 }
 
 async function bytes(url: string): Promise<Uint8Array> {
