@@ -80,6 +80,8 @@ for (const c of r.cells) {
 // How much slower the throttled device is is a benchmark's number (results.md), not a test's: this
 // machine's load decides it. Here: the plan ran both device classes.
 assert.deepEqual(r.cells.map((c) => c.device).sort(), [1, 4]);
+const largeMs = (d) => r.cells.find((c) => c.device === d).methods["large-on-device"].meanMs;
+const slowdown = largeMs(4) / largeMs(1); // printed below, not asserted
 
 // Cold start: each method answered; a warm cache sends fewer bytes; always-offload answered from the Worker.
 const cold = r.cold[0];

@@ -185,6 +185,14 @@ try {
           (r) => ({ answered: r.label, loaded: client.loaded, why: r.why }),
           (e) => ({ code: e.code, message: e.message, loaded: client.loaded }));
       }
+      // The manifest given by URL: its classes are fetched to check the answers against.
+      for (const mode of ["label11", "good"]) {
+        const client = await HiClient.create({ model: "/set/tiny.nnef.tar", manifest: "/set/manifest.json",
+          endpoint: `/w/${mode}`, answerWhileLoading: true, cache: false });
+        outcomes[`${mode} (manifest URL)`] = await client.classify(new Uint8Array(784).fill(90)).then(
+          (r) => ({ answered: r.label, loaded: client.loaded, why: r.why }),
+          (e) => ({ code: e.code, message: e.message, loaded: client.loaded }));
+      }
       return outcomes;
     }, manifestText);
     stub.hold.wasm = false;
@@ -197,6 +205,8 @@ try {
     }
     assert.equal(out.redirect.code, "NotReady", JSON.stringify(out.redirect));
     assert.deepEqual(out.good, { answered: 3, loaded: false, why: "loading" });
+    assert.deepEqual(out["good (manifest URL)"], { answered: 3, loaded: false, why: "loading" });
+    assert.match(out["label11 (manifest URL)"].message ?? "", /bad response/, JSON.stringify(out["label11 (manifest URL)"]));
   });
 
   /** `HiClient.create` with this manifest URL; resolves to how it ended. */

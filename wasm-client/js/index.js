@@ -483,13 +483,17 @@ function earlyRoute(options) {
     // Settles once the class names are known or cannot be had (an answer waits for it, see below).
     classesKnown: Promise.resolve(),
   };
-  // Class names for the answers: the given manifest's, or the set's from the Worker.
+  // Class names for the answers (and their count, which every answer is checked against): the
+  // given manifest's, or fetched from the manifest's URL or the Worker's set, in parallel with the
+  // first samples. The token goes to the Worker only.
   const given = typeof manifest === "string" && manifest.trim().startsWith("{") ? safeJson(manifest) : manifest;
+  const fromWorker = modelSet && manifest === undefined;
+  const url = fromWorker ? `${base}/v1/models/${modelSet}` : typeof manifest === "string" && given === manifest ? manifest : null;
   if (given && typeof given === "object" && Array.isArray(given.classes)) route.classes = given.classes.map(String);
-  else if (modelSet && manifest === undefined) {
-    const headers = route.token ? { Authorization: `Bearer ${route.token}` } : {};
-    route.classesKnown = fetch(`${base}/v1/models/${modelSet}`, {
-      headers, redirect: "error", signal: AbortSignal.timeout(millis(options.loadTimeoutMs, LOAD_TIMEOUT_MS)),
+  else if (url) {
+    const headers = fromWorker && route.token ? { Authorization: `Bearer ${route.token}` } : {};
+    route.classesKnown = fetch(url, {
+      headers, redirect: fromWorker ? "error" : "follow", signal: AbortSignal.timeout(millis(options.loadTimeoutMs, LOAD_TIMEOUT_MS)),
     })
       .then((r) => (r.ok ? readCapped(r, MAX_JSON_BYTES, "manifest") : null))
       .then((bytes) => bytes && safeJson(new TextDecoder().decode(bytes)))
