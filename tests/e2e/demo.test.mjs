@@ -216,34 +216,17 @@ try {
   }
 
   // The split stream (MDI-Exit) on a device made 30x slower by the browser's own CPU throttling
-  // (DevTools protocol), samples arriving faster than it serves them; the Worker is stopped mid-stream.
-  // Every pushed sample is answered or reported skipped, none lost; after the stop, requests fall
-  // back to the device. Before it, one split request, so that the Worker has loaded the split tail: a cold load on a slow
-  // machine can take longer than the stream's request timeout, and the planner would then (rightly)
-  // finish the throttled stream's samples on the device.
-  const splitDecisions = () => page.evaluate(() => window.hiedgeDemo.split.rows.map((r) => r.result.decision));
-  const fm = JSON.parse(readFileSync(resolve("models/fashion-mnist/manifest.json"), "utf8"));
-  const nFeatures = fm.split.feature_shape.reduce((a, b) => a * b, 1);
-  const warmBody = Buffer.alloc(8 + nFeatures, 128);
-  warmBody.writeFloatLE(0, 0);
-  warmBody.writeFloatLE(1 / 255, 4);
-  const warmStart = Date.now();
-  const warmRes = await fetch(`${worker.url}/v1/models/fashion-mnist/split/${fm.split.trunk.sha256}`,
-    { method: "POST", headers: { "content-type": "application/octet-stream" }, body: warmBody });
-  assert.equal(warmRes.status, 200, await warmRes.text());
-  const warmMs = Date.now() - warmStart;
+  // (DevTools protocol), samples arriving faster than it serves them: every pushed sample is
+  // answered or reported skipped, each once, and the page's counts add up. Which samples are
+  // skipped, exit or go to the Worker depends on the machine's speed, so none of that is asserted
+  // here: tests/npm/stream.mjs steps a HiStream through skips, answers and a Worker stopped
+  // mid-stream on a clock it owns.
   const cdp = await page.context().newCDPSession(page);
   await cdp.send("Emulation.setCPUThrottlingRate", { rate: 30 });
   await page.selectOption("[data-testid=split-rate]", "2000");
   await page.fill("[data-testid=split-limit]", "400");
   await page.click("[data-testid=split-run]");
   await page.waitForFunction(() => window.hiedgeDemo.split.running || window.hiedgeDemo.split.error, null, { timeout: 60_000 });
-  await page.waitForFunction(() => window.hiedgeDemo.split.rows.filter((r) => ["features", "raw"].includes(r.result.decision)).length >= 2 ||
-    !window.hiedgeDemo.split.running || window.hiedgeDemo.split.error, null, { timeout: 120_000 });
-  const before = await page.evaluate(() => ({ running: window.hiedgeDemo.split.running, n: window.hiedgeDemo.split.rows.length }));
-  assert.ok(before.running, `the stream ended before two samples reached the Worker: ${(await splitDecisions()).join(",")}`);
-  await worker.stop();
-  step(`Worker stopped mid split stream (after ${before.n} of 400 answers; the tail loaded in ${warmMs} ms)`);
   await page.waitForFunction(() => !window.hiedgeDemo.split.running, null, { timeout: 300_000 });
   await cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
   const sp = await page.evaluate(() => ({
@@ -260,17 +243,18 @@ try {
   assert.equal(sp.stats.arrived, 400);
   assert.equal(sp.stats.processed + sp.stats.skipped, 400);
   assert.equal(sp.stats.skipped, nOf("skipped"), "skips counted in the stats");
-  assert.ok(sp.stats.skipped > 0, `overloaded device: some samples skipped (${sp.stats.skipped})`);
-  assert.ok(nOf("exit") > 0 && nOf("features") + nOf("raw") > 0, sp.decisions.join(","));
-  assert.ok(nOf("fallback") + nOf("device") > 0, "after the Worker stopped, samples finish on the device");
+  for (const [d, key] of [["exit", "exited"], ["features", "features"], ["raw", "raw"], ["device", "device"], ["fallback", "fallback"]]) {
+    assert.equal(sp.stats[key], nOf(d), `${d} counted in the stats`);
+  }
   // The counts line is redrawn at most every 200 ms (of a 30x-throttled CPU when the run ended).
   await page.waitForFunction(() => /400 arrived/.test(document.querySelector("[data-testid=split-counts]").textContent),
     null, { timeout: 30_000 }).catch(() => {});
   assert.match(await page.textContent("[data-testid=split-counts]"), /400 arrived/);
   await page.screenshot({ path: join(artifacts, "demo-split.png"), fullPage: true });
-  step(`split stream, CPU throttled 30x, Worker stopped mid-stream: 400 arrived, ${sp.stats.processed} processed ` +
+  step(`split stream, CPU throttled 30x: 400 arrived, ${sp.stats.processed} processed ` +
     `(exit ${nOf("exit")}, features ${nOf("features")}, raw ${nOf("raw")}, device ${nOf("device")}, fallback ${nOf("fallback")}), ` +
     `${sp.stats.skipped} skipped; ${sp.stats.processedPerS.toFixed(1)} processed/s`);
+  await worker.stop();
 
   // The Worker is down before a run: every sample the policy offloads falls back, none is lost,
   // the banner says so.

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { launchChromium, serveStatic } from "../support/browser.mjs";
 import { startWorker } from "../support/wrangler.mjs";
 import { checkLoading } from "./loading.mjs";
+import { checkStream } from "./stream.mjs";
 import { createServer } from "node:http";
 
 /** A misbehaving "Worker": /down503 answers 503, /badjson 200 with junk, /wronglabel an invalid result, /slow never in time. */
@@ -244,6 +245,7 @@ try {
   );
 
   await checkLoading({ repo, app, browser, workerUrl: worker.url });
+  await checkStream({ app, browser, server, worker });
 } finally {
   await browser?.close();
   await server?.close();

@@ -64,9 +64,10 @@ impl OffloadClient {
         Ok(())
     }
 
-    /// `POST {endpoint}{path}` with `body` (split features or raw input), like [`classify`](Self::classify).
-    pub async fn send_to(&self, path: &str, body: &[u8], classes: usize) -> RemoteOutcome {
-        let start = now_ms();
+    /// `POST {endpoint}{path}` with `body` (split features or raw input), like
+    /// [`classify`](Self::classify); the round trip is measured on `clock` (ms).
+    pub async fn send_to(&self, path: &str, body: &[u8], classes: usize, clock: &dyn Fn() -> f64) -> RemoteOutcome {
+        let start = clock();
         let result = match &self.base {
             None => Err("no endpoint is configured".to_string()),
             Some(base) => {
@@ -76,7 +77,7 @@ impl OffloadClient {
                 self.post(&format!("{base}{path}"), body, classes).await
             }
         };
-        let round_trip_ms = now_ms() - start;
+        let round_trip_ms = clock() - start;
         match result {
             Ok(response) => RemoteOutcome::Answered { response, round_trip_ms },
             Err(reason) => RemoteOutcome::Failed { reason, round_trip_ms },
@@ -92,7 +93,7 @@ impl OffloadClient {
     /// Sends one sample to the classify route; the round trip covers the emulated delay, the request
     /// and parsing the answer.
     pub async fn classify(&self, pixels: &[u8], classes: usize) -> RemoteOutcome {
-        self.send_to(&self.path, pixels, classes).await
+        self.send_to(&self.path, pixels, classes, &now_ms).await
     }
 
     async fn post(&self, url: &str, pixels: &[u8], classes: usize) -> Result<ClassifyResponse, String> {

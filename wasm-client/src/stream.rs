@@ -48,6 +48,58 @@ pub struct HiStreamOptions {
     /// Bearer token when the Worker has an API_TOKEN.
     #[tsify(optional)]
     pub token: Option<String>,
+    /// The clock the stream reads, in ms (default `performance.now`): arrivals, waits (so
+    /// admission), device work and round trips are all measured on it. Give your own to run a
+    /// stream on media timestamps or a simulation's time, or to step it in a test. It must return
+    /// a finite number and never go back; `push` rejects while it does not. (`timeoutMs` stays in
+    /// real time.)
+    #[tsify(optional, type = "(() => number) | null")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub clock: JsValue,
+}
+
+/// The clock a stream reads: `performance.now()` or the `clock` option's function.
+#[derive(Clone)]
+struct Clock {
+    read: Option<js_sys::Function>,
+    /// The last good reading, used inside the pump when a reading is bad (`push` refuses then).
+    last: Rc<Cell<f64>>,
+}
+
+impl Clock {
+    fn from_option(value: &JsValue) -> Result<Clock, JsValue> {
+        let read = if value.is_undefined() || value.is_null() {
+            None
+        } else {
+            let f = value.dyn_ref::<js_sys::Function>().cloned();
+            Some(f.ok_or_else(|| coded_error(INVALID_OPTIONS, "`clock` must be a function returning ms (or null)"))?)
+        };
+        let clock = Clock { read, last: Rc::new(Cell::new(0.0)) };
+        clock.try_now()?;
+        Ok(clock)
+    }
+
+    /// A reading, or why it is not one.
+    fn try_now(&self) -> Result<f64, JsValue> {
+        let Some(read) = &self.read else { return Ok(now_ms()) };
+        let value = read.call0(&JsValue::NULL)?;
+        match value.as_f64() {
+            Some(ms) if ms.is_finite() && ms >= self.last.get() => {
+                self.last.set(ms);
+                Ok(ms)
+            }
+            Some(ms) if ms.is_finite() => Err(coded_error(
+                INVALID_OPTIONS,
+                &format!("the stream's clock went back from {} to {ms} ms", self.last.get()),
+            )),
+            _ => Err(coded_error(INVALID_OPTIONS, "the stream's clock must return a finite number of ms")),
+        }
+    }
+
+    /// A reading; the last good one when this one is bad.
+    fn now(&self) -> f64 {
+        self.try_now().unwrap_or_else(|_| self.last.get())
+    }
 }
 
 fn default_device_model() -> Option<String> {
@@ -71,6 +123,7 @@ pub struct HiStream {
     queue: Rc<RefCell<VecDeque<Queued>>>,
     pumping: Rc<Cell<bool>>,
     offload: Rc<OffloadClient>,
+    clock: Clock,
 }
 
 #[wasm_bindgen]
@@ -82,6 +135,7 @@ impl HiStream {
     ) -> Result<HiStream, JsValue> {
         let options: HiStreamOptions = serde_wasm_bindgen::from_value(options)
             .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiStream options: {e}")))?;
+        let clock = Clock::from_option(&options.clock)?;
         let set = options.model_set.as_str();
         if !protocol::is_set_name(set) {
             return Err(coded_error(INVALID_OPTIONS, &format!("`modelSet` `{set}` is not a model-set name")));
@@ -118,6 +172,7 @@ impl HiStream {
             queue: Rc::new(RefCell::new(VecDeque::new())),
             pumping: Rc::new(Cell::new(false)),
             offload: Rc::new(offload),
+            clock,
         })
     }
 
@@ -132,7 +187,10 @@ impl HiStream {
         )]
         input: JsValue,
     ) -> Promise {
-        let arrived_ms = now_ms();
+        let arrived_ms = match self.clock.try_now() {
+            Ok(ms) => ms,
+            Err(e) => return Promise::reject(&e),
+        };
         let pixels = match image::read_now(&input).and_then(|input| self.pixels(input)) {
             Ok(p) => p,
             Err(e) => return Promise::reject(&e),
@@ -144,7 +202,14 @@ impl HiStream {
         });
         if !self.pumping.get() {
             self.pumping.set(true);
-            spawn_local(pump(self.session.clone(), self.queue.clone(), self.pumping.clone(), self.offload.clone()));
+            let pump = Pump {
+                session: self.session.clone(),
+                queue: self.queue.clone(),
+                pumping: self.pumping.clone(),
+                offload: self.offload.clone(),
+                clock: self.clock.clone(),
+            };
+            spawn_local(pump.run());
         }
         promise
     }
@@ -197,48 +262,56 @@ impl HiStream {
     }
 }
 
-/// Takes queued samples one at a time until the queue is empty, yielding to the event loop between
-/// them so that arrivals (and answers) are handled while it runs.
-async fn pump(
+/// What the pump shares with its stream.
+struct Pump {
     session: Rc<RefCell<StreamSession>>,
     queue: Rc<RefCell<VecDeque<Queued>>>,
     pumping: Rc<Cell<bool>>,
     offload: Rc<OffloadClient>,
-) {
-    loop {
-        let next = queue.borrow_mut().pop_front();
-        let Some(q) = next else { break };
-        let step = session.borrow_mut().take(q.index, q.pixels, q.arrived_ms, &now_ms);
-        // A skipped sample cost the device nothing: take the next one at once, so that a backlog
-        // of stale samples is cleared without a yield (at least a timer tick) per sample.
-        let skipped = matches!(&step, Ok(Step::Done(r)) if r.decision == StreamDecision::Skipped);
-        match step {
-            Ok(Step::Done(result)) => settle(&q.resolve, &q.reject, to_js(&result)),
-            Ok(Step::Send(pending)) => {
-                spawn_local(send(session.clone(), offload.clone(), pending, q.resolve, q.reject));
-            }
-            Err(e) => {
-                let _ = q.reject.call1(&JsValue::NULL, &core_error(e));
-            }
-        }
-        if !skipped {
-            sleep(0.0).await;
-        }
-    }
-    pumping.set(false);
+    clock: Clock,
 }
 
-async fn send(
-    session: Rc<RefCell<StreamSession>>,
-    offload: Rc<OffloadClient>,
-    pending: Pending,
-    resolve: js_sys::Function,
-    reject: js_sys::Function,
-) {
-    let classes = session.borrow().manifest().classes.len();
-    let outcome = offload.send_to(&pending.path, &pending.body, classes).await;
-    let result = session.borrow_mut().finish(pending, outcome, now_ms()).map_err(core_error);
-    settle(&resolve, &reject, result.and_then(|r| to_js(&r)));
+impl Pump {
+    /// Takes queued samples one at a time until the queue is empty, yielding to the event loop
+    /// between them so that arrivals (and answers) are handled while it runs.
+    async fn run(self) {
+        loop {
+            let next = self.queue.borrow_mut().pop_front();
+            let Some(q) = next else { break };
+            let clock = self.clock.clone();
+            let step = self.session.borrow_mut().take(q.index, q.pixels, q.arrived_ms, &move || clock.now());
+            // A skipped sample cost the device nothing: take the next one at once, so that a backlog
+            // of stale samples is cleared without a yield (at least a timer tick) per sample.
+            let skipped = matches!(&step, Ok(Step::Done(r)) if r.decision == StreamDecision::Skipped);
+            match step {
+                Ok(Step::Done(result)) => settle(&q.resolve, &q.reject, to_js(&result)),
+                Ok(Step::Send(pending)) => spawn_local(self.send(pending, q.resolve, q.reject)),
+                Err(e) => {
+                    let _ = q.reject.call1(&JsValue::NULL, &core_error(e));
+                }
+            }
+            if !skipped {
+                sleep(0.0).await;
+            }
+        }
+        self.pumping.set(false);
+    }
+
+    /// Sends one sample's request and settles its promise with the outcome, timed on the stream's clock.
+    fn send(
+        &self,
+        pending: Pending,
+        resolve: js_sys::Function,
+        reject: js_sys::Function,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let (session, offload, clock) = (self.session.clone(), self.offload.clone(), self.clock.clone());
+        async move {
+            let classes = session.borrow().manifest().classes.len();
+            let outcome = offload.send_to(&pending.path, &pending.body, classes, &|| clock.now()).await;
+            let result = session.borrow_mut().finish(pending, outcome, clock.now()).map_err(core_error);
+            settle(&resolve, &reject, result.and_then(|r| to_js(&r)));
+        }
+    }
 }
 
 fn settle(resolve: &js_sys::Function, reject: &js_sys::Function, value: Result<JsValue, JsValue>) {
