@@ -3,7 +3,8 @@
 //! Every model set of a deployment behind the HI wire protocol (`docs/protocol.md`), as a Cloudflare
 //! Worker. A thin HTTP facade: access rules, routes, body limits, which files a browser may fetch
 //! and the models all come from `hiedge-core` ([`protocol`], [`server`]); this file admits a request
-//! with those rules, then a workers-rs [`Router`] hands it to one small handler per route.
+//! with those rules, then one `match` on core's parsed [`Route`] hands it to one small handler per
+//! route: the routing table is core's alone (`protocol::route`), never declared twice.
 //!
 //! No model is compiled in. The sets are the directories of the Workers Static Assets directory
 //! (`models/`, bound as `ASSETS`, with `run_worker_first` so nothing is served without this code):
@@ -17,16 +18,14 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 use hiedge_core::protocol::BrokenSet;
-use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
+use hiedge_core::protocol::{self, ApiError, ErrorCode, Route};
 use hiedge_core::runtime::sha256_hex;
 use hiedge_core::server::{
     self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, SplitService,
     RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
 };
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{
-    console_error, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result, RouteContext, Router,
-};
+use worker::{console_error, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
 
 /// The Workers Static Assets binding holding the model sets.
 const ASSETS_BINDING: &str = "ASSETS";
@@ -65,11 +64,10 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// What every handler gets: the access rules, the route admission parsed, the CORS origin it
-/// allowed, and whether the request declared its body length (admission checked it against the cap).
+/// What every handler gets: the access rules, the CORS origin admission allowed, and whether the
+/// request declared its body length (admission checked it against the cap).
 struct Admission {
     rules: AccessRules,
-    route: Route,
     cors: Option<String>,
     length_declared: bool,
 }
@@ -84,41 +82,25 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
             return error_response(&error, None, None);
         }
     };
-    // Admission answers unknown paths (404), other methods (405), refused origins, tokens and
-    // headers with the protocol's JSON errors, so the router below only sees requests it serves.
-    let admission = match admit(&req, rules) {
+    // Admission parses the route (core's one routing table) and answers unknown paths (404), other
+    // methods (405), refused origins, tokens and headers with the protocol's JSON errors.
+    let (route, admitted) = match admit(&req, rules) {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    const SET: &str = "/v1/models/:set";
-    const SET_CLASSIFY: &str = "/v1/models/:set/classify";
-    const SET_FILE: &str = "/v1/models/:set/files/:sha256";
-    const SET_SPLIT: &str = "/v1/models/:set/split/:trunk";
-    Router::with_data(admission)
-        .get_async(HEALTH_PATH, health)
-        .head_async(HEALTH_PATH, health)
-        .get_async(MODELS_PATH, models)
-        .head_async(MODELS_PATH, models)
-        .get_async(SET, manifest)
-        .head_async(SET, manifest)
-        .get_async(SET_FILE, device_file)
-        .head_async(SET_FILE, device_file)
-        .post_async(CLASSIFY_PATH, classify)
-        .post_async(SET_CLASSIFY, classify)
-        .post_async(SET_SPLIT, split_tail)
-        .options(HEALTH_PATH, preflight)
-        .options(MODELS_PATH, preflight)
-        .options(SET, preflight)
-        .options(SET_FILE, preflight)
-        .options(CLASSIFY_PATH, preflight)
-        .options(SET_CLASSIFY, preflight)
-        .options(SET_SPLIT, preflight)
-        .run(req, env)
-        .await
+    match route {
+        Route::Health => health(&env, &admitted).await,
+        Route::Models => models(&env, &admitted).await,
+        Route::Manifest { set } => manifest(&env, &admitted, &set).await,
+        Route::File { set, sha256 } => device_file(&req, &env, &admitted, &set, &sha256).await,
+        Route::Classify { set } => classify(req, &env, &admitted, set.as_deref()).await,
+        Route::Split { set, trunk_sha256 } => split_tail(req, &env, &admitted, &set, &trunk_sha256).await,
+        Route::Preflight => preflight(&req.path(), &admitted),
+    }
 }
 
-/// The request's head against the access rules: the admitted route, or the refusal.
-fn admit(req: &Request, rules: AccessRules) -> std::result::Result<Admission, Result<Response>> {
+/// The request's head against the access rules: the route and the admission, or the refusal.
+fn admit(req: &Request, rules: AccessRules) -> std::result::Result<(Route, Admission), Result<Response>> {
     // The raw method: workers-rs maps unknown methods to GET.
     let method = req.inner().method();
     let path = req.path();
@@ -134,12 +116,10 @@ fn admit(req: &Request, rules: AccessRules) -> std::result::Result<Admission, Re
         content_length: content_length.as_deref(),
     };
     match rules.admit(&head) {
-        Ok(admitted) => Ok(Admission {
-            route: admitted.route,
-            cors: admitted.allow_origin,
-            length_declared: content_length.is_some(),
-            rules,
-        }),
+        Ok(admitted) => Ok((
+            admitted.route,
+            Admission { cors: admitted.allow_origin, length_declared: content_length.is_some(), rules },
+        )),
         Err(refused) => {
             Err(error_response(&refused.error, Some(&rules), refused.allow_origin.as_deref()).and_then(|mut resp| {
                 if let Some(allow) = refused.allow {
@@ -152,24 +132,24 @@ fn admit(req: &Request, rules: AccessRules) -> std::result::Result<Admission, Re
 }
 
 /// `GET /v1/health`: the default set's large model.
-async fn health(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+async fn health(env: &Env, admitted: &Admission) -> Result<Response> {
     let body = async {
-        let set = load_set(&ctx.env, &default_set(&ctx.env)?).await?;
-        let service = load_service(&ctx.env, &set).await?;
+        let set = load_set(env, &default_set(env)?).await?;
+        let service = load_service(env, &set).await?;
         json(&service.health())
     };
-    respond(body.await, &ctx.data, Caching::NoStore)
+    respond(body.await, admitted, Caching::NoStore)
 }
 
 /// `GET /v1/models`: every set of the deployment.
-async fn models(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+async fn models(env: &Env, admitted: &Admission) -> Result<Response> {
     let body = async {
-        let default = default_set(&ctx.env)?;
+        let default = default_set(env)?;
         let (mut sets, mut broken) = (Vec::new(), Vec::new());
         // One set that cannot be served is listed as broken; the others are listed as usual.
-        for name in set_names(&ctx.env).await? {
-            let checked = match load_set(&ctx.env, &name).await {
-                Ok(loaded) => files_present(&ctx.env, &loaded).await.map(|()| loaded.set.clone()),
+        for name in set_names(env).await? {
+            let checked = match load_set(env, &name).await {
+                Ok(loaded) => files_present(env, &loaded).await.map(|()| loaded.set.clone()),
                 Err(e) => Err(e),
             };
             match checked {
@@ -182,35 +162,29 @@ async fn models(_req: Request, ctx: RouteContext<Admission>) -> Result<Response>
         }
         json(&core_server::model_set_list(&default, &sets, broken))
     };
-    respond(body.await, &ctx.data, Caching::Revalidate)
+    respond(body.await, admitted, Caching::Revalidate)
 }
 
 /// `GET /v1/models/<set>`: the set's manifest, as written.
-async fn manifest(_req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    let body = async {
-        let name = ctx.data.route.set().unwrap_or_default();
-        Ok(load_set(&ctx.env, name).await?.set.manifest_json().to_string())
-    };
-    respond(body.await, &ctx.data, Caching::Revalidate)
+async fn manifest(env: &Env, admitted: &Admission, set: &str) -> Result<Response> {
+    let body = async { Ok(load_set(env, set).await?.set.manifest_json().to_string()) };
+    respond(body.await, admitted, Caching::Revalidate)
 }
 
 /// `GET /v1/models/<set>/files/<sha256>`: a device-side file, checked against its sha256 and
 /// cached for ever; the large model is never one of them (404).
-async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    let Route::File { set, sha256 } = &ctx.data.route else {
-        return admitted_error(&ApiError::new(ErrorCode::NotFound, "not a file route"), &ctx.data);
-    };
+async fn device_file(req: &Request, env: &Env, admitted: &Admission, set: &str, sha256: &str) -> Result<Response> {
     let etag = format!("\"{sha256}\"");
     let bytes = async {
-        let loaded = load_set(&ctx.env, set).await?;
+        let loaded = load_set(env, set).await?;
         let file = loaded.set.device_file(sha256)?;
         if req.headers().get("If-None-Match").ok().flatten().as_deref() == Some(etag.as_str()) {
             return Ok(None);
         }
-        let bytes = asset(&ctx.env, &format!("{set}/{file}"))
+        let bytes = asset(env, &format!("{set}/{file}"))
             .await?
             .ok_or_else(|| core_server::broken_set(set, format!("`{file}` is missing from the assets")))?;
-        if sha256_hex(&bytes) != *sha256 {
+        if sha256_hex(&bytes) != sha256 {
             return Err(core_server::broken_set(set, format!("`{file}` does not match the sha256 its manifest gives")));
         }
         Ok(Some(bytes))
@@ -218,9 +192,9 @@ async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Respo
     let (status, body) = match bytes.await {
         Ok(Some(bytes)) => (200, bytes),
         Ok(None) => (304, Vec::new()),
-        Err(e) => return admitted_error(&e, &ctx.data),
+        Err(e) => return admitted_error(&e, admitted),
     };
-    let headers = response_headers(Some(&ctx.data.rules), ctx.data.cors.as_deref(), Caching::Immutable)?;
+    let headers = response_headers(Some(&admitted.rules), admitted.cors.as_deref(), Caching::Immutable)?;
     headers.set("Content-Type", "application/octet-stream")?;
     headers.set("ETag", &etag)?;
     Ok(Response::from_bytes(body)?.with_status(status).with_headers(headers))
@@ -229,12 +203,12 @@ async fn device_file(req: Request, ctx: RouteContext<Admission>) -> Result<Respo
 /// `POST /v1/classify` (the default set) or `POST /v1/models/<set>/classify`: the body read (whole
 /// when its length was declared and checked, else streamed with a cap), checked, then classified;
 /// the inference time in `Server-Timing`.
-async fn classify(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+async fn classify(mut req: Request, env: &Env, admitted: &Admission, set: Option<&str>) -> Result<Response> {
     let answer = async {
-        rate_limit(&req, &ctx.env).await?;
-        classify_body(&mut req, &ctx.env, &ctx.data).await
+        rate_limit(&req, env).await?;
+        classify_body(&mut req, env, admitted, set).await
     };
-    inference_response(answer.await, &ctx.data)
+    inference_response(answer.await, admitted)
 }
 
 /// A classify-like answer: the JSON body with its `Server-Timing`, never cached; or the error.
@@ -281,30 +255,32 @@ async fn rate_limit(req: &Request, env: &Env) -> std::result::Result<(), ApiErro
 
 /// `POST /v1/models/<set>/split/<trunk sha256>`: the set's split tail on the device's quantised
 /// features (409 when they come from another trunk), answered like classify.
-async fn split_tail(mut req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
+async fn split_tail(
+    mut req: Request,
+    env: &Env,
+    admitted: &Admission,
+    set: &str,
+    trunk_sha256: &str,
+) -> Result<Response> {
     let answer = async {
-        let Route::Split { set, trunk_sha256 } = &ctx.data.route else {
-            return Err(ApiError::new(ErrorCode::NotFound, "not a split route"));
-        };
-        rate_limit(&req, &ctx.env).await?;
-        let loaded = load_set(&ctx.env, set).await?;
+        rate_limit(&req, env).await?;
+        let loaded = load_set(env, set).await?;
         let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
-        let body = read_body(&mut req, &ctx.data).await?;
-        let service = load_split(&ctx.env, &loaded, &tail_file).await?;
-        let response = service.classify(&body, ctx.data.rules.max_body, &now_ms)?;
+        let body = read_body(&mut req, admitted).await?;
+        let service = load_split(env, &loaded, &tail_file).await?;
+        let response = service.classify(&body, admitted.rules.max_body, &now_ms)?;
         Ok((json(&response)?, server_timing(response.infer_ms)))
     };
-    inference_response(answer.await, &ctx.data)
+    inference_response(answer.await, admitted)
 }
 
 /// `OPTIONS` on a known path: the CORS preflight.
-fn preflight(req: Request, ctx: RouteContext<Admission>) -> Result<Response> {
-    let path = req.path();
-    let headers = response_headers(Some(&ctx.data.rules), ctx.data.cors.as_deref(), Caching::NoStore)?;
-    headers.set("Access-Control-Allow-Methods", protocol::allow_header(&path))?;
+fn preflight(path: &str, admitted: &Admission) -> Result<Response> {
+    let headers = response_headers(Some(&admitted.rules), admitted.cors.as_deref(), Caching::NoStore)?;
+    headers.set("Access-Control-Allow-Methods", protocol::allow_header(path))?;
     headers.set("Access-Control-Allow-Headers", "Content-Type, Authorization")?;
     headers.set("Access-Control-Max-Age", "86400")?;
-    headers.set("Allow", protocol::allow_header(&path))?;
+    headers.set("Allow", protocol::allow_header(path))?;
     Ok(Response::empty()?.with_status(204).with_headers(headers))
 }
 
@@ -313,8 +289,9 @@ async fn classify_body(
     req: &mut Request,
     env: &Env,
     admitted: &Admission,
+    set: Option<&str>,
 ) -> std::result::Result<(String, String), ApiError> {
-    let name = match admitted.route.set() {
+    let name = match set {
         Some(name) => name.to_string(),
         None => default_set(env)?,
     };
