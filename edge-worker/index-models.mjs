@@ -6,9 +6,13 @@
 //   node edge-worker/index-models.mjs [DIR]   (default: models/ of this repository)
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { readArgs } from "../scripts/args.mjs";
 import { refuseLinks } from "../scripts/model-files.mjs";
 
-const SET_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+/** hiedge-core's set-name rule (`protocol::is_set_name`), from the constants core generates. */
+const SET_NAME = new RegExp(
+  JSON.parse(readFileSync(new URL("../core/protocol-constants.json", import.meta.url), "utf8")).setNamePattern,
+);
 
 /**
  * Indexes `dir`; returns the set names. Throws on a set directory whose name is not a set name, or
@@ -33,7 +37,8 @@ export function indexModelSets(dir) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  const dir = resolve(process.argv[2] ?? join(import.meta.dirname, "..", "models"));
+  const { positionals } = readArgs({ usage: "node edge-worker/index-models.mjs [MODELS_DIR]", positionals: [0, 1] });
+  const dir = resolve(positionals[0] ?? join(import.meta.dirname, "..", "models"));
   try {
     const sets = indexModelSets(dir);
     console.log(`index-models: ${sets.length} model set(s) in ${dir}: ${sets.join(", ")}`);

@@ -3,8 +3,9 @@
 import { readFileSync, writeFileSync, copyFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { readArgs } from "./args.mjs";
 
-const dir = process.argv[2];
+const [dir] = readArgs({ usage: "node scripts/npm-package.mjs PKG_DIR", positionals: [1, 1] }).positionals;
 const generated = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
 const pkg = {
   name: "hiedge",
@@ -34,8 +35,19 @@ copyFileSync("wasm-client/README.md", join(dir, "README.md"));
 // The entry (cache, Web Worker, answers while loading) around the generated hiedge.js; it checks
 // the cached wasm against this hash.
 const wasmSha256 = createHash("sha256").update(readFileSync(join(dir, "hiedge_bg.wasm"))).digest("hex");
-writeFileSync(
-  join(dir, "index.js"),
-  readFileSync("wasm-client/js/index.js", "utf8").replace("__HIEDGE_WASM_SHA256__", wasmSha256),
-);
+// hiedge-core's constants (core/protocol-constants.json, kept current by core's tests): the cache's
+// name and the set-name rule have one home, in Rust.
+const constants = JSON.parse(readFileSync("core/protocol-constants.json", "utf8"));
+const filled = {
+  __HIEDGE_WASM_SHA256__: wasmSha256,
+  __HIEDGE_CACHE_NAME__: constants.clientCacheName,
+  __HIEDGE_SET_NAME_PATTERN__: constants.setNamePattern,
+};
+let entry = readFileSync("wasm-client/js/index.js", "utf8");
+for (const [placeholder, value] of Object.entries(filled)) {
+  if (typeof value !== "string" || !entry.includes(placeholder)) throw new Error(`index.js: cannot fill ${placeholder}`);
+  // Written as the inside of the JS string literal the placeholder stands in.
+  entry = entry.replaceAll(placeholder, () => JSON.stringify(value).slice(1, -1));
+}
+writeFileSync(join(dir, "index.js"), entry);
 for (const f of ["index.d.ts", "host.js", "worker.js"]) copyFileSync(join("wasm-client/js", f), join(dir, f));

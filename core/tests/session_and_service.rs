@@ -274,8 +274,8 @@ fn native_reference() -> reference::Reference {
         .collect();
     reference::Reference {
         about: "native tract, tiny model, first 50 images of models/fashion-mnist/fixture, on one machine; \
-                compared with tolerances (eval/tests/support/reference.rs), never as text; \
-                written by eval/tests/session_and_service.rs with HIEDGE_BLESS=1"
+                compared with tolerances (core/tests/support/reference.rs), never as text; \
+                written by core/tests/session_and_service.rs with HIEDGE_BLESS=1"
             .into(),
         labels: predictions.iter().map(|p| p.label).collect(),
         probs: predictions.iter().map(|p| p.probs.clone()).collect(),

@@ -4,6 +4,7 @@
 //! ([`EeSamples::fit`]).
 
 use hiedge_core::manifest::{EeCost, EeHiThresholds, EeOutcome};
+use hiedge_core::policy::ee_hi_expected_ms;
 use hiedge_core::policy::{Action, EeHiPolicy};
 use hiedge_core::prob::{argmax, top2};
 
@@ -107,7 +108,7 @@ impl EeSamples {
                     if out.accuracy < target {
                         continue;
                     }
-                    let ms = out.expected_ms(cost);
+                    let ms = ee_hi_expected_ms(&out, cost);
                     if best.as_ref().is_none_or(|b| ms < b.2) {
                         best = Some((th, out, ms));
                     }

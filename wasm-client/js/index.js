@@ -10,8 +10,10 @@ export * from "./hiedge.js";
 
 /** sha256 of hiedge_bg.wasm, written by the package build. */
 const WASM_SHA256 = "__HIEDGE_WASM_SHA256__";
-/** The Cache API cache the wasm client uses too (wasm-client/src/cache.rs). */
-const CACHE_NAME = "hiedge-v1";
+/** The Cache API cache the wasm client uses too: hiedge-core's `CLIENT_CACHE_NAME`, written by the package build. */
+const CACHE_NAME = "__HIEDGE_CACHE_NAME__";
+/** hiedge-core's set-name rule (`protocol::is_set_name`), written by the package build. */
+const SET_NAME = new RegExp("__HIEDGE_SET_NAME_PATTERN__");
 const WASM_KEY = `https://cache.hiedge.invalid/sha256/${WASM_SHA256}`;
 
 const codedError = (code, message) => Object.assign(new Error(message), { code });
@@ -26,6 +28,11 @@ const LOAD_TIMEOUT_MS = 120_000;
  * A response's body, read chunk by chunk and refused as soon as it passes `cap` bytes: the size a
  * server announces (`Content-Length`) is never trusted to size an allocation. `report(loaded)`
  * hears of every chunk.
+ * @param {Response} response
+ * @param {number} cap most bytes read
+ * @param {string} what what the body is, for the error
+ * @param {(loaded: number) => void} [report]
+ * @returns {Promise<Uint8Array<ArrayBuffer>>}
  */
 async function readCapped(response, cap, what, report = () => {}) {
   const announced = Number(response.headers.get("Content-Length"));
@@ -84,9 +91,15 @@ export default function init(options = {}) {
   return loaded;
 }
 
+/**
+ * The compiled wasm: given, from the Cache API, or downloaded.
+ * @param {{ wasm?: string | URL | WebAssembly.Module | ArrayBuffer | ArrayBufferView, cache?: boolean,
+ *   onProgress?: (report: object) => void, loadTimeoutMs?: number }} options
+ * @returns {Promise<WebAssembly.Module>}
+ */
 async function loadModule({ wasm, cache = true, onProgress, loadTimeoutMs }) {
   if (wasm instanceof WebAssembly.Module) return wasm;
-  if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) return WebAssembly.compile(wasm);
+  if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) return WebAssembly.compile(/** @type {BufferSource} */ (wasm));
   wasmReportedTo = onProgress ?? null;
   const report = (loadedBytes, total, fromCache) => {
     const message = fromCache ? `wasm: ${loadedBytes} bytes from the cache` : `wasm: ${loadedBytes} of ${total ?? "?"} bytes`;
@@ -472,7 +485,7 @@ function strip(options) {
 function earlyRoute(options) {
   const { endpoint, modelSet, token, timeoutMs, mode, manifest } = options;
   if (typeof endpoint !== "string" || !/^(https?:\/\/|\/)/.test(endpoint)) return null;
-  if (modelSet !== undefined && !/^[a-z0-9_-]{1,64}$/.test(modelSet)) return null;
+  if (modelSet !== undefined && !SET_NAME.test(modelSet)) return null;
   const base = endpoint.replace(/\/+$/, "");
   const route = {
     url: base + (modelSet ? `/v1/models/${modelSet}/classify` : "/v1/classify"),

@@ -19,7 +19,7 @@ use wasm_bindgen_futures::JsFuture;
 use crate::js::{self, Progress};
 
 /// The Cache API cache the client (and the package's `init`) uses.
-pub const CACHE_NAME: &str = "hiedge-v1";
+pub const CACHE_NAME: &str = hiedge_core::protocol::CLIENT_CACHE_NAME;
 /// Cache keys are URLs; these never go to the network.
 const KEY_BASE: &str = "https://cache.hiedge.invalid/";
 

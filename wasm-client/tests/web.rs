@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
-#[path = "../../eval/tests/support/reference.rs"]
+#[path = "../../core/tests/support/reference.rs"]
 mod reference;
 
 #[path = "../../core/tests/support/pillow.rs"]

@@ -3,7 +3,7 @@
 //! stage 2), then, when stage 2 ran, on the final head ([`DecisionPolicy::decide`], MaxProb at `hi`).
 
 use crate::error::{Error, Result};
-use crate::manifest::EeHiThresholds;
+use crate::manifest::{EeCost, EeHiThresholds, EeOutcome};
 use crate::policy::{Action, Decision, DecisionPolicy};
 use crate::prob::{top2, validate_probs};
 
@@ -82,6 +82,20 @@ impl DecisionPolicy for EeHiPolicy {
     fn threshold(&self) -> Option<f32> {
         Some(self.thresholds.hi)
     }
+}
+
+/// EE-HI's expected latency per sample (milliseconds) for an outcome under `cost`: stage 1 always,
+/// stage 2 for the samples that ran it, the round trip for the samples offloaded. `hiedge
+/// calibrate` fits the thresholds that minimise it at the accuracy asked for.
+///
+/// ```
+/// use hiedge_core::manifest::{EeCost, EeOutcome};
+/// let cost = EeCost { stage1_ms: 1.0, stage2_ms: 4.0, offload_ms: 20.0 };
+/// let outcome = EeOutcome { accuracy: 0.9, offloaded: 0.25, exited: 0.5, stage2: 0.5 };
+/// assert_eq!(hiedge_core::policy::ee_hi_expected_ms(&outcome, &cost), 1.0 + 0.5 * 4.0 + 0.25 * 20.0);
+/// ```
+pub fn expected_ms(outcome: &EeOutcome, cost: &EeCost) -> f64 {
+    cost.stage1_ms + outcome.stage2 * cost.stage2_ms + outcome.offloaded * cost.offload_ms
 }
 
 #[cfg(test)]

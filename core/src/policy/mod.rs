@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 
 pub use config::{PolicyConfig, PolicyKind};
-pub use ee_hi::EeHiPolicy;
+pub use ee_hi::{expected_ms as ee_hi_expected_ms, EeHiPolicy};
 pub use hedge::{OnlineHedge, MAX_SEED};
 pub use threshold::{FixedPolicy, ScoreRule, ThresholdPolicy};
 

@@ -1,0 +1,369 @@
+//! One HI client session: everything the browser client does with a sample except the network call.
+//!
+//! The `hiedge` npm package (wasm-client) and any native client share this: run the tiny model,
+//! ask the decision module, and, once the offload is answered (or failed), build the result, feed the
+//! remote label back to the policy and update the running statistics. The caller does only the I/O:
+//!
+//! ```no_run
+//! use hiedge_core::session::{HiSession, RemoteOutcome};
+//! use hiedge_core::{Manifest, Model, PolicyConfig};
+//! # fn main() -> Result<(), hiedge_core::Error> {
+//! let manifest = Manifest::from_json(&std::fs::read_to_string("models/fashion-mnist/manifest.json")?)?;
+//! let tiny = Model::load(&manifest, "tiny", &std::fs::read("models/fashion-mnist/tiny.nnef.tar")?)?;
+//! let mut session = HiSession::new(manifest.clone(), tiny, PolicyConfig::calibrated(&manifest)?)?;
+//! let start = std::time::Instant::now();
+//! let clock = move || start.elapsed().as_secs_f64() * 1e3;
+//!
+//! let local = session.run_local(&[0u8; 784], &clock)?;
+//! let remote = if local.decision.is_offload() {
+//!     // POST the 784 bytes to /v1/classify here; on failure: RemoteOutcome::Failed { .. }
+//!     RemoteOutcome::Failed { reason: "no network in this example".into(), round_trip_ms: 0.0 }
+//! } else {
+//!     RemoteOutcome::NotAsked
+//! };
+//! let result = session.finish(local, remote, clock())?;
+//! println!("{} ({:?})", result.label, result.decision);
+//! # Ok(())
+//! # }
+//! ```
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint};
+use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig, ScoreRule};
+use crate::runtime::{EarlyExitModel, Model, Prediction};
+
+mod result;
+
+pub use result::{
+    HiResult, LocalStage, LocalStep, Mode, Outcome, RemoteOutcome, Route, SessionStats, Side, Timings, Why,
+};
+
+/// At most `per_minute` requests in any 60 s window (clock readings in ms).
+#[derive(Debug, Clone)]
+struct OffloadCap {
+    per_minute: u32,
+    sent_ms: std::collections::VecDeque<f64>,
+}
+
+impl OffloadCap {
+    fn admit(&mut self, now_ms: f64) -> bool {
+        while self.sent_ms.front().is_some_and(|&t| now_ms - t >= 60_000.0) {
+            self.sent_ms.pop_front();
+        }
+        let ok = self.sent_ms.len() < self.per_minute as usize;
+        if ok {
+            self.sent_ms.push_back(now_ms);
+        }
+        ok
+    }
+}
+
+/// The tiny model, the manifest, the decision module and the running statistics of one client.
+#[derive(Debug)]
+pub struct HiSession {
+    manifest: Manifest,
+    model: Model,
+    early_exit: Option<EarlyExitModel>,
+    policy_config: PolicyConfig,
+    policy: Box<dyn DecisionPolicy>,
+    stats: SessionStats,
+    mode: Mode,
+    offload_cap: Option<OffloadCap>,
+}
+
+impl HiSession {
+    /// A session classifying with `model` (the tiny model of `manifest`) and deciding with `policy`.
+    pub fn new(manifest: Manifest, model: Model, policy: PolicyConfig) -> Result<Self> {
+        Self::with_early_exit(manifest, model, None, policy)
+    }
+
+    /// A session that can also run EE-HI ([`PolicyConfig::EeHi`]) with the early-exit model.
+    pub fn with_early_exit(
+        manifest: Manifest,
+        model: Model,
+        early_exit: Option<EarlyExitModel>,
+        policy: PolicyConfig,
+    ) -> Result<Self> {
+        let built = policy.build()?;
+        let mut session = HiSession {
+            manifest,
+            model,
+            early_exit,
+            policy_config: policy,
+            policy: built,
+            stats: SessionStats::default(),
+            mode: Mode::default(),
+            offload_cap: None,
+        };
+        session.check_policy(session.policy.as_ref())?;
+        session.stats.calibrated_offload_fraction = session.manifest_offload_fraction();
+        Ok(session)
+    }
+
+    /// A policy that decides on the exit head needs the early-exit model.
+    fn check_policy(&self, policy: &dyn DecisionPolicy) -> Result<()> {
+        if policy.uses_exit_head() && self.early_exit.is_none() {
+            return Err(Error::InvalidPolicy(format!(
+                "{} needs the early-exit model: give the session its two stages (HiClient: `earlyExit`)",
+                policy.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The tiny model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The policy configuration in use.
+    pub fn policy(&self) -> &PolicyConfig {
+        &self.policy_config
+    }
+
+    /// Replaces the decision module (an online policy starts learning afresh).
+    pub fn set_policy(&mut self, policy: PolicyConfig) -> Result<()> {
+        let built = policy.build()?;
+        self.check_policy(built.as_ref())?;
+        self.policy = built;
+        self.policy_config = policy;
+        self.stats.calibrated_offload_fraction = self.manifest_offload_fraction();
+        Ok(())
+    }
+
+    /// The offload share the manifest records for the policy in use (EE-HI at its calibrated
+    /// thresholds; the threshold policies' shares are not in the manifest).
+    fn manifest_offload_fraction(&self) -> Option<f64> {
+        let e = self.manifest.decision.as_ref()?.early_exit?;
+        let t = e.thresholds;
+        (self.policy_config == PolicyConfig::EeHi { exit: t.exit, offload: t.offload, hi: t.hi })
+            .then_some(e.calibration.offloaded)
+    }
+
+    /// Where samples are answered.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Sets where samples are answered (from the next sample on).
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+    }
+
+    /// Caps requests to the Worker at `per_minute` in any 60 s (`None`: no cap). A sample over the
+    /// cap is answered on the device, `why: offload_cap`.
+    pub fn set_offload_cap(&mut self, per_minute: Option<u32>) {
+        self.offload_cap = per_minute.map(|per_minute| OffloadCap { per_minute, sent_ms: Default::default() });
+    }
+
+    /// Call right before sending a routed sample: counts it against the offload cap, or, over the
+    /// cap, withholds it (`why: offload_cap`) and returns false.
+    pub fn admit_request(&mut self, local: &mut LocalStep, now_ms: f64) -> bool {
+        if !local.route.send {
+            return false;
+        }
+        if self.offload_cap.as_mut().is_some_and(|cap| !cap.admit(now_ms)) {
+            local.withhold(Why::OffloadCap);
+            return false;
+        }
+        true
+    }
+
+    /// Fits the threshold of the policy in use on labelled samples already scored by it (see
+    /// [`fit_threshold`]), switches the policy to it, and records the fitted offload share for
+    /// [`SessionStats::calibrated_offload_fraction`]. Fails for policies without a threshold, and
+    /// when no threshold meets the target.
+    pub fn calibrate(&mut self, samples: &[ScoredSample], target: CalibrationTarget) -> Result<TradeoffPoint> {
+        self.calibration_rule()?;
+        let point = fit_threshold(samples, target).ok_or_else(|| {
+            Error::InvalidPolicy(format!("no threshold meets {target:?} on these {} samples", samples.len()))
+        })?;
+        let config = self.policy_config.with_threshold(point.threshold).ok_or_else(|| self.no_threshold())?;
+        self.set_policy(config)?;
+        self.stats.calibrated_offload_fraction = Some(point.offloaded);
+        Ok(point)
+    }
+
+    /// The score rule [`calibrate`](HiSession::calibrate) fits a threshold for: the policy in use's,
+    /// when it is a threshold policy; otherwise the error calibrate would give.
+    pub fn calibration_rule(&self) -> Result<ScoreRule> {
+        self.policy_config.threshold_policy().map(|p| p.rule).ok_or_else(|| self.no_threshold())
+    }
+
+    fn no_threshold(&self) -> Error {
+        Error::InvalidPolicy(format!(
+            "calibrate fits a threshold: the policy in use ({}) has none; use max_prob, margin, entropy or logistic_top2",
+            self.policy.name()
+        ))
+    }
+
+    /// Running statistics.
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Clears the running statistics (the calibrated offload share stays).
+    pub fn reset_stats(&mut self) {
+        self.stats = self.stats.cleared();
+    }
+
+    /// Fails with [`Error::InputLength`] (naming both lengths) unless `len` is the model's input size.
+    pub fn check_input(&self, len: usize) -> Result<()> {
+        self.model.preprocessor().check_len(len)
+    }
+
+    /// Runs the local model and the decision module on `pixels`, timing each step with `clock`
+    /// (milliseconds from any origin). One path for every policy: when the policy
+    /// [uses the exit head](DecisionPolicy::uses_exit_head), the local model is the early-exit model
+    /// and the policy may stop after stage 1; otherwise it is the tiny model.
+    pub fn run_local(&mut self, pixels: &[u8], clock: &dyn Fn() -> f64) -> Result<LocalStep> {
+        let staged = self.early_exit.as_ref().filter(|_| self.policy.uses_exit_head());
+        let t0 = clock();
+        let input = match staged {
+            Some(ee) => ee.preprocessor().run(pixels)?,
+            None => self.model.preprocessor().run(pixels)?,
+        };
+        let t1 = clock();
+        let (prediction, stage) = match staged {
+            None => {
+                let logits = self.model.run(&input)?;
+                (self.model.prediction_from_outputs(logits, self.manifest.temperature()), LocalStage::Full)
+            }
+            Some(ee) => {
+                let (exit_logits, features) = ee.stage1_values(&input)?;
+                let exit = Prediction::from_logits(exit_logits, 1.0);
+                if let Some(decision) = self.policy.decide_at_exit_head(&exit.probs)? {
+                    let t = clock();
+                    let stage = match decision.action {
+                        Action::Keep => LocalStage::Exit,
+                        Action::Offload => LocalStage::EarlyOffload,
+                    };
+                    return Ok(self.local_step(exit, decision, pixels.len(), stage, [t0, t1, t, t]));
+                }
+                (Prediction::from_logits(ee.stage2(&features)?, 1.0), LocalStage::Stage2)
+            }
+        };
+        let t2 = clock();
+        let decision = self.policy.decide(&prediction.probs)?;
+        let t3 = clock();
+        Ok(self.local_step(prediction, decision, pixels.len(), stage, [t0, t1, t2, t3]))
+    }
+
+    /// A local step from clock readings at the start, after preprocessing, after inference and
+    /// after the decision.
+    fn local_step(
+        &self,
+        prediction: Prediction,
+        decision: Decision,
+        payload_bytes: usize,
+        stage: LocalStage,
+        [t0, t1, t2, t3]: [f64; 4],
+    ) -> LocalStep {
+        LocalStep {
+            route: self.mode.route(&decision),
+            prediction,
+            decision,
+            started_ms: t0,
+            preprocess_ms: t1 - t0,
+            local_ms: t2 - t1,
+            decision_ms: t3 - t2,
+            payload_bytes,
+            stage,
+        }
+    }
+
+    /// Builds the result for a sample from its local step and what happened to its offload, at
+    /// clock reading `now_ms`; feeds a remote label back to the policy and records the statistics.
+    /// A failed request never loses the sample: it is answered on the device and flagged
+    /// `Fallback`, except in [`Mode::OnlyRemote`], where it is [`Error::RemoteUnavailable`].
+    pub fn finish(&mut self, local: LocalStep, remote: RemoteOutcome, now_ms: f64) -> Result<HiResult> {
+        let LocalStep { prediction, decision, route, .. } = &local;
+        let threshold = self.policy.threshold();
+        let class_name = |label: usize| self.manifest.classes.get(label).cloned().unwrap_or_default();
+        let mut timings = Timings {
+            preprocess_ms: local.preprocess_ms,
+            local_ms: local.local_ms,
+            decision_ms: local.decision_ms,
+            round_trip_ms: 0.0,
+            remote_ms: None,
+            total_ms: (now_ms - local.started_ms).max(0.0),
+        };
+        let local_only = |outcome, why, reason, round_trip_ms, timings: Timings| HiResult {
+            label: prediction.label,
+            class_name: class_name(prediction.label),
+            probs: prediction.probs.clone(),
+            confidence: prediction.probs.get(prediction.label).copied().unwrap_or(0.0),
+            decision: outcome,
+            score: decision.score,
+            threshold,
+            offload_wanted: decision.is_offload(),
+            explored: decision.explored,
+            local_label: prediction.label,
+            local_probs: prediction.probs.clone(),
+            remote_label: None,
+            remote_model: None,
+            fallback_reason: reason,
+            timings: Timings { round_trip_ms, ..timings },
+            bytes_sent: if outcome == Outcome::Local { 0 } else { local.payload_bytes },
+            local_stage: local.stage,
+            answered_by: Side::Device,
+            why,
+        };
+        let result = match remote {
+            RemoteOutcome::LocalOnly => local_only(Outcome::Local, Why::LocalCall, None, 0.0, timings),
+            RemoteOutcome::NotAsked if route.send => {
+                return Err(Error::InvalidPolicy("the sample was routed to the Worker but no request was made".into()))
+            }
+            RemoteOutcome::NotAsked => local_only(Outcome::Local, route.why, None, 0.0, timings),
+            RemoteOutcome::Answered { .. } | RemoteOutcome::Failed { .. } if !route.send => {
+                return Err(Error::InvalidPolicy("a request was made for a sample routed to the device".into()))
+            }
+            RemoteOutcome::Failed { reason, .. } if self.mode == Mode::OnlyRemote => {
+                return Err(Error::RemoteUnavailable(reason))
+            }
+            RemoteOutcome::Failed { reason, round_trip_ms } => {
+                local_only(Outcome::Fallback, route.why, Some(reason), round_trip_ms, timings)
+            }
+            RemoteOutcome::Answered { response, round_trip_ms } => {
+                let remote_label = response.label as usize;
+                if remote_label >= self.manifest.classes.len() {
+                    let reason = format!("remote label {remote_label} is out of range");
+                    if self.mode == Mode::OnlyRemote {
+                        return Err(Error::RemoteUnavailable(reason));
+                    }
+                    local_only(Outcome::Fallback, route.why, Some(reason), round_trip_ms, timings)
+                } else {
+                    // Only what the decision module itself sent teaches it (a mode that sends
+                    // every sample would bias an online policy).
+                    if decision.is_offload() {
+                        self.policy.observe(&Feedback {
+                            probs: &prediction.probs,
+                            local_label: prediction.label,
+                            remote_label,
+                            explored: decision.explored,
+                        })?;
+                    }
+                    timings.remote_ms = response.infer_ms;
+                    HiResult {
+                        label: remote_label,
+                        class_name: class_name(remote_label),
+                        confidence: response.probs.get(remote_label).copied().unwrap_or(0.0),
+                        probs: response.probs,
+                        remote_label: Some(remote_label),
+                        remote_model: Some(response.model),
+                        answered_by: Side::Worker,
+                        ..local_only(Outcome::Offloaded, route.why, None, round_trip_ms, timings)
+                    }
+                }
+            }
+        };
+        self.stats.record(&result);
+        Ok(result)
+    }
+}
