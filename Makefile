@@ -29,6 +29,8 @@ tools: ## rust target, wasm-bindgen-cli (Cargo.lock version), wasm-pack, worker-
 
 data: ## install Fashion-MNIST (Debian package dataset-fashion-mnist) when missing
 	@if [ ! -f $(FASHION_MNIST_DIR)/t10k-images-idx3-ubyte.gz ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "no Fashion-MNIST in $(FASHION_MNIST_DIR): put its four *-ubyte.gz IDX files in a directory and set FASHION_MNIST_DIR (README: Other systems)" >&2; exit 1; fi; \
 	  echo "installing dataset-fashion-mnist"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
 	fi
@@ -50,7 +52,7 @@ worker: tools ## build the Worker into edge-worker/build (worker-build --release
 test: deps lint test-rust test-browser test-worker test-hostile test-npm test-e2e test-bench ## run all tests (lint first)
 	@echo "make test: all passed"
 
-lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/
+lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/, the package JS, scripts/ and tests/
 
 lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client, Worker, core); vendored tract-nnef = upstream + patch
 	cargo fmt --all --check
@@ -75,8 +77,10 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on tract-onnx"
 	@echo "cargo tree: hiedge-wasm and hiedge-worker build tract-nnef without its core-registry and dumpers features"
 
-lint-ts: wasm ## type-check the demo page (strict) against the generated hiedge.d.ts
+lint-ts: wasm ## type-check the demo page (strict), the package's JS entry and every Node script and test (JSDoc + checkJs)
 	node_modules/.bin/tsc --noEmit -p www/tsconfig.json
+	node_modules/.bin/tsc --noEmit -p wasm-client/tsconfig.json
+	node_modules/.bin/tsc --noEmit -p tsconfig.scripts.json
 
 test-rust: data tools ## native unit, parity, session/service, CLI and fuzz-corpus tests; fails if none ran
 	scripts/cargo-test-counted.sh -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz

@@ -6,9 +6,12 @@ import { join, resolve } from "node:path";
 import { gzipSync, brotliCompressSync, constants } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { summarise } from "../bench/stats.mjs";
+import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
-const n = Number(process.argv[2] ?? 1000);
+const { positionals } = readArgs({ usage: "node scripts/bench-client.mjs [N]", positionals: [0, 1] });
+const n = Number(positionals[0] ?? 1000);
+if (!Number.isInteger(n) || n < 1) throw new Error(`N must be a whole number of samples, not ${positionals[0]}`);
 const server = await serveStatic(repo);
 const browser = await launchChromium();
 try {

@@ -7,14 +7,20 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
+import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
-const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
-const baseline = arg("baseline", "release-oz");
-const rounds = Number(arg("rounds", 400));
+const { values: args } = readArgs({
+  usage: "node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--reps 10] [--warmup 300] [--levers a,b] [--out bench]",
+  flags: { baseline: "release-oz", rounds: "400", reps: "10", warmup: "300", levers: null, out: "bench" },
+});
+/** A flag's value, or null for an absent flag without a default. */
+const arg = (k) => (args[k] === undefined ? null : String(args[k]));
+const baseline = arg("baseline");
+const rounds = Number(arg("rounds"));
 // Classifications per build and image, timed as their mean (bench/size.html: the clock's 5 us step).
-const reps = Number(arg("reps", 10));
-const out = resolve(repo, arg("out", "bench"));
+const reps = Number(arg("reps"));
+const out = resolve(repo, arg("out"));
 const cache = join(process.env.HIEDGE_CACHE ?? join(homedir(), ".cache/hiedge"), "levers");
 
 // The last line per lever of sizes.tsv (a lever rebuilt later replaces its earlier line).
@@ -27,11 +33,11 @@ for (const line of readFileSync(join(cache, "sizes.tsv"), "utf8").split("\n").fi
 }
 if (!sizes.has(baseline)) throw new Error(`no build of the baseline lever ${baseline}: run scripts/size-levers.sh ${baseline}`);
 // `--levers a,b`: time only these (and the baseline), e.g. to compare a new lever in a short run.
-const only = arg("levers", null)?.split(",");
+const only = arg("levers")?.split(",");
 const levers = [...sizes.keys()].filter((l) => !only || l === baseline || only.includes(l));
 // 300: with 30, some of eight builds in one page still ran the large model in V8's baseline tier (2.5x
 // slower, a different set each run).
-const warmup = Number(arg("warmup", 300));
+const warmup = Number(arg("warmup"));
 
 rmSync(join(repo, "test-results/levers"), { recursive: true, force: true });
 for (const l of levers) cpSync(join(cache, l), join(repo, "test-results/levers", l), { recursive: true });

@@ -14,22 +14,32 @@ import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
 import { wilsonInterval } from "../bench/stats.mjs";
+import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
-const arg = (k, d) => { const i = process.argv.indexOf(`--${k}`); return i > 0 ? process.argv[i + 1] : d; };
-const n = Number(arg("n", 1000));
-const streamRates = arg("stream-rates", "50,200,800");
-const streamN = Number(arg("stream-n", 300));
-const throttle = Number(arg("throttle", 10));
-const out = resolve(repo, arg("out", "bench"));
-const modelsDir = resolve(repo, arg("models", "models/fashion-mnist"));
+const { values: args } = readArgs({
+  usage: "node scripts/bench-streams.mjs [--n 1000] [--stream-rates 50,200,800] [--stream-n 300] [--throttle 10] " +
+    "[--models models/fashion-mnist] [--data DIR] [--out bench]",
+  flags: {
+    n: "1000", "stream-rates": "50,200,800", "stream-n": "300", throttle: "10", out: "bench", models: "models/fashion-mnist",
+    data: process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist",
+  },
+});
+/** A flag's value (every flag has a default). */
+const arg = (k) => String(args[k]);
+const n = Number(arg("n"));
+const streamRates = arg("stream-rates");
+const streamN = Number(arg("stream-n"));
+const throttle = Number(arg("throttle"));
+const out = resolve(repo, arg("out"));
+const modelsDir = resolve(repo, arg("models"));
 if (!(n >= 1 && n <= 10000)) throw new Error("--n must be 1..10000");
 
 // The first n test images of an IDX set whose items are the model's input (default: Debian's
 // dataset-fashion-mnist).
 const manifest = JSON.parse(readFileSync(join(modelsDir, "manifest.json"), "utf8"));
 const inputLength = manifest.input.shape.reduce((a, b) => a * b, 1);
-const dataDir = arg("data", process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist");
+const dataDir = arg("data");
 const idx = (f) => gunzipSync(readFileSync(join(dataDir, f)));
 const images = idx("t10k-images-idx3-ubyte.gz").subarray(16);
 if (images.length % inputLength !== 0 || images.length < n * inputLength) {

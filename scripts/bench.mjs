@@ -24,20 +24,31 @@
 //   [--readme README.md|none] [--chart docs/bench-tradeoff.png|none]
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus } from "node:os";
+import { cpus, homedir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { DEVICES, emulateDevice, emulateNetwork, NETWORKS } from "../tests/support/conditions.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
 import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
+import { readArgs } from "./args.mjs";
 import { writeReport } from "./bench-report.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
-const arg = (k, d) => {
-  const i = process.argv.indexOf(`--${k}`);
-  return i > 0 ? process.argv[i + 1] : d;
-};
+const { values: args } = readArgs({
+  usage: "node scripts/bench.mjs [--devices 1,4,6] [--networks LIST] [--samples SPEC] [--block N] [--check-n all|N] " +
+    "[--cold-devices LIST] [--cold-networks LIST] [--cold-reps SPEC] [--models DIR] [--data DIR] [--hiedge BIN] " +
+    "[--seed N] [--out DIR] [--readme FILE|none] [--chart FILE|none]",
+  flags: {
+    devices: "1,4,6", networks: "loopback,broadband,4g,slow-4g,3g", samples: "200,slow-4g=120,3g=60", block: "20",
+    "check-n": "all", "cold-devices": "1,6", "cold-networks": "loopback,broadband,4g,slow-4g,3g", "cold-reps": "2,3g=1",
+    models: "models/fashion-mnist", data: process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist",
+    hiedge: join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME ?? homedir(), ".cache/hiedge/target"), "release/hiedge"),
+    seed: "20261124", out: "bench", readme: "README.md", chart: "docs/bench-tradeoff.png",
+  },
+});
+/** A flag's value (every flag has a default). */
+const arg = (k) => String(args[k]);
 /** "200,slow-4g=120,3g=60": a default and per-network values. */
 const perNetwork = (spec) => {
   const out = { default: NaN };
@@ -48,23 +59,23 @@ const perNetwork = (spec) => {
   return (network) => out[network] ?? out.default;
 };
 const list = (s) => s.split(",").filter(Boolean);
-const devices = list(arg("devices", "1,4,6")).map(Number);
-const networks = list(arg("networks", "loopback,broadband,4g,slow-4g,3g"));
-const samplesSpec = arg("samples", "200,slow-4g=120,3g=60");
+const devices = list(arg("devices")).map(Number);
+const networks = list(arg("networks"));
+const samplesSpec = arg("samples");
 const samples = perNetwork(samplesSpec);
-const blockSize = Number(arg("block", 20));
-const checkNArg = arg("check-n", "all");
-const coldDevices = list(arg("cold-devices", "1,6")).map(Number);
-const coldNetworks = list(arg("cold-networks", "loopback,broadband,4g,slow-4g,3g"));
-const coldRepsSpec = arg("cold-reps", "2,3g=1");
+const blockSize = Number(arg("block"));
+const checkNArg = arg("check-n");
+const coldDevices = list(arg("cold-devices")).map(Number);
+const coldNetworks = list(arg("cold-networks"));
+const coldRepsSpec = arg("cold-reps");
 const coldReps = perNetwork(coldRepsSpec);
-const modelsDir = resolve(repo, arg("models", "models/fashion-mnist"));
-const dataDir = arg("data", process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist");
-const hiedge = arg("hiedge", join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, ".cache/hiedge/target"), "release/hiedge"));
-const seed = Number(arg("seed", 20261124));
-const out = resolve(repo, arg("out", "bench"));
-const readme = arg("readme", "README.md");
-const chart = arg("chart", "docs/bench-tradeoff.png");
+const modelsDir = resolve(repo, arg("models"));
+const dataDir = arg("data");
+const hiedge = arg("hiedge");
+const seed = Number(arg("seed"));
+const out = resolve(repo, arg("out"));
+const readme = arg("readme");
+const chart = arg("chart");
 for (const n of [...networks, ...coldNetworks]) if (!(n in NETWORKS)) throw new Error(`unknown network ${n}: use ${Object.keys(NETWORKS).join(", ")}`);
 for (const d of [...devices, ...coldDevices]) if (!(d >= 1)) throw new Error(`--devices: CPU throttling rates >= 1, not ${d}`);
 if (!(blockSize >= 1)) throw new Error("--block must be >= 1");

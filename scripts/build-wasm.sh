@@ -15,4 +15,4 @@ scripts/wasm-opt-cached.sh "$raw" client -Oz --strip-debug --strip-producers \
   --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int \
   --enable-mutable-globals --enable-reference-types --enable-multivalue
 node scripts/npm-package.mjs "$PKG"
-echo "built $PKG: $(stat -c %s "$raw") bytes raw, $(gzip -9c "$raw" | wc -c) bytes gzip"
+echo "built $PKG: $(wc -c < "$raw" | tr -d " ") bytes raw, $(gzip -9c "$raw" | wc -c) bytes gzip"

@@ -4,6 +4,9 @@ import { writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { serveStatic } from "../tests/support/browser.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
+import { readArgs } from "./args.mjs";
+
+readArgs({ usage: "node scripts/demo.mjs (ports from HIEDGE_WORKER_PORT, default 8787, and HIEDGE_PAGE_PORT, default 5173)" });
 
 const repo = resolve(import.meta.dirname, "..");
 const dist = join(repo, "www/dist");

@@ -38,14 +38,25 @@ npm_tools() {
     cp package-lock.json node_modules/.hiedge-lock
   fi
   node_modules/.bin/wrangler --version >/dev/null
-  node_modules/@cloudflare/workerd-linux-64/bin/workerd --version >/dev/null
+  # workerd through its package's bin link: npm installed the binary for this platform.
+  node_modules/.bin/workerd --version >/dev/null
 }
 
 chromium() {
-  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  # A browser and its driver of the same version: $CHROMIUM / $CHROMEDRIVER when set, else from PATH.
+  local browser driver
+  browser=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
+  driver=${CHROMEDRIVER:-$(command -v chromedriver || true)}
+  if [ -n "$browser" ] && [ -n "$driver" ]; then return; fi
+  if command -v apt-get >/dev/null; then
     echo "installing Debian chromium + chromium-driver"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    # Not Debian: the package manager differs (README: "Other systems").
+    echo "no chromium and chromedriver found: install both (macOS: brew install --cask chromium chromedriver)" >&2
+    echo "or set CHROMIUM and CHROMEDRIVER to their paths" >&2
+    exit 1
   fi
 }
 

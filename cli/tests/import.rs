@@ -14,11 +14,12 @@ use hiedge_core::Model;
 use serde_json::Value;
 use support::{fashion_idx, hiedge, repo};
 
-/// A fresh directory under the system temp dir.
-fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hiedge-import-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A fresh temporary directory (removed when the guard drops) and a path `name` inside it that
+/// does not exist yet.
+fn temp(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let guard = tempfile::Builder::new().prefix("hiedge-import-").tempdir().expect("a temporary directory");
+    let path = guard.path().join(name);
+    (guard, path)
 }
 
 fn eval_json(models: &Path, limit: usize) -> Value {
@@ -39,7 +40,7 @@ const CLASSES: &str = "zero,one,two,three,four,five,six,seven,eight,nine";
 
 #[test]
 fn import_reads_the_graphs_and_eval_runs_the_set() {
-    let out_dir = temp("toy");
+    let (_tmp, out_dir) = temp("toy");
     let fixtures = repo().join("cli/tests/fixtures");
     let tiny = fixtures.join("nhwc_softmax_tiny.onnx");
     let large = fixtures.join("nhwc_logits_large.onnx");
@@ -110,12 +111,11 @@ fn import_reads_the_graphs_and_eval_runs_the_set() {
     let expected = p1.iter().filter(|&&p| p <= 0.3).count() as f64 / 300.0;
     assert!((offloaded - expected).abs() < 1e-9, "eval offloads {offloaded}, the raw outputs say {expected}");
     assert!(offloaded < 0.5, "{offloaded}");
-    std::fs::remove_dir_all(&out_dir).ok();
 }
 
 #[test]
 fn the_committed_pair_imported_scores_as_the_committed_set() {
-    let out_dir = temp("fm");
+    let (_tmp, out_dir) = temp("fm");
     let committed = repo().join("models/fashion-mnist");
     let manifest = Manifest::from_json(&std::fs::read_to_string(committed.join("manifest.json")).unwrap()).unwrap();
     let classes = out_dir.with_extension("classes.txt");
@@ -162,7 +162,6 @@ fn the_committed_pair_imported_scores_as_the_committed_set() {
     for key in ["exit_head_accuracy", "u8_accuracy"] {
         assert_eq!(ours["split"][key], theirs["split"][key], "{key}");
     }
-    std::fs::remove_dir_all(&out_dir).ok();
     std::fs::remove_file(&classes).ok();
 }
 
@@ -171,7 +170,7 @@ fn contradictions_are_refused_with_one_line() {
     let fixtures = repo().join("cli/tests/fixtures");
     let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
     let fm_tiny = repo().join("models/fashion-mnist/tiny.onnx");
-    let out_dir = temp("refused");
+    let (_tmp, out_dir) = temp("refused");
     let base = |t: &Path, l: &Path| -> Vec<String> {
         [
             "import",
@@ -278,7 +277,7 @@ fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
         assert_eq!(run.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     };
-    let root = temp("links");
+    let (_tmp, root) = temp("links");
     std::fs::create_dir_all(&root).unwrap();
     let victim_dir = root.join("victim");
     std::fs::create_dir_all(&victim_dir).unwrap();
@@ -312,5 +311,4 @@ fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
     let run = import(&fresh);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(fresh.join("manifest.json").is_file());
-    std::fs::remove_dir_all(&root).unwrap();
 }

@@ -447,8 +447,8 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
     // The deployment: both committed sets, and a third written by `hiedge import` here (a pair the
     // project was not built around: NHWC, a tiny model ending in Softmax). The Worker was built
     // before any of this; nothing is rebuilt.
-    let assets = std::env::temp_dir().join(format!("hiedge-worker-assets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&assets);
+    let tmp = tempfile::tempdir().unwrap();
+    let assets = tmp.path().join("assets");
     copy_set(&assets, "fashion-mnist");
     copy_set(&assets, "mnist");
     let fixtures = repo().join("cli/tests/fixtures");
@@ -552,7 +552,6 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
     let h: HealthResponse = serde_json::from_str(&send(base, &req("GET", "/v1/health")).body).unwrap();
     assert_eq!(h.model, mnist.large);
     drop(dev);
-    let _ = std::fs::remove_dir_all(&assets);
 }
 
 /// A GET's status, body bytes and headers.

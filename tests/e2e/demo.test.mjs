@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { launchChromium, serveStatic } from "../support/browser.mjs";
+import { launchChromium, listenLocal, serveStatic } from "../support/browser.mjs";
 import { startWorker } from "../support/wrangler.mjs";
 import { createServer } from "node:http";
 
@@ -45,8 +45,7 @@ async function hostileEndpoint() {
     res.writeHead(503, { ...cors, "Content-Type": "text/html" });
     res.end(XSS_BODY);
   });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((ok) => server.close(ok)) };
+  return { url: await listenLocal(server), close: () => new Promise((ok) => server.close(ok)) };
 }
 
 /**

@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { existsSync, readFileSync } from "node:fs";
 import { extname, join, normalize, resolve } from "node:path";
-import { launchChromium } from "../support/browser.mjs";
+import { launchChromium, listenLocal } from "../support/browser.mjs";
 import { check, finish } from "../support/cases.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -50,7 +50,7 @@ const ANSWERS = {
  * the fashion-mnist files, hostile classify routes, and manifests that are too big or never come.
  * `seen` records every classify request's path and Authorization header.
  */
-function stubServer() {
+async function stubServer() {
   const seen = [];
   const held = [];
   const hold = { wasm: false };
@@ -103,11 +103,11 @@ function stubServer() {
     }
     send(404, "not found");
   });
-  return new Promise((ok) => server.listen(0, "127.0.0.1", () => ok({
-    url: `http://127.0.0.1:${server.address().port}`, seen, hold,
+  return {
+    url: await listenLocal(server), seen, hold,
     release: () => held.splice(0).forEach((answer) => answer()),
     close: () => { server.closeAllConnections(); return new Promise((done) => server.close(done)); },
-  })));
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

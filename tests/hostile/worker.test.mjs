@@ -34,7 +34,13 @@ const scratch = mkdtempSync(join(tmpdir(), "hiedge-hostile-"));
 // ---------------------------------------------------------------------------------------------
 // Model-set directories.
 
-/** Copies the committed fashion-mnist set (its model files, not its fixture) to `dir/name`. */
+/**
+ * Copies the committed fashion-mnist set (its model files, not its fixture) to `dir/name`, its
+ * manifest passed through `edit(manifest, setDir)` first.
+ * @param {string} dir
+ * @param {string} name
+ * @param {(manifest: any, setDir: string) => any} [edit]
+ */
 function copyFashionMnist(dir, name, edit = (m) => m) {
   const out = join(dir, name);
   mkdirSync(out, { recursive: true });
@@ -98,7 +104,12 @@ function hostileAssets() {
 const PIXELS = new Uint8Array(784).fill(100);
 const SECRETISH = /\.nnef|\.onnx|\.tar|tract|\/assets|manifest\.json|large\.|split_tail/i;
 
-async function request(base, path, { method = "GET", headers = {}, body } = {}) {
+/**
+ * @param {string} base
+ * @param {string} path
+ * @param {{ method?: string, headers?: Record<string, string>, body?: BodyInit }} [init]
+ */
+async function request(base, path, { method = "GET", headers = {}, body = undefined } = {}) {
   const r = await fetch(base + path, { method, headers, body, redirect: "manual" });
   const text = await r.text();
   let json = null;
@@ -325,8 +336,10 @@ for (const [what, blank] of [["blank", ""], ["whitespace", "   "]]) {
   worker = await startWorker({ assets, vars: { API_TOKEN: blank } });
   try {
     await check(`5 a ${what} API_TOKEN fails closed: 500 JSON on every route, logged`, async () => {
-      for (const [path, init] of [["/v1/health", {}], ["/v1/models", {}],
-        ["/v1/classify", { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: PIXELS }]]) {
+      /** @type {[string, Parameters<typeof request>[2]][]} */
+      const routes = [["/v1/health", {}], ["/v1/models", {}],
+        ["/v1/classify", { method: "POST", headers: { "Content-Type": "application/octet-stream" }, body: PIXELS }]];
+      for (const [path, init] of routes) {
         assertSafeError(await request(worker.url, path, init), 500, "internal");
       }
       await logShows(/API_TOKEN is set but blank/);

@@ -6,7 +6,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsS
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
-import { launchChromium, serveStatic } from "../support/browser.mjs";
+import { launchChromium, listenLocal, serveStatic } from "../support/browser.mjs";
 import { startWorker } from "../support/wrangler.mjs";
 import { checkLoading } from "./loading.mjs";
 import { checkStream } from "./stream.mjs";
@@ -30,8 +30,7 @@ async function badWorker() {
     }
     setTimeout(() => res.writeHead(200, cors).end("{}"), 3000); // slow
   });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((ok) => server.close(ok)) };
+  return { url: await listenLocal(server), close: () => new Promise((ok) => server.close(ok)) };
 }
 
 const repo = resolve(import.meta.dirname, "../..");

@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { listenLocal } from "../support/browser.mjs";
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>hiedge stream</title><script type="module">
 import init, { HiStream } from "./node_modules/hiedge/index.js";
@@ -34,12 +35,14 @@ async function gate(target) {
     req.on("end", () => {
       const forward = async () => {
         try {
-          const headers = { ...req.headers };
-          delete headers.host;
+          /** @type {Record<string, string>} */
+          const headers = {};
+          for (const [k, v] of Object.entries(req.headers)) if (k !== "host" && v !== undefined) headers[k] = String(v);
           const r = await fetch(target + req.url, {
             method: req.method, headers, body: ["GET", "HEAD"].includes(req.method) ? undefined : Buffer.concat(chunks),
           });
           const body = Buffer.from(await r.arrayBuffer());
+          /** @type {Record<string, string>} */
           const out = {};
           r.headers.forEach((v, k) => { if (!["content-encoding", "content-length", "transfer-encoding", "connection"].includes(k)) out[k] = v; });
           res.writeHead(r.status, out).end(body);
@@ -51,9 +54,8 @@ async function gate(target) {
       else forward();
     });
   });
-  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
   return {
-    url: `http://127.0.0.1:${server.address().port}`,
+    url: await listenLocal(server),
     held: () => held.length,
     hold: () => { holding = true; },
     /** Lets the held requests, and later ones until `hold()`, through. */

@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { indexModelSets } from "../../edge-worker/index-models.mjs";
+import { readArgs } from "../../scripts/args.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
 
@@ -54,8 +55,12 @@ export function localConfig(dir, limit) {
  * Starts the Worker; resolves when GET /v1/health answers (with any status: a Worker whose settings
  * are broken answers 500, and that is an answer). `vars`: extra Worker variables; `assets`: a
  * directory of model sets to serve instead of models/ (indexed here first); `rateLimit`: the
- * per-client limit on inference requests per minute (default `LOCAL_RATE_LIMIT`). Returns
- * { url, stop(), log() }.
+ * per-client limit on inference requests per minute (default `LOCAL_RATE_LIMIT`); `port`: where
+ * to listen (default 0: wrangler picks a free port and says which); `onLog`: hears wrangler's
+ * output as it comes. Returns { url, stop(), log() }.
+ * @param {{ vars?: Record<string, string>, port?: number, onLog?: (text: string) => void,
+ *   assets?: string, rateLimit?: number }} [options]
+ * @returns {Promise<{ url: string, stop: () => Promise<void>, log: () => string }>}
  */
 export async function startWorker({ vars = {}, port, onLog, assets, rateLimit = LOCAL_RATE_LIMIT } = {}) {
   if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
@@ -112,19 +117,17 @@ export async function startWorker({ vars = {}, port, onLog, assets, rateLimit = 
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  const { values } = readArgs({
+    usage: "node tests/support/wrangler.mjs [--port N] [--var KEY:VALUE]... [--assets DIR]",
+    flags: { port: null, assets: null, var: [] },
+  });
+  const port = values.port === undefined ? undefined : Number(values.port);
+  const assets = /** @type {string | undefined} */ (values.assets);
+  /** @type {Record<string, string>} */
   const vars = {};
-  let port, assets;
-  const args = process.argv.slice(2);
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--port") port = Number(args[++i]);
-    else if (args[i] === "--assets") assets = args[++i];
-    else if (args[i] === "--var") {
-      const [key, ...rest] = String(args[++i]).split(":");
-      vars[key] = rest.join(":");
-    } else {
-      console.error(`unknown argument ${args[i]}; usage: wrangler.mjs [--port N] [--var KEY:VALUE]... [--assets DIR]`);
-      process.exit(2);
-    }
+  for (const pair of /** @type {string[]} */ (values.var)) {
+    const [key, ...rest] = pair.split(":");
+    vars[key] = rest.join(":");
   }
   try {
     const worker = await startWorker({ vars, port, assets, onLog: (d) => process.stderr.write(d) });

@@ -9,7 +9,25 @@ const FORWARDED = new Set([
   "setNetworkDelay", "setEndpoint", "resetStats", "calibrate",
 ]);
 
-/** A message handler; `send` delivers a message to the facade. */
+/**
+ * A message to the facade: a call's answer (`id`, `ok`, `value` or `error`, the client's `state`),
+ * a load report (`op: "progress"`) or a question for the page's allowOffload hook (`op: "allow"`).
+ * @typedef {{ id: number, ok: boolean, value?: unknown, error?: { name: string, message: string, code: string },
+ *   state: object | null } | { op: "progress", value: unknown } | { op: "allow", ask: number, request: unknown }} ToFacade
+ */
+
+/**
+ * A message from the facade: a call (`id`, `op`, `args`; `create` adds `options` and the compiled
+ * `module`), or the page's answer to an `allow` question (`op: "allowed"`, `ask`, `value`).
+ * @typedef {{ op: string, id?: number, args?: any[], options?: any, module?: WebAssembly.Module,
+ *   ask?: number, value?: unknown }} FromFacade
+ */
+
+/**
+ * A message handler; `send` delivers a message to the facade.
+ * @param {(msg: ToFacade) => void} send
+ * @returns {(msg: FromFacade) => Promise<void>}
+ */
 export function host(send) {
   let client = null;
   const asks = new Map();
