@@ -1,9 +1,10 @@
-//! `hiedge`: the native command line for Hierarchical Inference on Fashion-MNIST.
+//! `hiedge`: the native command line for Hierarchical Inference on any model set (`--models DIR`;
+//! the committed Fashion-MNIST set by default).
 //!
-//! * `hiedge eval`: runs the tiny and large models over the 10,000 test images and prints the HI
-//!   trade-off table for every decision policy.
+//! * `hiedge eval`: runs the set's tiny and large models over labelled test data (IDX files or a
+//!   folder of images per class) and prints the HI trade-off table for every decision policy.
 //! * `hiedge calibrate`: fits the decision module (temperature, LogisticTop2, per-policy thresholds)
-//!   on the calibration set and writes it into the manifest.
+//!   on the set's calibration data and writes it into the manifest.
 //! * `hiedge bench`: times both models natively, side by side, and writes a table.
 //! * `hiedge import`: writes a model set's manifest from a tiny and a large ONNX file (compiled).
 //! * `hiedge compile`: compiles a set's ONNX files to the NNEF archives the browser and Worker load.
@@ -33,7 +34,7 @@ struct Cli {
 /// Where the models and the data are.
 #[derive(clap::Args, Clone)]
 pub struct Paths {
-    /// Model-set directory holding manifest.json and the ONNX files.
+    /// Model-set directory holding manifest.json and the model files it names.
     #[arg(long, default_value = "models/fashion-mnist")]
     pub models: PathBuf,
     /// Labelled test data: a directory of IDX files (`t10k-*`, `train-*`; default: Debian's
