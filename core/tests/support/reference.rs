@@ -11,7 +11,7 @@
 //!   the threshold: such a flip is legitimate, is counted, and at most [`MAX_NEAR_THRESHOLD_FLIPS`]
 //!   are allowed per policy.
 //!
-//! Included with `#[path]` by `core/tests/session_and_service.rs` (native) and
+//! Included with `#[path]` by `core/tests/wasm_reference.rs` (native) and
 //! `wasm-client/tests/web.rs` (wasm in Chromium), so both sides use the same rules.
 
 #![allow(dead_code)] // each includer uses a different part
