@@ -119,11 +119,7 @@ struct Queued {
 /// the Worker.
 #[wasm_bindgen]
 pub struct HiStream {
-    session: Rc<RefCell<StreamSession>>,
-    queue: Rc<RefCell<VecDeque<Queued>>>,
-    pumping: Rc<Cell<bool>>,
-    offload: Rc<OffloadClient>,
-    clock: Clock,
+    shared: Shared,
 }
 
 #[wasm_bindgen]
@@ -168,11 +164,13 @@ impl HiStream {
         let offload =
             OffloadClient::from_options(Some(options.endpoint), Some(set), options.token, options.timeout_ms, None)?;
         Ok(HiStream {
-            session: Rc::new(RefCell::new(session)),
-            queue: Rc::new(RefCell::new(VecDeque::new())),
-            pumping: Rc::new(Cell::new(false)),
-            offload: Rc::new(offload),
-            clock,
+            shared: Shared {
+                session: Rc::new(RefCell::new(session)),
+                queue: Rc::new(RefCell::new(VecDeque::new())),
+                pumping: Rc::new(Cell::new(false)),
+                offload: Rc::new(offload),
+                clock,
+            },
         })
     }
 
@@ -187,7 +185,7 @@ impl HiStream {
         )]
         input: JsValue,
     ) -> Promise {
-        let arrived_ms = match self.clock.try_now() {
+        let arrived_ms = match self.shared.clock.try_now() {
             Ok(ms) => ms,
             Err(e) => return Promise::reject(&e),
         };
@@ -195,21 +193,14 @@ impl HiStream {
             Ok(p) => p,
             Err(e) => return Promise::reject(&e),
         };
-        let index = self.session.borrow_mut().arrive(arrived_ms);
-        let queue = self.queue.clone();
+        let index = self.shared.session.borrow_mut().arrive(arrived_ms);
+        let queue = self.shared.queue.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             queue.borrow_mut().push_back(Queued { index, pixels: pixels.clone(), arrived_ms, resolve, reject });
         });
-        if !self.pumping.get() {
-            self.pumping.set(true);
-            let pump = Pump {
-                session: self.session.clone(),
-                queue: self.queue.clone(),
-                pumping: self.pumping.clone(),
-                offload: self.offload.clone(),
-                clock: self.clock.clone(),
-            };
-            spawn_local(pump.run());
+        if !self.shared.pumping.get() {
+            self.shared.pumping.set(true);
+            spawn_local(self.shared.clone().pump());
         }
         promise
     }
@@ -217,7 +208,7 @@ impl HiStream {
     /// Running counts (arrived, processed, skipped, per decision), rates and the planner's costs.
     #[wasm_bindgen(unchecked_return_type = "StreamStats & { processedPerS: number }")]
     pub fn stats(&self) -> Result<JsValue, JsValue> {
-        let stats = self.session.borrow().stats();
+        let stats = self.shared.session.borrow().stats();
         let value = to_js(&stats)?;
         js_sys::Reflect::set(&value, &"processedPerS".into(), &stats.processed_per_s().into())?;
         Ok(value)
@@ -226,31 +217,31 @@ impl HiStream {
     /// Samples waiting for the device.
     #[wasm_bindgen(getter)]
     pub fn waiting(&self) -> usize {
-        self.queue.borrow().len()
+        self.shared.queue.borrow().len()
     }
 
     /// The planner's settings in use.
     #[wasm_bindgen(unchecked_return_type = "PlannerConfig")]
     pub fn planner(&self) -> Result<JsValue, JsValue> {
-        to_js(self.session.borrow().config())
+        to_js(self.shared.session.borrow().config())
     }
 
     /// Class names, by label.
     #[wasm_bindgen(getter)]
     pub fn classes(&self) -> Vec<String> {
-        self.session.borrow().manifest().classes.clone()
+        self.shared.session.borrow().manifest().classes.clone()
     }
 
     /// Bytes one sample must have.
     #[wasm_bindgen(getter, js_name = inputLength)]
     pub fn input_length(&self) -> usize {
-        self.session.borrow().input_len()
+        self.shared.session.borrow().input_len()
     }
 }
 
 impl HiStream {
     fn pixels(&self, input: image::Input) -> Result<Vec<u8>, JsValue> {
-        let session = self.session.borrow();
+        let session = self.shared.session.borrow();
         let pixels = image::to_pixels(input, &session.manifest().input)?;
         if pixels.len() != session.input_len() {
             return Err(core_error(hiedge_core::Error::InputLength {
@@ -262,8 +253,10 @@ impl HiStream {
     }
 }
 
-/// What the pump shares with its stream.
-struct Pump {
+/// What a stream and its pump share: the session, the arrived samples, whether the pump runs, the
+/// Worker client and the clock.
+#[derive(Clone)]
+struct Shared {
     session: Rc<RefCell<StreamSession>>,
     queue: Rc<RefCell<VecDeque<Queued>>>,
     pumping: Rc<Cell<bool>>,
@@ -271,10 +264,10 @@ struct Pump {
     clock: Clock,
 }
 
-impl Pump {
+impl Shared {
     /// Takes queued samples one at a time until the queue is empty, yielding to the event loop
     /// between them so that arrivals (and answers) are handled while it runs.
-    async fn run(self) {
+    async fn pump(self) {
         loop {
             let next = self.queue.borrow_mut().pop_front();
             let Some(q) = next else { break };

@@ -238,8 +238,8 @@ mod routes;
 
 pub use body::{check_classify_body, check_classify_headers, check_features_body, FEATURES_HEADER_LEN};
 pub use routes::{
-    allow_header, allowed_methods, constants_json, is_set_name, is_sha256, route, set_classify_path, set_file_path,
-    set_path, set_split_path, Route, CLIENT_CACHE_NAME, MAX_SET_NAME, SET_NAME_PATTERN,
+    allow_header, allowed_methods, is_set_name, is_sha256, route, set_classify_path, set_file_path, set_path,
+    set_split_path, Route, CLIENT_CACHE_NAME, MAX_SET_NAME, SET_NAME_PATTERN,
 };
 
 #[cfg(test)]

@@ -15,19 +15,6 @@ pub const SET_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 /// One name for the Rust client and the package's entry (through `core/protocol-constants.json`).
 pub const CLIENT_CACHE_NAME: &str = "hiedge-v1";
 
-/// The constants code outside Rust takes from core, as the JSON of `core/protocol-constants.json`.
-pub fn constants_json() -> String {
-    let constants = serde_json::json!({
-        "_comment": "Generated from hiedge-core (core/src/protocol/routes.rs) by its tests; HIEDGE_BLESS=1 cargo test -p hiedge-core rewrites it.",
-        "setNamePattern": SET_NAME_PATTERN,
-        "maxSetName": MAX_SET_NAME,
-        "clientCacheName": CLIENT_CACHE_NAME,
-    });
-    let mut text = serde_json::to_string_pretty(&constants).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
 /// Whether `name` may name a model set: 1 to 64 of `a-z`, `0-9`, `-`, `_`, starting with a letter
 /// or digit. Set names are directory names and URL path segments, so nothing else is allowed.
 pub fn is_set_name(name: &str) -> bool {
@@ -204,12 +191,25 @@ mod tests {
         assert!(is_set_name(&"a".repeat(MAX_SET_NAME)) && !is_set_name(&"a".repeat(MAX_SET_NAME + 1)));
     }
 
+    /// The constants code outside Rust takes from core, as the JSON of `core/protocol-constants.json`.
+    fn constants_json() -> String {
+        let constants = serde_json::json!({
+            "_comment": "Generated from hiedge-core (core/src/protocol/routes.rs) by its tests; HIEDGE_BLESS=1 cargo test -p hiedge-core rewrites it.",
+            "setNamePattern": SET_NAME_PATTERN,
+            "maxSetName": MAX_SET_NAME,
+            "clientCacheName": CLIENT_CACHE_NAME,
+        });
+        let mut text = serde_json::to_string_pretty(&constants).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
     /// `core/protocol-constants.json` is what [`constants_json`] writes (HIEDGE_BLESS=1 rewrites it).
     #[test]
     fn the_constants_file_is_current() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("protocol-constants.json");
         let expected = constants_json();
-        if std::env::var_os("HIEDGE_BLESS").is_some() {
+        if std::env::var("HIEDGE_BLESS").is_ok_and(|v| v == "1") {
             std::fs::write(&path, &expected).unwrap();
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
