@@ -54,12 +54,18 @@ test: deps lint test-rust test-browser test-worker test-hostile test-npm test-e2
 
 lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/, the package JS, scripts/ and tests/
 
-lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client, Worker, core); vendored tract-nnef = upstream + patch
+lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client and its loader build, Worker, core with and without tract); vendored tract-nnef = upstream + patch
 	cargo fmt --all --check
 	scripts/check-vendor.sh
 	cargo clippy -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings
+	@# The package's loader build: hiedge-wasm without `device`, hiedge-core without `runtime` (no tract).
+	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib --no-default-features --features ts -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm --no-default-features --all-targets -- -D warnings
+	@if cargo tree -p hiedge-wasm --no-default-features --target wasm32-unknown-unknown -e normal | grep -q tract; then \
+	  echo "the loader build (hiedge-wasm --no-default-features) depends on tract: it must stay small"; exit 1; fi
+	@echo "cargo tree: the loader build (hiedge-wasm --no-default-features) does not depend on tract"
 	@# The browser client and the Worker never link the offline crate, nor tract's ONNX parser: they
 	@# load the NNEF archives `hiedge compile` writes (the parser is most of the wasm size).
 	@for p in hiedge-wasm hiedge-worker; do \

@@ -20,10 +20,12 @@ const pkg = {
     ".": { types: "./index.d.ts", default: "./index.js" },
     "./wasm": { types: "./hiedge.d.ts", default: "./hiedge.js" },
     "./hiedge_bg.wasm": "./hiedge_bg.wasm",
+    "./hiedge_loader_bg.wasm": "./hiedge_loader_bg.wasm",
   },
   files: [
     "index.js", "index.d.ts", "host.js", "worker.js", "hiedge_bg.wasm", "hiedge.js", "hiedge.d.ts",
-    "hiedge_bg.wasm.d.ts", "README.md",
+    "hiedge_bg.wasm.d.ts", "hiedge_loader_bg.wasm", "hiedge_loader.js", "hiedge_loader.d.ts",
+    "hiedge_loader_bg.wasm.d.ts", "README.md",
   ],
   sideEffects: ["./snippets/*"],
   keywords: ["hierarchical-inference", "edge-ai", "webassembly", "onnx", "tract", "cloudflare-workers", "offloading"],
@@ -32,17 +34,10 @@ const pkg = {
 };
 writeFileSync(join(dir, "package.json"), JSON.stringify(pkg, null, 2) + "\n");
 copyFileSync("wasm-client/README.md", join(dir, "README.md"));
-// The entry (cache, Web Worker, answers while loading) around the generated hiedge.js; it checks
-// the cached wasm against this hash.
+// The entry (messages between the page, the loader build and the device build) hands the loader
+// this hash: the Cache API key of the device build's wasm, and the check of a cached copy.
 const wasmSha256 = createHash("sha256").update(readFileSync(join(dir, "hiedge_bg.wasm"))).digest("hex");
-// hiedge-core's constants (core/protocol-constants.json, kept current by core's tests): the cache's
-// name and the set-name rule have one home, in Rust.
-const constants = JSON.parse(readFileSync("core/protocol-constants.json", "utf8"));
-const filled = {
-  __HIEDGE_WASM_SHA256__: wasmSha256,
-  __HIEDGE_CACHE_NAME__: constants.clientCacheName,
-  __HIEDGE_SET_NAME_PATTERN__: constants.setNamePattern,
-};
+const filled = { __HIEDGE_WASM_SHA256__: wasmSha256 };
 let entry = readFileSync("wasm-client/js/index.js", "utf8");
 for (const [placeholder, value] of Object.entries(filled)) {
   if (typeof value !== "string" || !entry.includes(placeholder)) throw new Error(`index.js: cannot fill ${placeholder}`);

@@ -37,6 +37,7 @@ pub enum Error {
     Model(String),
     /// tract could not parse, optimise or run the model (the tract error is kept as the source).
     #[error("model error: {0:#}")]
+    #[cfg(feature = "runtime")]
     Tract(#[from] tract_nnef::prelude::TractError),
     /// A model file this build cannot read, or an ONNX graph that cannot be compiled to NNEF.
     #[error("unsupported model file: {0}")]
@@ -76,6 +77,7 @@ impl Error {
             Error::UnknownModel { .. } => "UnknownModel",
             Error::ModelHashMismatch { .. } => "ModelHashMismatch",
             Error::Model(_) => "Model",
+            #[cfg(feature = "runtime")]
             Error::Tract(_) => "Tract",
             Error::UnsupportedModelFormat(_) => "UnsupportedModelFormat",
             Error::InputLength { .. } => "InputLength",

@@ -42,13 +42,16 @@ pub mod policy;
 pub mod prob;
 pub mod protocol;
 pub mod runtime;
+#[cfg(feature = "runtime")]
 pub mod server;
 pub mod session;
+#[cfg(feature = "runtime")]
 pub mod stream;
 
 pub use error::{Error, Result};
 pub use manifest::Manifest;
 pub use policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
+#[cfg(feature = "runtime")]
 pub use runtime::{Model, Prediction, Preprocessor};
 
 /// The types most callers need, for `use hiedge_core::prelude::*`.
@@ -56,6 +59,9 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::manifest::Manifest;
     pub use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig};
+    #[cfg(feature = "runtime")]
     pub use crate::runtime::{EarlyExitModel, Model, Prediction, Preprocessor};
-    pub use crate::session::{HiResult, HiSession, RemoteOutcome};
+    #[cfg(feature = "runtime")]
+    pub use crate::session::HiSession;
+    pub use crate::session::{HiResult, RemoteOutcome};
 }

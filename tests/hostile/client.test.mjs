@@ -46,7 +46,7 @@ const ANSWERS = {
 };
 
 /**
- * One origin: the page, the package (its wasm held while `hold.wasm` is set, until `release()`),
+ * One origin: the page, the package (its device wasm held while `hold.wasm` is set, until `release()`),
  * the fashion-mnist files, hostile classify routes, and manifests that are too big or never come.
  * `seen` records every classify request's path and Authorization header.
  */
@@ -69,7 +69,7 @@ async function stubServer() {
       if (!file.startsWith(pkg) || !existsSync(file)) return send(404, "no");
       const body = readFileSync(file);
       const answer = () => send(200, body, { "Content-Type": TYPES[extname(file)] ?? "application/octet-stream" });
-      if (path.endsWith(".wasm") && hold.wasm) return held.push(answer);
+      if (path.endsWith("/hiedge_bg.wasm") && hold.wasm) return held.push(answer);
       return answer();
     }
     if (path === "/set/manifest.json") return send(200, manifestText, { "Content-Type": "application/json" });

@@ -1,5 +1,5 @@
-// Types of the `hiedge` package's entry (index.js). Everything but `init` and `HiClient` is the wasm
-// client's, generated from the Rust types into hiedge.d.ts.
+// Types of the `hiedge` package's entry (index.js). Everything but `init` and `HiClient` is the device
+// build's, generated from the Rust types into hiedge.d.ts (the loader build's are in hiedge_loader.d.ts).
 import type {
   Calibration, CalibrateOptions, ClassifyResult, ClientStats, HiClientOptions as WasmClientOptions, ImageShape,
   LoadProgress, Mode, OffloadRequest, OpTime, PolicyChoice, PolicyConfig,
@@ -15,6 +15,8 @@ export interface InitOptions {
   cache?: boolean;
   /** Download progress (`stage: "download"`, `file: "wasm"`). */
   onProgress?: (progress: LoadProgress) => void;
+  /** Time allowed for the download, ms (default 120000). */
+  loadTimeoutMs?: number;
 }
 
 /**

@@ -1,72 +1,29 @@
-// The `hiedge` package's entry: `init` loads the wasm through the Cache API, and `HiClient` runs the
-// wasm client (hiedge.js, generated from Rust) in a Web Worker by default, on the main thread where
-// there are no workers, and can answer through the Worker before the device model has loaded.
-// Every HI decision is the wasm's; this file only moves messages, caches the wasm and, while the
-// wasm is still downloading, sends model-sized bytes to the Worker's classify route.
+// The `hiedge` package's entry. It only moves messages: between the page and the loader build
+// (hiedge_loader.js, the client's network layer in Rust: it downloads and caches the device build,
+// answers samples through the Worker while that loads, and reads or clears the cache), and between
+// the page and the device build (hiedge.js: HiClient with tract), which runs in a Web Worker by
+// default (worker.js) and on the main thread where there are no workers (host.js). Every fetch,
+// cache entry, check of a Worker's answer and HI decision is the Rust code's.
 import initWasm, { HiClient as WasmClient } from "./hiedge.js";
+import initLoader, * as loader from "./hiedge_loader.js";
 import { host } from "./host.js";
 
 export * from "./hiedge.js";
 
-/** sha256 of hiedge_bg.wasm, written by the package build. */
+/** sha256 of hiedge_bg.wasm, written by the package build: the loader caches it under this key. */
 const WASM_SHA256 = "__HIEDGE_WASM_SHA256__";
-/** The Cache API cache the wasm client uses too: hiedge-core's `CLIENT_CACHE_NAME`, written by the package build. */
-const CACHE_NAME = "__HIEDGE_CACHE_NAME__";
-/** hiedge-core's set-name rule (`protocol::is_set_name`), written by the package build. */
-const SET_NAME = new RegExp("__HIEDGE_SET_NAME_PATTERN__");
-const WASM_KEY = `https://cache.hiedge.invalid/sha256/${WASM_SHA256}`;
 
 const codedError = (code, message) => Object.assign(new Error(message), { code });
 
-/** Most bytes read for the wasm, and for a manifest or a classify answer (never sized by a header). */
-const MAX_WASM_BYTES = 64 * 1024 * 1024;
-const MAX_JSON_BYTES = 1024 * 1024;
-/** Default time allowed for the wasm or a manifest to arrive (`loadTimeoutMs`). */
-const LOAD_TIMEOUT_MS = 120_000;
-
-/**
- * A response's body, read chunk by chunk and refused as soon as it passes `cap` bytes: the size a
- * server announces (`Content-Length`) is never trusted to size an allocation. `report(loaded)`
- * hears of every chunk.
- * @param {Response} response
- * @param {number} cap most bytes read
- * @param {string} what what the body is, for the error
- * @param {(loaded: number) => void} [report]
- * @returns {Promise<Uint8Array<ArrayBuffer>>}
- */
-async function readCapped(response, cap, what, report = () => {}) {
-  const announced = Number(response.headers.get("Content-Length"));
-  if (Number.isFinite(announced) && announced > cap) {
-    response.body?.cancel().catch(() => {});
-    throw codedError("FetchFailed", `the ${what} is ${announced} bytes, more than the ${cap} hiedge reads`);
-  }
-  if (!response.body) {
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    if (bytes.length > cap) throw codedError("FetchFailed", `the ${what} is more than the ${cap} bytes hiedge reads`);
-    return bytes;
-  }
-  const chunks = [];
-  let received = 0;
-  for (const reader = response.body.getReader(); ; ) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    received += value.length;
-    if (received > cap) {
-      reader.cancel().catch(() => {});
-      throw codedError("FetchFailed", `the ${what} is more than the ${cap} bytes hiedge reads`);
-    }
-    chunks.push(value);
-    report(received);
-  }
-  const bytes = new Uint8Array(received);
-  let at = 0;
-  for (const chunk of chunks) bytes.set(chunk, (at += chunk.length) - chunk.length);
-  return bytes;
+/** The loader build, instantiated once (a failed load is tried again by the next call). */
+let loaderReady = null;
+function loadLoader() {
+  loaderReady ??= initLoader().catch((e) => {
+    loaderReady = null;
+    throw codedError("FetchFailed", `could not load hiedge_loader_bg.wasm: ${e?.message ?? e}`);
+  });
+  return loaderReady;
 }
-
-/** A non-negative finite number of milliseconds, or `fallback`. */
-const millis = (v, fallback) => (Number.isFinite(v) && v >= 0 ? v : fallback);
-const openCache = async () => (typeof caches === "undefined" ? null : caches.open(CACHE_NAME).catch(() => null));
 
 let loaded = null;
 /** The wasm's last download report, and the callback that got it (replayed to a later create's). */
@@ -74,9 +31,9 @@ let wasmReport = null;
 let wasmReportedTo = null;
 
 /**
- * Loads and instantiates the wasm once (later calls return the same promise): from the Cache API
- * when an earlier load stored it (keyed by its sha256), otherwise downloaded with progress and
- * stored. Resolves to the compiled `WebAssembly.Module`.
+ * Loads and instantiates the device build once (later calls return the same promise): the loader
+ * takes it from the Cache API when an earlier load stored it (keyed by its sha256), or downloads
+ * it with progress and stores it. Resolves to the compiled `WebAssembly.Module`.
  */
 export default function init(options = {}) {
   // wasm-bindgen's own forms: `init({ module_or_path })`, or the source itself.
@@ -92,7 +49,7 @@ export default function init(options = {}) {
 }
 
 /**
- * The compiled wasm: given, from the Cache API, or downloaded.
+ * The compiled device build: given, or through the loader (Cache API or download).
  * @param {{ wasm?: string | URL | WebAssembly.Module | ArrayBuffer | ArrayBufferView, cache?: boolean,
  *   onProgress?: (report: object) => void, loadTimeoutMs?: number }} options
  * @returns {Promise<WebAssembly.Module>}
@@ -100,52 +57,18 @@ export default function init(options = {}) {
 async function loadModule({ wasm, cache = true, onProgress, loadTimeoutMs }) {
   if (wasm instanceof WebAssembly.Module) return wasm;
   if (wasm instanceof ArrayBuffer || ArrayBuffer.isView(wasm)) return WebAssembly.compile(/** @type {BufferSource} */ (wasm));
+  await loadLoader();
   wasmReportedTo = onProgress ?? null;
-  const report = (loadedBytes, total, fromCache) => {
-    const message = fromCache ? `wasm: ${loadedBytes} bytes from the cache` : `wasm: ${loadedBytes} of ${total ?? "?"} bytes`;
-    wasmReport = { stage: "download", message, file: "wasm", loaded: loadedBytes, total, fromCache };
-    try {
-      onProgress?.(wasmReport);
-    } catch {} // A throwing progress callback must not stop loading.
-  };
-  const store = cache && wasm === undefined ? await openCache() : null;
-  const hit = await store?.match(WASM_KEY).catch(() => undefined);
-  if (hit) {
-    const bytes = await hit.arrayBuffer();
-    report(bytes.byteLength, bytes.byteLength, true);
-    return WebAssembly.compile(bytes);
-  }
-  const url = wasm ?? new URL("./hiedge_bg.wasm", import.meta.url);
-  const bytes = await download(url, report, millis(loadTimeoutMs, LOAD_TIMEOUT_MS));
-  if (store && (await sha256(bytes)) === WASM_SHA256) await store.put(WASM_KEY, new Response(bytes)).catch(() => {});
-  return WebAssembly.compile(bytes);
-}
-
-async function download(url, report, timeoutMs) {
-  let response;
-  const signal = AbortSignal.timeout(timeoutMs);
-  const failed = (why) => codedError("FetchFailed", `could not fetch the wasm from ${url}: ${why}`);
-  try {
-    response = await fetch(url, { signal });
-  } catch (e) {
-    throw failed(signal.aborted ? `no answer in ${timeoutMs} ms` : e?.message ?? e);
-  }
-  if (!response.ok) throw failed(`HTTP ${response.status}`);
-  const encoded = (response.headers.get("Content-Encoding") ?? "identity") !== "identity";
-  const announced = Number(response.headers.get("Content-Length"));
-  const total = !encoded && Number.isFinite(announced) && announced > 0 && announced <= MAX_WASM_BYTES ? announced : null;
-  report(0, total, false);
-  try {
-    return await readCapped(response, MAX_WASM_BYTES, "wasm", (received) => report(received, total, false));
-  } catch (e) {
-    throw signal.aborted ? failed(`not downloaded in ${timeoutMs} ms`) : e;
-  }
-}
-
-async function sha256(bytes) {
-  if (!globalThis.crypto?.subtle) return null;
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  return loader.loadDeviceWasm({
+    url: String(wasm ?? new URL("./hiedge_bg.wasm", import.meta.url)),
+    // Only the package's own wasm is cached (under its hash); one given by URL is downloaded.
+    sha256: wasm === undefined ? WASM_SHA256 : undefined,
+    cache, loadTimeoutMs,
+    onProgress: (report) => {
+      wasmReport = report;
+      onProgress?.(report);
+    },
+  });
 }
 
 /** Whether a Web Worker can run the client here (a page, not already inside a worker). */
@@ -157,16 +80,14 @@ const isElement = (input) =>
     (name) => typeof globalThis[name] === "function" && input instanceof globalThis[name],
   );
 
-/** hiedge-core's `MAX_IMAGE_PIXELS` (core/src/runtime/image.rs): the wasm refuses larger images too. */
-const MAX_IMAGE_PIXELS = 64 * 1024 * 1024;
-
-/** Why an element is too large to read (from its dimensions alone), or null. */
+/** Why an element is too large to read (from its dimensions alone, against hiedge-core's limit), or null. */
 function oversize(element) {
   const dim = (w, h) => [element[w], element[h]].every((v) => Number.isFinite(v) && v >= 1) && [element[w], element[h]];
   const size = dim("naturalWidth", "naturalHeight") || dim("videoWidth", "videoHeight") || dim("width", "height");
   if (!size) return null; // not loaded yet: createImageBitmap says so
   const [w, h] = size;
-  return w * h > MAX_IMAGE_PIXELS ? `a ${w}x${h} image is empty or larger than ${MAX_IMAGE_PIXELS} pixels` : null;
+  const most = loader.maxImagePixels();
+  return w * h > most ? `a ${w}x${h} image is empty or larger than ${most} pixels` : null;
 }
 
 /**
@@ -183,8 +104,10 @@ export class HiClient {
   #hook = null;
   #onProgress;
   #queue = Promise.resolve();
+  /** The loader's WhileLoading route (`answerWhileLoading`), a Promise of it or of null. */
   #early = null;
-  #whileLoading = 0;
+  /** The same route once it exists. */
+  #route = null;
   /** Resolves when the device model is loaded (rejects with why it could not be). */
   ready;
   /** Where the model runs: "worker" or "main" (null until the device model is loaded). */
@@ -207,7 +130,11 @@ export class HiClient {
     client.#hook = options.allowOffload ?? null;
     client.ready = client.#load(options);
     if (options.answerWhileLoading) {
-      client.#early = earlyRoute(options);
+      // No route (no endpoint, unreadable options): samples wait for the device model, whose load
+      // reports what was wrong.
+      client.#early = loadLoader()
+        .then(() => (client.#route = new loader.WhileLoading(strip(options))))
+        .catch(() => null);
       client.ready.catch(() => {});
       return client;
     }
@@ -217,15 +144,14 @@ export class HiClient {
 
   /** Whether `HiClient.create(options)` would load with no network: wasm, manifest and model files cached. */
   static async isCached(options) {
-    const store = await openCache();
-    if (!store || !(await store.match(WASM_KEY).catch(() => undefined))) return false;
-    await init();
-    return WasmClient.isCached(strip(options));
+    await loadLoader();
+    return loader.isCached(strip(options), WASM_SHA256);
   }
 
   /** Deletes the cached wasm, manifests and model files; resolves to whether there was a cache. */
   static async clearCache() {
-    return typeof caches === "undefined" ? false : caches.delete(CACHE_NAME);
+    await loadLoader();
+    return loader.clearCache();
   }
 
   async #load(options) {
@@ -274,7 +200,7 @@ export class HiClient {
       return;
     }
     if (msg.op === "allow") {
-      askHook(this.#hook, msg.request, false).then((value) => this.#send({ op: "allowed", ask: msg.ask, value }));
+      askHook(this.#hook, msg.request).then((value) => this.#send({ op: "allowed", ask: msg.ask, value }));
       return;
     }
     const pending = this.#pending.get(msg.id);
@@ -331,36 +257,20 @@ export class HiClient {
     return this.ready.then(() => this.#sample("classify", input));
   }
 
+  /**
+   * A model-sized sample before the device model has loaded: the loader's route sends it to the
+   * Worker and checks the answer; it resolves to nothing when the device must answer (mode
+   * `only_local`, or the hook said no), and rejects with `NotReady` when the Worker did not answer.
+   */
   async #classifyWhileLoading(input) {
-    const early = this.#early;
-    const start = performance.now();
-    if (early.mode === "only_local") return this.ready.then(() => this.classify(input));
-    const request = { localLabel: -1, confidence: 0, score: 0, why: "loading", bytes: input.length };
-    if (!(await askHook(this.#hook, request, true))) return this.ready.then(() => this.classify(input));
-    let answer;
-    try {
-      answer = await postSample(early, input);
-      // The answer is checked against the set's classes, as the wasm checks every answer: the
-      // class names were asked for when the client was created, in parallel with this sample, so
-      // on a slow network they may come just after it. Wait for them (at most the offload timeout
-      // again); without them the answer cannot be checked, and is not used.
-      if (!early.classes) await Promise.race([early.classesKnown, new Promise((ok) => setTimeout(ok, early.timeoutMs))]);
-      if (!early.classes) throw new Error("the set's classes are unknown, so the answer cannot be checked");
-      checkClassifyAnswer(answer, early.classes.length);
-    } catch (reason) {
-      if (this.#info) return this.classify(input);
-      throw codedError("NotReady", `the device model is still loading and the Worker did not answer: ${reason?.message ?? reason}`);
-    }
-    const totalMs = performance.now() - start;
-    this.#whileLoading++;
-    return {
-      label: answer.label, className: early.classes?.[answer.label] ?? String(answer.label), probs: answer.probs,
-      confidence: answer.probs[answer.label], decision: "offloaded", score: 0, threshold: null, offloadWanted: true,
-      explored: false, localLabel: -1, localProbs: [], remoteLabel: answer.label, remoteModel: answer.model,
-      fallbackReason: null,
-      timings: { preprocessMs: 0, localMs: 0, decisionMs: 0, roundTripMs: totalMs, remoteMs: answer.infer_ms ?? null, totalMs },
-      bytesSent: input.length, localStage: "full", answeredBy: "worker", why: "loading",
-    };
+    const route = await this.#early;
+    const answer = route && !this.#info
+      ? await route.classify(input, this.#hook).catch((e) => {
+          if (this.#info) return undefined; // loaded meanwhile: the device answers
+          throw e;
+        })
+      : undefined;
+    return answer ?? this.ready.then(() => this.#sample("classify", input));
   }
 
   /** The local model only (see the wasm client); a Promise in this facade. */
@@ -383,7 +293,8 @@ export class HiClient {
     return this.ready.then(() => this.#call("setPolicy", [policy]));
   }
   setMode(mode) {
-    if (this.#early) this.#early.mode = mode;
+    // Registered before any later sample's wait on the route, so it applies to them.
+    this.#early?.then((route) => route?.setMode(mode));
     return this.ready.then(() => this.#call("setMode", [mode]));
   }
   setAllowOffload(hook) {
@@ -400,11 +311,12 @@ export class HiClient {
     return this.ready.then(() => this.#call("setNetworkDelay", [ms]));
   }
   setEndpoint(endpoint) {
-    if (this.#early) this.#early = null;
+    this.#early = null;
+    this.#route = null;
     return this.ready.then(() => this.#call("setEndpoint", [endpoint]));
   }
   resetStats() {
-    this.#whileLoading = 0;
+    this.#route?.resetStats();
     return this.ready.then(() => this.#call("resetStats", []));
   }
   /** The policy in use (as of the last answered call). */
@@ -414,12 +326,12 @@ export class HiClient {
   }
   /** The mode in use (as of the last answered call). */
   get mode() {
-    return this.#state?.mode ?? this.#early?.mode ?? "cascade";
+    return this.#state?.mode ?? this.#route?.mode ?? "cascade";
   }
   /** Running statistics as of the last answered call, plus `answeredWhileLoading`. */
   stats() {
     this.#loaded();
-    return { ...this.#state.stats, answeredWhileLoading: this.#whileLoading };
+    return { ...this.#state.stats, answeredWhileLoading: this.#route?.answered ?? 0 };
   }
   manifest() {
     return this.#loaded().manifest;
@@ -450,11 +362,11 @@ export class HiClient {
 const CREATE = Symbol("HiClient.create");
 
 /**
- * The `allowOffload` hook's answer: true only for `true` or a Promise of `true` (a throw or a
- * rejection refuses); `absent` when there is no hook.
+ * The page's `allowOffload` hook asked for the Web Worker (which asks only when there is one):
+ * true only for `true` or a Promise of `true`; a throw, a rejection or a hook since removed refuse.
  */
-const askHook = (hook, request, absent) =>
-  hook ? Promise.resolve().then(() => hook(request)).then((v) => v === true, () => false) : Promise.resolve(absent);
+const askHook = (hook, request) =>
+  Promise.resolve().then(() => hook?.(request)).then((v) => v === true, () => false);
 
 /**
  * The options the wasm client reads (functions stay on the page), with relative URLs made absolute
@@ -481,96 +393,3 @@ function strip(options) {
   return rest;
 }
 
-/** Where samples go while the wasm and model download: the Worker's classify route, or nowhere. */
-function earlyRoute(options) {
-  const { endpoint, modelSet, token, timeoutMs, mode, manifest } = options;
-  if (typeof endpoint !== "string" || !/^(https?:\/\/|\/)/.test(endpoint)) return null;
-  if (modelSet !== undefined && !SET_NAME.test(modelSet)) return null;
-  const base = endpoint.replace(/\/+$/, "");
-  const route = {
-    url: base + (modelSet ? `/v1/models/${modelSet}/classify` : "/v1/classify"),
-    token: token || null,
-    timeoutMs: Number.isFinite(timeoutMs) && timeoutMs >= 0 ? timeoutMs : 3000,
-    mode: mode ?? "cascade",
-    classes: null,
-    // Settles once the class names are known or cannot be had (an answer waits for it, see below).
-    classesKnown: Promise.resolve(),
-  };
-  // Class names for the answers (and their count, which every answer is checked against): the
-  // given manifest's, or fetched from the manifest's URL or the Worker's set, in parallel with the
-  // first samples. The token goes to the Worker only.
-  const given = typeof manifest === "string" && manifest.trim().startsWith("{") ? safeJson(manifest) : manifest;
-  const fromWorker = modelSet && manifest === undefined;
-  const url = fromWorker ? `${base}/v1/models/${modelSet}` : typeof manifest === "string" && given === manifest ? manifest : null;
-  if (given && typeof given === "object" && Array.isArray(given.classes)) route.classes = given.classes.map(String);
-  else if (url) {
-    const headers = fromWorker && route.token ? { Authorization: `Bearer ${route.token}` } : {};
-    route.classesKnown = fetch(url, {
-      headers, redirect: fromWorker ? "error" : "follow", signal: AbortSignal.timeout(millis(options.loadTimeoutMs, LOAD_TIMEOUT_MS)),
-    })
-      .then((r) => (r.ok ? readCapped(r, MAX_JSON_BYTES, "manifest") : null))
-      .then((bytes) => bytes && safeJson(new TextDecoder().decode(bytes)))
-      .then((m) => {
-        if (Array.isArray(m?.classes) && m.classes.length > 0) route.classes = m.classes.map(String);
-      })
-      .catch(() => {});
-  }
-  return route;
-}
-
-function safeJson(text) {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
-}
-
-/**
- * POSTs model-sized bytes to the classify route; resolves to the parsed answer (checked by
- * `checkClassifyAnswer` once the classes are known). Redirects are errors: an answer comes from the
- * endpoint the page named, or from nowhere.
- */
-async function postSample(route, input) {
-  const headers = { "Content-Type": "application/octet-stream" };
-  if (route.token) headers.Authorization = `Bearer ${route.token}`;
-  const response = await fetch(route.url, {
-    method: "POST", mode: "cors", redirect: "error", headers, body: input, signal: AbortSignal.timeout(route.timeoutMs),
-  });
-  const text = new TextDecoder().decode(await readCapped(response, MAX_JSON_BYTES, "answer"));
-  if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
-  return safeJson(text);
-}
-
-/**
- * The check hiedge-core makes of every classify answer (`ClassifyResponse::from_json` in
- * core/src/protocol.rs, with `prob::validate_probs`), for the answers that arrive before the wasm
- * has loaded: exactly the fields `label`, `probs`, `model`, `infer_ms`; one probability per class,
- * each finite and within 0..=1 (1e-6 slack), summing to 1 within 1e-3; the label an integer class
- * whose probability is the largest. Throws "bad response: ..." otherwise.
- */
-function checkClassifyAnswer(answer, classes) {
-  const bad = (why) => {
-    throw new Error(`bad response: ${why}`);
-  };
-  if (answer === null || typeof answer !== "object" || Array.isArray(answer)) bad("not a classify result");
-  for (const key of Object.keys(answer)) {
-    if (!["label", "probs", "model", "infer_ms"].includes(key)) bad(`unknown field \`${key}\``);
-  }
-  const { label, probs, model, infer_ms: inferMs } = answer;
-  if (!Array.isArray(probs) || probs.length !== classes) bad(`response has ${probs?.length} probabilities, expected ${classes}`);
-  probs.forEach((p, i) => {
-    if (typeof p !== "number" || !Number.isFinite(p)) bad(`probability ${i} is ${p}, not a finite number`);
-    if (p < -1e-6 || p > 1 + 1e-6) bad(`probability ${i} is ${p}, outside 0..=1`);
-  });
-  const sum = probs.reduce((a, b) => a + b, 0);
-  if (Math.abs(sum - 1) > 1e-3) bad(`probabilities sum to ${sum}, not 1`);
-  if (!Number.isInteger(label) || label < 0 || label >= classes || probs.some((p) => p > probs[label])) {
-    bad(`response label ${label} is not the argmax`);
-  }
-  if (typeof model !== "string") bad("`model` is not a string");
-  if (inferMs !== undefined && inferMs !== null && (typeof inferMs !== "number" || !Number.isFinite(inferMs))) {
-    bad("`infer_ms` is not a number or null");
-  }
-  return answer;
-}

@@ -222,6 +222,7 @@ impl Progress {
     }
 
     /// A stage begins.
+    #[cfg(feature = "device")]
     pub fn stage(&self, stage: LoadStage, message: &str) {
         self.send(&LoadProgress {
             stage,

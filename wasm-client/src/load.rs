@@ -2,9 +2,7 @@
 //! (`endpoint` + `modelSet`, files by sha256), and the Cache API ([`FileCache`]).
 
 use hiedge_core::{protocol, Manifest};
-use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use crate::cache::{self, FileCache};
 use crate::js::{self, coded_error, core_error, Progress, INVALID_OPTIONS};
@@ -60,6 +58,7 @@ impl Sources {
     }
 
     /// The Worker's URL for a device-side file of the set, by its sha256.
+    #[cfg(feature = "device")]
     pub fn worker_file(&self, what: &str, sha256: &str) -> Result<String, JsValue> {
         self.worker_url(what, &|set| protocol::set_file_path(set, sha256))
     }
@@ -127,6 +126,7 @@ impl Sources {
 }
 
 /// A model file given as bytes, or a URL fetched through the cache under the manifest's `sha256`.
+#[cfg(feature = "device")]
 pub async fn file_or_fetch(
     value: &JsValue,
     what: &str,
@@ -134,6 +134,8 @@ pub async fn file_or_fetch(
     cache: &FileCache,
     progress: &Progress,
 ) -> Result<Vec<u8>, JsValue> {
+    use js_sys::{ArrayBuffer, Uint8Array};
+    use wasm_bindgen::JsCast;
     if let Some(a) = value.dyn_ref::<Uint8Array>() {
         return Ok(a.to_vec());
     }

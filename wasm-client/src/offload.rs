@@ -9,9 +9,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::js::{
-    coded_error, describe, fetch_with_request, now_ms, read_capped, sleep, INVALID_OPTIONS, MAX_JSON_BYTES,
+    coded_error, describe, fetch_with_request, now_ms, read_capped, sleep, to_js, INVALID_OPTIONS, MAX_JSON_BYTES,
 };
-use crate::options::millis;
+use crate::options::{millis, OffloadRequest};
 
 /// Default offload timeout.
 pub const DEFAULT_TIMEOUT_MS: f64 = 3000.0;
@@ -84,7 +84,14 @@ impl OffloadClient {
         }
     }
 
+    /// The offload timeout (ms).
+    #[cfg(not(feature = "device"))]
+    pub fn timeout_ms(&self) -> f64 {
+        self.timeout_ms
+    }
+
     /// Sets the emulated extra delay.
+    #[cfg(feature = "device")]
     pub fn set_delay(&mut self, ms: f64) -> Result<(), JsValue> {
         self.delay_ms = millis(Some(ms), "networkDelayMs", 0.0)?;
         Ok(())
@@ -155,4 +162,31 @@ fn origin_of(url: &str) -> Option<String> {
         return Some(String::new());
     }
     web_sys::Url::new(url).ok().map(|u| u.origin())
+}
+
+/// The `allowOffload` option: a function, or nothing.
+pub fn allow_offload_hook(value: &JsValue) -> Result<Option<js_sys::Function>, JsValue> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    value
+        .dyn_ref::<js_sys::Function>()
+        .cloned()
+        .map(Some)
+        .ok_or_else(|| coded_error(INVALID_OPTIONS, "`allowOffload` must be a function (or null)"))
+}
+
+/// Asks the `allowOffload` hook about a request: allowed only when it returns `true` or a Promise
+/// of `true`; a throw or a rejection refuses.
+pub async fn ask_hook(hook: &js_sys::Function, request: &OffloadRequest) -> bool {
+    let Ok(request) = to_js(request) else { return false };
+    let Ok(answer) = hook.call1(&JsValue::NULL, &request) else { return false };
+    let answer = match answer.dyn_into::<js_sys::Promise>() {
+        Ok(promise) => match JsFuture::from(promise).await {
+            Ok(v) => v,
+            Err(_) => return false,
+        },
+        Err(value) => value,
+    };
+    answer.as_bool() == Some(true)
 }

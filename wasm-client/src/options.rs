@@ -84,13 +84,13 @@ pub struct HiClientOptions {
 #[derive(Tsify, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OffloadRequest {
-    /// The device model's label.
-    pub local_label: usize,
+    /// The device model's label (-1 while the device model is still loading: `why` is "loading").
+    pub local_label: i64,
     /// The device model's probability for it.
     pub confidence: f32,
     /// The decision module's score.
     pub score: f32,
-    /// Why the sample would be sent ("unsure" or "mode").
+    /// Why the sample would be sent ("unsure", "mode", or "loading" before the device model has loaded).
     pub why: Why,
     /// Bytes the request would carry.
     pub bytes: usize,

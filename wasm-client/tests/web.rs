@@ -1,6 +1,9 @@
 //! Headless-Chromium tests of the `hiedge` package (`wasm-pack test --headless --chrome`, run by
 //! `make test-browser`): the committed tiny model in wasm against native tract, each policy against
 //! the native core, an unreachable Worker, and bad input.
+//! The device build only: the loader build (no `device` feature) is tested through the package in
+//! tests/npm and tests/hostile.
+#![cfg(feature = "device")]
 
 use hiedge_core::PolicyConfig;
 use hiedge_wasm::HiClient;

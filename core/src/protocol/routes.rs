@@ -7,12 +7,11 @@ use super::{ApiError, ErrorCode, CLASSIFY_PATH, HEALTH_PATH, MODELS_PATH};
 pub const MAX_SET_NAME: usize = 64;
 
 /// [`is_set_name`] as an ECMAScript regular expression, for the code outside Rust that must apply
-/// the same rule (the Worker's build script, the package's entry): they read it from
+/// the same rule (the Worker's build script): it reads it from
 /// `core/protocol-constants.json`, which this crate's tests keep equal to these constants.
 pub const SET_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 
 /// The Cache API cache a browser client keeps the wasm, manifests and model files in (by sha256).
-/// One name for the Rust client and the package's entry (through `core/protocol-constants.json`).
 pub const CLIENT_CACHE_NAME: &str = "hiedge-v1";
 
 /// Whether `name` may name a model set: 1 to 64 of `a-z`, `0-9`, `-`, `_`, starting with a letter
@@ -197,7 +196,6 @@ mod tests {
             "_comment": "Generated from hiedge-core (core/src/protocol/routes.rs) by its tests; HIEDGE_BLESS=1 cargo test -p hiedge-core rewrites it.",
             "setNamePattern": SET_NAME_PATTERN,
             "maxSetName": MAX_SET_NAME,
-            "clientCacheName": CLIENT_CACHE_NAME,
         });
         let mut text = serde_json::to_string_pretty(&constants).unwrap_or_default();
         text.push('\n');

@@ -3,18 +3,27 @@
 //! ([`verify`]), and the kernels hiedge swaps in where tract is slow in the browser ([`kernels`]).
 //! It reads the manifest schema and probability maths; it knows nothing of policies.
 
+#[cfg(feature = "runtime")]
 pub mod early_exit;
 pub mod image;
+#[cfg(feature = "runtime")]
 pub mod kernels;
+#[cfg(feature = "runtime")]
 pub mod model;
+#[cfg(feature = "runtime")]
 pub mod preprocess;
+#[cfg(feature = "runtime")]
 pub mod reader;
+#[cfg(feature = "runtime")]
 pub mod split;
 pub mod verify;
 
+#[cfg(feature = "runtime")]
 pub use early_exit::{EarlyExitModel, Features, Stage1, Stage2};
 #[cfg(feature = "onnx")]
 pub use model::onnx_to_nnef;
+#[cfg(feature = "runtime")]
 pub use model::{Model, ModelFormat, OpTime, Prediction};
+#[cfg(feature = "runtime")]
 pub use preprocess::Preprocessor;
 pub use verify::{sha256_hex, verify};

@@ -27,25 +27,32 @@
 //! # }
 //! ```
 
+#[cfg(feature = "runtime")]
 use crate::error::{Error, Result};
+#[cfg(feature = "runtime")]
 use crate::manifest::Manifest;
+#[cfg(feature = "runtime")]
 use crate::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint};
+#[cfg(feature = "runtime")]
 use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig, ScoreRule};
+#[cfg(feature = "runtime")]
 use crate::runtime::{EarlyExitModel, Model, Prediction};
 
 mod result;
 
-pub use result::{
-    HiResult, LocalStage, LocalStep, Mode, Outcome, RemoteOutcome, Route, SessionStats, Side, Timings, Why,
-};
+#[cfg(feature = "runtime")]
+pub use result::LocalStep;
+pub use result::{HiResult, LocalStage, Mode, Outcome, RemoteOutcome, Route, SessionStats, Side, Timings, Why};
 
 /// At most `per_minute` requests in any 60 s window (clock readings in ms).
+#[cfg(feature = "runtime")]
 #[derive(Debug, Clone)]
 struct OffloadCap {
     per_minute: u32,
     sent_ms: std::collections::VecDeque<f64>,
 }
 
+#[cfg(feature = "runtime")]
 impl OffloadCap {
     fn admit(&mut self, now_ms: f64) -> bool {
         while self.sent_ms.front().is_some_and(|&t| now_ms - t >= 60_000.0) {
@@ -60,6 +67,7 @@ impl OffloadCap {
 }
 
 /// The tiny model, the manifest, the decision module and the running statistics of one client.
+#[cfg(feature = "runtime")]
 #[derive(Debug)]
 pub struct HiSession {
     manifest: Manifest,
@@ -72,6 +80,7 @@ pub struct HiSession {
     offload_cap: Option<OffloadCap>,
 }
 
+#[cfg(feature = "runtime")]
 impl HiSession {
     /// A session classifying with `model` (the tiny model of `manifest`) and deciding with `policy`.
     pub fn new(manifest: Manifest, model: Model, policy: PolicyConfig) -> Result<Self> {
@@ -304,7 +313,7 @@ impl HiSession {
             threshold,
             offload_wanted: decision.is_offload(),
             explored: decision.explored,
-            local_label: prediction.label,
+            local_label: prediction.label as i64,
             local_probs: prediction.probs.clone(),
             remote_label: None,
             remote_model: None,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::policy::Decision;
 use crate::protocol::ClassifyResponse;
+#[cfg(feature = "runtime")]
 use crate::runtime::Prediction;
 
 /// How a sample was finally answered.
@@ -114,6 +115,7 @@ impl Mode {
 }
 
 /// The local half of a sample: tiny-model prediction, decision and their timings (ms).
+#[cfg(feature = "runtime")]
 #[derive(Debug, Clone)]
 pub struct LocalStep {
     /// The tiny model's prediction.
@@ -137,6 +139,7 @@ pub struct LocalStep {
     pub route: Route,
 }
 
+#[cfg(feature = "runtime")]
 impl LocalStep {
     /// Keeps a sample the route would send on the device, for `why` (the `allowOffload` hook said
     /// no, or the offload cap was reached).
@@ -213,8 +216,8 @@ pub struct HiResult {
     pub offload_wanted: bool,
     /// True when an online policy offloaded only to explore.
     pub explored: bool,
-    /// The tiny model's label.
-    pub local_label: usize,
+    /// The tiny model's label; -1 when no device model ran (`why: "loading"`).
+    pub local_label: i64,
     /// The tiny model's probabilities.
     pub local_probs: Vec<f32>,
     /// The remote model's label, when it answered.
@@ -234,6 +237,49 @@ pub struct HiResult {
     /// Why the sample was answered there (a `fallback` keeps the reason it was sent; see
     /// `fallbackReason` for why the request failed).
     pub why: Why,
+}
+
+impl HiResult {
+    /// The result for a sample the Worker answered while the device model was still loading
+    /// (`why: "loading"`): no device model ran, so `localLabel` is -1, `localProbs` empty and the
+    /// whole call is the round trip. `response` was checked against `classes` by
+    /// [`ClassifyResponse::from_json`].
+    pub fn answered_while_loading(
+        response: ClassifyResponse,
+        classes: &[String],
+        round_trip_ms: f64,
+        bytes_sent: usize,
+    ) -> HiResult {
+        let label = response.label as usize;
+        HiResult {
+            label,
+            class_name: classes.get(label).cloned().unwrap_or_else(|| label.to_string()),
+            confidence: response.probs.get(label).copied().unwrap_or(0.0),
+            probs: response.probs,
+            decision: Outcome::Offloaded,
+            score: 0.0,
+            threshold: None,
+            offload_wanted: true,
+            explored: false,
+            local_label: -1,
+            local_probs: Vec::new(),
+            remote_label: Some(label),
+            remote_model: Some(response.model),
+            fallback_reason: None,
+            timings: Timings {
+                preprocess_ms: 0.0,
+                local_ms: 0.0,
+                decision_ms: 0.0,
+                round_trip_ms,
+                remote_ms: response.infer_ms,
+                total_ms: round_trip_ms,
+            },
+            bytes_sent,
+            local_stage: LocalStage::Full,
+            answered_by: Side::Worker,
+            why: Why::Loading,
+        }
+    }
 }
 
 /// Running statistics over a session's samples (`ClientStats` in TypeScript).
@@ -274,6 +320,7 @@ pub struct SessionStats {
     sum_round_trip_ms: f64,
 }
 
+#[cfg(feature = "runtime")]
 impl SessionStats {
     /// No samples yet, the calibrated offload share kept.
     pub(super) fn cleared(&self) -> Self {
@@ -300,5 +347,25 @@ impl SessionStats {
         self.mean_total_ms = self.sum_total_ms / n;
         self.mean_local_ms = self.sum_local_ms / n;
         self.mean_round_trip_ms = if requests > 0 { self.sum_round_trip_ms / requests as f64 } else { 0.0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_while_loading_is_the_workers_with_no_device_side() {
+        let classes: Vec<String> = ["cat", "dog", "owl"].map(String::from).to_vec();
+        let json = r#"{"label":2,"probs":[0.1,0.2,0.7],"model":"large@abc","infer_ms":null}"#;
+        let response = ClassifyResponse::from_json(json, classes.len()).expect("a valid answer");
+        let r = HiResult::answered_while_loading(response, &classes, 120.0, 784);
+        assert_eq!((r.label, r.class_name.as_str(), r.confidence), (2, "owl", 0.7));
+        assert_eq!((r.decision, r.answered_by, r.why), (Outcome::Offloaded, Side::Worker, Why::Loading));
+        assert_eq!((r.local_label, r.local_probs.len(), r.remote_label), (-1, 0, Some(2)));
+        assert_eq!((r.timings.round_trip_ms, r.timings.total_ms, r.timings.local_ms), (120.0, 120.0, 0.0));
+        assert_eq!((r.bytes_sent, r.remote_model.as_deref()), (784, Some("large@abc")));
+        let js = serde_json::to_value(&r).expect("serialises");
+        assert_eq!((js["localLabel"].as_i64(), js["why"].as_str()), (Some(-1), Some("loading")));
     }
 }
