@@ -14,7 +14,10 @@ fn layer(module: &str) -> Option<usize> {
 /// `crate::x` paths in code (comments and doc comments skipped), as top-level module names.
 fn imports(source: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for line in source.lines().map(str::trim_start).filter(|l| !l.starts_with("//")) {
+    // Statements, not lines: a `use crate::{ ... };` may span lines.
+    let code: Vec<&str> = source.lines().map(str::trim_start).filter(|l| !l.starts_with("//")).collect();
+    let code = code.join(" ");
+    for line in code.split(';').map(str::trim_start) {
         let mut rest = line;
         while let Some(i) = rest.find("crate::") {
             rest = &rest[i + "crate::".len()..];
@@ -23,7 +26,8 @@ fn imports(source: &str) -> Vec<String> {
                 found.push(name);
             }
         }
-        if let Some(list) = line.strip_prefix("use crate::{").or_else(|| line.strip_prefix("pub use crate::{")) {
+        // A grouped import anywhere in the statement (after attributes, or a block's closing brace).
+        if let Some(list) = line.split_once("use crate::{").map(|(_, list)| list) {
             // The first name of each top-level item of the brace list.
             let (mut depth, mut item_start) = (0usize, true);
             for (i, c) in list.char_indices() {

@@ -27,16 +27,16 @@
 //! # }
 //! ```
 
+// The session runs models: it is built with the `runtime` feature (tract); without it this module
+// is only the result types in `result.rs`.
 #[cfg(feature = "runtime")]
-use crate::error::{Error, Result};
-#[cfg(feature = "runtime")]
-use crate::manifest::Manifest;
-#[cfg(feature = "runtime")]
-use crate::policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint};
-#[cfg(feature = "runtime")]
-use crate::policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig, ScoreRule};
-#[cfg(feature = "runtime")]
-use crate::runtime::{EarlyExitModel, Model, Prediction};
+use crate::{
+    error::{Error, Result},
+    manifest::Manifest,
+    policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint},
+    policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig, ScoreRule},
+    runtime::{EarlyExitModel, Model, Prediction},
+};
 
 mod result;
 
