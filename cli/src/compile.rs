@@ -19,6 +19,9 @@ pub fn run(dir: &Path) -> Result<()> {
             c.field, c.source, c.bytes.0, c.file, c.bytes.1
         );
     }
+    // Cloudflare's limits: a set that cannot deploy keeps its old manifest.
+    let needs = crate::limits::check_set(dir, &manifest)?;
+    println!("{}", needs.summary());
     std::fs::write(&path, manifest.to_json_pretty()?)?;
     println!("wrote {}: {} archive(s)", path.display(), compiled.len());
     Ok(())

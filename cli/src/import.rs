@@ -11,6 +11,8 @@ use hiedge_core::manifest::{Color, Layout, Manifest, Resize};
 use hiedge_eval::compile::{compile_set, Compiled};
 use hiedge_eval::import::{add_split, manifest_for, ImportOptions};
 
+use crate::limits;
+
 /// The command's arguments.
 #[derive(clap::Args)]
 pub struct ImportArgs {
@@ -103,6 +105,9 @@ fn write_and_compile(
     let compiled = compile_set(out, manifest);
     written.extend(list(out).difference(&before).cloned());
     let compiled = compiled?;
+    // Cloudflare's limits, before the manifest makes it a set: a refusal takes the files back.
+    let needs = limits::check_set(out, manifest)?;
+    println!("{}", needs.summary());
     let manifest_path = out.join("manifest.json");
     write_new(&manifest_path, manifest.to_json_pretty()?.as_bytes())?;
     written.push(manifest_path);

@@ -18,6 +18,7 @@ mod compile;
 mod data;
 mod eval;
 mod import;
+mod limits;
 
 use std::path::PathBuf;
 
@@ -117,6 +118,10 @@ enum Command {
         out: PathBuf,
     },
 }
+
+/// Counts the heap, for the Workers' memory check of `import` and `compile` (limits.rs).
+#[global_allocator]
+static ALLOCATOR: limits::PeakAlloc = limits::PeakAlloc;
 
 fn main() {
     // A user error is one clear line (with its causes), not a backtrace.

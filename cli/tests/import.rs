@@ -241,3 +241,54 @@ fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     assert!(fresh.join("manifest.json").is_file());
 }
+
+/// Cloudflare's limits are checked at import: a large model whose archive is over the 25 MiB a
+/// static asset may be, or whose loading and one run take more than an isolate's 128 MB, is
+/// refused naming the limit, and nothing is left behind; a set within them says what it needs.
+#[test]
+fn a_set_over_the_workers_limits_is_refused_at_import() {
+    let (tmp, out_dir) = temp("limits");
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let tiny = write("tiny.onnx", support::onnx::dense(16));
+    // 784 x 8500 float weights: 26.7 MB, over 25 MiB (26.2 MB).
+    let big = write("big.onnx", support::onnx::dense(8500));
+    // A 784 x 60000 float activation: 188 MB, over 128 MB, from 40 bytes of weights.
+    let wide = write("wide.onnx", support::onnx::wide_activation(60_000));
+    for (large, expected) in [
+        (&big, "MiB: Cloudflare serves static assets of at most 25.0 MiB each"),
+        (&wide, "MB to load and run once, natively: more than the 128.0 MB a Worker isolate may use"),
+    ] {
+        let out = import("x", &tiny, large, &out_dir, &["--classes", CLASSES]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{large:?}: {stderr}");
+        assert!(stderr.contains(expected), "{large:?}: {stderr}");
+        assert!(stderr.contains("https://developers.cloudflare.com/workers/platform/limits/"), "{stderr}");
+        assert!(!out_dir.exists(), "nothing written for a refused import");
+        // The number it names is over the limit it names.
+        let named: f64 = stderr
+            .split(" is ")
+            .nth(1)
+            .or(stderr.split(" took ").nth(1))
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(named > if large == &big { 25.0 } else { 128.0 }, "{stderr}");
+        println!("refused: {}", stderr.trim_end());
+    }
+    // Within the limits: 4.2 MB of weights, and the measured memory is reported.
+    let fits = write("fits.onnx", support::onnx::dense(1300));
+    let out = import("x", &tiny, &fits, &out_dir, &["--classes", CLASSES]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout.lines().find(|l| l.starts_with("Cloudflare limits")).expect("the limits line");
+    let heap: f64 =
+        line.split("the Worker's models took ").nth(1).and_then(|r| r.split(' ').next()).unwrap().parse().unwrap();
+    // At least the weights held once (4.1 MB), and not absurdly more.
+    assert!((4.0..64.0).contains(&heap), "{line}");
+    println!("accepted: {line}");
+}

@@ -17,6 +17,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync, readdirSync,
+  truncateSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -200,6 +201,15 @@ await check("1 index-models refuses a set holding a symbolic link (the assets ar
     return m;
   });
   assert.throws(() => indexModelSets(models), /symbolic link/);
+});
+
+await check("1 index-models refuses a set with a file over Cloudflare's 25 MiB static-asset limit, naming it", () => {
+  const models = hostileModels((m, out) => {
+    // Sparse: 25 MiB and one byte of zeros costs no disk.
+    truncateSync(join(out, "tiny.nnef.tar"), 25 * 1024 * 1024 + 1);
+    return m;
+  });
+  assert.throws(() => indexModelSets(models), /tiny\.nnef\.tar is 26214401 bytes: Cloudflare serves static assets of at most 26214400 bytes \(25 MiB\)/);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 //! the Fashion-MNIST IDX files. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod onnx;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -28,6 +28,11 @@ pub const HEALTH_PATH: &str = "/v1/health";
 pub const MODELS_PATH: &str = "/v1/models";
 /// The only accepted request body type for classify.
 pub const OCTET_STREAM: &str = "application/octet-stream";
+/// Cloudflare's largest static asset, 25 MiB ("Individual Static Asset file size",
+/// <https://developers.cloudflare.com/workers/platform/limits/>): every file of a model set the
+/// Worker serves or loads is one. `hiedge import` refuses a set over it, and so does the Worker's
+/// build (`edge-worker/index-models.mjs`, through `core/protocol-constants.json`).
+pub const MAX_STATIC_ASSET_BYTES: u64 = 25 * 1024 * 1024;
 
 /// Body of a successful classify.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

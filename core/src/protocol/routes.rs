@@ -196,6 +196,7 @@ mod tests {
             "_comment": "Generated from hiedge-core (core/src/protocol/routes.rs) by its tests; HIEDGE_BLESS=1 cargo test -p hiedge-core rewrites it.",
             "setNamePattern": SET_NAME_PATTERN,
             "maxSetName": MAX_SET_NAME,
+            "maxStaticAssetBytes": crate::protocol::MAX_STATIC_ASSET_BYTES,
         });
         let mut text = serde_json::to_string_pretty(&constants).unwrap_or_default();
         text.push('\n');
