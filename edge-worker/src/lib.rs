@@ -69,7 +69,10 @@ fn start() {
 struct Admission {
     rules: AccessRules,
     cors: Option<String>,
-    length_declared: bool,
+    /// The request's `Content-Type` and `Content-Length`, checked again against the set's body cap
+    /// once the set is known.
+    content_type: Option<String>,
+    content_length: Option<String>,
 }
 
 #[event(fetch)]
@@ -116,10 +119,9 @@ fn admit(req: &Request, rules: AccessRules) -> std::result::Result<(Route, Admis
         content_length: content_length.as_deref(),
     };
     match rules.admit(&head) {
-        Ok(admitted) => Ok((
-            admitted.route,
-            Admission { cors: admitted.allow_origin, length_declared: content_length.is_some(), rules },
-        )),
+        Ok(admitted) => {
+            Ok((admitted.route, Admission { cors: admitted.allow_origin, content_type, content_length, rules }))
+        }
         Err(refused) => {
             Err(error_response(&refused.error, Some(&rules), refused.allow_origin.as_deref()).and_then(|mut resp| {
                 if let Some(allow) = refused.allow {
@@ -266,9 +268,10 @@ async fn split_tail(
         rate_limit(&req, env).await?;
         let loaded = load_set(env, set).await?;
         let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
-        let body = read_body(&mut req, admitted).await?;
+        let cap = admitted.rules.body_cap(&loaded.set);
+        let body = read_body(&mut req, admitted, cap).await?;
         let service = load_split(env, &loaded, &tail_file).await?;
-        let response = service.classify(&body, admitted.rules.max_body, &now_ms)?;
+        let response = service.classify(&body, cap, &now_ms)?;
         Ok((json(&response)?, server_timing(response.infer_ms)))
     };
     inference_response(answer.await, admitted)
@@ -296,8 +299,9 @@ async fn classify_body(
         None => default_set(env)?,
     };
     let set = load_set(env, &name).await?;
-    let body = read_body(req, admitted).await?;
-    protocol::check_classify_body(&body, set.set.manifest().input_len(), admitted.rules.max_body)?;
+    let cap = admitted.rules.body_cap(&set.set);
+    let body = read_body(req, admitted, cap).await?;
+    protocol::check_classify_body(&body, set.set.manifest().input_len(), cap)?;
     let service = load_service(env, &set).await?;
     let response = service.classify(&body, &now_ms)?;
     Ok((json(&response)?, server_timing(response.infer_ms)))
@@ -311,13 +315,14 @@ fn server_timing(infer_ms: Option<f64>) -> String {
     }
 }
 
-/// The body: read whole when its length was declared (admission checked it against the cap), else
-/// streamed with the cap.
-async fn read_body(req: &mut Request, admitted: &Admission) -> std::result::Result<Vec<u8>, ApiError> {
-    if admitted.length_declared {
+/// The body under the set's cap (`AccessRules::body_cap`): its declared type and length checked
+/// against it first and then read whole, or, with no length declared, streamed with the cap.
+async fn read_body(req: &mut Request, admitted: &Admission, cap: usize) -> std::result::Result<Vec<u8>, ApiError> {
+    protocol::check_classify_headers(admitted.content_type.as_deref(), admitted.content_length.as_deref(), cap)?;
+    if admitted.content_length.is_some() {
         req.bytes().await.map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))
     } else {
-        read_body_capped(req, admitted.rules.max_body).await
+        read_body_capped(req, cap).await
     }
 }
 

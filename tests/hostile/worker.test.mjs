@@ -13,6 +13,7 @@
 //   6 one broken set is listed as broken and answers 500 JSON; every other set keeps working
 //   7 error bodies name no file, path or tract error; the details are in the Worker's log
 //   8 a model answering NaN gives 500 JSON, never 200
+//   9 without MAX_BODY_BYTES each set's body cap is its own largest body (declared or streamed)
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
@@ -83,6 +84,11 @@ function hostileAssets() {
     m.split.trunk = { ...m.split.trunk, file: "split_tail.nnef.tar", sha256: m.split.tail.sha256 };
     return m;
   });
+  // 9: a set with no split model: its body cap is its input length alone.
+  copyFashionMnist(dir, "no-split", (m) => {
+    delete m.split;
+    return m;
+  });
   // 6: three ways a set breaks.
   const bad = copyFashionMnist(dir, "bad-manifest");
   writeFileSync(join(bad, "manifest.json"), '{"schema_version": 1, "name": "bad-manifest", "input": ');
@@ -108,10 +114,11 @@ const SECRETISH = /\.nnef|\.onnx|\.tar|tract|\/assets|manifest\.json|large\.|spl
 /**
  * @param {string} base
  * @param {string} path
- * @param {{ method?: string, headers?: Record<string, string>, body?: BodyInit }} [init]
+ * @param {{ method?: string, headers?: Record<string, string>, body?: BodyInit, duplex?: "half" }} [init]
  */
-async function request(base, path, { method = "GET", headers = {}, body = undefined } = {}) {
-  const r = await fetch(base + path, { method, headers, body, redirect: "manual" });
+async function request(base, path, { method = "GET", headers = {}, body = undefined, duplex = undefined } = {}) {
+  // `duplex: "half"` is what Node's fetch needs to send a stream (a body with no Content-Length).
+  const r = await fetch(base + path, /** @type {RequestInit} */ ({ method, headers, body, redirect: "manual", duplex }));
   const text = await r.text();
   let json = null;
   try {
@@ -263,7 +270,7 @@ try {
     const r = await request(base, "/v1/models");
     assert.equal(r.status, 200, r.text);
     const names = r.json.sets.map((s) => s.name).sort();
-    assert.deepEqual(names, ["alias", "fashion-mnist", "leaky", "nan-large"]);
+    assert.deepEqual(names, ["alias", "fashion-mnist", "leaky", "nan-large", "no-split"]);
     const broken = Object.fromEntries(r.json.broken.map((b) => [b.name, b.reason]));
     assert.deepEqual(Object.keys(broken).sort(), ["bad-manifest", "mismatch", "missing-file"]);
     for (const reason of Object.values(broken)) assert.ok(!SECRETISH.test(reason), reason);
@@ -279,7 +286,7 @@ try {
     assert.equal(good.status, 200, good.text);
     assert.equal(good.json.probs.length, 10);
     const again = await request(base, "/v1/models");
-    assert.equal(again.json.sets.length, 4);
+    assert.equal(again.json.sets.length, 5);
   });
 
   await check("7 the details of every 500 are in the Worker's log, not in the answer", async () => {
@@ -290,6 +297,29 @@ try {
   await check("8 a model answering NaN gives 500 JSON, never 200", async () => {
     for (let i = 0; i < 2; i++) assertSafeError(await classify(base, "nan-large"), 500, "internal");
     await logShows(/non-finite.*NaN/s);
+  });
+
+  await check("9 with MAX_BODY_BYTES unset, each set's body cap is its own largest body: no set 413s its samples", async () => {
+    const post = (set, bytes, declared = true) =>
+      request(base, `/v1/models/${set}/classify`, {
+        method: "POST", headers: { "Content-Type": "application/octet-stream" },
+        // A stream has no Content-Length: the Worker reads it with the cap.
+        body: declared ? new Uint8Array(bytes) : new Blob([new Uint8Array(bytes)]).stream(),
+        ...(declared ? {} : { duplex: "half" }),
+      });
+    // fashion-mnist's largest body is its split features with their 8-byte header, when larger than
+    // a sample; no-split's is one sample (784 bytes).
+    const features = 8 + fmManifest.split.feature_shape.reduce((a, b) => a * b, 1);
+    /** @type {Array<[string, number]>} */
+    const caps = [["fashion-mnist", Math.max(784, features)], ["no-split", 784]];
+    for (const [set, cap] of caps) {
+      assert.equal((await post(set, 784)).status, 200, set);
+      for (const declared of [true, false]) {
+        const over = await post(set, cap + 1, declared);
+        assertSafeError(over, 413, "payload_too_large");
+        assert.match(over.json.error.message, new RegExp(`limit of ${cap} bytes`), over.text);
+      }
+    }
   });
 
   await check("2 without the limit reached, inference and GETs answer 200", async () => {

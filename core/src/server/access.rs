@@ -4,9 +4,7 @@
 use subtle::ConstantTimeEq;
 
 use crate::protocol::{self, ApiError, ErrorCode, Route};
-
-/// Default request body cap: 64 KiB (a Fashion-MNIST sample is 784 bytes).
-pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+use crate::server::ModelSet;
 
 /// Who may call the Worker and how much they may send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,8 +13,10 @@ pub struct AccessRules {
     pub allowed_origins: Option<Vec<String>>,
     /// Bearer token required on every request except the CORS preflight, when set.
     pub api_token: Option<String>,
-    /// Largest accepted classify body in bytes.
-    pub max_body: usize,
+    /// `MAX_BODY_BYTES`: the largest classify or split body any set accepts. `None` (the default):
+    /// each set's own largest body ([`ModelSet::largest_body`]), so a set never refuses its own
+    /// samples and no body is larger than the set it goes to can use.
+    pub max_body: Option<usize>,
 }
 
 impl AccessRules {
@@ -41,10 +41,15 @@ impl AccessRules {
             Some(t) => Some(t.trim().to_string()),
         };
         let max_body = match max_body.map(str::trim) {
-            None | Some("") => DEFAULT_MAX_BODY,
-            Some(v) => v.parse().map_err(|_| format!("MAX_BODY_BYTES must be a number of bytes, is `{v}`"))?,
+            None | Some("") => None,
+            Some(v) => Some(v.parse().map_err(|_| format!("MAX_BODY_BYTES must be a number of bytes, is `{v}`"))?),
         };
         Ok(AccessRules { allowed_origins, api_token, max_body })
+    }
+
+    /// The body cap for requests to `set`: `MAX_BODY_BYTES` when set, else the set's largest body.
+    pub fn body_cap(&self, set: &ModelSet) -> usize {
+        self.max_body.unwrap_or_else(|| set.largest_body())
     }
 
     /// The `Access-Control-Allow-Origin` value for a request's `Origin`: `None` for requests without
@@ -180,7 +185,10 @@ impl AccessRules {
             self.check_token(head.authorization).map_err(refuse)?;
         }
         if matches!(route, Route::Classify { .. } | Route::Split { .. }) {
-            protocol::check_classify_headers(head.content_type, head.content_length, self.max_body).map_err(refuse)?;
+            // Without MAX_BODY_BYTES the length is checked against the set's own cap once the
+            // set is known (`body_cap`), before the body is read.
+            let cap = self.max_body.unwrap_or(usize::MAX);
+            protocol::check_classify_headers(head.content_type, head.content_length, cap).map_err(refuse)?;
         }
         Ok(Admitted { route, allow_origin })
     }
@@ -257,8 +265,8 @@ mod tests {
 
     #[test]
     fn body_cap() {
-        assert_eq!(AccessRules::from_vars(None, None, None).unwrap().max_body, DEFAULT_MAX_BODY);
-        assert_eq!(AccessRules::from_vars(None, None, Some("2048")).unwrap().max_body, 2048);
+        assert_eq!(AccessRules::from_vars(None, None, None).unwrap().max_body, None);
+        assert_eq!(AccessRules::from_vars(None, None, Some("2048")).unwrap().max_body, Some(2048));
         assert!(AccessRules::from_vars(None, None, Some("lots")).unwrap_err().contains("MAX_BODY_BYTES"));
     }
 
@@ -301,5 +309,41 @@ mod tests {
             Some("private, no-cache")
         );
         assert_eq!(header(&locked.response_headers(None, Caching::NoStore), "Cache-Control"), Some("no-store"));
+    }
+
+    #[test]
+    fn the_body_cap_is_each_sets_own_unless_max_body_bytes_says_otherwise() {
+        let json = include_str!("../../../models/fashion-mnist/manifest.json");
+        let set = ModelSet::new("fashion-mnist", json).unwrap();
+        let split = set.manifest().split.as_ref().expect("the committed set has a split model");
+        let features = protocol::FEATURES_HEADER_LEN + split.feature_shape.iter().product::<usize>();
+        let derived = AccessRules::from_vars(None, None, None).unwrap();
+        assert_eq!(derived.body_cap(&set), 784.max(features));
+        assert_eq!(AccessRules::from_vars(None, None, Some("2048")).unwrap().body_cap(&set), 2048);
+        // A 224x224 RGB set takes 150,528-byte samples, more than the 64 KiB the cap used to be.
+        let mut rgb: serde_json::Value = serde_json::from_str(json).unwrap();
+        rgb["input"]["shape"] = serde_json::json!([1, 3, 224, 224]);
+        rgb["input"]["color"] = serde_json::json!("rgb");
+        rgb["schema_version"] = serde_json::json!(2);
+        rgb["name"] = serde_json::json!("photos");
+        for key in ["split", "early_exit"] {
+            rgb.as_object_mut().unwrap().remove(key);
+        }
+        let rgb = ModelSet::new("photos", &rgb.to_string()).unwrap();
+        assert_eq!(derived.body_cap(&rgb), 150_528);
+        // Admission, before the set is known, checks the type and that a declared length is a
+        // number; the set's cap comes next. MAX_BODY_BYTES refuses at admission.
+        let head = |length: &'static str| RequestHead {
+            method: "POST",
+            path: "/v1/models/photos/classify",
+            origin: None,
+            authorization: None,
+            content_type: Some("application/octet-stream"),
+            content_length: Some(length),
+        };
+        assert!(derived.admit(&head("150528")).is_ok());
+        assert_eq!(derived.admit(&head("lots")).unwrap_err().error.code, ErrorCode::WrongInputLength);
+        let capped = AccessRules::from_vars(None, None, Some("65536")).unwrap();
+        assert_eq!(capped.admit(&head("150528")).unwrap_err().error.code, ErrorCode::PayloadTooLarge);
     }
 }

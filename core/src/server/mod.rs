@@ -18,7 +18,7 @@
 mod access;
 mod models;
 
-pub use access::{AccessRules, Admitted, Caching, Refused, RequestHead, DEFAULT_MAX_BODY, RATE_LIMIT_RETRY_AFTER_S};
+pub use access::{AccessRules, Admitted, Caching, Refused, RequestHead, RATE_LIMIT_RETRY_AFTER_S};
 pub use models::{
     broken_set, model_set_list, parse_set_index, ModelService, ModelSet, SplitService, DEVICE_MODEL, DEVICE_ROLES,
     SERVER_MODEL,

@@ -81,6 +81,17 @@ impl ModelSet {
         &self.manifest_json
     }
 
+    /// The largest request body this set can use: one sample (its input length) or, with a split
+    /// model, the split tail's quantised features with their header, whichever is larger.
+    pub fn largest_body(&self) -> usize {
+        let features = self
+            .manifest
+            .split
+            .as_ref()
+            .map_or(0, |sp| protocol::FEATURES_HEADER_LEN + sp.feature_shape.iter().product::<usize>());
+        self.manifest.input_len().max(features)
+    }
+
     /// The large model's file, relative to the set's directory.
     pub fn server_model_file(&self) -> &str {
         // `new` checked that the model exists.
