@@ -292,3 +292,27 @@ fn a_set_over_the_workers_limits_is_refused_at_import() {
     assert!((4.0..64.0).contains(&heap), "{line}");
     println!("accepted: {line}");
 }
+
+/// A large model with PyTorch's default GELU (the erf form, as in a ViT) imports: tract folds it
+/// into one operator, written to NNEF as `tract_core_gelu_exact` and read back by the browser's
+/// and Worker's reader, with the ONNX model's outputs (import checks them).
+#[test]
+fn exact_gelu_imports_as_one_operator() {
+    let (tmp, out_dir) = temp("gelu");
+    let write = |name: &str, bytes: Vec<u8>| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let tiny = write("tiny.onnx", support::onnx::dense(16));
+    let large = write("gelu.onnx", support::onnx::dense_exact_gelu(64));
+    let out = import("gelu", &tiny, &large, &out_dir, &["--classes", CLASSES]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let archive = std::fs::read(out_dir.join("large.nnef.tar")).unwrap();
+    let text = String::from_utf8_lossy(&archive);
+    assert!(text.contains("tract_core_gelu_exact"), "the archive writes the folded GELU");
+    assert!(!text.contains("tract_core_erf"), "no unfolded erf is left");
+    let manifest = Manifest::from_json(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap()).unwrap();
+    let model = Model::load(&manifest, "large", &archive).expect("the runtime's reader reads it");
+    assert_eq!(model.logits(&[128; 784]).unwrap().len(), 10);
+}

@@ -43,6 +43,17 @@ pub fn weights(name: &str, dims: &[i64]) -> TensorProto {
     }
 }
 
+/// A float scalar initializer.
+pub fn scalar(name: &str, value: f32) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![],
+        data_type: DataType::Float as i32,
+        raw_data: value.to_le_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
 /// An int64 initializer (shapes, repeats).
 pub fn ints(name: &str, values: &[i64]) -> TensorProto {
     TensorProto {
@@ -110,4 +121,21 @@ pub fn wide_activation(repeats: i64) -> Vec<u8> {
         node("MatMul", &["sum", "w"], "logits", vec![]),
     ];
     model(nodes, vec![ints("repeats", &[1, repeats]), ints("axes", &[1]), weights("w", &[1, 10])])
+}
+
+/// A dense layer of `hidden` units with PyTorch's default (exact, erf) GELU between it and a layer
+/// of 10, as `torch.onnx.export` writes `nn.GELU()`: x * 0.5 * (1 + erf(x / sqrt 2)).
+pub fn dense_exact_gelu(hidden: i64) -> Vec<u8> {
+    let nodes = vec![
+        node("Flatten", &["x"], "flat", vec![int_attribute("axis", 1)]),
+        node("MatMul", &["flat", "w1"], "h", vec![]),
+        node("Div", &["h", "sqrt2"], "scaled", vec![]),
+        node("Erf", &["scaled"], "erf", vec![]),
+        node("Add", &["erf", "one"], "erf1", vec![]),
+        node("Mul", &["h", "erf1"], "gated", vec![]),
+        node("Mul", &["gated", "half"], "gelu", vec![]),
+        node("MatMul", &["gelu", "w2"], "logits", vec![]),
+    ];
+    let constants = vec![scalar("sqrt2", std::f32::consts::SQRT_2), scalar("one", 1.0), scalar("half", 0.5)];
+    model(nodes, [vec![weights("w1", &[784, hidden]), weights("w2", &[hidden, 10])], constants].concat())
 }

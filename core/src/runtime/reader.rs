@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 
 /// The `tract_core` operators the reader registers, by tract-nnef's family (module) name.
 pub const TRACT_CORE_FAMILIES: &[&str] = &[
-    "round_even, erf, hard_swish, is_nan (element-wise)",
+    "round_even, erf, hard_swish, gelu_exact, is_nan (element-wise)",
     "broadcast",
     "cast",
     "downsample",
@@ -63,6 +63,7 @@ fn tract_core_for_classifiers() -> Registry {
     registry.register_unit_element_wise("tract_core_round_even", &ops::math::RoundHalfToEven {});
     registry.register_unit_element_wise("tract_core_erf", &ops::math::Erf {});
     registry.register_unit_element_wise("tract_core_hard_swish", &ops::nn::HardSwish {});
+    registry.register_unit_element_wise("tract_core_gelu_exact", &ops::nn::GeluExact {});
     registry.register_unit_element_wise("tract_core_is_nan", &ops::math::IsNan {});
     families::broadcast::register(&mut registry);
     families::cast::register(&mut registry);
