@@ -8,8 +8,9 @@ mod support;
 use std::time::Duration;
 
 use hiedge_cli::wrangler::{agent, WranglerDev};
-use hiedge_core::prob::{argmax, softmax};
+use hiedge_core::prob::{argmax, softmax, top2};
 use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
+use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
 use hiedge_core::runtime::split::{self, QuantizedFeatures};
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::fixture::Fixture;
@@ -471,7 +472,31 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
         assets.join("toy-nhwc").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-    let names = ["fashion-mnist", "mnist", "toy-nhwc"];
+    // A real-size set: 224x224 RGB, ImageNet normalisation and centre crop, a MobileNetV3-style
+    // device model and a ViT-style large one (models/train/zoo_fixtures.py; random weights). Its
+    // 150,528-byte samples fit the Worker's default body cap, which is each set's own.
+    let zoo = fixtures.join("zoo");
+    let out = support::hiedge(&[
+        "import",
+        "--name",
+        "zoo-rgb",
+        "--tiny",
+        zoo.join("mobilenet_mini.onnx").to_str().unwrap(),
+        "--large",
+        zoo.join("vit_mini.onnx").to_str().unwrap(),
+        "--classes",
+        "a,b,c,d,e,f,g,h,i,j",
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+        "--resize",
+        "center-crop",
+        "--out",
+        assets.join("zoo-rgb").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let names = ["fashion-mnist", "mnist", "toy-nhwc", "zoo-rgb"];
 
     let dev = WranglerDev::start_with_assets(&repo(), &[("DEFAULT_MODEL_SET", "mnist")], Some(&assets)).unwrap();
     let base = dev.url.as_str();
@@ -484,6 +509,10 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
     assert_eq!(list.sets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), names);
 
     let images = support::fashion_idx("t10k", "images");
+    let photos: Vec<_> = ["chelsea", "coffee", "astronaut"]
+        .iter()
+        .map(|name| hiedge_eval::dataset::open_image(&fixtures.join(format!("photos/{name}.jpg"))).unwrap().to_rgba8())
+        .collect();
     for info in &list.sets {
         let dir = assets.join(&info.name);
         let m = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
@@ -518,31 +547,46 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
         // Classify with the set's large model: native tract's answer on 10 images.
         let model =
             Model::load(&m, "large", &std::fs::read(dir.join(&m.model("large").unwrap().file)).unwrap()).unwrap();
-        assert_eq!(info.input_length, 784, "{}: every set here takes 28x28 gray", info.name);
+        // 28x28 gray sets: ten Fashion-MNIST images; the 224x224 RGB set: three photos, converted
+        // by hiedge-core's one image conversion (the manifest's centre crop, colour and size).
+        let samples: Vec<Vec<u8>> = if info.input_length == 784 {
+            (0..10).map(|i| images.item(i).to_vec()).collect()
+        } else {
+            assert_eq!((info.name.as_str(), info.input_length), ("zoo-rgb", 3 * 224 * 224));
+            let convert = |p: &image::RgbaImage| {
+                let (w, h) = (p.width() as usize, p.height() as usize);
+                let img = Image::new(p.as_raw(), w, h, PixelFormat::Rgba).unwrap();
+                to_model_pixels(&img, &m.input).unwrap()
+            };
+            photos.iter().map(convert).collect()
+        };
         let mut max_diff = 0.0f32;
-        for i in 0..10 {
-            let pixels = images.item(i);
+        for (i, pixels) in samples.iter().enumerate() {
+            let pixels = pixels.as_slice();
             let resp = send(base, &req("POST", &info.classify).octets(pixels.to_vec()));
             assert_eq!(resp.status, 200, "{} image {i}: {}", info.name, resp.body);
             let got = ClassifyResponse::from_json(&resp.body, m.classes.len()).unwrap();
             let want = model.predict(pixels, 1.0).unwrap();
-            assert_eq!(
-                (got.label as usize, got.model.as_str()),
-                (want.label, info.large.as_str()),
-                "{} {i}",
-                info.name
-            );
+            assert_eq!(got.model, info.large, "{} {i}", info.name);
+            // The same label, unless native tract's top two are within the tolerance below (then
+            // either is the answer of a model within it).
+            let (top, second) = top2(&want.probs);
+            if top - second > 1e-4 {
+                assert_eq!(got.label as usize, want.label, "{} {i}", info.name);
+            }
             for (g, w) in got.probs.iter().zip(&want.probs) {
                 max_diff = max_diff.max((g - w).abs());
             }
         }
         assert!(max_diff <= 1e-4, "{}: max |workerd - native| = {max_diff}", info.name);
-        let short = send(base, &req("POST", &info.classify).octets(vec![0; 783]));
-        assert_error(&short, 400, ErrorCode::WrongInputLength, "783 bytes");
+        let short = send(base, &req("POST", &info.classify).octets(vec![0; info.input_length - 1]));
+        assert_error(&short, 400, ErrorCode::WrongInputLength, "one byte short");
         eprintln!(
-            "set {}: manifest, {} device files, 10 classifications (max |diff| {max_diff:e})",
+            "set {}: manifest, {} device files, {} classifications of {}-byte samples (max |diff| {max_diff:e})",
             info.name,
-            info.device_files.len()
+            info.device_files.len(),
+            samples.len(),
+            info.input_length
         );
     }
     // /v1/classify and /v1/health keep working, on the default set.
