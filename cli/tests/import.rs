@@ -242,17 +242,20 @@ fn import_never_writes_through_a_link_nor_over_a_file_it_did_not_create() {
     assert!(fresh.join("manifest.json").is_file());
 }
 
+/// `bytes` written to `dir/name` (an ONNX graph a test made).
+fn written(dir: &Path, name: &str, bytes: Vec<u8>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 /// Cloudflare's limits are checked at import: a large model whose archive is over the 25 MiB a
 /// static asset may be, or whose loading and one run take more than an isolate's 128 MB, is
 /// refused naming the limit, and nothing is left behind; a set within them says what it needs.
 #[test]
 fn a_set_over_the_workers_limits_is_refused_at_import() {
     let (tmp, out_dir) = temp("limits");
-    let write = |name: &str, bytes: Vec<u8>| {
-        let path = tmp.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    };
+    let write = |name: &str, bytes: Vec<u8>| written(tmp.path(), name, bytes);
     let tiny = write("tiny.onnx", support::onnx::dense(16));
     // 784 x 8500 float weights: 26.7 MB, over 25 MiB (26.2 MB).
     let big = write("big.onnx", support::onnx::dense(8500));
@@ -299,11 +302,7 @@ fn a_set_over_the_workers_limits_is_refused_at_import() {
 #[test]
 fn exact_gelu_imports_as_one_operator() {
     let (tmp, out_dir) = temp("gelu");
-    let write = |name: &str, bytes: Vec<u8>| {
-        let path = tmp.path().join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    };
+    let write = |name: &str, bytes: Vec<u8>| written(tmp.path(), name, bytes);
     let tiny = write("tiny.onnx", support::onnx::dense(16));
     let large = write("gelu.onnx", support::onnx::dense_exact_gelu(64));
     let out = import("gelu", &tiny, &large, &out_dir, &["--classes", CLASSES]);

@@ -442,66 +442,42 @@ fn copy_set(assets: &std::path::Path, name: &str) {
     }
 }
 
+/// `hiedge import --name NAME --tiny TINY --large LARGE --out ASSETS/NAME` and `extra`, which must succeed.
+fn import_set(assets: &std::path::Path, name: &str, tiny: &std::path::Path, large: &std::path::Path, extra: &[&str]) {
+    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_string();
+    let (tiny, large, out) = (path(tiny), path(large), path(&assets.join(name)));
+    let base = ["import", "--name", name, "--tiny", &tiny, "--large", &large, "--out", &out];
+    let out = support::hiedge(&[&base[..], extra].concat());
+    assert!(out.status.success(), "import {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 #[ignore = "needs the built Worker (make worker) and wrangler (make tools): run by `make test-worker`"]
 fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
-    // The deployment: both committed sets, and a third written by `hiedge import` here (a pair the
-    // project was not built around: NHWC, a tiny model ending in Softmax). The Worker was built
-    // before any of this; nothing is rebuilt.
+    // The deployment: both committed sets, and two written by `hiedge import` here (a pair the
+    // project was not built around: NHWC, a tiny model ending in Softmax; and a real-size one).
+    // The Worker was built before any of this; nothing is rebuilt.
     let tmp = tempfile::tempdir().unwrap();
     let assets = tmp.path().join("assets");
     copy_set(&assets, "fashion-mnist");
     copy_set(&assets, "mnist");
     let fixtures = repo().join("cli/tests/fixtures");
     let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
-    let out = support::hiedge(&[
-        "import",
-        "--name",
-        "toy-nhwc",
-        "--tiny",
-        tiny.to_str().unwrap(),
-        "--large",
-        large.to_str().unwrap(),
-        "--classes",
-        "a,b,c,d,e,f,g,h,i,j",
-        "--mean",
-        "0.5",
-        "--std",
-        "0.25",
-        "--out",
-        assets.join("toy-nhwc").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let classes = ["--classes", "a,b,c,d,e,f,g,h,i,j"];
+    import_set(&assets, "toy-nhwc", &tiny, &large, &[&classes[..], &["--mean", "0.5", "--std", "0.25"]].concat());
     // A real-size set: 224x224 RGB, ImageNet normalisation and centre crop, a MobileNetV3-style
     // device model and a ViT-style large one (models/train/zoo_fixtures.py; random weights). Its
     // 150,528-byte samples fit the Worker's default body cap, which is each set's own.
     let zoo = fixtures.join("zoo");
-    let out = support::hiedge(&[
-        "import",
-        "--name",
-        "zoo-rgb",
-        "--tiny",
-        zoo.join("mobilenet_mini.onnx").to_str().unwrap(),
-        "--large",
-        zoo.join("vit_mini.onnx").to_str().unwrap(),
-        "--classes",
-        "a,b,c,d,e,f,g,h,i,j",
-        "--mean",
-        "0.485,0.456,0.406",
-        "--std",
-        "0.229,0.224,0.225",
-        "--resize",
-        "center-crop",
-        "--out",
-        assets.join("zoo-rgb").to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let imagenet = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--resize", "center-crop"];
+    let (tiny, large) = (zoo.join("mobilenet_mini.onnx"), zoo.join("vit_mini.onnx"));
+    import_set(&assets, "zoo-rgb", &tiny, &large, &[&classes[..], &imagenet[..]].concat());
     let names = ["fashion-mnist", "mnist", "toy-nhwc", "zoo-rgb"];
 
     let dev = WranglerDev::start_with_assets(&repo(), &[("DEFAULT_MODEL_SET", "mnist")], Some(&assets)).unwrap();
     let base = dev.url.as_str();
 
-    // The list: three sets, the default from the variable.
+    // The list: four sets, the default from the variable.
     let list = send(base, &req("GET", "/v1/models"));
     assert_eq!(list.status, 200, "{}", list.body);
     let list: hiedge_core::protocol::ModelSetList = serde_json::from_str(&list.body).unwrap();

@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use futures_util::StreamExt;
 use hiedge_core::protocol::BrokenSet;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route};
 use hiedge_core::runtime::sha256_hex;
@@ -327,26 +326,33 @@ async fn read_body(req: &mut Request, admitted: &Admission, cap: usize) -> std::
 }
 
 /// Reads the body chunk by chunk and stops with 413 as soon as it passes `max_body`, so a huge
-/// body without a `Content-Length` is never held whole.
+/// body without a `Content-Length` is never held whole; the rest of the body is cancelled.
 async fn read_body_capped(req: &mut Request, max_body: usize) -> std::result::Result<Vec<u8>, ApiError> {
-    let bad_body = |e: worker::Error| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}"));
-    let mut stream = match req.stream() {
-        Ok(s) => s,
-        // No body at all.
-        Err(_) => return Ok(Vec::new()),
-    };
+    let bad_body = |e: JsValue| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e:?}"));
+    // No body at all.
+    let Some(stream) = req.inner().body() else { return Ok(Vec::new()) };
+    let reader: worker::web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(bad_body)?;
-        if body.len() + chunk.len() > max_body {
+    loop {
+        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read()).await.map_err(bad_body)?;
+        if js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).map_err(bad_body)?.as_bool() == Some(true) {
+            return Ok(body);
+        }
+        let value: js_sys::Uint8Array = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(bad_body)?
+            .dyn_into()
+            .map_err(bad_body)?;
+        if body.len() + value.length() as usize > max_body {
+            let _ = wasm_bindgen_futures::JsFuture::from(reader.cancel()).await;
             return Err(ApiError::new(
                 ErrorCode::PayloadTooLarge,
                 format!("body exceeds the limit of {max_body} bytes"),
             ));
         }
-        body.extend_from_slice(&chunk);
+        let start = body.len();
+        body.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut body[start..]);
     }
-    Ok(body)
 }
 
 /// A `500 internal` whose details stay in the log: the caller learns only that the Worker failed.

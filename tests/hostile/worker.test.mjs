@@ -299,6 +299,11 @@ try {
     await logShows(/non-finite.*NaN/s);
   });
 
+  await check("2 without the limit reached, inference and GETs answer 200", async () => {
+    assert.equal((await classify(base, null)).status, 200);
+    assert.equal((await request(base, "/v1/health")).status, 200);
+  });
+
   await check("9 with MAX_BODY_BYTES unset, each set's body cap is its own largest body: no set 413s its samples", async () => {
     const post = (set, bytes, declared = true) =>
       request(base, `/v1/models/${set}/classify`, {
@@ -307,24 +312,25 @@ try {
         body: declared ? new Uint8Array(bytes) : new Blob([new Uint8Array(bytes)]).stream(),
         ...(declared ? {} : { duplex: "half" }),
       });
+    // Under `wrangler dev`, after a streamed body was refused mid-stream, wrangler's proxy sometimes
+    // answered the next request 503 "Your worker restarted mid-request" (5 of 15 times here, with
+    // nothing in the Worker's log): the streamed case is the last request of this Worker's run.
     // fashion-mnist's largest body is its split features with their 8-byte header, when larger than
     // a sample; no-split's is one sample (784 bytes).
     const features = 8 + fmManifest.split.feature_shape.reduce((a, b) => a * b, 1);
     /** @type {Array<[string, number]>} */
     const caps = [["fashion-mnist", Math.max(784, features)], ["no-split", 784]];
+    const refused = async (set, cap, declared) => {
+      const over = await post(set, cap + 1, declared);
+      assertSafeError(over, 413, "payload_too_large");
+      assert.match(over.json.error.message, new RegExp(`limit of ${cap} bytes`), over.text);
+    };
     for (const [set, cap] of caps) {
       assert.equal((await post(set, 784)).status, 200, set);
-      for (const declared of [true, false]) {
-        const over = await post(set, cap + 1, declared);
-        assertSafeError(over, 413, "payload_too_large");
-        assert.match(over.json.error.message, new RegExp(`limit of ${cap} bytes`), over.text);
-      }
+      await refused(set, cap, true);
     }
-  });
-
-  await check("2 without the limit reached, inference and GETs answer 200", async () => {
-    assert.equal((await classify(base, null)).status, 200);
-    assert.equal((await request(base, "/v1/health")).status, 200);
+    // One body with no Content-Length, streamed past the cap, last (see above).
+    await refused("no-split", 784, false);
   });
 } finally {
   await worker.stop();
