@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::runtime::{split, Features};
+use hiedge_core::server::SERVER_MODEL;
 use hiedge_core::{Manifest, Model};
 
 pub use hiedge_core::protocol::MAX_STATIC_ASSET_BYTES;
@@ -162,8 +163,8 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
 /// stay alive together, as they may in one isolate.
 fn worker_models(dir: &Path, manifest: &Manifest) -> Result<()> {
     let read = |file: &str| std::fs::read(dir.join(file)).with_context(|| format!("cannot read {file}"));
-    let large_file = &manifest.model("large")?.file;
-    let large = Model::load(manifest, "large", &read(large_file)?)?;
+    let large_file = &manifest.model(SERVER_MODEL)?.file;
+    let large = Model::load(manifest, SERVER_MODEL, &read(large_file)?)?;
     large.logits(&vec![0u8; manifest.input_len()])?;
     let tail = match &manifest.split {
         Some(sp) => {

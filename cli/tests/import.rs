@@ -12,7 +12,7 @@ use hiedge_core::prob::top2;
 use hiedge_core::runtime::{sha256_hex, ModelFormat};
 use hiedge_core::Model;
 use serde_json::Value;
-use support::{fashion_idx, hiedge, repo};
+use support::{fashion_idx, import, repo};
 
 /// A fresh temporary directory (removed when the guard drops) and a path `name` inside it that
 /// does not exist yet.
@@ -42,14 +42,6 @@ const CLASSES: &str = "zero,one,two,three,four,five,six,seven,eight,nine";
 fn toy_pair() -> (PathBuf, PathBuf) {
     let fixtures = repo().join("cli/tests/fixtures");
     (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"))
-}
-
-/// `hiedge import --name NAME --tiny TINY --large LARGE --out OUT` and `extra`.
-fn import(name: &str, tiny: &Path, large: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
-    let (tiny, large, out) = (path(tiny), path(large), path(out));
-    let base = ["import", "--name", name, "--tiny", &tiny, "--large", &large, "--out", &out];
-    hiedge(&[&base[..], extra].concat())
 }
 
 #[test]

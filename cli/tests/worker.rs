@@ -442,12 +442,9 @@ fn copy_set(assets: &std::path::Path, name: &str) {
     }
 }
 
-/// `hiedge import --name NAME --tiny TINY --large LARGE --out ASSETS/NAME` and `extra`, which must succeed.
+/// `hiedge import` of a set into `assets/<name>`, which must succeed.
 fn import_set(assets: &std::path::Path, name: &str, tiny: &std::path::Path, large: &std::path::Path, extra: &[&str]) {
-    let path = |p: &std::path::Path| p.to_str().expect("a UTF-8 path").to_string();
-    let (tiny, large, out) = (path(tiny), path(large), path(&assets.join(name)));
-    let base = ["import", "--name", name, "--tiny", &tiny, "--large", &large, "--out", &out];
-    let out = support::hiedge(&[&base[..], extra].concat());
+    let out = support::import(name, tiny, large, &assets.join(name), extra);
     assert!(out.status.success(), "import {name}: {}", String::from_utf8_lossy(&out.stderr));
 }
 

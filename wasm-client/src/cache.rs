@@ -57,6 +57,13 @@ impl FileCache {
         self.timeout_ms
     }
 
+    /// The cache the `cache` option asks for (`false`: none; default: the Cache API), with
+    /// `timeout_ms` for each download.
+    pub async fn for_options(cache: Option<bool>, timeout_ms: f64) -> Self {
+        let cache = if cache == Some(false) { FileCache::disabled() } else { FileCache::open().await };
+        cache.with_timeout(timeout_ms)
+    }
+
     /// Opens the cache when the Cache API is here (secure origins, window or worker).
     pub async fn open() -> Self {
         let cache = match storage() {

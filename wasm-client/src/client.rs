@@ -43,11 +43,10 @@ impl HiClient {
                 "HiClient.create needs an options object: { model, manifest, endpoint }",
             ));
         }
-        let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
-            .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
+        let options = HiClientOptions::from_js(options)?;
         let progress = Progress::new(&options.on_progress);
-        let cache = if options.cache == Some(false) { FileCache::disabled() } else { FileCache::open().await };
-        let cache = cache.with_timeout(options::millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?);
+        let load_timeout_ms = options::millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?;
+        let cache = FileCache::for_options(options.cache, load_timeout_ms).await;
         let sources = Sources::from_options(&options)?;
         let token = sources.token.as_deref();
 
@@ -112,9 +111,8 @@ impl HiClient {
     #[wasm_bindgen(js_name = isCached, unchecked_return_type = "Promise<boolean>")]
     pub fn is_cached(#[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue) -> Promise {
         future_to_promise(async move {
-            let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
-                .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
-            load::is_cached(&options).await.map(JsValue::from)
+            let options = HiClientOptions::from_js(options)?;
+            load::is_cached(&options, &FileCache::open().await).await.map(JsValue::from)
         })
     }
 

@@ -7,7 +7,7 @@
 //! The crate builds two wasm modules from one source, so the client's network code exists once:
 //! - the **device** build (default feature `device`, `hiedge_bg.wasm`): [`HiClient`] and
 //!   [`HiStream`], with tract and the device model;
-//! - the **loader** build (`--no-default-features`, `hiedge_loader_bg.wasm`, a few dozen KB): the
+//! - the **loader** build (`--no-default-features`, `hiedge_loader_bg.wasm`, 0.18 MB gzip): the
 //!   network layer alone (`loader.rs`): it downloads and caches the device build with progress,
 //!   answers samples through the Worker while that loads (checked as every answer is), and reads or
 //!   clears the cache. The package's JS entry only moves messages between the two and the page.

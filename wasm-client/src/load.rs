@@ -149,11 +149,10 @@ pub async fn file_or_fetch(
 }
 
 /// Whether `HiClient.create(options)` would find the manifest (when fetched) and every model file
-/// it needs in the cache.
-pub async fn is_cached(options: &HiClientOptions) -> Result<bool, JsValue> {
+/// it needs in `cache`.
+pub async fn is_cached(options: &HiClientOptions, cache: &FileCache) -> Result<bool, JsValue> {
     let sources = Sources::from_options(options)?;
-    let cache = FileCache::open().await;
-    let Some(manifest) = sources.manifest_offline(&cache).await? else { return Ok(false) };
+    let Some(manifest) = sources.manifest_offline(cache).await? else { return Ok(false) };
     let name = options.model_name.as_deref().unwrap_or("tiny");
     let mut files = Vec::new();
     if absent(&options.model) || options.model.is_string() {

@@ -60,8 +60,8 @@ pub fn load_device_wasm(#[wasm_bindgen(unchecked_param_type = "DeviceWasmOptions
         let timeout_ms = millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?;
         let bytes = match &options.sha256 {
             Some(sha256) => {
-                let cache = if options.cache == Some(false) { FileCache::disabled() } else { FileCache::open().await };
-                cache.with_timeout(timeout_ms).file(&options.url, sha256, "wasm", None, &progress).await?
+                let cache = FileCache::for_options(options.cache, timeout_ms).await;
+                cache.file(&options.url, sha256, "wasm", None, &progress).await?
             }
             None => js::fetch_bytes_with_progress(&options.url, "wasm", None, false, timeout_ms, &progress).await?,
         };
@@ -76,12 +76,12 @@ pub async fn is_cached(
     #[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue,
     #[wasm_bindgen(js_name = wasmSha256)] wasm_sha256: String,
 ) -> Result<bool, JsValue> {
-    let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
-        .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
-    if !FileCache::open().await.has(&cache::file_key(&wasm_sha256)).await {
+    let options = HiClientOptions::from_js(options)?;
+    let cache = FileCache::open().await;
+    if !cache.has(&cache::file_key(&wasm_sha256)).await {
         return Ok(false);
     }
-    load::is_cached(&options).await
+    load::is_cached(&options, &cache).await
 }
 
 /// Deletes everything the client cached (the wasm, manifests, model files); resolves to whether
@@ -124,8 +124,7 @@ impl WhileLoading {
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "HiClientOptions")] options: JsValue,
     ) -> Result<WhileLoading, JsValue> {
-        let options: HiClientOptions = serde_wasm_bindgen::from_value(options)
-            .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))?;
+        let options = HiClientOptions::from_js(options)?;
         let sources = Sources::from_options(&options)?;
         if sources.endpoint.is_none() {
             return Err(coded_error(INVALID_OPTIONS, "no `endpoint` to answer through while loading"));
@@ -138,13 +137,13 @@ impl WhileLoading {
             None,
         )?;
         let load_timeout_ms = millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?;
-        let use_cache = options.cache != Some(false);
+        let use_cache = options.cache;
         let classes: Classes = Rc::default();
         let known = classes.clone();
         let classes_known = future_to_promise(async move {
-            let cache = if use_cache { FileCache::open().await } else { FileCache::disabled() };
+            let cache = FileCache::for_options(use_cache, load_timeout_ms).await;
             let silent = Progress::new(&JsValue::UNDEFINED);
-            if let Ok(manifest) = sources.manifest(&cache.with_timeout(load_timeout_ms), &silent).await {
+            if let Ok(manifest) = sources.manifest(&cache, &silent).await {
                 *known.borrow_mut() = Some(manifest.classes);
             }
             Ok(JsValue::UNDEFINED)

@@ -80,6 +80,14 @@ pub struct HiClientOptions {
     pub cache: Option<bool>,
 }
 
+impl HiClientOptions {
+    /// Reads `HiClient.create`'s options from JavaScript.
+    pub fn from_js(value: JsValue) -> Result<Self, JsValue> {
+        serde_wasm_bindgen::from_value(value)
+            .map_err(|e| crate::js::coded_error(crate::js::INVALID_OPTIONS, &format!("invalid HiClient options: {e}")))
+    }
+}
+
 /// What the `allowOffload` hook is told about a sample about to be sent to the Worker.
 #[derive(Tsify, Serialize)]
 #[serde(rename_all = "camelCase")]

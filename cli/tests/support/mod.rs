@@ -21,6 +21,14 @@ pub fn hiedge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hiedge")).current_dir(repo()).args(args).output().expect("run hiedge")
 }
 
+/// `hiedge import --name NAME --tiny TINY --large LARGE --out OUT` and `extra`.
+pub fn import(name: &str, tiny: &Path, large: &Path, out: &Path, extra: &[&str]) -> Output {
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    let (tiny, large, out) = (path(tiny), path(large), path(out));
+    let base = ["import", "--name", name, "--tiny", &tiny, "--large", &large, "--out", &out];
+    hiedge(&[&base[..], extra].concat())
+}
+
 /// `hiedge eval --json ARGS`, which must succeed, parsed.
 pub fn eval_json(args: &[&str]) -> Value {
     let out = hiedge(&[&["eval", "--json"], args].concat());
