@@ -79,6 +79,8 @@ lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for 
 	    echo "$$p enables tract-nnef/core-registry: it would link every tract operator (vendor/README.md)"; exit 1; fi; \
 	  if grep -q '"dumpers"' <<<"$$nnef"; then \
 	    echo "$$p enables tract-nnef/dumpers: it would link tract's NNEF writers (vendor/README.md)"; exit 1; fi; done
+	@if cargo tree -p hiedge-wasm --target wasm32-unknown-unknown -e normal | grep -qE 'zune-jpeg|image-webp|png v'; then \
+	  echo "hiedge-wasm depends on an image decoder: only the Worker decodes compressed offloads (the browser encodes)"; exit 1; fi
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on hiedge-eval"
 	@echo "cargo tree: hiedge-wasm and hiedge-worker do not depend on tract-onnx"
 	@echo "cargo tree: hiedge-wasm and hiedge-worker build tract-nnef without its core-registry and dumpers features"

@@ -1,7 +1,9 @@
 //! `hiedge eval`: the HI trade-off table on the test set.
 
 use anyhow::Result;
+use hiedge_core::manifest::OffloadCodec;
 use hiedge_core::policy::ScoreRule;
+use hiedge_core::prob::argmax;
 use hiedge_core::PolicyConfig;
 use hiedge_eval::sweep::Samples;
 use hiedge_eval::Metrics;
@@ -48,6 +50,9 @@ impl Row {
 
 #[derive(Serialize)]
 struct Report {
+    /// `--offload-codec`: the large model on compressed samples.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    offload_codecs: Vec<CodecRow>,
     /// The model set's name (from its manifest).
     model_set: String,
     images: usize,
@@ -106,7 +111,88 @@ fn rules(set: &ModelSet) -> Vec<ScoreRule> {
     rules
 }
 
-pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Result<()> {
+/// What the large model keeps when it sees samples sent with one offload codec.
+#[derive(Serialize)]
+struct CodecRow {
+    codec: String,
+    /// Mean bytes sent per offloaded sample.
+    mean_bytes: f64,
+    /// `mean_bytes` / the raw sample's bytes.
+    size_ratio: f64,
+    /// The large model's accuracy on every test image sent this way.
+    large_accuracy: f64,
+    /// How often its label equals its label on the raw sample.
+    agreement_with_raw: f64,
+    /// HI at the calibrated logistic_top2 threshold with the large model's answers on these samples.
+    hi_accuracy: Option<f64>,
+    offload_fraction: Option<f64>,
+}
+
+/// The large model on every test image round-tripped through each codec (encoded as the client
+/// would, decoded by the Worker's decoder), beside its raw answers.
+fn codec_rows(
+    set: &ModelSet,
+    split: &hiedge_eval::dataset::Split,
+    tiny: &[Vec<f32>],
+    large_raw: &[Vec<f32>],
+    codecs: &[OffloadCodec],
+) -> Result<Vec<CodecRow>> {
+    let raw_labels: Vec<usize> = large_raw.iter().map(|l| argmax(l)).collect();
+    let calibrated = set.manifest.threshold("logistic_top2").zip(rules(set).pop());
+    codecs
+        .iter()
+        .map(|&codec| {
+            let (mut bytes, mut logits) = (0usize, Vec::with_capacity(split.len()));
+            for i in 0..split.len() {
+                let (sent, seen) = hiedge_eval::codec::round_trip(split.image(i), &set.manifest.input, codec)?;
+                bytes += sent;
+                logits.push(set.large.logits(&seen)?);
+            }
+            let n = split.len().max(1) as f64;
+            let labels: Vec<usize> = logits.iter().map(|l| argmax(l)).collect();
+            let correct = labels.iter().zip(&split.labels).filter(|(a, b)| a == b).count();
+            let agree = labels.iter().zip(&raw_labels).filter(|(a, b)| a == b).count();
+            let samples = Samples::from_outputs(
+                split.labels.clone(),
+                tiny,
+                set.tiny.output_kind(),
+                &logits,
+                set.manifest.temperature(),
+            )?;
+            let hi = calibrated.as_ref().map(|(t, rule)| samples.at_threshold(rule, *t));
+            Ok(CodecRow {
+                codec: codec.to_string(),
+                mean_bytes: bytes as f64 / n,
+                size_ratio: bytes as f64 / n / set.manifest.input_len() as f64,
+                large_accuracy: correct as f64 / n,
+                agreement_with_raw: agree as f64 / n,
+                hi_accuracy: hi.as_ref().map(|m| m.hi_accuracy()),
+                offload_fraction: hi.as_ref().map(|m| m.offload_fraction()),
+            })
+        })
+        .collect()
+}
+
+fn print_codecs(rows: &[CodecRow], raw_bytes: usize) {
+    println!("\nCompressed offloads: the large model on every test image sent as each codec ({raw_bytes} bytes raw)\n");
+    println!("| codec | mean bytes | of raw | large-model accuracy % | same label as raw % | HI accuracy % (calibrated) | offload % |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let opt = |v: Option<f64>| v.map_or("-".into(), pct);
+        println!(
+            "| {} | {:.0} | {:.3} | {} | {} | {} | {} |",
+            r.codec,
+            r.mean_bytes,
+            r.size_ratio,
+            pct(r.large_accuracy),
+            pct(r.agreement_with_raw),
+            opt(r.hi_accuracy),
+            opt(r.offload_fraction)
+        );
+    }
+}
+
+pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64, codecs: &[OffloadCodec]) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
     let split = test_split(paths, &set.manifest, limit)?;
     let tiny = logits(&set.tiny, &split, "tiny")?;
@@ -185,7 +271,9 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         }
         None => None,
     };
+    let offload_codecs = codec_rows(&set, &split, &tiny, &large, codecs)?;
     let report = Report {
+        offload_codecs,
         model_set: set.manifest.name.clone(),
         ee_hi,
         split: split_report,
@@ -204,6 +292,9 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64) -> Re
         }
         if let Some(sp) = &report.split {
             print_split(sp, report.target_accuracy);
+        }
+        if !report.offload_codecs.is_empty() {
+            print_codecs(&report.offload_codecs, set.manifest.input_len());
         }
     }
     Ok(())

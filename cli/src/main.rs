@@ -23,6 +23,7 @@ mod limits;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use hiedge_core::manifest::OffloadCodec;
 
 /// Hierarchical Inference: a tiny model on the device, a large one at the edge.
 #[derive(Parser)]
@@ -68,6 +69,11 @@ enum Command {
         /// Accuracy drop from large-only (in percentage points) the operating point may give up.
         #[arg(long, default_value_t = 0.3)]
         max_drop: f64,
+        /// Also run the large model on every test image sent compressed (`jpeg:85`, `webp:80`,
+        /// `png`, `raw`; repeatable): bytes and accuracy per codec, to choose the manifest's
+        /// `offload_codec` by numbers.
+        #[arg(long = "offload-codec", value_parser = parse_codec)]
+        offload_codec: Vec<OffloadCodec>,
     },
     /// Fit temperature, LogisticTop2 and per-policy thresholds on the calibration set; write the manifest.
     Calibrate {
@@ -135,7 +141,9 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Import(args) => import::run(&args),
         Command::Compile { models } => compile::run(&models),
-        Command::Eval { paths, json, limit, max_drop } => eval::run(&paths, json, limit, max_drop),
+        Command::Eval { paths, json, limit, max_drop, offload_codec } => {
+            eval::run(&paths, json, limit, max_drop, &offload_codec)
+        }
         Command::Calibrate { paths, data, max_drop, rtt_ms, dry_run } => {
             calibrate::run(&paths, &data, max_drop, rtt_ms, dry_run)
         }
@@ -144,4 +152,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             bench_worker::run(&paths, url, seconds, &concurrency, pairs, &out)
         }
     }
+}
+
+/// `--offload-codec`'s values.
+fn parse_codec(s: &str) -> std::result::Result<OffloadCodec, String> {
+    s.parse()
 }

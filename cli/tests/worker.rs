@@ -8,11 +8,14 @@ mod support;
 use std::time::Duration;
 
 use hiedge_cli::wrangler::{agent, WranglerDev};
+use hiedge_core::manifest::OffloadCodec;
 use hiedge_core::prob::{argmax, softmax, top2};
-use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, ErrorCode, HealthResponse};
+use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, ErrorCode, HealthResponse, SampleEncoding};
+use hiedge_core::runtime::decode::decode_to_model_pixels;
 use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
 use hiedge_core::runtime::split::{self, QuantizedFeatures};
 use hiedge_core::{Manifest, Model};
+use hiedge_eval::codec::encode_sample;
 use hiedge_eval::fixture::Fixture;
 use support::repo;
 use ureq::http;
@@ -209,6 +212,12 @@ fn worker_matches_native_tract_and_survives_hostile_requests() {
             415,
             ErrorCode::UnsupportedMediaType,
         ),
+        (
+            "features: as image/png",
+            req("POST", &split_path).body(first_features.clone()).header("Content-Type", "image/png"),
+            415,
+            ErrorCode::UnsupportedMediaType,
+        ),
         ("features: GET", req("GET", &split_path), 405, ErrorCode::MethodNotAllowed),
         (
             "features: short trunk id",
@@ -245,6 +254,56 @@ fn worker_matches_native_tract_and_survives_hostile_requests() {
             .header("X-Padding", &"a".repeat(4000)),
     );
     assert_eq!(ok.status, 200, "{}", ok.body);
+
+    // Compressed offloads: a PNG of a sample is answered as its raw pixels are (lossless), JPEG and
+    // WebP as native tract answers the pixels hiedge-core's decoder gives for the same bytes.
+    let image_req = |bytes: Vec<u8>, content_type: &str| {
+        req("POST", "/v1/classify").body(bytes).header("Content-Type", content_type)
+    };
+    let large_model =
+        Model::load(&m, "large", &std::fs::read(models_dir.join(&m.model("large").unwrap().file)).unwrap()).unwrap();
+    let mut codec_diff = 0.0f32;
+    for i in 0..5 {
+        for codec in ["png", "jpeg:85", "webp:80"] {
+            let codec: OffloadCodec = codec.parse().unwrap();
+            let bytes = encode_sample(fx.image(i), &m.input, codec).unwrap();
+            let resp = send(base, &image_req(bytes.clone(), codec.encoding.content_type()));
+            assert_eq!(resp.status, 200, "{codec} image {i}: {}", resp.body);
+            let got = ClassifyResponse::from_json(&resp.body, 10).unwrap();
+            let seen = decode_to_model_pixels(&bytes, codec.encoding, &m.input).unwrap();
+            if codec.encoding == SampleEncoding::Png {
+                assert_eq!(seen, fx.image(i), "PNG is lossless");
+            }
+            let want = large_model.predict(&seen, 1.0).unwrap();
+            for (g, w) in got.probs.iter().zip(&want.probs) {
+                codec_diff = codec_diff.max((g - w).abs());
+            }
+        }
+    }
+    assert!(codec_diff <= 1e-4, "compressed offloads: max |workerd - native| = {codec_diff}");
+    eprintln!("compressed: 5 images as png, jpeg:85 and webp:80, max |diff| {codec_diff:e}");
+    let png = encode_sample(fx.image(0), &m.input, "png".parse().unwrap()).unwrap();
+    let mut huge_jpeg = encode_sample(fx.image(0), &m.input, "jpeg:85".parse().unwrap()).unwrap();
+    let sof = huge_jpeg.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+    huge_jpeg[sof + 5..sof + 9].copy_from_slice(&[0x0b, 0xb8, 0x0b, 0xb8]);
+    let image_cases: Vec<(&str, Req, u16, ErrorCode)> = vec![
+        (
+            "garbage as image/png",
+            image_req(b"\x89PNG\r\n\x1a\nnot really".to_vec(), "image/png"),
+            400,
+            ErrorCode::InvalidImage,
+        ),
+        ("a PNG as image/jpeg", image_req(png.clone(), "image/jpeg"), 400, ErrorCode::InvalidImage),
+        ("a truncated PNG", image_req(png[..png.len() / 2].to_vec(), "image/png"), 400, ErrorCode::InvalidImage),
+        ("a JPEG that says 3000x3000", image_req(huge_jpeg, "image/jpeg"), 400, ErrorCode::InvalidImage),
+        ("raw pixels as image/webp", image_req(fx.image(0).to_vec(), "image/webp"), 400, ErrorCode::InvalidImage),
+        ("an empty image", image_req(vec![], "image/png"), 400, ErrorCode::EmptyBody),
+        ("an image over the cap", image_req(vec![0xff; CAP + 1], "image/jpeg"), 413, ErrorCode::PayloadTooLarge),
+        ("image/gif", image_req(png, "image/gif"), 415, ErrorCode::UnsupportedMediaType),
+    ];
+    for (what, r, status, code) in &image_cases {
+        assert_error(&send(base, r), *status, *code, what);
+    }
 
     // Hostile and malformed requests: each gets the documented 4xx JSON error.
     let json_pixels = serde_json::to_vec(&serde_json::json!({ "pixels": fx.image(0) })).unwrap();
@@ -551,7 +610,37 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
                 max_diff = max_diff.max((g - w).abs());
             }
         }
+        // The same samples compressed, as a client with `offloadCodec` sends them (the Worker's
+        // default cap is the raw length, so only bodies smaller than that are sent, as the client does).
+        let mut compressed = Vec::new();
+        for (i, pixels) in samples.iter().enumerate() {
+            for codec in ["png", "jpeg:85", "webp:80"] {
+                let codec: OffloadCodec = codec.parse().unwrap();
+                let bytes = encode_sample(pixels, &m.input, codec).unwrap();
+                if bytes.len() >= pixels.len() {
+                    continue;
+                }
+                let resp = send(
+                    base,
+                    &req("POST", &info.classify)
+                        .body(bytes.clone())
+                        .header("Content-Type", codec.encoding.content_type()),
+                );
+                assert_eq!(resp.status, 200, "{} {codec} {i}: {}", info.name, resp.body);
+                let got = ClassifyResponse::from_json(&resp.body, m.classes.len()).unwrap();
+                let want =
+                    model.predict(&decode_to_model_pixels(&bytes, codec.encoding, &m.input).unwrap(), 1.0).unwrap();
+                for (g, w) in got.probs.iter().zip(&want.probs) {
+                    max_diff = max_diff.max((g - w).abs());
+                }
+                compressed.push(format!("{codec} {}", bytes.len()));
+            }
+        }
         assert!(max_diff <= 1e-4, "{}: max |workerd - native| = {max_diff}", info.name);
+        if info.name == "zoo-rgb" {
+            assert!(compressed.iter().any(|c| c.starts_with("jpeg")), "no JPEG photo was sent: {compressed:?}");
+        }
+        eprintln!("set {}: compressed bodies sent (codec bytes): {compressed:?}", info.name);
         let short = send(base, &req("POST", &info.classify).octets(vec![0; info.input_length - 1]));
         assert_error(&short, 400, ErrorCode::WrongInputLength, "one byte short");
         eprintln!(

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use hiedge_core::protocol::BrokenSet;
-use hiedge_core::protocol::{self, ApiError, ErrorCode, Route};
+use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, SampleEncoding};
 use hiedge_core::runtime::sha256_hex;
 use hiedge_core::server::{
     self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, SplitService,
@@ -268,7 +268,7 @@ async fn split_tail(
         let loaded = load_set(env, set).await?;
         let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
         let cap = admitted.rules.body_cap(&loaded.set);
-        let body = read_body(&mut req, admitted, cap).await?;
+        let (_, body) = read_body(&mut req, admitted, cap).await?;
         let service = load_split(env, &loaded, &tail_file).await?;
         let response = service.classify(&body, cap, &now_ms)?;
         Ok((json(&response)?, server_timing(response.infer_ms)))
@@ -299,10 +299,10 @@ async fn classify_body(
     };
     let set = load_set(env, &name).await?;
     let cap = admitted.rules.body_cap(&set.set);
-    let body = read_body(req, admitted, cap).await?;
-    protocol::check_classify_body(&body, set.set.manifest().input_len(), cap)?;
+    let (encoding, body) = read_body(req, admitted, cap).await?;
+    let pixels = core_server::sample_input(body, encoding, set.set.manifest(), cap)?;
     let service = load_service(env, &set).await?;
-    let response = service.classify(&body, &now_ms)?;
+    let response = service.classify(&pixels, &now_ms)?;
     Ok((json(&response)?, server_timing(response.infer_ms)))
 }
 
@@ -314,15 +314,24 @@ fn server_timing(infer_ms: Option<f64>) -> String {
     }
 }
 
-/// The body under the set's cap (`AccessRules::body_cap`): its declared type and length checked
-/// against it first and then read whole, or, with no length declared, streamed with the cap.
-async fn read_body(req: &mut Request, admitted: &Admission, cap: usize) -> std::result::Result<Vec<u8>, ApiError> {
-    protocol::check_classify_headers(admitted.content_type.as_deref(), admitted.content_length.as_deref(), cap)?;
-    if admitted.content_length.is_some() {
-        req.bytes().await.map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))
+/// The body under the set's cap (`AccessRules::body_cap`) and its encoding: its declared type and
+/// length checked against it first and then read whole, or, with no length declared, streamed
+/// with the cap.
+async fn read_body(
+    req: &mut Request,
+    admitted: &Admission,
+    cap: usize,
+) -> std::result::Result<(SampleEncoding, Vec<u8>), ApiError> {
+    let encoding =
+        protocol::check_classify_headers(admitted.content_type.as_deref(), admitted.content_length.as_deref(), cap)?;
+    let body = if admitted.content_length.is_some() {
+        req.bytes()
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e}")))?
     } else {
-        read_body_capped(req, cap).await
-    }
+        read_body_capped(req, cap).await?
+    };
+    Ok((encoding, body))
 }
 
 /// Reads the body chunk by chunk and stops with 413 as soon as it passes `max_body`, so a huge

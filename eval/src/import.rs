@@ -294,6 +294,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
         decision: None,
         early_exit: None,
         split: None,
+        offload_codec: None,
     };
     manifest.validate()?;
     Ok(manifest)

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod calibrate;
+pub mod codec;
 pub mod compile;
 pub mod dataset;
 pub mod early_exit;

@@ -13,6 +13,7 @@
 //! | [`preprocess`] | an input shape, normalisation, layout and pixels of any length | accepted iff the length is right; output finite, same length |
 //! | [`policy_decide`] | a policy configuration and any float vector | `decide` accepts exactly the valid probability vectors; scores and thresholds stay in `0..=1` |
 //! | [`classify_response`] | a Worker's response text | the client's parser never panics; an accepted response is a valid distribution whose argmax is the label |
+//! | [`decode_image`] | an encoding and an encoded image's bytes | the Worker's decoders never panic; a decoded image is within the pixel cap, its buffer matches its size, and it converts to a 28x28 gray and a 16x16 RGB input of the right length |
 //! | [`split_features`] | a feature count and a split-route body; arbitrary floats | the Worker's feature checks never panic; accepted features dequantise to finite values; quantised floats survive the wire |
 //!
 //! ```
@@ -22,7 +23,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use hiedge_core::prob::validate_probs;
-use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody};
+use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, SampleEncoding};
+use hiedge_core::runtime::decode::{self, MAX_DECODED_PIXELS};
+use hiedge_core::runtime::image::to_model_pixels;
 use hiedge_core::server::{AccessRules, RequestHead};
 use hiedge_core::{Error, Feedback, Manifest, PolicyConfig, Preprocessor};
 
@@ -30,13 +33,14 @@ use hiedge_core::{Error, Feedback, Manifest, PolicyConfig, Preprocessor};
 pub type Check = fn(&[u8]);
 
 /// The fuzz targets by name, as `make fuzz` and the corpus replay know them.
-pub const TARGETS: [(&str, Check); 6] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("manifest", manifest),
     ("classify_request", classify_request),
     ("preprocess", preprocess),
     ("policy_decide", policy_decide),
     ("classify_response", classify_response),
     ("split_features", split_features),
+    ("decode_image", decode_image),
 ];
 
 /// Largest error message the Worker may send: untrusted parts are echoed only truncated.
@@ -125,7 +129,16 @@ fn classify_request_from(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         )?,
         origin: maybe(u, &ORIGINS)?,
         authorization: maybe(u, &["Bearer s3cret", "Bearer s3cre", "Basic s3cret", "Bearer "])?,
-        content_type: maybe(u, &["application/octet-stream", "APPLICATION/Octet-Stream; x=1", "application/json"])?,
+        content_type: maybe(
+            u,
+            &[
+                "application/octet-stream",
+                "APPLICATION/Octet-Stream; x=1",
+                "application/json",
+                "image/png",
+                "image/jpeg",
+            ],
+        )?,
         content_length: maybe(u, &["784", "0", "70000", "-1", "18446744073709551616", " 784 "])?,
     };
     let body: Vec<u8> = if u.ratio(1, 2)? { vec![u.arbitrary()?; 784] } else { u.arbitrary()? };
@@ -143,10 +156,12 @@ fn classify_request_from(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         assert!(head.content_type.is_some(), "classify admitted without a content type");
         // A 784-byte set: without MAX_BODY_BYTES its own cap is its input length (ModelSet::largest_body).
         let cap = rules.max_body.unwrap_or(784);
-        if let Err(e) = protocol::check_classify_body(&body, 784, cap) {
+        let encoding = head.content_type.and_then(SampleEncoding::from_content_type).expect("an admitted type");
+        if let Err(e) = protocol::check_classify_body(&body, encoding, 784, cap) {
             check_refusal(&e);
         } else {
-            assert!(body.len() == 784 && body.len() <= cap);
+            assert!(!body.is_empty() && body.len() <= cap);
+            assert!(encoding != SampleEncoding::Raw || body.len() == 784);
         }
     }
     Ok(())
@@ -328,3 +343,30 @@ pub fn split_features(data: &[u8]) {
         assert_eq!(read, q);
     }
 }
+
+/// An encoded image under one of the protocol's image types: decoding never panics, and what
+/// decodes is within the cap and converts to model inputs of the right length.
+pub fn decode_image(data: &[u8]) {
+    let Some((&pick, bytes)) = data.split_first() else { return };
+    let encoding = [SampleEncoding::Png, SampleEncoding::Jpeg, SampleEncoding::Webp][pick as usize % 3];
+    let Ok(decoded) = decode::decode_image(bytes, encoding) else { return };
+    let count = decoded.width * decoded.height;
+    assert!(count > 0 && count <= MAX_DECODED_PIXELS, "a {}x{} image decoded", decoded.width, decoded.height);
+    assert_eq!(decoded.pixels.len(), count * decoded.format.bytes_per_pixel());
+    let image = decoded.image().expect("a decoded image is a valid image");
+    for (json, len) in [(FUZZ_GRAY_28, 784), (FUZZ_RGB_16, 768)] {
+        let manifest = Manifest::from_json(json).expect("the fuzz manifests are valid");
+        let pixels = to_model_pixels(&image, &manifest.input).expect("a decoded image converts");
+        assert_eq!(pixels.len(), len);
+    }
+}
+
+const FUZZ_GRAY_28: &str = r#"{"schema_version":2,"name":"g","input":{"shape":[1,1,28,28],"layout":"NCHW","dtype":"u8",
+  "normalize":{"scale":0.00392156862745098,"mean":0.5,"std":0.5}},"classes":["a","b"],
+  "models":{"t":{"file":"t.onnx","sha256":"0000000000000000000000000000000000000000000000000000000000000000",
+  "input_name":"x","output":"logits","test_accuracy":0.5}}}"#;
+
+const FUZZ_RGB_16: &str = r#"{"schema_version":2,"name":"c","input":{"shape":[1,3,16,16],"layout":"NCHW","dtype":"u8",
+  "normalize":{"scale":0.00392156862745098,"mean":0.5,"std":0.5},"resize":"center_crop"},"classes":["a","b"],
+  "models":{"t":{"file":"t.onnx","sha256":"0000000000000000000000000000000000000000000000000000000000000000",
+  "input_name":"x","output":"logits","test_accuracy":0.5}}}"#;

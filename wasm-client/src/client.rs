@@ -90,13 +90,17 @@ impl HiClient {
         session.set_mode(options.mode.unwrap_or_default());
         session.set_offload_cap(options.max_offloads_per_minute);
         let allow_offload = offload::allow_offload_hook(&options.allow_offload)?;
-        let offload = OffloadClient::from_options(
+        let mut offload = OffloadClient::from_options(
             sources.endpoint.clone(),
             sources.set.as_deref(),
             sources.token.clone(),
             options.timeout_ms,
             options.network_delay_ms,
         )?;
+        {
+            let manifest = session.manifest();
+            offload.set_codec(options.offload_codec.as_deref(), manifest.offload_codec, &manifest.input)?;
+        }
 
         progress.stage(LoadStage::Ready, "ready");
         Ok(HiClient {
@@ -287,7 +291,9 @@ impl HiClient {
                 let (local, pixels) = local_step(&session, image::read(sample).await?)?;
                 let label = label as usize;
                 let score = rule.score_unchecked(&local.prediction.probs);
-                let remote = match offload.classify(&pixels, classes).await {
+                // Sent as offloads will be (the offload codec), so the fit sees the answers it will get.
+                let body = offload.encode(pixels).await;
+                let remote = match offload.classify(&body, classes).await {
                     RemoteOutcome::Answered { response, .. } => response.label as usize,
                     RemoteOutcome::Failed { reason, .. } => {
                         return Err(core_error(hiedge_core::Error::RemoteUnavailable(format!(
@@ -405,7 +411,11 @@ async fn offload_and_finish(
     mut local: LocalStep,
     pixels: Vec<u8>,
 ) -> Result<JsValue, JsValue> {
-    if local.route.send {
+    // The body as it will be sent (encoded by the offload codec), so the hook and the result see
+    // its real size.
+    let body = if local.route.send { Some(offload.encode(pixels).await) } else { None };
+    if let Some(body) = &body {
+        local.payload_bytes = body.bytes.len();
         if let Some(hook) = hook {
             if !ask_hook(&hook, &local).await {
                 local.withhold(Why::Refused);
@@ -414,7 +424,10 @@ async fn offload_and_finish(
     }
     let classes = session.borrow().manifest().classes.len();
     let send = session.borrow_mut().admit_request(&mut local, now_ms());
-    let remote = if send { offload.classify(&pixels, classes).await } else { RemoteOutcome::NotAsked };
+    let remote = match (send, &body) {
+        (true, Some(body)) => offload.classify(body, classes).await,
+        _ => RemoteOutcome::NotAsked,
+    };
     let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
     result_to_js(&result)
 }

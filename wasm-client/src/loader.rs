@@ -10,6 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use hiedge_core::manifest::OffloadCodec;
 use hiedge_core::session::{HiResult, Mode, RemoteOutcome, Why};
 use js_sys::{Promise, Uint8Array};
 use serde::Deserialize;
@@ -98,8 +99,9 @@ pub fn max_image_pixels() -> usize {
     hiedge_core::runtime::image::MAX_IMAGE_PIXELS
 }
 
-/// The set's class names, once known: `None` until the manifest has come, or when it could not.
-type Classes = Rc<RefCell<Option<Vec<String>>>>;
+/// The set's class names and the offload client with the set's offload codec, once the manifest
+/// is known: `None` until it has come, or when it could not.
+type Classes = Rc<RefCell<Option<(Vec<String>, OffloadClient)>>>;
 
 /// Answers model-sized samples through the Worker's classify route while the device model loads
 /// (`HiClient.create({ answerWhileLoading: true })`). The answers are checked against the set's
@@ -138,13 +140,20 @@ impl WhileLoading {
         )?;
         let load_timeout_ms = millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?;
         let use_cache = options.cache;
+        let codec = options.offload_codec.clone();
+        if let Some(text) = &codec {
+            text.parse::<OffloadCodec>().map_err(|e| coded_error(INVALID_OPTIONS, &format!("`offloadCodec`: {e}")))?;
+        }
         let classes: Classes = Rc::default();
-        let known = classes.clone();
+        let (known, mut client) = (classes.clone(), offload.clone());
         let classes_known = future_to_promise(async move {
             let cache = FileCache::for_options(use_cache, load_timeout_ms).await;
             let silent = Progress::new(&JsValue::UNDEFINED);
             if let Ok(manifest) = sources.manifest(&cache, &silent).await {
-                *known.borrow_mut() = Some(manifest.classes);
+                // The option was checked above; the manifest's codec was checked with it.
+                if client.set_codec(codec.as_deref(), manifest.offload_codec, &manifest.input).is_ok() {
+                    *known.borrow_mut() = Some((manifest.classes, client));
+                }
             }
             Ok(JsValue::UNDEFINED)
         });
@@ -185,18 +194,7 @@ impl WhileLoading {
             if mode == Mode::OnlyLocal {
                 return Ok(JsValue::UNDEFINED);
             }
-            if let Some(hook) = offload::allow_offload_hook(&allow_offload)? {
-                let request = OffloadRequest {
-                    local_label: -1,
-                    confidence: 0.0,
-                    score: 0.0,
-                    why: Why::Loading,
-                    bytes: pixels.len(),
-                };
-                if !offload::ask_hook(&hook, &request).await {
-                    return Ok(JsValue::UNDEFINED);
-                }
-            }
+            let hook = offload::allow_offload_hook(&allow_offload)?;
             let not_ready = |why: &str| {
                 coded_error(
                     NOT_READY,
@@ -214,13 +212,28 @@ impl WhileLoading {
                 });
                 let _ = JsFuture::from(Promise::race(&js_sys::Array::of2(&known, &timeout))).await;
             }
-            let Some(names) = classes.borrow().clone() else {
+            let Some((names, client)) = classes.borrow().clone() else {
                 return Err(not_ready("the set's classes are unknown, so its answer cannot be checked"));
             };
-            match offload.classify(&pixels, names.len()).await {
+            // Encoded by the set's offload codec, as the device client's offloads are.
+            let body = client.encode(pixels).await;
+            if let Some(hook) = hook {
+                let request = OffloadRequest {
+                    local_label: -1,
+                    confidence: 0.0,
+                    score: 0.0,
+                    why: Why::Loading,
+                    bytes: body.bytes.len(),
+                };
+                if !offload::ask_hook(&hook, &request).await {
+                    return Ok(JsValue::UNDEFINED);
+                }
+            }
+            match client.classify(&body, names.len()).await {
                 RemoteOutcome::Answered { response, .. } => {
                     answered.set(answered.get() + 1);
-                    result_to_js(&HiResult::answered_while_loading(response, &names, now_ms() - start, pixels.len()))
+                    let bytes_sent = body.bytes.len();
+                    result_to_js(&HiResult::answered_while_loading(response, &names, now_ms() - start, bytes_sent))
                 }
                 RemoteOutcome::Failed { reason, .. } => Err(not_ready(&reason)),
                 RemoteOutcome::NotAsked | RemoteOutcome::LocalOnly => Err(not_ready("no request was made")),

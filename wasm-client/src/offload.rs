@@ -2,7 +2,8 @@
 //! Worker's default set) with the model-sized input, under a timeout.
 //! Every failure becomes [`RemoteOutcome::Failed`] with a reason; nothing here rejects.
 
-use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, CLASSIFY_PATH, OCTET_STREAM};
+use hiedge_core::manifest::{InputSpec, OffloadCodec};
+use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, SampleEncoding, CLASSIFY_PATH, OCTET_STREAM};
 use hiedge_core::session::RemoteOutcome;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -24,6 +25,25 @@ pub struct OffloadClient {
     token: Option<String>,
     timeout_ms: f64,
     delay_ms: f64,
+    /// How classify bodies are encoded, and the sample's height, width and channels.
+    codec: OffloadCodec,
+    shape: (usize, usize, usize),
+}
+
+/// A request body and its `Content-Type`.
+#[derive(Debug, Clone)]
+pub struct Body {
+    /// The bytes sent.
+    pub bytes: Vec<u8>,
+    /// Their type.
+    pub content_type: &'static str,
+}
+
+impl Body {
+    /// Raw bytes (`application/octet-stream`).
+    pub fn raw(bytes: Vec<u8>) -> Body {
+        Body { bytes, content_type: OCTET_STREAM }
+    }
 }
 
 impl OffloadClient {
@@ -41,9 +61,46 @@ impl OffloadClient {
             token: token.filter(|t| !t.is_empty()),
             timeout_ms: millis(timeout_ms, "timeoutMs", DEFAULT_TIMEOUT_MS)?,
             delay_ms: millis(delay_ms, "networkDelayMs", 0.0)?,
+            codec: OffloadCodec::RAW,
+            shape: (0, 0, 0),
         };
         client.set_endpoint(endpoint)?;
         Ok(client)
+    }
+
+    /// Sets how samples of `input` are encoded: the `offloadCodec` option (`"jpeg:85"`, ...) when
+    /// given, else the manifest's `offload_codec`, else raw.
+    pub fn set_codec(
+        &mut self,
+        option: Option<&str>,
+        manifest_codec: Option<OffloadCodec>,
+        input: &InputSpec,
+    ) -> Result<(), JsValue> {
+        self.codec = match option {
+            Some(text) => {
+                text.parse().map_err(|e: String| coded_error(INVALID_OPTIONS, &format!("`offloadCodec`: {e}")))?
+            }
+            None => manifest_codec.unwrap_or(OffloadCodec::RAW),
+        };
+        let (h, w) = input.height_width();
+        self.shape = (h, w, input.channels());
+        Ok(())
+    }
+
+    /// The body of one sample's offload: encoded by the codec in the browser
+    /// (`OffscreenCanvas.convertToBlob`), or raw when the codec is raw, when the browser cannot
+    /// encode that type, or when the encoded image is not smaller than the raw sample (so a body
+    /// never outgrows the Worker's cap for the set, its raw length).
+    pub async fn encode(&self, pixels: Vec<u8>) -> Body {
+        let (h, w, channels) = self.shape;
+        if self.codec.encoding == SampleEncoding::Raw || pixels.len() != h * w * channels || !matches!(channels, 1 | 3)
+        {
+            return Body::raw(pixels);
+        }
+        match encode_image(&pixels, w, h, channels, self.codec).await {
+            Ok(bytes) if bytes.len() < pixels.len() => Body { bytes, content_type: self.codec.encoding.content_type() },
+            _ => Body::raw(pixels),
+        }
     }
 
     /// Sets the Worker's base URL (`None`: no Worker, every offload falls back). The token is
@@ -64,9 +121,16 @@ impl OffloadClient {
         Ok(())
     }
 
-    /// `POST {endpoint}{path}` with `body` (split features or raw input), like
+    /// `POST {endpoint}{path}` with `body` (split features, raw input or an encoded image), like
     /// [`classify`](Self::classify); the round trip is measured on `clock` (ms).
-    pub async fn send_to(&self, path: &str, body: &[u8], classes: usize, clock: &dyn Fn() -> f64) -> RemoteOutcome {
+    pub async fn send_to(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        content_type: &str,
+        classes: usize,
+        clock: &dyn Fn() -> f64,
+    ) -> RemoteOutcome {
         let start = clock();
         let result = match &self.base {
             None => Err("no endpoint is configured".to_string()),
@@ -74,7 +138,7 @@ impl OffloadClient {
                 if self.delay_ms > 0.0 {
                     sleep(self.delay_ms).await;
                 }
-                self.post(&format!("{base}{path}"), body, classes).await
+                self.post(&format!("{base}{path}"), bytes, content_type, classes).await
             }
         };
         let round_trip_ms = clock() - start;
@@ -97,13 +161,19 @@ impl OffloadClient {
         Ok(())
     }
 
-    /// Sends one sample to the classify route; the round trip covers the emulated delay, the request
-    /// and parsing the answer.
-    pub async fn classify(&self, pixels: &[u8], classes: usize) -> RemoteOutcome {
-        self.send_to(&self.path, pixels, classes, &now_ms).await
+    /// Sends one sample's body (from [`encode`](Self::encode)) to the classify route; the round
+    /// trip covers the emulated delay, the request and parsing the answer.
+    pub async fn classify(&self, body: &Body, classes: usize) -> RemoteOutcome {
+        self.send_to(&self.path, &body.bytes, body.content_type, classes, &now_ms).await
     }
 
-    async fn post(&self, url: &str, pixels: &[u8], classes: usize) -> Result<ClassifyResponse, String> {
+    async fn post(
+        &self,
+        url: &str,
+        bytes: &[u8],
+        content_type: &str,
+        classes: usize,
+    ) -> Result<ClassifyResponse, String> {
         // The timeout covers the request and reading the answer.
         let signal = web_sys::AbortSignal::timeout_with_f64(self.timeout_ms);
         let init = web_sys::RequestInit::new();
@@ -113,13 +183,13 @@ impl OffloadClient {
         init.set_redirect(web_sys::RequestRedirect::Error);
         init.set_signal(Some(&signal));
         let headers = web_sys::Headers::new().map_err(|e| describe(&e))?;
-        headers.set("Content-Type", OCTET_STREAM).map_err(|e| describe(&e))?;
+        headers.set("Content-Type", content_type).map_err(|e| describe(&e))?;
         if let Some(token) = &self.token {
             headers.set("Authorization", &format!("Bearer {token}")).map_err(|e| describe(&e))?;
         }
         init.set_headers(&headers);
-        let body = js_sys::Uint8Array::from(pixels);
-        init.set_body(&body);
+        let bytes = js_sys::Uint8Array::from(bytes);
+        init.set_body(&bytes);
         let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| describe(&e))?;
 
         self.send(&request, &signal, classes).await.map_err(|reason| {
@@ -153,6 +223,46 @@ impl OffloadClient {
         }
         ClassifyResponse::from_json(&text, classes).map_err(|e| format!("bad response: {e}"))
     }
+}
+
+/// Model-input pixels (gray or RGB, interleaved) encoded by the browser: drawn opaque on an
+/// `OffscreenCanvas` of the model's size and `convertToBlob`-ed to the codec's type and quality.
+/// Fails where the browser has no `OffscreenCanvas` or writes another type (Safari's WebP).
+async fn encode_image(
+    pixels: &[u8],
+    w: usize,
+    h: usize,
+    channels: usize,
+    codec: OffloadCodec,
+) -> Result<Vec<u8>, String> {
+    let d = |e: JsValue| describe(&e);
+    let rgba: Vec<u8> = if channels == 1 {
+        pixels.iter().flat_map(|&v| [v, v, v, 255]).collect()
+    } else {
+        pixels.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect()
+    };
+    let canvas = web_sys::OffscreenCanvas::new(w as u32, h as u32).map_err(d)?;
+    let context: web_sys::OffscreenCanvasRenderingContext2d =
+        canvas.get_context("2d").map_err(d)?.ok_or("no 2d context")?.dyn_into().map_err(|o| d(o.into()))?;
+    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&rgba), w as u32, h as u32)
+        .map_err(d)?;
+    context.put_image_data(&data, 0.0, 0.0).map_err(d)?;
+    let options = web_sys::ImageEncodeOptions::new();
+    let content_type = codec.encoding.content_type();
+    options.set_type(content_type);
+    if let Some(q) = codec.quality_fraction() {
+        options.set_quality(q);
+    }
+    let blob: web_sys::Blob = JsFuture::from(canvas.convert_to_blob_with_options(&options).map_err(d)?)
+        .await
+        .map_err(d)?
+        .dyn_into()
+        .map_err(d)?;
+    if blob.type_() != content_type {
+        return Err(format!("this browser wrote `{}` for `{content_type}`", blob.type_()));
+    }
+    let buffer = JsFuture::from(blob.array_buffer()).await.map_err(d)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 /// `scheme://host:port` of an absolute http(s) URL; a path-only endpoint (`/api`) is the page's own

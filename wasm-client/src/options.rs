@@ -54,6 +54,12 @@ pub struct HiClientOptions {
     /// 120000). Downloads are also capped in size (64 MiB per model file, 1 MiB per manifest).
     #[tsify(optional)]
     pub load_timeout_ms: Option<f64>,
+    /// How offloaded samples travel: `"raw"` (the model's input bytes), `"png"` (lossless),
+    /// `"jpeg:85"` or `"webp:80"` (lossy, quality 1-100), encoded in the browser. Default: the
+    /// manifest's `offload_codec`, else raw. An encoded sample that is not smaller than the raw one,
+    /// or a type the browser cannot write, is sent raw; each result's `bytesSent` says what went.
+    #[tsify(optional)]
+    pub offload_codec: Option<String>,
     /// Extra delay added before each offload request, to emulate a slow link (default 0).
     #[tsify(optional)]
     pub network_delay_ms: Option<f64>,

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use hiedge_core::policy::planner::PlannerConfig;
-use hiedge_core::protocol;
+use hiedge_core::protocol::{self, OCTET_STREAM};
 use hiedge_core::runtime::split;
 use hiedge_core::stream::{Pending, Step, StreamDecision, StreamSession};
 use hiedge_core::{Manifest, Model};
@@ -300,7 +300,7 @@ impl Shared {
         let (session, offload, clock) = (self.session.clone(), self.offload.clone(), self.clock.clone());
         async move {
             let classes = session.borrow().manifest().classes.len();
-            let outcome = offload.send_to(&pending.path, &pending.body, classes, &|| clock.now()).await;
+            let outcome = offload.send_to(&pending.path, &pending.body, OCTET_STREAM, classes, &|| clock.now()).await;
             let result = session.borrow_mut().finish(pending, outcome, clock.now()).map_err(core_error);
             settle(&resolve, &reject, result.and_then(|r| to_js(&r)));
         }

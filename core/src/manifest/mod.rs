@@ -1,7 +1,8 @@
 //! The model-set manifest (`models/<set>/manifest.json`): what the models expect and what they
 //! measured. The schema layer: plain data types (the EE-HI ones included; the input contract in
-//! `input.rs`) and their validation (`validate.rs`), with errors that name the field. It depends
-//! only on [`crate::error`]; policies and the runtime read it.
+//! `input.rs`, the offload codec in `offload.rs`) and their validation (`validate.rs`), with errors
+//! that name the field. It depends on [`crate::error`] and the protocol's sample encodings (its own
+//! layer); policies and the runtime read it.
 //!
 //! ```
 //! let json = r#"{
@@ -24,9 +25,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 mod input;
+mod offload;
 mod validate;
 
 pub use input::{Color, Dtype, InputSpec, Layout, Normalize, PerChannel, Resize};
+pub use offload::{OffloadCodec, DEFAULT_JPEG_QUALITY, DEFAULT_WEBP_QUALITY};
 
 /// The manifest schema this crate writes. Version 2 adds `input.color`, `input.resize` and
 /// per-channel `normalize.mean` / `normalize.std`; version 1 manifests still read.
@@ -57,6 +60,11 @@ pub struct Manifest {
     /// head and features), the Worker the tail (features to logits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitEntry>,
+    /// How the client encodes the samples it offloads unless its options say otherwise
+    /// (`"jpeg:85"`, `"webp:80"`, `"png"`, `"raw"`; absent: raw). Chosen with
+    /// `hiedge eval --offload-codec`, which measures the large model's accuracy on such samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload_codec: Option<OffloadCodec>,
 }
 
 /// A split model: `trunk` (on the device) maps the image to exit-head logits and the features it

@@ -1,6 +1,8 @@
 //! The checks of a request body before any model sees it: a classify body's headers and length,
 //! and a split request's quantised features.
 
+use serde::{Deserialize, Serialize};
+
 use super::{ApiError, ErrorCode, OCTET_STREAM};
 
 /// Bytes before the values in a features body: `offset` and `scale`, little-endian f32.
@@ -42,24 +44,73 @@ pub fn check_features_body(body: &[u8], feature_len: usize, max_body: usize) -> 
     Ok((offset, scale))
 }
 
-/// Checks a classify request's headers before its body is read: content type (ignoring parameters
-/// and case) and, when given, the declared length against `max_body`.
+/// How a classify body carries its sample: the model's raw input bytes, or an encoded image that
+/// the Worker decodes and converts by the manifest's rule (`runtime::image::to_model_pixels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SampleEncoding {
+    /// `application/octet-stream`: exactly the manifest's input bytes.
+    Raw,
+    /// `image/png` (lossless).
+    Png,
+    /// `image/jpeg`.
+    Jpeg,
+    /// `image/webp` (lossy or lossless).
+    Webp,
+}
+
+impl SampleEncoding {
+    /// Every encoding, raw first.
+    pub const ALL: [SampleEncoding; 4] =
+        [SampleEncoding::Raw, SampleEncoding::Png, SampleEncoding::Jpeg, SampleEncoding::Webp];
+
+    /// The `Content-Type` of a body in this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            SampleEncoding::Raw => OCTET_STREAM,
+            SampleEncoding::Png => "image/png",
+            SampleEncoding::Jpeg => "image/jpeg",
+            SampleEncoding::Webp => "image/webp",
+        }
+    }
+
+    /// The encoding of a `Content-Type` value (its parameters and case ignored), if it is one.
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|e| e.content_type() == essence)
+    }
+
+    /// The name used in manifests and options (`raw`, `png`, `jpeg`, `webp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleEncoding::Raw => "raw",
+            SampleEncoding::Png => "png",
+            SampleEncoding::Jpeg => "jpeg",
+            SampleEncoding::Webp => "webp",
+        }
+    }
+}
+
+/// Checks a classify request's headers before its body is read: a content type of one of the
+/// [`SampleEncoding`]s (ignoring parameters and case) and, when given, the declared length against
+/// `max_body`. Returns the body's encoding.
 pub fn check_classify_headers(
     content_type: Option<&str>,
     content_length: Option<&str>,
     max_body: usize,
-) -> Result<(), ApiError> {
-    let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    if ct.as_deref() != Some(OCTET_STREAM) {
+) -> Result<SampleEncoding, ApiError> {
+    let Some(encoding) = content_type.and_then(SampleEncoding::from_content_type) else {
+        let accepted: Vec<String> = SampleEncoding::ALL.iter().map(|e| format!("`{}`", e.content_type())).collect();
         return Err(ApiError::new(
             ErrorCode::UnsupportedMediaType,
             format!(
-                "classify takes the raw pixels as `Content-Type: {OCTET_STREAM}`, got {}",
+                "classify takes the raw pixels as `Content-Type: {OCTET_STREAM}` or an encoded image ({}), got {}",
+                accepted[1..].join(", "),
                 content_type
                     .map_or("no content type".into(), |c| format!("`{}`", c.chars().take(80).collect::<String>()))
             ),
         ));
-    }
+    };
     if let Some(len) = content_length {
         match len.trim().parse::<u64>() {
             Ok(n) if n > max_body as u64 => return Err(too_large(n as usize, max_body)),
@@ -67,22 +118,31 @@ pub fn check_classify_headers(
             Err(_) => return Err(ApiError::new(ErrorCode::WrongInputLength, "Content-Length is not a number")),
         }
     }
-    Ok(())
+    Ok(encoding)
 }
 
 fn too_large(n: usize, max_body: usize) -> ApiError {
     ApiError::new(ErrorCode::PayloadTooLarge, format!("body of {n} bytes exceeds the limit of {max_body} bytes"))
 }
 
-/// Checks a classify body: not empty, not over `max_body`, exactly `expected` bytes.
-pub fn check_classify_body(body: &[u8], expected: usize, max_body: usize) -> Result<(), ApiError> {
+/// Checks a classify body in `encoding`: not empty, not over `max_body`, and a raw body exactly
+/// `expected` bytes (an encoded image's size is checked when it is decoded).
+pub fn check_classify_body(
+    body: &[u8],
+    encoding: SampleEncoding,
+    expected: usize,
+    max_body: usize,
+) -> Result<(), ApiError> {
     if body.is_empty() {
-        return Err(ApiError::new(ErrorCode::EmptyBody, format!("the body is empty; send the {expected} pixel bytes")));
+        return Err(ApiError::new(
+            ErrorCode::EmptyBody,
+            format!("the body is empty; send the {expected} pixel bytes or an encoded image"),
+        ));
     }
     if body.len() > max_body {
         return Err(too_large(body.len(), max_body));
     }
-    if body.len() != expected {
+    if encoding == SampleEncoding::Raw && body.len() != expected {
         return Err(ApiError::new(
             ErrorCode::WrongInputLength,
             format!("the body has {} bytes but the model expects {expected}", body.len()),
@@ -98,9 +158,12 @@ mod tests {
     #[test]
     fn classify_headers() {
         let ok = |ct: &str| check_classify_headers(Some(ct), Some("784"), 4096);
-        assert!(ok("application/octet-stream").is_ok());
-        assert!(ok("Application/Octet-Stream; charset=binary").is_ok());
-        for ct in ["application/json", "text/plain", "multipart/form-data", ""] {
+        assert_eq!(ok("application/octet-stream").unwrap(), SampleEncoding::Raw);
+        assert_eq!(ok("Application/Octet-Stream; charset=binary").unwrap(), SampleEncoding::Raw);
+        assert_eq!(ok("image/png").unwrap(), SampleEncoding::Png);
+        assert_eq!(ok("IMAGE/JPEG; q=1").unwrap(), SampleEncoding::Jpeg);
+        assert_eq!(ok("image/webp").unwrap(), SampleEncoding::Webp);
+        for ct in ["application/json", "text/plain", "multipart/form-data", "", "image/gif", "image/svg+xml"] {
             assert_eq!(ok(ct).unwrap_err().status(), 415, "{ct}");
         }
         assert_eq!(check_classify_headers(None, None, 10).unwrap_err().status(), 415);
@@ -112,14 +175,22 @@ mod tests {
 
     #[test]
     fn classify_body() {
-        assert_eq!(check_classify_body(&[], 784, 4096).unwrap_err().code, ErrorCode::EmptyBody);
+        let raw = SampleEncoding::Raw;
+        assert_eq!(check_classify_body(&[], raw, 784, 4096).unwrap_err().code, ErrorCode::EmptyBody);
         for n in [783, 785, 1] {
-            let e = check_classify_body(&vec![0; n], 784, 4096).unwrap_err();
+            let e = check_classify_body(&vec![0; n], raw, 784, 4096).unwrap_err();
             assert_eq!(e.code, ErrorCode::WrongInputLength);
             assert!(e.message.contains(&n.to_string()) && e.message.contains("784"), "{}", e.message);
         }
-        assert_eq!(check_classify_body(&vec![0; 5000], 784, 4096).unwrap_err().status(), 413);
-        assert!(check_classify_body(&[0; 784], 784, 4096).is_ok());
+        assert_eq!(check_classify_body(&vec![0; 5000], raw, 784, 4096).unwrap_err().status(), 413);
+        assert!(check_classify_body(&[0; 784], raw, 784, 4096).is_ok());
+        // An image's length is its own: only emptiness and the cap are checked here.
+        assert!(check_classify_body(&[0; 100], SampleEncoding::Jpeg, 784, 4096).is_ok());
+        assert_eq!(check_classify_body(&[], SampleEncoding::Png, 784, 4096).unwrap_err().code, ErrorCode::EmptyBody);
+        assert_eq!(check_classify_body(&[0; 4097], SampleEncoding::Webp, 784, 4096).unwrap_err().status(), 413);
+        for e in SampleEncoding::ALL {
+            assert_eq!(SampleEncoding::from_content_type(e.content_type()), Some(e));
+        }
     }
 
     #[test]

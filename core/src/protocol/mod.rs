@@ -26,7 +26,7 @@ pub const CLASSIFY_PATH: &str = "/v1/classify";
 pub const HEALTH_PATH: &str = "/v1/health";
 /// Path of the manifest endpoint.
 pub const MODELS_PATH: &str = "/v1/models";
-/// The only accepted request body type for classify.
+/// The request body type of raw pixels (classify) and split features (the split route's only type).
 pub const OCTET_STREAM: &str = "application/octet-stream";
 /// Cloudflare's largest static asset, 25 MiB ("Individual Static Asset file size",
 /// <https://developers.cloudflare.com/workers/platform/limits/>): every file of a model set the
@@ -157,8 +157,11 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 413: the body is larger than the cap.
     PayloadTooLarge,
-    /// 415: classify needs `application/octet-stream`.
+    /// 415: classify needs `application/octet-stream` or `image/png|jpeg|webp`; split needs
+    /// `application/octet-stream`.
     UnsupportedMediaType,
+    /// 400: an encoded image that cannot be decoded, or whose decoded size is over the cap.
+    InvalidImage,
     /// 429: this client sent more inference requests than the Worker's rate limit allows; retry
     /// after the `Retry-After` header's seconds.
     RateLimited,
@@ -176,7 +179,10 @@ impl ErrorCode {
     /// HTTP status for this error.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::EmptyBody | ErrorCode::WrongInputLength | ErrorCode::InvalidFeatures => 400,
+            ErrorCode::EmptyBody
+            | ErrorCode::WrongInputLength
+            | ErrorCode::InvalidFeatures
+            | ErrorCode::InvalidImage => 400,
             ErrorCode::SplitMismatch => 409,
             ErrorCode::Unauthorized => 401,
             ErrorCode::OriginNotAllowed => 403,
@@ -241,7 +247,7 @@ impl ApiError {
 mod body;
 mod routes;
 
-pub use body::{check_classify_body, check_classify_headers, check_features_body, FEATURES_HEADER_LEN};
+pub use body::{check_classify_body, check_classify_headers, check_features_body, SampleEncoding, FEATURES_HEADER_LEN};
 pub use routes::{
     allow_header, allowed_methods, is_set_name, is_sha256, route, set_classify_path, set_file_path, set_path,
     set_split_path, Route, CLIENT_CACHE_NAME, MAX_SET_NAME, SET_NAME_PATTERN,

@@ -45,6 +45,8 @@ pub fn check_image_size(width: usize, height: usize) -> Result<usize> {
 pub enum PixelFormat {
     /// Four bytes per pixel, R G B A (a canvas `ImageData`).
     Rgba,
+    /// Three bytes per pixel, R G B (a decoded JPEG).
+    Rgb,
     /// One byte per pixel.
     Gray,
 }
@@ -54,6 +56,7 @@ impl PixelFormat {
     pub fn bytes_per_pixel(self) -> usize {
         match self {
             PixelFormat::Rgba => 4,
+            PixelFormat::Rgb => 3,
             PixelFormat::Gray => 1,
         }
     }
@@ -87,6 +90,7 @@ impl<'a> Image<'a> {
         let i = y * self.width + x;
         match self.format {
             PixelFormat::Rgba => self.pixels[4 * i + ch] as f32,
+            PixelFormat::Rgb => self.pixels[3 * i + ch] as f32,
             PixelFormat::Gray => self.pixels[i] as f32,
         }
     }

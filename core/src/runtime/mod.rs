@@ -3,6 +3,8 @@
 //! ([`verify`]), and the kernels hiedge swaps in where tract is slow in the browser ([`kernels`]).
 //! It reads the manifest schema and probability maths; it knows nothing of policies.
 
+#[cfg(feature = "decode")]
+pub mod decode;
 #[cfg(feature = "runtime")]
 pub mod early_exit;
 pub mod image;

@@ -3,7 +3,7 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::protocol::{self, ApiError, ErrorCode, Route};
+use crate::protocol::{self, ApiError, ErrorCode, Route, SampleEncoding};
 use crate::server::ModelSet;
 
 /// Who may call the Worker and how much they may send.
@@ -188,7 +188,14 @@ impl AccessRules {
             // Without MAX_BODY_BYTES the length is checked against the set's own cap once the
             // set is known (`body_cap`), before the body is read.
             let cap = self.max_body.unwrap_or(usize::MAX);
-            protocol::check_classify_headers(head.content_type, head.content_length, cap).map_err(refuse)?;
+            let encoding =
+                protocol::check_classify_headers(head.content_type, head.content_length, cap).map_err(refuse)?;
+            if matches!(route, Route::Split { .. }) && encoding != SampleEncoding::Raw {
+                return Err(refuse(ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    format!("split features are `Content-Type: {}`, not an image", protocol::OCTET_STREAM),
+                )));
+            }
         }
         Ok(Admitted { route, allow_origin })
     }

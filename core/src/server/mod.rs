@@ -20,6 +20,6 @@ mod models;
 
 pub use access::{AccessRules, Admitted, Caching, Refused, RequestHead, RATE_LIMIT_RETRY_AFTER_S};
 pub use models::{
-    broken_set, model_set_list, parse_set_index, ModelService, ModelSet, SplitService, DEVICE_MODEL, DEVICE_ROLES,
-    SERVER_MODEL,
+    broken_set, model_set_list, parse_set_index, sample_input, ModelService, ModelSet, SplitService, DEVICE_MODEL,
+    DEVICE_ROLES, SERVER_MODEL,
 };

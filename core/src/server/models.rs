@@ -4,6 +4,7 @@
 use crate::manifest::Manifest;
 use crate::protocol::{
     self, ApiError, BrokenSet, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList,
+    SampleEncoding,
 };
 use crate::runtime::split::{self, QuantizedFeatures};
 use crate::runtime::{verify, Model, Stage2};
@@ -307,6 +308,32 @@ fn check_finite(values: &[f32], what: &str) -> Result<(), ApiError> {
             format!("{what}: output {i} is {}", values[i]),
         )),
     }
+}
+
+/// A classify body as the model's input: raw bytes checked for length (400), or an encoded image
+/// (`image/png|jpeg|webp`) decoded, checked against the decoded-pixel cap and converted by the
+/// manifest's rule (400 `invalid_image` when it cannot be). Both are first checked against `cap`.
+/// Without the `decode` feature an image is refused with 415.
+pub fn sample_input(
+    body: Vec<u8>,
+    encoding: SampleEncoding,
+    manifest: &Manifest,
+    cap: usize,
+) -> Result<Vec<u8>, ApiError> {
+    protocol::check_classify_body(&body, encoding, manifest.input_len(), cap)?;
+    if encoding == SampleEncoding::Raw {
+        return Ok(body);
+    }
+    #[cfg(feature = "decode")]
+    {
+        crate::runtime::decode::decode_to_model_pixels(&body, encoding, &manifest.input)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidImage, e.to_string()))
+    }
+    #[cfg(not(feature = "decode"))]
+    Err(ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!("this server was built without image decoders: send `{}`", protocol::OCTET_STREAM),
+    ))
 }
 
 /// The model a Worker serves: the manifest and model file bytes are known at start-up, the tract plan is
