@@ -17,7 +17,7 @@ HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
         test-browser test-worker test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
-        demo models fuzz mnist-data eval-mnist models-mnist
+        demo models fuzz mnist-data eval-mnist models-mnist models-zoo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -163,6 +163,13 @@ models: data ## retrain both models from scratch (PyTorch on CPU, ~30 min on 2 c
 	$(VENV)/bin/python models/train/train.py --model all
 	$(HIEDGE) compile
 	$(MAKE) calibrate
+
+ZOO_CLASSES := random 0,random 1,random 2,random 3,random 4,random 5,random 6,random 7,random 8,random 9
+models-zoo: build ## rewrite models/zoo-rgb, the real-size set: hiedge import of the committed 224x224 fixtures (random weights)
+	rm -rf models/zoo-rgb
+	$(HIEDGE) import --name zoo-rgb --tiny cli/tests/fixtures/zoo/mobilenet_mini.onnx \
+	  --large cli/tests/fixtures/zoo/vit_mini.onnx --classes "$(ZOO_CLASSES)" \
+	  --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --resize center-crop --offload-codec webp:80 --out models/zoo-rgb
 
 models-mnist: mnist-data build ## retrain the MNIST set (PyTorch on CPU, ~5 min on 2 cores), then calibrate it
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)

@@ -42,6 +42,7 @@ export function writeWwwData(modelsDir, outDir) {
       samples: hasSamples,
       tiny: basename(manifest.models.tiny.file),
       earlyExit: ee ? { stage1: basename(ee.stage1.file), stage2: basename(ee.stage2.file) } : null,
+      calibrated: Boolean(manifest.decision),
     });
   }
   writeFileSync(join(outDir, "sets.json"), JSON.stringify({ sets }, null, 2) + "\n");

@@ -20,6 +20,7 @@ pub fn run(dir: &Path) -> Result<()> {
         );
     }
     // Cloudflare's limits: a set that cannot deploy keeps its old manifest.
+    crate::limits::store_large_in_parts(dir, &mut manifest)?;
     let needs = crate::limits::check_set(dir, &manifest)?;
     println!("{}", needs.summary());
     std::fs::write(&path, manifest.to_json_pretty()?)?;

@@ -32,7 +32,8 @@ impl ModelSet {
         let manifest = Manifest::from_json(&json).with_context(|| format!("in {}", manifest_path.display()))?;
         let load = |name: &str| -> Result<Model> {
             let file = dir.join(&manifest.model(name)?.file);
-            let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let bytes = hiedge_eval::compile::read_model(dir, &manifest, name)
+                .with_context(|| format!("reading {}", file.display()))?;
             Model::load(&manifest, name, &bytes).with_context(|| format!("loading {}", file.display()))
         };
         let (tiny, large) = (load("tiny")?, load("large")?);

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hiedge_core::manifest::{Color, Layout, Manifest, Resize};
+use hiedge_core::manifest::{Color, Layout, Manifest, OffloadCodec, Resize};
 use hiedge_eval::compile::{compile_set, Compiled};
 use hiedge_eval::import::{add_split, manifest_for, ImportOptions};
 
@@ -55,6 +55,15 @@ pub struct ImportArgs {
     /// Directory to write the set into (created; an existing manifest there is not overwritten).
     #[arg(long)]
     pub out: PathBuf,
+    /// How clients offload this set's samples unless told otherwise: `raw`, `png`, `jpeg:85`,
+    /// `webp:80` (the manifest's `offload_codec`; measure with `hiedge eval --offload-codec`).
+    #[arg(long, value_parser = parse_codec)]
+    pub offload_codec: Option<OffloadCodec>,
+}
+
+/// `--offload-codec`'s values (import and eval).
+pub fn parse_codec(s: &str) -> std::result::Result<OffloadCodec, String> {
+    s.parse()
 }
 
 fn parse_layout(s: &str) -> std::result::Result<Layout, String> {
@@ -106,6 +115,8 @@ fn write_and_compile(
     written.extend(list(out).difference(&before).cloned());
     let compiled = compiled?;
     // Cloudflare's limits, before the manifest makes it a set: a refusal takes the files back.
+    let parts = limits::store_large_in_parts(out, manifest)?;
+    written.extend(parts.iter().map(|p| out.join(p)));
     let needs = limits::check_set(out, manifest)?;
     println!("{}", needs.summary());
     let manifest_path = out.join("manifest.json");
@@ -191,6 +202,7 @@ pub fn run(args: &ImportArgs) -> Result<()> {
         resize: args.resize,
     };
     let mut manifest = manifest_for(&tiny, &large, &options)?;
+    manifest.offload_codec = args.offload_codec;
     let split = match (&args.split_trunk, &args.split_tail) {
         (Some(trunk), Some(tail)) => {
             let (trunk, tail) = (read(trunk)?, read(tail)?);

@@ -127,8 +127,9 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
         if *bytes > MAX_STATIC_ASSET_BYTES {
             bail!(
                 "{name} is {} MiB: Cloudflare serves static assets of at most {} MiB each ({LIMITS_PAGE}), so this \
-                 set cannot deploy. Use a smaller model (fewer or narrower layers), or run the large model outside \
-                 the Worker",
+                 set cannot deploy. Only the large model is stored in parts: the files browsers download (the \
+                 device model, early-exit stages, split trunk) and the split tail must each fit. Use a smaller \
+                 model (fewer or narrower layers)",
                 mib(*bytes),
                 mib(MAX_STATIC_ASSET_BYTES)
             );
@@ -159,12 +160,29 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
     Ok(SetNeeds { files, worker_heap })
 }
 
+/// Stores the large model in parts when its archive is over the static-asset limit (the Worker
+/// joins and checks them); says so on stdout. Returns the part files written.
+pub fn store_large_in_parts(dir: &Path, manifest: &mut Manifest) -> Result<Vec<String>> {
+    let parts = hiedge_eval::compile::store_in_parts(dir, manifest, SERVER_MODEL, MAX_STATIC_ASSET_BYTES)?;
+    if !parts.is_empty() {
+        let entry = manifest.model(SERVER_MODEL)?;
+        println!(
+            "{} is over Cloudflare's {} MiB static-asset limit ({LIMITS_PAGE}): stored as {} parts ({}), \
+             which the Worker joins and checks against its sha256",
+            entry.file,
+            mib(MAX_STATIC_ASSET_BYTES),
+            parts.len(),
+            parts.join(", ")
+        );
+    }
+    Ok(parts)
+}
+
 /// Loads what the Worker loads, from the set's files, and runs each once on a blank sample; both
 /// stay alive together, as they may in one isolate.
 fn worker_models(dir: &Path, manifest: &Manifest) -> Result<()> {
     let read = |file: &str| std::fs::read(dir.join(file)).with_context(|| format!("cannot read {file}"));
-    let large_file = &manifest.model(SERVER_MODEL)?.file;
-    let large = Model::load(manifest, SERVER_MODEL, &read(large_file)?)?;
+    let large = Model::load(manifest, SERVER_MODEL, &hiedge_eval::compile::read_model(dir, manifest, SERVER_MODEL)?)?;
     large.logits(&vec![0u8; manifest.input_len()])?;
     let tail = match &manifest.split {
         Some(sp) => {

@@ -72,7 +72,7 @@ enum Command {
         /// Also run the large model on every test image sent compressed (`jpeg:85`, `webp:80`,
         /// `png`, `raw`; repeatable): bytes and accuracy per codec, to choose the manifest's
         /// `offload_codec` by numbers.
-        #[arg(long = "offload-codec", value_parser = parse_codec)]
+        #[arg(long = "offload-codec", value_parser = import::parse_codec)]
         offload_codec: Vec<OffloadCodec>,
     },
     /// Fit temperature, LogisticTop2 and per-policy thresholds on the calibration set; write the manifest.
@@ -152,9 +152,4 @@ fn run(command: Command) -> anyhow::Result<()> {
             bench_worker::run(&paths, url, seconds, &concurrency, pairs, &out)
         }
     }
-}
-
-/// `--offload-codec`'s values.
-fn parse_codec(s: &str) -> std::result::Result<OffloadCodec, String> {
-    s.parse()
 }

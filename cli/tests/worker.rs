@@ -517,6 +517,8 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
     let assets = tmp.path().join("assets");
     copy_set(&assets, "fashion-mnist");
     copy_set(&assets, "mnist");
+    // As in models/: the ONNX sources are not uploaded (one here is over the 25 MiB asset limit).
+    std::fs::copy(repo().join("models/.assetsignore"), assets.join(".assetsignore")).unwrap();
     let fixtures = repo().join("cli/tests/fixtures");
     let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
     let classes = ["--classes", "a,b,c,d,e,f,g,h,i,j"];
@@ -528,12 +530,19 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
     let imagenet = ["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--resize", "center-crop"];
     let (tiny, large) = (zoo.join("mobilenet_mini.onnx"), zoo.join("vit_mini.onnx"));
     import_set(&assets, "zoo-rgb", &tiny, &large, &[&classes[..], &imagenet[..]].concat());
-    let names = ["fashion-mnist", "mnist", "toy-nhwc", "zoo-rgb"];
+    // A large model over the 25 MiB static-asset limit (784 x 8500 floats, 26.7 MB): imported as
+    // two parts, joined and checked by the Worker.
+    let big = tmp.path().join("big.onnx");
+    std::fs::write(&big, support::onnx::dense(8500)).unwrap();
+    let tiny_small = tmp.path().join("tiny.onnx");
+    std::fs::write(&tiny_small, support::onnx::dense(16)).unwrap();
+    import_set(&assets, "big-parts", &tiny_small, &big, &classes);
+    let names = ["big-parts", "fashion-mnist", "mnist", "toy-nhwc", "zoo-rgb"];
 
     let dev = WranglerDev::start_with_assets(&repo(), &[("DEFAULT_MODEL_SET", "mnist")], Some(&assets)).unwrap();
     let base = dev.url.as_str();
 
-    // The list: four sets, the default from the variable.
+    // The list: five sets, the default from the variable.
     let list = send(base, &req("GET", "/v1/models"));
     assert_eq!(list.status, 200, "{}", list.body);
     let list: hiedge_core::protocol::ModelSetList = serde_json::from_str(&list.body).unwrap();
@@ -577,8 +586,7 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
         assert_error(&as_asset, 404, ErrorCode::NotFound, "the large model as an asset");
 
         // Classify with the set's large model: native tract's answer on 10 images.
-        let model =
-            Model::load(&m, "large", &std::fs::read(dir.join(&m.model("large").unwrap().file)).unwrap()).unwrap();
+        let model = Model::load(&m, "large", &hiedge_eval::compile::read_model(&dir, &m, "large").unwrap()).unwrap();
         // 28x28 gray sets: ten Fashion-MNIST images; the 224x224 RGB set: three photos, converted
         // by hiedge-core's one image conversion (the manifest's centre crop, colour and size).
         let samples: Vec<Vec<u8>> = if info.input_length == 784 {

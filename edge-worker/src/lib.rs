@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use hiedge_core::protocol::BrokenSet;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, SampleEncoding};
-use hiedge_core::runtime::sha256_hex;
+use hiedge_core::runtime::{join_parts, sha256_hex};
 use hiedge_core::server::{
     self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, SplitService,
     RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
@@ -415,10 +415,20 @@ async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<M
         return Ok(service);
     }
     let name = loaded.set.name();
-    let file = loaded.set.server_model_file();
-    let bytes = asset(env, &format!("{name}/{file}"))
-        .await?
-        .ok_or_else(|| core_server::broken_set(name, format!("its large model `{file}` is missing")))?;
+    let entry = loaded.set.manifest().model(SERVER_MODEL).map_err(|e| core_server::broken_set(name, e))?;
+    // A large model over the 25 MiB static-asset limit is stored in parts: each fetched, checked
+    // and joined (runtime::join_parts), then checked whole.
+    let mut parts = Vec::new();
+    for file in entry.stored_files() {
+        let bytes = asset(env, &format!("{name}/{file}"))
+            .await?
+            .ok_or_else(|| core_server::broken_set(name, format!("its large model's file `{file}` is missing")))?;
+        parts.push(bytes);
+    }
+    let bytes = match entry.parts {
+        Some(_) => join_parts(SERVER_MODEL, entry, parts).map_err(|e| core_server::broken_set(name, e))?,
+        None => parts.pop().unwrap_or_default(),
+    };
     let service = ModelService::new(loaded.set.manifest_json(), SERVER_MODEL, bytes)
         .map_err(|e| core_server::broken_set(name, e))?;
     let service = Rc::new(service);

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hiedge_core::manifest::{Manifest, SourceFile, StageEntry};
-use hiedge_core::runtime::{onnx_to_nnef, sha256_hex, verify, ModelFormat};
+use hiedge_core::runtime::{join_parts, onnx_to_nnef, sha256_hex, verify, ModelFormat};
 
 use crate::error::{Error, Result};
 
@@ -117,6 +117,56 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
     Ok(report)
 }
 
+/// Stores model `name`'s file in parts of at most `max_part` bytes when it is larger (Cloudflare
+/// serves no static asset over 25 MiB): writes `<file>.part-0`, `<file>.part-1`, ..., removes the
+/// whole file and lists the parts in the manifest entry (the Worker joins and checks them,
+/// [`join_parts`](hiedge_core::runtime::join_parts)). A file within the limit is left whole. Returns
+/// the part files written.
+pub fn store_in_parts(dir: &Path, manifest: &mut Manifest, name: &str, max_part: u64) -> Result<Vec<String>> {
+    let entry = manifest.models.get_mut(name).ok_or_else(|| Error::Import(format!("the set has no `{name}` model")))?;
+    let path = dir.join(&entry.file);
+    let Ok(meta) = std::fs::metadata(&path) else { return Ok(Vec::new()) };
+    if meta.len() <= max_part {
+        entry.parts = None;
+        return Ok(Vec::new());
+    }
+    let bytes = std::fs::read(&path)?;
+    verify(&format!("models.{name}"), &bytes, &entry.sha256)?;
+    let mut parts = Vec::new();
+    for (i, chunk) in bytes.chunks(max_part as usize).enumerate() {
+        let file = format!("{}.part-{i}", entry.file);
+        let part_path = dir.join(&file);
+        if std::fs::symlink_metadata(&part_path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Error::Import(format!(
+                "models.{name}: {file} is a symbolic link: hiedge never writes through one"
+            )));
+        }
+        std::fs::write(part_path, chunk)?;
+        parts.push(SourceFile { file, sha256: sha256_hex(chunk) });
+    }
+    std::fs::remove_file(&path)?;
+    let written = parts.iter().map(|p| p.file.clone()).collect();
+    entry.parts = Some(parts);
+    manifest.validate()?;
+    Ok(written)
+}
+
+/// Model `name`'s bytes from the set in `dir`: its file, or its parts joined and checked.
+pub fn read_model(dir: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>> {
+    let entry = manifest.model(name)?;
+    match &entry.parts {
+        None => read(dir, &entry.file, &format!("models.{name}")),
+        Some(parts) => {
+            let bytes = parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| read(dir, &p.file, &format!("models.{name}.parts[{i}]")))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(join_parts(name, entry, bytes)?)
+        }
+    }
+}
+
 fn read(dir: &Path, file: &str, field: &str) -> Result<Vec<u8>> {
     std::fs::read(dir.join(file)).map_err(|e| Error::Import(format!("{field}: cannot read {file}: {e}")))
 }
@@ -124,6 +174,32 @@ fn read(dir: &Path, file: &str, field: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_over_the_limit_is_stored_in_parts_and_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = format!(
+            r#"{{"schema_version":2,"name":"p","input":{{"shape":[1,1,2,2],"layout":"NCHW","dtype":"u8",
+            "normalize":{{"scale":1.0,"mean":0.0,"std":1.0}}}},"classes":["a","b"],
+            "models":{{"large":{{"file":"large.nnef.tar","sha256":"{}","input_name":"x","output":"logits"}}}}}}"#,
+            sha256_hex(&[7u8; 2500])
+        );
+        let mut manifest = Manifest::from_json(&json).unwrap();
+        std::fs::write(dir.path().join("large.nnef.tar"), [7u8; 2500]).unwrap();
+        let written = store_in_parts(dir.path(), &mut manifest, "large", 1000).unwrap();
+        assert_eq!(written, ["large.nnef.tar.part-0", "large.nnef.tar.part-1", "large.nnef.tar.part-2"]);
+        assert!(!dir.path().join("large.nnef.tar").exists(), "the whole file is not left to upload");
+        let sizes: Vec<u64> = written.iter().map(|f| std::fs::metadata(dir.path().join(f)).unwrap().len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        assert_eq!(read_model(dir.path(), &manifest, "large").unwrap(), vec![7u8; 2500]);
+        // The manifest survives its own round trip with the parts.
+        let back = Manifest::from_json(&manifest.to_json_pretty().unwrap()).unwrap();
+        assert_eq!(back.model("large").unwrap().stored_files(), written);
+        // An altered part is named.
+        std::fs::write(dir.path().join("large.nnef.tar.part-1"), [8u8; 1000]).unwrap();
+        let e = read_model(dir.path(), &manifest, "large").unwrap_err().to_string();
+        assert!(e.contains("part 1"), "{e}");
+    }
 
     #[test]
     fn archive_names_follow_the_onnx_names() {

@@ -263,6 +263,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
         file: file.into(),
         sha256: sha256_hex(bytes),
         source: None,
+        parts: None,
         input_name: info.input_name.clone(),
         output: info.output,
         params: Some(info.params),

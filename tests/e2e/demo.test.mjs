@@ -185,6 +185,27 @@ try {
   assert.equal(fromWorker.runsIn, "worker");
   step(`client from the Worker alone (in a Web Worker): ${fromWorker.modelId}, offloaded to ${fromWorker.remoteModel}, label ${fromWorker.label} (truth ${fromWorker.truth})`);
 
+  // The real-size set (224x224 RGB, random weights, uncalibrated: the page starts it on OnlineHedge):
+  // a committed photo uploaded, converted by the manifest's centre crop, offloaded as the manifest's
+  // WebP and answered by the Worker's ViT-style model.
+  await page.selectOption("[data-testid=model-set]", "zoo-rgb");
+  await page.waitForFunction(() => window.hiedgeDemo.ready === true && window.hiedgeDemo.state.set?.name === "zoo-rgb", null, { timeout: 60_000 });
+  assert.equal(await page.inputValue("[data-testid=policy]"), "online_hedge");
+  const disabled = await page.evaluate(() => [...document.querySelectorAll("[data-testid=policy] option")].filter((o) => o.disabled).map((o) => o.value));
+  assert.deepEqual(disabled, ["logistic_top2", "max_prob", "margin", "entropy", "ee_hi"], "policies that need calibration are not offered");
+  await page.selectOption("[data-testid=policy]", "always_offload");
+  // The page applies a policy asynchronously: wait until the client has it before the upload.
+  await page.waitForFunction(() => window.hiedgeDemo.state.client.policy().kind === "always_offload");
+  await page.evaluate(() => { window.hiedgeDemo.lastUpload = null; }); // the Fashion-MNIST upload's
+  await page.setInputFiles("[data-testid=upload]", join(repo, "cli/tests/fixtures/photos/chelsea.jpg"));
+  await page.waitForFunction(() => window.hiedgeDemo.lastUpload !== null, null, { timeout: 60_000 });
+  const zoo = await page.evaluate(() => window.hiedgeDemo.lastUpload);
+  assert.equal(zoo.decision, "offloaded", `zoo-rgb upload: ${zoo.fallbackReason}`);
+  assert.equal(typeof zoo.remoteLabel, "number");
+  assert.ok(zoo.bytesSent > 0 && zoo.bytesSent < 224 * 224 * 3 / 4, `zoo-rgb upload sent ${zoo.bytesSent} bytes`);
+  await page.screenshot({ path: join(artifacts, "demo-zoo-rgb.png"), fullPage: true });
+  step(`real-size set zoo-rgb: a photo offloaded as WebP (${zoo.bytesSent} of 150528 bytes), answered by ${zoo.remoteModel}`);
+
   // Back to Fashion-MNIST for the rest.
   await page.selectOption("[data-testid=model-set]", "fashion-mnist");
   await page.waitForFunction(() => window.hiedgeDemo.ready === true && window.hiedgeDemo.state.set?.name === "fashion-mnist", null, { timeout: 60_000 });

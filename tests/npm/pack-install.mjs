@@ -75,6 +75,7 @@ try {
   writeFileSync(join(app, "sample.bin"), readFileSync(join(models, "fixture/images.u8")).subarray(0, 784));
   copyFileSync(join(models, "fixture/images.u8"), join(app, "images.u8"));
   copyFileSync(join(models, "fixture/labels.u8"), join(app, "labels.u8"));
+  copyFileSync(join(repo, "cli/tests/fixtures/photos/chelsea.jpg"), join(app, "chelsea.jpg"));
   writeFileSync(
     join(app, "index.html"),
     `<!doctype html><meta charset="utf-8"><title>hiedge user app</title><script type="module">
@@ -133,6 +134,35 @@ try {
   try { await capped.setMode("sometimes"); } catch (e) { badMode = e.message; }
   modes.badMode = badMode;
 
+  // Compressed offloads: the browser encodes each sample (OffscreenCanvas) and the Worker decodes
+  // it. 28x28 Fashion-MNIST samples (where Chromium's encodings are rarely smaller than the 784 raw
+  // bytes, so most go raw), and a 224x224 photo for the real-size set served by the Worker.
+  const codecs = { raw: [] };
+  const rawClient = await fresh({ policy: "always_offload" });
+  for (let i = 0; i < 5; i++) {
+    const r = await rawClient.classify(img(i));
+    codecs.raw.push({ decision: r.decision, bytes: r.bytesSent, label: r.label, probs: r.probs, reason: r.fallbackReason });
+  }
+  const photo = await (await fetch("./chelsea.jpg")).blob();
+  const zoo = {};
+  for (const codec of ["raw", "png", "jpeg:85", "webp:80"]) {
+    const c = await fresh({ policy: "always_offload", offloadCodec: codec });
+    codecs[codec] ??= [];
+    if (codec !== "raw") {
+      for (let i = 0; i < 5; i++) {
+        const r = await c.classify(img(i));
+        codecs[codec].push({ decision: r.decision, bytes: r.bytesSent, label: r.label, probs: r.probs, reason: r.fallbackReason });
+      }
+    }
+    const z = await HiClient.create({ endpoint, modelSet: "zoo-rgb", policy: "always_offload", offloadCodec: codec });
+    const r = await z.classify(photo);
+    zoo[codec] = { decision: r.decision, bytes: r.bytesSent, label: r.label, probs: r.probs, reason: r.fallbackReason };
+    z.close();
+  }
+  const zooDefault = await HiClient.create({ endpoint, modelSet: "zoo-rgb", policy: "always_offload" });
+  zoo.manifestDefault = (await zooDefault.classify(photo)).bytesSent;
+  try { await fresh({ offloadCodec: "gif:9" }); codecs.bad = "created"; } catch (e) { codecs.bad = e.code + ": " + e.message; }
+
   // Calibrate in the browser on 300 labelled samples, check on 300 held-out ones.
   const calib = {};
   const cal = await fresh({ policy: "max_prob" });
@@ -154,7 +184,7 @@ try {
   let rejected = null;
   let rejectedCode = null;
   try { await client.classify(new Uint8Array(10)); } catch (e) { rejected = e.message; rejectedCode = e.code; }
-  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats(), modes, calib,
+  window.__result = { result, offloaded, failures, stages, rejected, rejectedCode, classes: client.classes, stats: client.stats(), modes, calib, codecs, zoo,
     runsIn: client.runsIn };
 } catch (e) { window.__result = { error: String(e && e.stack || e) }; }
 </script>`,
@@ -211,6 +241,32 @@ try {
   assert.deepEqual(m.capped, ["unsure", "unsure", "offload_cap", "offload_cap", "offload_cap"]);
   assert.equal(m.cappedStats.withheld, 3);
   assert.match(m.badMode, /unknown mode .*sometimes/);
+  // Compressed offloads, encoded by Chromium: every sample answered by the Worker, and never more
+  // bytes than raw (a larger encoding is sent raw).
+  console.log("28x28 bytes sent per codec:", JSON.stringify(Object.fromEntries(
+    Object.entries(out.codecs).filter(([c]) => c !== "bad").map(([c, rows]) => [c, rows.map((r) => r.bytes)]))));
+  for (const [codec, rows] of Object.entries(out.codecs)) {
+    if (codec === "bad") continue;
+    assert.equal(rows.length, 5, codec);
+    for (const [i, r] of rows.entries()) {
+      assert.equal(r.decision, "offloaded", `${codec} sample ${i}: ${r.reason}`);
+      assert.ok(r.bytes > 0 && r.bytes <= 784, `${codec} sample ${i}: ${r.bytes} bytes sent`);
+    }
+  }
+  // The photo for the 224x224 set: every codec answered and smaller than the 150,528 raw bytes; PNG
+  // is lossless, so the Worker's answer equals its answer on the raw pixels (tolerance 1e-6 for the
+  // JSON round trip); JPEG and WebP are lossy (labels not compared: random weights). Without the
+  // option the manifest's offload_codec (webp:80) is used.
+  const z = out.zoo;
+  console.log(`224x224 photo, bytes sent: ${["raw", "png", "jpeg:85", "webp:80"].map((c) => `${c} ${z[c].bytes}`).join(", ")}; manifest default ${z.manifestDefault}`);
+  for (const codec of ["raw", "png", "jpeg:85", "webp:80"]) assert.equal(z[codec].decision, "offloaded", `zoo ${codec}: ${z[codec].reason}`);
+  assert.equal(z.raw.bytes, 150528);
+  for (const codec of ["png", "jpeg:85", "webp:80"]) assert.ok(z[codec].bytes < 150528, `zoo ${codec}: ${z[codec].bytes}`);
+  assert.ok(z["webp:80"].bytes < z.png.bytes && z["jpeg:85"].bytes < z.png.bytes, "lossy smaller than lossless");
+  assert.equal(z.png.label, z.raw.label);
+  z.png.probs.forEach((p, k) => assert.ok(Math.abs(p - z.raw.probs[k]) <= 1e-6, `zoo png class ${k}: ${p} vs ${z.raw.probs[k]}`));
+  assert.equal(z.manifestDefault, z["webp:80"].bytes, "the manifest's offload_codec is the default");
+  assert.match(out.codecs.bad, /^InvalidOptions: `offloadCodec`: `gif:9` is not an offload codec/);
   const c = out.calib;
   // Tolerances stated before the run: offload share within 0.06 of the target on 300 held-out
   // samples (about 2.6 standard errors at 20%), accuracy at most 0.03 under its target.

@@ -85,6 +85,8 @@ export async function loadSet(name: string, say: (message: string) => void): Pro
     endpoint: state.workerUrl,
     earlyExit: entry.earlyExit ? { stage1: `${base}/${entry.earlyExit.stage1}`, stage2: `${base}/${entry.earlyExit.stage2}` } : undefined,
     timeoutMs: 3000,
+    // A set without calibrated parameters starts on the policy that learns them online.
+    policy: entry.calibrated ? undefined : "online_hedge",
     onProgress: (p) => say(`Loading ${entry.name}: ${p.message}...`),
   });
   let images: Uint8Array = new Uint8Array(0);
@@ -114,8 +116,11 @@ export async function loadSet(name: string, say: (message: string) => void): Pro
     : `no test images ship with ${entry.name}: classify your own image or the camera`;
   const limit = $("limit") as HTMLInputElement;
   limit.max = limit.value = String(n);
-  const eeOption = ($("policy") as HTMLSelectElement).querySelector<HTMLOptionElement>("option[value=ee_hi]");
-  if (eeOption) eeOption.disabled = !entry.earlyExit;
+  // Policies that read calibrated parameters are offered only for sets that have them.
+  for (const option of ($("policy") as HTMLSelectElement).options) {
+    const needsCalibration = ["logistic_top2", "max_prob", "margin", "entropy", "ee_hi"].includes(option.value);
+    option.disabled = (needsCalibration && !entry.calibrated) || (option.value === "ee_hi" && !entry.earlyExit);
+  }
 }
 
 /** Asks the Worker's /v1/health and shows a banner when it does not answer. */

@@ -71,11 +71,12 @@ export function resetRun(): void {
   onChange();
 }
 
-/** Applies the policy selected on the page to the (new) client; EE-HI falls back to the calibrated
- * LogisticTop2 for a set without an early-exit model. */
+/** Applies the policy selected on the page to the (new) client; a policy the set cannot run (EE-HI
+ * without an early-exit model, a calibrated one without calibration) falls back to the calibrated
+ * LogisticTop2, or to OnlineHedge for an uncalibrated set. */
 export async function syncPolicy(): Promise<void> {
   const select = $("policy") as HTMLSelectElement;
-  if (select.selectedOptions[0]?.disabled) select.value = "logistic_top2";
+  if (select.selectedOptions[0]?.disabled) select.value = state.set?.calibrated === false ? "online_hedge" : "logistic_top2";
   await client().setPolicy(select.value as PolicyChoice);
   syncThreshold();
 }

@@ -10,6 +10,9 @@ export type ModelSetEntry = {
   samples: boolean;
   tiny: string;
   earlyExit: { stage1: string; stage2: string } | null;
+  /** Whether its manifest has calibrated decision parameters (`hiedge calibrate`); a set without
+   * them (the real-size zoo-rgb set has random weights) runs the online policy, which needs none. */
+  calibrated: boolean;
 };
 
 /** Height, width and channels of one sample, from the client (`HiClient.imageShape`). */
@@ -37,7 +40,16 @@ export const state = {
  * number of samples the totals and charts last showed (`renders` counts renders), so tests wait on
  * them instead of sleeping.
  */
-export const demo = { state, rows: state.rows, ready: false, finished: 0, rendered: 0, renders: 0 };
+export const demo = {
+  state,
+  rows: state.rows,
+  ready: false,
+  finished: 0,
+  rendered: 0,
+  renders: 0,
+  /** The last uploaded image's result (for the end-to-end tests). */
+  lastUpload: null as ClassifyResult | null,
+};
 (window as unknown as { hiedgeDemo: typeof demo }).hiedgeDemo = demo;
 
 export const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;

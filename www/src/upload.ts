@@ -1,6 +1,6 @@
 // "Your own image": the file goes to the client as it is; hiedge-core converts it to the model's
 // input (size, colour and resize rule from the manifest), the same conversion the CLI and the tests use.
-import { $, client, ms, state } from "./state";
+import { $, client, demo, ms, state } from "./state";
 
 let wired = false;
 
@@ -21,8 +21,10 @@ export function setUpUpload(): void {
       pctx.clearRect(0, 0, preview.width, preview.height);
       pctx.drawImage(bitmap, 0, 0, preview.width, preview.height);
       const r = await client().classify(file);
+      demo.lastUpload = r;
+      const sent = r.bytesSent ? `; ${r.bytesSent} bytes sent of ${state.sampleLength} raw` : "";
       out.textContent = `${r.className} (${(100 * r.confidence).toFixed(1)}%), ${r.decision}` +
-        `${r.fallbackReason ? ` (${r.fallbackReason})` : ""}; tiny said ${state.classes[r.localLabel] ?? r.localLabel}; ${ms(r.timings.totalMs)} ms`;
+        `${r.fallbackReason ? ` (${r.fallbackReason})` : ""}; tiny said ${state.classes[r.localLabel] ?? r.localLabel}; ${ms(r.timings.totalMs)} ms${sent}`;
     } catch (e) {
       out.textContent = `Could not classify this file: ${e}`;
     }

@@ -180,6 +180,11 @@ pub struct ModelEntry {
     /// The ONNX file `file` was compiled from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceFile>,
+    /// Where `file` is stored in parts (a file over Cloudflare's 25 MiB static-asset limit, written
+    /// by `hiedge import` as `<file>.part-0`, `<file>.part-1`, ...): their concatenation, in order,
+    /// is `file`, whose sha256 is `sha256`. Absent: `file` itself is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<SourceFile>>,
     /// Name of the ONNX input.
     pub input_name: String,
     /// What the single output holds.
@@ -203,6 +208,14 @@ pub struct ModelEntry {
 }
 
 impl ModelEntry {
+    /// The files that store this model: its parts, in order, or `file` itself.
+    pub fn stored_files(&self) -> Vec<&str> {
+        match &self.parts {
+            Some(parts) => parts.iter().map(|p| p.file.as_str()).collect(),
+            None => vec![self.file.as_str()],
+        }
+    }
+
     /// `"<name>@<first 12 hex digits of sha256>"`, the model id used on the wire.
     pub fn id(&self, name: &str) -> String {
         format!("{name}@{}", &self.sha256[..12.min(self.sha256.len())])

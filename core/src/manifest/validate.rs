@@ -119,6 +119,14 @@ impl Manifest {
             let f = |k: &str| format!("models.{name}.{k}");
             check_file(&format!("models.{name}"), &m.file, &m.sha256)?;
             check_source(&format!("models.{name}"), m.source.as_ref())?;
+            if let Some(parts) = &m.parts {
+                if parts.len() < 2 {
+                    return Err(invalid(f("parts"), "a model in parts has at least two"));
+                }
+                for (i, part) in parts.iter().enumerate() {
+                    check_file(&format!("models.{name}.parts[{i}]"), &part.file, &part.sha256)?;
+                }
+            }
             if m.input_name.is_empty() {
                 return Err(invalid(f("input_name"), "must not be empty"));
             }

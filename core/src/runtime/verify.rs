@@ -20,6 +20,23 @@ pub fn verify(name: &str, bytes: &[u8], expected: &str) -> Result<()> {
     }
 }
 
+/// A model stored in parts put back together: each part checked against its sha256, then the
+/// whole against the model's (`entry.sha256`), so a missing, reordered or altered part is an error
+/// naming it. `parts` holds the bytes of `entry.parts`, in order.
+pub fn join_parts(name: &str, entry: &crate::manifest::ModelEntry, parts: Vec<Vec<u8>>) -> Result<Vec<u8>> {
+    let listed = entry.parts.as_deref().unwrap_or_default();
+    if listed.len() != parts.len() {
+        return Err(Error::Model(format!("model `{name}` has {} parts, got {}", listed.len(), parts.len())));
+    }
+    let mut whole = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+    for (i, (part, bytes)) in listed.iter().zip(parts).enumerate() {
+        verify(&format!("{name} part {i} ({})", part.file), &bytes, &part.sha256)?;
+        whole.extend_from_slice(&bytes);
+    }
+    verify(name, &whole, &entry.sha256)?;
+    Ok(whole)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -33,5 +50,32 @@ mod tests {
         let err = verify("tiny", b"x", EMPTY).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("tiny") && msg.contains(EMPTY) && msg.contains(&sha256_hex(b"x")), "{msg}");
+    }
+
+    #[test]
+    fn parts_join_only_whole_and_in_order() {
+        use crate::manifest::{ModelEntry, OutputKind, SourceFile};
+        let (a, b) = (b"first ".to_vec(), b"second".to_vec());
+        let part = |file: &str, bytes: &[u8]| SourceFile { file: file.into(), sha256: sha256_hex(bytes) };
+        let entry = ModelEntry {
+            file: "large.nnef.tar".into(),
+            sha256: sha256_hex(b"first second"),
+            source: None,
+            parts: Some(vec![part("large.nnef.tar.part-0", &a), part("large.nnef.tar.part-1", &b)]),
+            input_name: "x".into(),
+            output: OutputKind::Logits,
+            params: None,
+            weight_bytes: None,
+            test_accuracy: None,
+            architecture: None,
+            trained: None,
+        };
+        assert_eq!(join_parts("large", &entry, vec![a.clone(), b.clone()]).unwrap(), b"first second");
+        let swapped = join_parts("large", &entry, vec![b.clone(), a.clone()]).unwrap_err().to_string();
+        assert!(swapped.contains("large part 0 (large.nnef.tar.part-0)"), "{swapped}");
+        assert!(join_parts("large", &entry, vec![a.clone()]).unwrap_err().to_string().contains("2 parts, got 1"));
+        let mut bad = b.clone();
+        bad[0] ^= 1;
+        assert!(join_parts("large", &entry, vec![a, bad]).unwrap_err().to_string().contains("part 1"));
     }
 }

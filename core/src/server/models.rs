@@ -64,6 +64,14 @@ impl ModelSet {
             });
         }
         manifest.model(SERVER_MODEL)?;
+        // Browsers fetch device models whole, by sha256: only the large model may be in parts.
+        if let Some((model, _)) = manifest.models.iter().find(|(n, m)| n.as_str() != SERVER_MODEL && m.parts.is_some())
+        {
+            return Err(crate::error::Error::ManifestInvalid {
+                field: format!("models.{model}.parts"),
+                reason: format!("only the `{SERVER_MODEL}` model, which stays in the Worker, may be stored in parts"),
+            });
+        }
         Ok(ModelSet { name: name.into(), manifest, manifest_json: manifest_json.into() })
     }
 
@@ -161,10 +169,13 @@ impl ModelSet {
     }
 
     /// Every file the Worker reads for this set, relative to its directory: the device files, the
-    /// large model and the split tail (checked to exist when the set is listed).
+    /// large model (or its parts) and the split tail (checked to exist when the set is listed).
     pub fn asset_files(&self) -> Vec<&str> {
         let mut files: Vec<&str> = self.device_files().into_iter().map(|(_, f)| f).collect();
-        files.push(self.server_model_file());
+        match self.manifest.models.get(SERVER_MODEL) {
+            Some(large) => files.extend(large.stored_files()),
+            None => files.push(self.server_model_file()),
+        }
         if let Some(sp) = &self.manifest.split {
             files.push(&sp.tail.file);
         }
@@ -432,6 +443,21 @@ mod tests {
     fn served(manifest: &serde_json::Value) -> Vec<(String, String)> {
         let set = ModelSet::new("fashion-mnist", &manifest.to_string()).unwrap();
         set.device_files().into_iter().map(|(f, file)| (f.role, file.to_string())).collect()
+    }
+
+    #[test]
+    fn only_the_large_model_may_be_in_parts_and_its_parts_are_its_assets() {
+        let part =
+            |i: usize| serde_json::json!({ "file": format!("large.nnef.tar.part-{i}"), "sha256": "ab".repeat(32) });
+        let mut m = fashion_mnist();
+        m["models"]["large"]["parts"] = serde_json::json!([part(0), part(1)]);
+        let set = ModelSet::new("fashion-mnist", &m.to_string()).unwrap();
+        let assets = set.asset_files();
+        assert!(assets.contains(&"large.nnef.tar.part-0") && assets.contains(&"large.nnef.tar.part-1"));
+        assert!(!assets.contains(&"large.nnef.tar"), "{assets:?}");
+        m["models"]["tiny"]["parts"] = serde_json::json!([part(0), part(1)]);
+        let e = ModelSet::new("fashion-mnist", &m.to_string()).unwrap_err().to_string();
+        assert!(e.contains("models.tiny.parts"), "{e}");
     }
 
     #[test]
