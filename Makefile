@@ -17,7 +17,7 @@ HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
         test-browser test-worker test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
-        demo models fuzz mnist-data eval-mnist models-mnist models-zoo
+        demo models fuzz mnist-data eval-mnist models-mnist models-zoo bench-zoo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -147,6 +147,9 @@ bench-native: data build ## time both models natively, side by side; writes benc
 
 bench-client: wasm ## the tiny model in headless Chromium: timings over 1,000 samples, package size; writes bench/client.md
 	node scripts/bench-client.mjs 1000
+
+bench-zoo: wasm ## the real-size set's models in headless Chromium, hiedge vs onnxruntime-web side by side at 1x and 4x CPU throttling; writes bench/zoo.md
+	node scripts/bench-zoo.mjs
 
 bench-worker: data build worker ## load-test the Worker under wrangler dev; writes bench/worker.md
 	$(HIEDGE) bench-worker --out bench/worker.md

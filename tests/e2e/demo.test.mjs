@@ -191,7 +191,7 @@ try {
   await page.selectOption("[data-testid=model-set]", "zoo-rgb");
   await page.waitForFunction(() => window.hiedgeDemo.ready === true && window.hiedgeDemo.state.set?.name === "zoo-rgb", null, { timeout: 60_000 });
   assert.equal(await page.inputValue("[data-testid=policy]"), "online_hedge");
-  const disabled = await page.evaluate(() => [...document.querySelectorAll("[data-testid=policy] option")].filter((o) => o.disabled).map((o) => o.value));
+  const disabled = await page.evaluate(() => [...document.querySelectorAll("[data-testid=policy] option")].map((o) => /** @type {HTMLOptionElement} */ (o)).filter((o) => o.disabled).map((o) => o.value));
   assert.deepEqual(disabled, ["logistic_top2", "max_prob", "margin", "entropy", "ee_hi"], "policies that need calibration are not offered");
   await page.selectOption("[data-testid=policy]", "always_offload");
   // The page applies a policy asynchronously: wait until the client has it before the upload.
