@@ -170,3 +170,42 @@ fn reference_rules_catch_changes_beyond_the_tolerances() {
     ee.ee_hi.steps[i].stage = "stage2".into();
     assert!(check_against(&want, &ee).unwrap_err().contains(&format!("EE-HI image {i}")));
 }
+
+/// Native tract's probabilities of the real-size set's models on the two samples.
+fn zoo_native() -> reference::ZooReference {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/zoo-rgb");
+    let manifest = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let run = |name: &str| {
+        let file = &manifest.model(name).unwrap().file;
+        let model = Model::load(&manifest, name, &std::fs::read(dir.join(file)).unwrap()).unwrap();
+        reference::zoo_samples().iter().map(|s| model.predict(s, 1.0).unwrap().probs).collect()
+    };
+    reference::ZooReference {
+        about: "native tract, models/zoo-rgb's tiny and large models on reference::zoo_samples(), on one machine; \
+                compared within ZOO_PROB_TOL (core/tests/support/reference.rs), never as text; \
+                written by core/tests/wasm_reference.rs with HIEDGE_BLESS=1"
+            .into(),
+        tiny: run("tiny"),
+        large: run("large"),
+    }
+}
+
+/// The browser test of the real-size set (wasm-client/tests/web.rs) compares the wasm build with
+/// `zoo_reference.json`; native tract here agrees with it within the stated tolerance, and a
+/// probability moved past it is caught. `HIEDGE_BLESS=1` rewrites it.
+#[test]
+fn zoo_reference_file_agrees_with_native_tract_within_tolerance() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../wasm-client/tests/zoo_reference.json");
+    let native = zoo_native();
+    if std::env::var("HIEDGE_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, serde_json::to_string_pretty(&native).unwrap() + "\n").unwrap();
+    }
+    let committed: reference::ZooReference = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{} does not parse ({e}): rerun this test with HIEDGE_BLESS=1", path.display()));
+    for (what, want, got) in [("tiny", &committed.tiny, &native.tiny), ("large", &committed.large, &native.large)] {
+        reference::compare_zoo(want, got).unwrap_or_else(|e| panic!("{}: {what}: {e}", path.display()));
+        let mut moved = got.clone();
+        moved[1][3] += 2.0 * reference::ZOO_PROB_TOL;
+        assert!(reference::compare_zoo(want, &moved).unwrap_err().contains("sample 1"), "{what}");
+    }
+}

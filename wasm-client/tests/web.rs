@@ -447,3 +447,34 @@ fn simd_max_pool_takes_each_windows_maximum() {
     }
     assert!(MaxPool2x2::new(false, 1, 1, 4, 4).pool(&[0.0; 15]).is_err(), "a wrong length is refused");
 }
+
+const ZOO_MANIFEST: &str = include_str!("../../models/zoo-rgb/manifest.json");
+const ZOO_TINY: &[u8] = include_bytes!("../../models/zoo-rgb/tiny.nnef.tar");
+const ZOO_LARGE: &[u8] = include_bytes!("../../models/zoo-rgb/large.nnef.tar");
+/// Native tract's output of the real-size set on `reference::zoo_samples()`, on one machine.
+const ZOO_REFERENCE: &str = include_str!("zoo_reference.json");
+
+/// The real-size set's 224x224 RGB models (MobileNetV3-style device model, ViT-style large model
+/// with exact GELU and LayerNorm) in the browser's wasm build agree with native tract within
+/// `ZOO_PROB_TOL`, and the client takes a 224x224 RGB sample.
+#[wasm_bindgen_test]
+async fn real_size_models_in_wasm_agree_with_native_tract() {
+    let want: reference::ZooReference = serde_json::from_str(ZOO_REFERENCE).expect("zoo_reference.json parses");
+    let manifest = hiedge_core::Manifest::from_json(ZOO_MANIFEST).unwrap();
+    let samples = reference::zoo_samples();
+    for (name, bytes, probs) in [("tiny", ZOO_TINY, &want.tiny), ("large", ZOO_LARGE, &want.large)] {
+        let model = hiedge_core::Model::load(&manifest, name, bytes).unwrap();
+        let got: Vec<Vec<f32>> = samples.iter().map(|s| model.predict(s, 1.0).unwrap().probs).collect();
+        let max_diff = reference::compare_zoo(probs, &got).unwrap_or_else(|e| panic!("{name}: wasm vs native: {e}"));
+        console_log!("zoo-rgb {name}: max |wasm - native| probability difference: {max_diff:e}");
+    }
+    let options = Object::new();
+    Reflect::set(&options, &"manifest".into(), &ZOO_MANIFEST.into()).unwrap();
+    Reflect::set(&options, &"model".into(), &Uint8Array::from(ZOO_TINY).into()).unwrap();
+    Reflect::set(&options, &"policy".into(), &"always_local".into()).unwrap();
+    let client = HiClient::create(options.into()).await.unwrap();
+    assert_eq!(client.input_length(), 3 * 224 * 224);
+    let r = client.classify_local(Uint8Array::from(samples[0].as_slice()).into()).unwrap();
+    let local: Vec<f32> = js_to(&get(&r, "localProbs"));
+    reference::compare_zoo(&want.tiny[..1], &[local]).unwrap_or_else(|e| panic!("the client on the sample: {e}"));
+}

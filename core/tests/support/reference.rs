@@ -172,3 +172,55 @@ pub fn compare_ee_steps(want: &EeReference, got: &[EeStep]) -> Result<usize, Str
 pub fn decision(offload: bool, score: f32, explored: bool) -> Decision {
     Decision { action: if offload { Action::Offload } else { Action::Keep }, score, explored }
 }
+
+/// Largest accepted |difference| of one probability of the real-size set's models (their GELU and
+/// layer norms go through wasm's own libm; random weights put every probability near 0.1).
+pub const ZOO_PROB_TOL: f32 = 1e-4;
+
+/// Native tract's probabilities of the real-size set (`models/zoo-rgb`) on [`zoo_samples`]
+/// (`wasm-client/tests/zoo_reference.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ZooReference {
+    /// What produced it.
+    pub about: String,
+    /// The device model's probabilities per sample.
+    pub tiny: Vec<Vec<f32>>,
+    /// The large model's probabilities per sample.
+    pub large: Vec<Vec<f32>>,
+}
+
+/// Two 224x224 RGB samples (height x width x colour), the same on every machine: seeded
+/// pseudo-random noise and a smooth colour ramp.
+pub fn zoo_samples() -> Vec<Vec<u8>> {
+    let (h, w) = (224usize, 224usize);
+    let mut seed = 12345u32;
+    let noise = (0..h * w * 3)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as u8
+        })
+        .collect();
+    let ramp = (0..h * w * 3).map(|i| ((i / 3 % w) + (i / 3 / w) + 40 * (i % 3)) as u8).collect();
+    vec![noise, ramp]
+}
+
+/// `got` against `want`, per sample and class, within [`ZOO_PROB_TOL`]: the largest difference.
+pub fn compare_zoo(want: &[Vec<f32>], got: &[Vec<f32>]) -> Result<f32, String> {
+    if want.len() != got.len() {
+        return Err(format!("{} samples, reference has {}", got.len(), want.len()));
+    }
+    let mut max_diff = 0.0f32;
+    for (i, (w, g)) in want.iter().zip(got).enumerate() {
+        if w.len() != g.len() {
+            return Err(format!("sample {i}: {} probabilities, reference has {}", g.len(), w.len()));
+        }
+        for (a, b) in w.iter().zip(g) {
+            let d = (a - b).abs();
+            if d.is_nan() || d > ZOO_PROB_TOL {
+                return Err(format!("sample {i}: probability {b} vs reference {a} (|diff| {d} > {ZOO_PROB_TOL})"));
+            }
+            max_diff = max_diff.max(d);
+        }
+    }
+    Ok(max_diff)
+}
