@@ -292,6 +292,7 @@ fn a_set_over_the_workers_limits_is_stored_in_parts_or_refused_at_import() {
     let report = eval_json(&out_dir, 3);
     assert_eq!(report["images"], 3, "eval loads the large model from its parts");
     println!("parts: {}", stdout.lines().find(|l| l.contains("parts")).unwrap_or_default());
+    println!("parts: {}", stdout.lines().find(|l| l.starts_with("Cloudflare limits")).unwrap_or_default());
     std::fs::remove_dir_all(&out_dir).unwrap();
     // Within the limits: 4.2 MB of weights, and the measured memory is reported.
     let fits = write("fits.onnx", support::onnx::dense(1300));

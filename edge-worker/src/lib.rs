@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use hiedge_core::protocol::BrokenSet;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, SampleEncoding};
-use hiedge_core::runtime::{join_parts, sha256_hex};
+use hiedge_core::runtime::{sha256_hex, PartsJoiner};
 use hiedge_core::server::{
     self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, SplitService,
     RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
@@ -417,17 +417,18 @@ async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<M
     let name = loaded.set.name();
     let entry = loaded.set.manifest().model(SERVER_MODEL).map_err(|e| core_server::broken_set(name, e))?;
     // A large model over the 25 MiB static-asset limit is stored in parts: each fetched, checked
-    // and joined (runtime::join_parts), then checked whole.
-    let mut parts = Vec::new();
-    for file in entry.stored_files() {
-        let bytes = asset(env, &format!("{name}/{file}"))
-            .await?
-            .ok_or_else(|| core_server::broken_set(name, format!("its large model's file `{file}` is missing")))?;
-        parts.push(bytes);
-    }
-    let bytes = match entry.parts {
-        Some(_) => join_parts(SERVER_MODEL, entry, parts).map_err(|e| core_server::broken_set(name, e))?,
-        None => parts.pop().unwrap_or_default(),
+    // and appended in turn (runtime::PartsJoiner: the model once plus one part in memory), then
+    // checked whole.
+    let missing = |file: &str| core_server::broken_set(name, format!("its large model's file `{file}` is missing"));
+    let bytes = if entry.parts.is_some() {
+        let mut joiner = PartsJoiner::new(SERVER_MODEL, entry);
+        for file in entry.stored_files() {
+            let part = asset(env, &format!("{name}/{file}")).await?.ok_or_else(|| missing(file))?;
+            joiner.push(&part).map_err(|e| core_server::broken_set(name, e))?;
+        }
+        joiner.finish().map_err(|e| core_server::broken_set(name, e))?
+    } else {
+        asset(env, &format!("{name}/{}", entry.file)).await?.ok_or_else(|| missing(&entry.file))?
     };
     let service = ModelService::new(loaded.set.manifest_json(), SERVER_MODEL, bytes)
         .map_err(|e| core_server::broken_set(name, e))?;

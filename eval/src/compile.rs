@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hiedge_core::manifest::{Manifest, SourceFile, StageEntry};
-use hiedge_core::runtime::{join_parts, onnx_to_nnef, sha256_hex, verify, ModelFormat};
+use hiedge_core::runtime::{onnx_to_nnef, sha256_hex, verify, ModelFormat, PartsJoiner};
 
 use crate::error::{Error, Result};
 
@@ -157,12 +157,12 @@ pub fn read_model(dir: &Path, manifest: &Manifest, name: &str) -> Result<Vec<u8>
     match &entry.parts {
         None => read(dir, &entry.file, &format!("models.{name}")),
         Some(parts) => {
-            let bytes = parts
-                .iter()
-                .enumerate()
-                .map(|(i, p)| read(dir, &p.file, &format!("models.{name}.parts[{i}]")))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(join_parts(name, entry, bytes)?)
+            // One part at a time, as the Worker joins them (its memory is what import measures).
+            let mut joiner = PartsJoiner::new(name, entry);
+            for (i, p) in parts.iter().enumerate() {
+                joiner.push(&read(dir, &p.file, &format!("models.{name}.parts[{i}]"))?)?;
+            }
+            Ok(joiner.finish()?)
         }
     }
 }

@@ -28,4 +28,4 @@ pub use model::onnx_to_nnef;
 pub use model::{Model, ModelFormat, OpTime, Prediction};
 #[cfg(feature = "runtime")]
 pub use preprocess::Preprocessor;
-pub use verify::{join_parts, sha256_hex, verify};
+pub use verify::{join_parts, sha256_hex, verify, PartsJoiner};

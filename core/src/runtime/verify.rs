@@ -24,17 +24,52 @@ pub fn verify(name: &str, bytes: &[u8], expected: &str) -> Result<()> {
 /// whole against the model's (`entry.sha256`), so a missing, reordered or altered part is an error
 /// naming it. `parts` holds the bytes of `entry.parts`, in order.
 pub fn join_parts(name: &str, entry: &crate::manifest::ModelEntry, parts: Vec<Vec<u8>>) -> Result<Vec<u8>> {
-    let listed = entry.parts.as_deref().unwrap_or_default();
-    if listed.len() != parts.len() {
-        return Err(Error::Model(format!("model `{name}` has {} parts, got {}", listed.len(), parts.len())));
+    let mut joiner = PartsJoiner::new(name, entry);
+    for bytes in parts {
+        joiner.push(&bytes)?;
     }
-    let mut whole = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-    for (i, (part, bytes)) in listed.iter().zip(parts).enumerate() {
-        verify(&format!("{name} part {i} ({})", part.file), &bytes, &part.sha256)?;
-        whole.extend_from_slice(&bytes);
+    joiner.finish()
+}
+
+/// [`join_parts`] one part at a time, so a caller that fetches parts holds the model once plus
+/// one part (the Worker's 128 MB), not every part beside the whole.
+#[derive(Debug)]
+pub struct PartsJoiner<'a> {
+    name: &'a str,
+    entry: &'a crate::manifest::ModelEntry,
+    whole: Vec<u8>,
+    next: usize,
+}
+
+impl<'a> PartsJoiner<'a> {
+    /// A joiner for model `name`'s parts (`entry.parts`).
+    pub fn new(name: &'a str, entry: &'a crate::manifest::ModelEntry) -> Self {
+        PartsJoiner { name, entry, whole: Vec::new(), next: 0 }
     }
-    verify(name, &whole, &entry.sha256)?;
-    Ok(whole)
+
+    /// Checks the next part against its sha256 and appends it.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        let listed = self.entry.parts.as_deref().unwrap_or_default();
+        let part = listed
+            .get(self.next)
+            .ok_or_else(|| Error::Model(format!("model `{}` has {} parts, got more", self.name, listed.len())))?;
+        verify(&format!("{} part {} ({})", self.name, self.next, part.file), bytes, &part.sha256)?;
+        // Exactly what this part needs: doubling would hold up to twice the model while it grows.
+        self.whole.reserve_exact(bytes.len());
+        self.whole.extend_from_slice(bytes);
+        self.next += 1;
+        Ok(())
+    }
+
+    /// The whole model, checked against its sha256, once every part is in.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        let listed = self.entry.parts.as_deref().unwrap_or_default().len();
+        if self.next != listed {
+            return Err(Error::Model(format!("model `{}` has {listed} parts, got {}", self.name, self.next)));
+        }
+        verify(self.name, &self.whole, &self.entry.sha256)?;
+        Ok(self.whole)
+    }
 }
 
 #[cfg(test)]

@@ -354,7 +354,9 @@ pub struct ModelService {
     manifest: Manifest,
     manifest_json: String,
     name: String,
-    file: Vec<u8>,
+    /// The model file's bytes until the model is parsed, then empty: an isolate does not hold the
+    /// file beside the plan made from it.
+    file: std::cell::RefCell<Vec<u8>>,
     id: String,
     model: std::cell::OnceCell<Model>,
 }
@@ -371,7 +373,7 @@ impl ModelService {
             manifest,
             manifest_json: manifest_json.to_string(),
             name: name.into(),
-            file,
+            file: std::cell::RefCell::new(file),
             id,
             model: std::cell::OnceCell::new(),
         })
@@ -407,8 +409,10 @@ impl ModelService {
         if let Some(m) = self.model.get() {
             return Ok(m);
         }
-        let m = Model::load(&self.manifest, &self.name, &self.file)
+        let m = Model::load(&self.manifest, &self.name, &self.file.borrow())
             .map_err(|e| ApiError::internal("the model failed to load", format!("model `{}`: {e}", self.name)))?;
+        // The plan holds what it needs: the file's bytes are not kept beside it.
+        self.file.replace(Vec::new());
         Ok(self.model.get_or_init(|| m))
     }
 
