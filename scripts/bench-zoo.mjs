@@ -26,29 +26,42 @@ if (!(blocks >= 10) || !(perBlock >= 1) || rates.some((r) => !(r >= 1))) {
   throw new Error("--blocks >= 10 (the bootstrap needs ten), --per-block >= 1, --rates >= 1");
 }
 const models = { tiny: "MobileNetV3-style (device model)", large: "ViT-style (large model)" };
-const runtimes = ["hiedge", "onnxruntime-web"];
+/** What each timed runtime is: its page (ort thread count) and the runner on it. */
+const THREADED = "onnxruntime-web (2 threads)";
 const median = (v) => quantile(v, 0.5);
 
 const server = await serveStatic(repo);
 const browser = await launchChromium();
 try {
-  const page = await browser.newPage();
-  await page.goto(`${server.url}/bench/zoo.html`);
-  const cdp = await page.context().newCDPSession(page);
-  const info = await page.evaluate((a) => window.setup(a), { modelsUrl: "/models/zoo-rgb", models: Object.keys(models) });
-  for (const [m, d] of Object.entries(info.agreement)) {
-    if (!(d <= 1e-3)) throw new Error(`${m}: hiedge and onnxruntime-web disagree (max |prob diff| ${d}); nothing timed`);
-  }
+  const open = async (threads) => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/bench/zoo.html?threads=${threads}`);
+    const cdp = await page.context().newCDPSession(page);
+    const info = await page.evaluate((a) => window.setup(a), { modelsUrl: "/models/zoo-rgb", models: Object.keys(models) });
+    for (const [m, d] of Object.entries(info.agreement)) {
+      if (!(d <= 1e-3)) throw new Error(`${m}: hiedge and onnxruntime-web disagree (max |prob diff| ${d}); nothing timed`);
+    }
+    return { page, cdp, info };
+  };
+  // One page runs hiedge and single-threaded onnxruntime-web; a second, cross-origin isolated
+  // like the first, runs onnxruntime-web with 2 threads (a Web Worker pool). Chromium throttles
+  // a page's main thread, not its Workers, so the threaded rows are at 1x only.
+  const single = await open(1);
+  const threaded = single.info.crossOriginIsolated && single.info.hardwareConcurrency > 1 ? await open(2) : null;
+  const info = single.info;
   const random = seededRandom(7);
   const rows = [];
   for (const rate of rates) {
-    await cdp.send("Emulation.setCPUThrottlingRate", { rate });
+    await single.cdp.send("Emulation.setCPUThrottlingRate", { rate });
+    /** @type {[string, import("playwright-core").Page, string][]} name, page, runner */
+    const runtimes = [["hiedge", single.page, "hiedge"], ["onnxruntime-web", single.page, "onnxruntime-web"]];
+    if (threaded && rate === 1) runtimes.push([THREADED, threaded.page, "onnxruntime-web"]);
     for (const model of Object.keys(models)) {
       /** @type {Record<string, number[]>} per runtime, one median per block */
-      const medians = { hiedge: [], "onnxruntime-web": [] };
+      const medians = Object.fromEntries(runtimes.map(([name]) => [name, []]));
       for (let b = 0; b < blocks; b++) {
-        for (const runtime of shuffled(runtimes, random)) {
-          medians[runtime].push(median(await page.evaluate((a) => window.block(a), { runtime, model, n: perBlock })));
+        for (const [name, page, runtime] of shuffled(runtimes, random)) {
+          medians[name].push(median(await page.evaluate((a) => window.block(a), { runtime, model, n: perBlock })));
         }
       }
       const ratio = (h, o) => median(h.map((x, i) => x / o[i]));
@@ -58,11 +71,16 @@ try {
         ort: { median: median(medians["onnxruntime-web"]), ci: medianInterval(medians["onnxruntime-web"]) },
         ratio: ratio(medians.hiedge, medians["onnxruntime-web"]),
         interval: bootstrapInterval([medians.hiedge, medians["onnxruntime-web"]], ratio),
+        threaded: medians[THREADED] && {
+          median: median(medians[THREADED]), ci: medianInterval(medians[THREADED]),
+          ratio: ratio(medians.hiedge, medians[THREADED]),
+          interval: bootstrapInterval([medians.hiedge, medians[THREADED]], ratio),
+        },
       });
       console.log(`${rate}x ${model}: ratio ${rows.at(-1).ratio.toFixed(2)}`);
     }
   }
-  await cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
+  await single.cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
   const f = (x, d = 1) => x.toFixed(d);
   const cpu = cpus();
   let md = `# Real-size models in the browser: hiedge vs onnxruntime-web (\`make bench-zoo\`)\n\n`;
@@ -77,11 +95,18 @@ try {
   md += `each runtime's median kept. Times: median of the block medians with a 95% interval (order statistics). `;
   md += `Ratio: median over blocks of hiedge / onnxruntime-web, 95% bootstrap interval (2,000 resamples of blocks); `;
   md += `below 1 means hiedge is faster.\n\n`;
-  md += `| CPU | model | hiedge ms | onnxruntime-web ms | hiedge / ort (95% CI) |\n|---|---|---:|---:|---:|\n`;
+  const cell = (s) => `${f(s.median, 2)} [${f(s.ci[0], 2)}, ${f(s.ci[1], 2)}]`;
+  const ratioCell = (x, i) => `${f(x, 2)} [${f(i[0], 2)}, ${f(i[1], 2)}]`;
+  md += `| CPU | model | hiedge ms (1 thread) | onnxruntime-web ms (1 thread) | hiedge / ort 1 thread (95% CI) | `;
+  md += `onnxruntime-web ms (2 threads) | hiedge / ort 2 threads (95% CI) |\n|---|---|---:|---:|---:|---:|---:|\n`;
   for (const r of rows) {
-    md += `| ${r.rate}x | ${models[r.model]} | ${f(r.hiedge.median, 2)} [${f(r.hiedge.ci[0], 2)}, ${f(r.hiedge.ci[1], 2)}] | `;
-    md += `${f(r.ort.median, 2)} [${f(r.ort.ci[0], 2)}, ${f(r.ort.ci[1], 2)}] | ${f(r.ratio, 2)} [${f(r.interval[0], 2)}, ${f(r.interval[1], 2)}] |\n`;
+    md += `| ${r.rate}x | ${models[r.model]} | ${cell(r.hiedge)} | ${cell(r.ort)} | ${ratioCell(r.ratio, r.interval)} | `;
+    md += r.threaded ? `${cell(r.threaded)} | ${ratioCell(r.threaded.ratio, r.threaded.interval)} |\n` : `- | - |\n`;
   }
+  md += `\nThe 2-thread column: a second page, cross-origin isolated like the first, with onnxruntime-web's `;
+  md += `\`numThreads = 2\` (its thread pool runs in Web Workers); timed at 1x only, because Chromium's CPU throttling `;
+  md += `slows a page's main thread and not its Workers. hiedge runs one thread (its threaded build is issue 31).`;
+  md += threaded ? `\n` : ` This run had no second page: the page was not cross-origin isolated or the browser reported one core.\n`;
   md += `\nOnly these two width-reduced architectures are committed (\`models/train/zoo_fixtures.py\`); the full-size `;
   md += `torchvision list (MobileNetV2/V3, EfficientNet-B0, ResNet, RegNetY, ConvNeXt, SqueezeNet, ShuffleNetV2, DeiT) is not `;
   md += `in this table: it needs PyTorch to export, and no test or benchmark here may need it.\n`;
