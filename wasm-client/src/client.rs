@@ -99,7 +99,8 @@ impl HiClient {
         )?;
         {
             let manifest = session.manifest();
-            offload.set_codec(options.offload_codec.as_deref(), manifest.offload_codec, &manifest.input)?;
+            let codec = offload::codec_option(options.offload_codec.as_deref())?;
+            offload.set_codec(codec, manifest.offload_codec, &manifest.input);
         }
 
         progress.stage(LoadStage::Ready, "ready");

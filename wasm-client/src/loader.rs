@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use hiedge_core::manifest::OffloadCodec;
 use hiedge_core::session::{HiResult, Mode, RemoteOutcome, Why};
 use js_sys::{Promise, Uint8Array};
 use serde::Deserialize;
@@ -140,20 +139,15 @@ impl WhileLoading {
         )?;
         let load_timeout_ms = millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?;
         let use_cache = options.cache;
-        let codec = options.offload_codec.clone();
-        if let Some(text) = &codec {
-            text.parse::<OffloadCodec>().map_err(|e| coded_error(INVALID_OPTIONS, &format!("`offloadCodec`: {e}")))?;
-        }
+        let codec = offload::codec_option(options.offload_codec.as_deref())?;
         let classes: Classes = Rc::default();
         let (known, mut client) = (classes.clone(), offload.clone());
         let classes_known = future_to_promise(async move {
             let cache = FileCache::for_options(use_cache, load_timeout_ms).await;
             let silent = Progress::new(&JsValue::UNDEFINED);
             if let Ok(manifest) = sources.manifest(&cache, &silent).await {
-                // The option was checked above; the manifest's codec was checked with it.
-                if client.set_codec(codec.as_deref(), manifest.offload_codec, &manifest.input).is_ok() {
-                    *known.borrow_mut() = Some((manifest.classes, client));
-                }
+                client.set_codec(codec, manifest.offload_codec, &manifest.input);
+                *known.borrow_mut() = Some((manifest.classes, client));
             }
             Ok(JsValue::UNDEFINED)
         });

@@ -68,23 +68,12 @@ impl OffloadClient {
         Ok(client)
     }
 
-    /// Sets how samples of `input` are encoded: the `offloadCodec` option (`"jpeg:85"`, ...) when
-    /// given, else the manifest's `offload_codec`, else raw.
-    pub fn set_codec(
-        &mut self,
-        option: Option<&str>,
-        manifest_codec: Option<OffloadCodec>,
-        input: &InputSpec,
-    ) -> Result<(), JsValue> {
-        self.codec = match option {
-            Some(text) => {
-                text.parse().map_err(|e: String| coded_error(INVALID_OPTIONS, &format!("`offloadCodec`: {e}")))?
-            }
-            None => manifest_codec.unwrap_or(OffloadCodec::RAW),
-        };
+    /// Sets how samples of `input` are encoded: `option` (the `offloadCodec` option, read by
+    /// [`codec_option`]) when given, else the manifest's `offload_codec`, else raw.
+    pub fn set_codec(&mut self, option: Option<OffloadCodec>, manifest_codec: Option<OffloadCodec>, input: &InputSpec) {
+        self.codec = option.or(manifest_codec).unwrap_or(OffloadCodec::RAW);
         let (h, w) = input.height_width();
         self.shape = (h, w, input.channels());
-        Ok(())
     }
 
     /// The body of one sample's offload: encoded by the codec in the browser
@@ -223,6 +212,13 @@ impl OffloadClient {
         }
         ClassifyResponse::from_json(&text, classes).map_err(|e| format!("bad response: {e}"))
     }
+}
+
+/// The `offloadCodec` option (`"jpeg:85"`, ...), read once where the options are: `InvalidOptions`
+/// naming the option when it is not a codec.
+pub fn codec_option(text: Option<&str>) -> Result<Option<OffloadCodec>, JsValue> {
+    text.map(|t| t.parse().map_err(|e: String| coded_error(INVALID_OPTIONS, &format!("`offloadCodec`: {e}"))))
+        .transpose()
 }
 
 /// Model-input pixels (gray or RGB, interleaved) encoded by the browser: drawn opaque on an

@@ -142,17 +142,11 @@ fn decode_webp(bytes: &[u8]) -> Result<DecodedImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Color, Dtype, Layout, Normalize, PerChannel, Resize};
+    use crate::manifest::{Color, Resize};
 
+    /// The image conversion's test input, stretched.
     fn input(h: usize, w: usize, color: Color) -> InputSpec {
-        InputSpec {
-            shape: vec![1, h, w, color.channels()],
-            layout: Layout::Nhwc,
-            dtype: Dtype::U8,
-            normalize: Normalize { scale: 1.0, mean: PerChannel::All(0.0), std: PerChannel::All(1.0) },
-            color: Some(color),
-            resize: Some(Resize::Stretch),
-        }
+        crate::runtime::image::tests::input(h, w, color, Resize::Stretch)
     }
 
     /// A smooth RGB picture (JPEG keeps those close).

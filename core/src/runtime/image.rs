@@ -208,11 +208,12 @@ pub fn to_model_pixels(image: &Image<'_>, input: &InputSpec) -> Result<Vec<u8>> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::manifest::{Dtype, Layout, Normalize, PerChannel};
 
-    fn input(h: usize, w: usize, color: Color, resize: Resize) -> InputSpec {
+    /// An NHWC input of `h x w` in `color`, identity normalisation (also for `decode.rs`'s tests).
+    pub(in crate::runtime) fn input(h: usize, w: usize, color: Color, resize: Resize) -> InputSpec {
         InputSpec {
             shape: vec![1, h, w, color.channels()],
             layout: Layout::Nhwc,

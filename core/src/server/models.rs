@@ -1,7 +1,7 @@
 //! A deployment's model sets as the Worker serves them: the set index, each set's manifest and the
 //! files browsers may fetch (device roles only), the large model's service and the split tail's.
 
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, ModelEntry};
 use crate::protocol::{
     self, ApiError, BrokenSet, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList,
     SampleEncoding,
@@ -172,10 +172,8 @@ impl ModelSet {
     /// large model (or its parts) and the split tail (checked to exist when the set is listed).
     pub fn asset_files(&self) -> Vec<&str> {
         let mut files: Vec<&str> = self.device_files().into_iter().map(|(_, f)| f).collect();
-        match self.manifest.models.get(SERVER_MODEL) {
-            Some(large) => files.extend(large.stored_files()),
-            None => files.push(self.server_model_file()),
-        }
+        // `new` checked that the large model exists.
+        files.extend(self.manifest.models.get(SERVER_MODEL).map(ModelEntry::stored_files).unwrap_or_default());
         if let Some(sp) = &self.manifest.split {
             files.push(&sp.tail.file);
         }

@@ -88,18 +88,24 @@ pub fn compare_predictions(
     if want_labels.len() != got_labels.len() || want_probs.len() != got_probs.len() {
         return Err(format!("{} reference images, {} compared", want_labels.len(), got_labels.len()));
     }
+    if let Some(i) = (0..want_labels.len()).find(|&i| want_labels[i] != got_labels[i]) {
+        return Err(format!("image {i}: label {} differs from the reference {}", got_labels[i], want_labels[i]));
+    }
+    compare_probs("image", want_probs, got_probs, PROB_TOL)
+}
+
+/// Each item's probabilities (as many as the reference's) within `tol` of the reference's; returns
+/// the largest difference. `item` names an item in the error ("image 3: ...").
+fn compare_probs(item: &str, want: &[Vec<f32>], got: &[Vec<f32>], tol: f32) -> Result<f32, String> {
     let mut max_diff = 0.0f32;
-    for (i, (w, g)) in want_probs.iter().zip(got_probs).enumerate() {
-        if want_labels[i] != got_labels[i] {
-            return Err(format!("image {i}: label {} differs from the reference {}", got_labels[i], want_labels[i]));
-        }
+    for (i, (w, g)) in want.iter().zip(got).enumerate() {
         if w.len() != g.len() {
-            return Err(format!("image {i}: {} probabilities, reference has {}", g.len(), w.len()));
+            return Err(format!("{item} {i}: {} probabilities, reference has {}", g.len(), w.len()));
         }
         for (a, b) in w.iter().zip(g) {
             let d = (a - b).abs();
-            if d.is_nan() || d > PROB_TOL {
-                return Err(format!("image {i}: probability {b} vs reference {a} (|diff| {d} > {PROB_TOL})"));
+            if d.is_nan() || d > tol {
+                return Err(format!("{item} {i}: probability {b} vs reference {a} (|diff| {d} > {tol})"));
             }
             max_diff = max_diff.max(d);
         }
@@ -209,18 +215,5 @@ pub fn compare_zoo(want: &[Vec<f32>], got: &[Vec<f32>]) -> Result<f32, String> {
     if want.len() != got.len() {
         return Err(format!("{} samples, reference has {}", got.len(), want.len()));
     }
-    let mut max_diff = 0.0f32;
-    for (i, (w, g)) in want.iter().zip(got).enumerate() {
-        if w.len() != g.len() {
-            return Err(format!("sample {i}: {} probabilities, reference has {}", g.len(), w.len()));
-        }
-        for (a, b) in w.iter().zip(g) {
-            let d = (a - b).abs();
-            if d.is_nan() || d > ZOO_PROB_TOL {
-                return Err(format!("sample {i}: probability {b} vs reference {a} (|diff| {d} > {ZOO_PROB_TOL})"));
-            }
-            max_diff = max_diff.max(d);
-        }
-    }
-    Ok(max_diff)
+    compare_probs("sample", want, got, ZOO_PROB_TOL)
 }
