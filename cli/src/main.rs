@@ -19,6 +19,8 @@ mod data;
 mod eval;
 mod import;
 mod limits;
+mod predict;
+mod quantize;
 
 use std::path::PathBuf;
 
@@ -55,6 +57,25 @@ enum Command {
         /// Model-set directory holding manifest.json and the ONNX files.
         #[arg(long, default_value = "models/fashion-mnist")]
         models: PathBuf,
+    },
+    /// Store one model's weights as f16 or int8 (smaller files, the same f32 computation) after an
+    /// accuracy gate on labelled data: the set changes only when the drop is within --max-drop.
+    Quantize(quantize::QuantizeArgs),
+    /// Run one model of a set natively on image files (any size: converted as the set's input
+    /// says) and print its answers as JSON.
+    Predict {
+        /// Model-set directory holding manifest.json and the model files it names.
+        #[arg(long, default_value = "models/fashion-mnist")]
+        models: PathBuf,
+        /// The model to run (`tiny`, `large`).
+        #[arg(long, default_value = "large")]
+        model: String,
+        /// Print the raw outputs too.
+        #[arg(long)]
+        logits: bool,
+        /// Image files (PNG, JPEG, ...).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Print the HI trade-off table on the test set for every policy.
     Eval {
@@ -141,6 +162,8 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Import(args) => import::run(&args),
         Command::Compile { models } => compile::run(&models),
+        Command::Quantize(args) => quantize::run(&args),
+        Command::Predict { models, model, logits, files } => predict::run(&models, &model, logits, &files),
         Command::Eval { paths, json, limit, max_drop, offload_codec } => {
             eval::run(&paths, json, limit, max_drop, &offload_codec)
         }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use hiedge_core::manifest::{Manifest, SourceFile, StageEntry};
-use hiedge_core::runtime::{onnx_to_nnef, sha256_hex, verify, ModelFormat, PartsJoiner};
+use hiedge_core::manifest::{Manifest, SourceFile, StageEntry, WeightStorage};
+use hiedge_core::runtime::{onnx_to_nnef_stored, sha256_hex, verify, ModelFormat, PartsJoiner};
 
 use crate::error::{Error, Result};
 
@@ -31,10 +31,19 @@ struct Entry<'a> {
     sha256: &'a mut String,
     source: &'a mut Option<SourceFile>,
     shape: Vec<usize>,
+    /// How the archive stores the weights (`models.<name>.weights`; f32 for the stages).
+    storage: WeightStorage,
 }
 
 fn stage<'a>(field: &str, st: &'a mut StageEntry, shape: Vec<usize>) -> Entry<'a> {
-    Entry { field: field.into(), file: &mut st.file, sha256: &mut st.sha256, source: &mut st.source, shape }
+    Entry {
+        field: field.into(),
+        file: &mut st.file,
+        sha256: &mut st.sha256,
+        source: &mut st.source,
+        shape,
+        storage: WeightStorage::F32,
+    }
 }
 
 fn entries(m: &mut Manifest) -> Vec<Entry<'_>> {
@@ -47,6 +56,7 @@ fn entries(m: &mut Manifest) -> Vec<Entry<'_>> {
             sha256: &mut e.sha256,
             source: &mut e.source,
             shape: input.clone(),
+            storage: e.weights.as_ref().map_or(WeightStorage::F32, |w| w.storage),
         });
     }
     if let Some(ee) = m.early_exit.as_mut() {
@@ -68,11 +78,12 @@ fn nnef_name(onnx: &str) -> String {
 }
 
 /// Compiles every ONNX file of the set in `dir` (from each entry's `source` when it has one, else
-/// from its `file` when that is ONNX) and points the entries at the archives. Every source file is
-/// checked against its sha256 first, and every archive against its source's outputs
-/// ([`onnx_to_nnef`]). The caller writes the manifest.
+/// from its `file` when that is ONNX) and points the entries at the archives, storing a model's
+/// weights as its `weights` entry says. Every source file is checked against its sha256 first, and
+/// every archive against its source's outputs ([`onnx_to_nnef_stored`]). The caller writes the
+/// manifest.
 pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>> {
-    let mut done: BTreeMap<(String, Vec<usize>), (String, String)> = BTreeMap::new();
+    let mut done: BTreeMap<(String, Vec<usize>, WeightStorage), (String, String)> = BTreeMap::new();
     let mut report = Vec::new();
     for e in entries(manifest) {
         let source = match e.source.clone() {
@@ -85,14 +96,14 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
                 SourceFile { file: e.file.clone(), sha256: e.sha256.clone() }
             }
         };
-        let key = (source.sha256.clone(), e.shape.clone());
+        let key = (source.sha256.clone(), e.shape.clone(), e.storage);
         if let Some((file, sha)) = done.get(&key) {
             (*e.file, *e.sha256, *e.source) = (file.clone(), sha.clone(), Some(source));
             continue;
         }
         let onnx = read(dir, &source.file, &format!("{}.source", e.field))?;
         verify(&format!("{}.source", e.field), &onnx, &source.sha256)?;
-        let nnef = onnx_to_nnef(&onnx, &e.shape)
+        let nnef = onnx_to_nnef_stored(&onnx, &e.shape, e.storage)
             .map_err(|err| Error::Import(format!("{}: cannot compile {}: {err}", e.field, source.file)))?;
         let file = nnef_name(&source.file);
         let path = dir.join(&file);
@@ -117,6 +128,22 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
     Ok(report)
 }
 
+/// Model `name` of the set compiled from its ONNX source with its weights stored as `storage`: the
+/// archive's bytes, not written (`hiedge quantize` measures them before the set changes).
+pub fn compile_model(dir: &Path, manifest: &Manifest, name: &str, storage: WeightStorage) -> Result<Vec<u8>> {
+    let field = format!("models.{name}");
+    let entry = manifest.model(name)?;
+    let source = entry.source.as_ref().ok_or_else(|| {
+        Error::Import(format!(
+            "{field} has no ONNX source to compile from (`source`): import the model with `hiedge import`"
+        ))
+    })?;
+    let onnx = read(dir, &source.file, &format!("{field}.source"))?;
+    verify(&format!("{field}.source"), &onnx, &source.sha256)?;
+    onnx_to_nnef_stored(&onnx, &manifest.input.shape, storage)
+        .map_err(|err| Error::Import(format!("{field}: cannot compile {}: {err}", source.file)))
+}
+
 /// Stores model `name`'s file in parts of at most `max_part` bytes when it is larger (Cloudflare
 /// serves no static asset over 25 MiB): writes `<file>.part-0`, `<file>.part-1`, ..., removes the
 /// whole file and lists the parts in the manifest entry (the Worker joins and checks them,
@@ -128,6 +155,7 @@ pub fn store_in_parts(dir: &Path, manifest: &mut Manifest, name: &str, max_part:
     let Ok(meta) = std::fs::metadata(&path) else { return Ok(Vec::new()) };
     if meta.len() <= max_part {
         entry.parts = None;
+        remove_stale_parts(dir, &entry.file, 0)?;
         return Ok(Vec::new());
     }
     let bytes = std::fs::read(&path)?;
@@ -145,10 +173,42 @@ pub fn store_in_parts(dir: &Path, manifest: &mut Manifest, name: &str, max_part:
         parts.push(SourceFile { file, sha256: sha256_hex(chunk) });
     }
     std::fs::remove_file(&path)?;
+    remove_stale_parts(dir, &entry.file, parts.len())?;
     let written = parts.iter().map(|p| p.file.clone()).collect();
     entry.parts = Some(parts);
     manifest.validate()?;
     Ok(written)
+}
+
+/// Removes `<file>.part-N` for every N >= `keep` (parts an earlier, larger archive left): they
+/// would be uploaded as assets for nothing.
+fn remove_stale_parts(dir: &Path, file: &str, keep: usize) -> Result<()> {
+    let prefix = format!("{file}.part-");
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.strip_prefix(&prefix).and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n >= keep) {
+            std::fs::remove_file(dir.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` as model `name`'s whole file (its parts, if it had any, removed) and points the
+/// entry at it; the caller stores it in parts again where it must ([`store_in_parts`]).
+pub fn write_model(dir: &Path, manifest: &mut Manifest, name: &str, bytes: &[u8]) -> Result<()> {
+    let entry = manifest.models.get_mut(name).ok_or_else(|| Error::Import(format!("the set has no `{name}` model")))?;
+    let path = dir.join(&entry.file);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Import(format!(
+            "models.{name}: {} is a symbolic link: hiedge never writes through one",
+            entry.file
+        )));
+    }
+    std::fs::write(&path, bytes)?;
+    remove_stale_parts(dir, &entry.file, 0)?;
+    entry.sha256 = sha256_hex(bytes);
+    entry.parts = None;
+    Ok(())
 }
 
 /// Model `name`'s bytes from the set in `dir`: its file, or its parts joined and checked.
@@ -195,7 +255,16 @@ mod tests {
         // The manifest survives its own round trip with the parts.
         let back = Manifest::from_json(&manifest.to_json_pretty().unwrap()).unwrap();
         assert_eq!(back.model("large").unwrap().stored_files(), written);
-        // An altered part is named.
+        // Stored again smaller, the parts an earlier archive left are removed.
+        let mut again = manifest.clone();
+        write_model(dir.path(), &mut again, "large", &[9u8; 1500]).unwrap();
+        assert!(!dir.path().join("large.nnef.tar.part-0").exists(), "write_model removes the old parts");
+        assert_eq!(store_in_parts(dir.path(), &mut again, "large", 1000).unwrap().len(), 2);
+        assert!(!dir.path().join("large.nnef.tar.part-2").exists(), "no stale third part is left to upload");
+        assert_eq!(read_model(dir.path(), &again, "large").unwrap(), vec![9u8; 1500]);
+        // An altered part is named (the first archive's parts, written again).
+        std::fs::write(dir.path().join("large.nnef.tar"), [7u8; 2500]).unwrap();
+        store_in_parts(dir.path(), &mut manifest, "large", 1000).unwrap();
         std::fs::write(dir.path().join("large.nnef.tar.part-1"), [8u8; 1000]).unwrap();
         let e = read_model(dir.path(), &manifest, "large").unwrap_err().to_string();
         assert!(e.contains("part 1"), "{e}");

@@ -190,10 +190,7 @@ impl Split {
                 .collect();
             files.sort();
             for file in files {
-                let rgba = open_image(&file)?.to_rgba8();
-                let (w, h) = (rgba.width() as usize, rgba.height() as usize);
-                let img = Image::new(rgba.as_raw(), w, h, PixelFormat::Rgba)?;
-                pixels.extend(to_model_pixels(&img, &manifest.input)?);
+                pixels.extend(image_file_pixels(&file, manifest)?);
                 labels.push(label);
             }
         }
@@ -202,6 +199,15 @@ impl Split {
         }
         Split::new(pixels, manifest.input_len(), labels)
     }
+}
+
+/// An image file (PNG, JPEG, ...) of any size as the set's model input: decoded
+/// ([`open_image`]), then converted by hiedge-core's one conversion (size, colour, layout).
+pub fn image_file_pixels(file: &std::path::Path, manifest: &Manifest) -> Result<Vec<u8>> {
+    let rgba = open_image(file)?.to_rgba8();
+    let (w, h) = (rgba.width() as usize, rgba.height() as usize);
+    let img = Image::new(rgba.as_raw(), w, h, PixelFormat::Rgba)?;
+    Ok(to_model_pixels(&img, &manifest.input)?)
 }
 
 /// Decodes an image file whose header says it has at most hiedge-core's `MAX_IMAGE_PIXELS`

@@ -271,6 +271,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
         test_accuracy: None,
         architecture: None,
         trained: None,
+        weights: None,
     };
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,

@@ -27,9 +27,11 @@ use crate::error::{Error, Result};
 mod input;
 mod offload;
 mod validate;
+mod weights;
 
 pub use input::{Color, Dtype, InputSpec, Layout, Normalize, PerChannel, Resize};
 pub use offload::{OffloadCodec, DEFAULT_JPEG_QUALITY, DEFAULT_WEBP_QUALITY};
+pub use weights::{StoredWeights, WeightGate, WeightStorage};
 
 /// The manifest schema this crate writes. Version 2 adds `input.color`, `input.resize` and
 /// per-channel `normalize.mean` / `normalize.std`; version 1 manifests still read.
@@ -205,6 +207,10 @@ pub struct ModelEntry {
     /// Training provenance (epochs, seed, library versions), free-form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trained: Option<serde_json::Value>,
+    /// How `file` stores its weights when not as f32 (`hiedge quantize`), with the accuracy gate
+    /// it passed. `hiedge compile` stores them the same way again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<StoredWeights>,
 }
 
 impl ModelEntry {

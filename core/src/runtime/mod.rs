@@ -18,12 +18,14 @@ pub mod preprocess;
 pub mod reader;
 #[cfg(feature = "runtime")]
 pub mod split;
+#[cfg(feature = "runtime")]
+pub mod stored_weights;
 pub mod verify;
 
 #[cfg(feature = "runtime")]
 pub use early_exit::{EarlyExitModel, Features, Stage1, Stage2};
 #[cfg(feature = "onnx")]
-pub use model::onnx_to_nnef;
+pub use model::{onnx_to_nnef, onnx_to_nnef_stored};
 #[cfg(feature = "runtime")]
 pub use model::{Model, ModelFormat, OpTime, Prediction};
 #[cfg(feature = "runtime")]

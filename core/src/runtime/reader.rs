@@ -91,7 +91,11 @@ fn tract_core_for_classifiers() -> Registry {
 pub(crate) fn reader() -> Nnef {
     Nnef {
         stdlib: tract_nnef::framework::stdlib(),
-        registries: vec![tract_nnef::ops::tract_nnef(), tract_core_for_classifiers()],
+        registries: vec![
+            tract_nnef::ops::tract_nnef(),
+            tract_core_for_classifiers(),
+            crate::runtime::stored_weights::registry(),
+        ],
         resource_loaders: vec![GraphNnefLoader.into_boxed(), DatLoader.into_boxed(), GraphQuantLoader.into_boxed()],
         allow_extended_identifier_syntax: false,
         extern_all_constants: false,

@@ -104,6 +104,7 @@ mod tests {
             test_accuracy: None,
             architecture: None,
             trained: None,
+            weights: None,
         };
         assert_eq!(join_parts("large", &entry, vec![a.clone(), b.clone()]).unwrap(), b"first second");
         let swapped = join_parts("large", &entry, vec![b.clone(), a.clone()]).unwrap_err().to_string();
