@@ -523,6 +523,20 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
     let (tiny, large) = (fixtures.join("nhwc_softmax_tiny.onnx"), fixtures.join("nhwc_logits_large.onnx"));
     let classes = ["--classes", "a,b,c,d,e,f,g,h,i,j"];
     import_set(&assets, "toy-nhwc", &tiny, &large, &[&classes[..], &["--mean", "0.5", "--std", "0.25"]].concat());
+    // Its large model's weights stored as int8 (`hiedge quantize`, gate measured on 200 test
+    // images and not in the way here): the Worker's reader turns them back into f32 weights.
+    let out = support::hiedge(&[
+        "quantize",
+        "--models",
+        assets.join("toy-nhwc").to_str().unwrap(),
+        "--weights",
+        "int8",
+        "--limit",
+        "200",
+        "--max-drop",
+        "100",
+    ]);
+    assert!(out.status.success(), "quantize: {}", String::from_utf8_lossy(&out.stderr));
     // A real-size set: 224x224 RGB, ImageNet normalisation and centre crop, a MobileNetV3-style
     // device model and a ViT-style large one (models/train/zoo_fixtures.py; random weights). Its
     // 150,528-byte samples fit the Worker's default body cap, which is each set's own.
@@ -577,6 +591,10 @@ fn worker_serves_every_set_of_its_assets_including_one_imported_now() {
             let etag = file.2.get("etag").unwrap().to_str().unwrap().to_string();
             assert_eq!(etag, format!("\"{}\"", f.sha256));
             assert_eq!(send_bytes(base, &f.path, Some(&etag)).0, 304, "{} {}: If-None-Match", info.name, f.role);
+        }
+        if info.name == "toy-nhwc" {
+            let stored = m.model("large").unwrap().weights.as_ref().map(|w| w.storage);
+            assert_eq!(stored, Some(hiedge_core::manifest::WeightStorage::Int8), "the served set's weights are int8");
         }
         let large_sha = &m.model("large").unwrap().sha256;
         assert!(!info.device_files.iter().any(|f| &f.sha256 == large_sha));

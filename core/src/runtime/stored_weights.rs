@@ -27,10 +27,14 @@ pub const PRIMITIVE: &str = "hiedge_stored_weights";
 /// tensors stay f32 (they weigh little and some are sensitive).
 pub const MIN_STORED_VALUES: usize = 1024;
 
-/// The f32 weights a stored tensor stands for (inputs: the stored f16 or i8 tensor, the f32 scales).
+/// The f32 weights a stored tensor stands for (inputs: the stored f16 or i8 tensor, the f32 scales):
+/// the operator `hiedge compile` writes. Native tools only: the reader never wires it (it loads the
+/// constant it stands for), so the browser client and the Worker do not link it.
+#[cfg(feature = "onnx")]
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 pub struct StoredWeightsOp;
 
+#[cfg(feature = "onnx")]
 impl Op for StoredWeightsOp {
     fn name(&self) -> StaticName {
         "HiedgeStoredWeights".into()
@@ -39,6 +43,7 @@ impl Op for StoredWeightsOp {
     op_as_typed_op!();
 }
 
+#[cfg(feature = "onnx")]
 impl EvalOp for StoredWeightsOp {
     // Never folded while a graph is rewritten or written: the stored tensor is what the archive keeps.
     not_out_of_plan!();
@@ -49,6 +54,7 @@ impl EvalOp for StoredWeightsOp {
     }
 }
 
+#[cfg(feature = "onnx")]
 impl TypedOp for StoredWeightsOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         Ok(tvec!(f32::fact(inputs[0].shape.clone())))
@@ -67,7 +73,6 @@ pub fn expand(stored: &Tensor, scale: &Tensor) -> TractResult<Tensor> {
         stored.datum_type()
     );
     ensure!(scale.datum_type() == f32::datum_type(), "{PRIMITIVE}: scales are f32, not {:?}", scale.datum_type());
-    let mut weights = stored.cast_to::<f32>()?.into_owned();
     let scale_ram = scale.try_as_plain_ram()?;
     let scales = scale_ram.as_slice::<f32>()?;
     let rows = if stored.rank() == 0 { 1 } else { stored.shape()[0] };
@@ -77,17 +82,19 @@ pub fn expand(stored: &Tensor, scale: &Tensor) -> TractResult<Tensor> {
         scales.len(),
         stored.shape()
     );
-    let len = weights.len();
-    if len == 0 || (scales.len() == 1 && scales[0] == 1.0) {
-        return Ok(weights);
+    let ram = stored.try_as_plain_ram()?;
+    let mut weights: Vec<f32> = if stored.datum_type() == DatumType::F16 {
+        ram.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect()
+    } else {
+        ram.as_slice::<i8>()?.iter().map(|v| f32::from(*v)).collect()
+    };
+    let row_len = if scales.len() == 1 { weights.len() } else { weights.len() / rows.max(1) };
+    if row_len > 0 && !(scales.len() == 1 && scales[0] == 1.0) {
+        for (row, s) in weights.chunks_mut(row_len).zip(scales.iter().cycle()) {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
     }
-    let row_len = if scales.len() == 1 { len } else { len / rows };
-    let mut ram = weights.try_as_plain_ram_mut()?;
-    for (row, s) in ram.as_slice_mut::<f32>()?.chunks_mut(row_len).zip(scales.iter().cycle()) {
-        row.iter_mut().for_each(|v| *v *= s);
-    }
-    drop(ram);
-    Ok(weights)
+    Tensor::from_shape(stored.shape(), &weights)
 }
 
 /// The `hiedge` registry: the reader's loader of [`PRIMITIVE`] (and, in the native tools, its writer).
@@ -110,8 +117,8 @@ fn dump(ast: &mut IntoAst, node: &TypedNode, _op: &StoredWeightsOp) -> TractResu
     Ok(Some(tract_nnef::ser::invocation(PRIMITIVE, &[stored, scale], &[])))
 }
 
-/// Loads the operator as the f32 constant it stands for (both inputs are the archive's variables);
-/// wires the operator itself only where they are not constant.
+/// Loads the operator as the f32 constant it stands for; both inputs must be constants (the
+/// archive's variables, as `hiedge compile` writes them).
 fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractResult<Value> {
     let stored: OutletId = invocation.named_arg_as(builder, "stored")?;
     let scale: OutletId = invocation.named_arg_as(builder, "scale")?;
@@ -121,7 +128,7 @@ fn load(builder: &mut ModelBuilder, invocation: &ResolvedInvocation) -> TractRes
             let weights = expand(&stored, &scale)?;
             Ok(Value::Wire(builder.add_const(weights)?))
         }
-        _ => builder.wire(StoredWeightsOp, &[stored, scale]),
+        _ => bail!("{PRIMITIVE}: its inputs must be the archive's variables (constants)"),
     }
 }
 
@@ -308,6 +315,8 @@ mod tests {
         assert!(expand(&f32s, &tensor1(&[1f32])).unwrap_err().to_string().contains("f16 or i8"));
         assert!(expand(&i8s, &tensor1(&[1f32, 2.0, 3.0])).unwrap_err().to_string().contains("3 scales"));
         assert!(expand(&i8s, &tensor1(&[1i8])).unwrap_err().to_string().contains("scales are f32"));
+        let empty = Tensor::from_shape(&[0, 3], &[0i8; 0]).unwrap();
+        assert_eq!(expand(&empty, &Tensor::from_shape(&[0], &[0f32; 0]).unwrap()).unwrap().len(), 0);
     }
 
     #[test]
