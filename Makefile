@@ -12,12 +12,15 @@ FASHION_MNIST_DIR ?= /usr/share/datasets/fashion-mnist
 export FASHION_MNIST_DIR
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
+# The full-size benchmark pair (make bench-zoo-full), exported with PyTorch from this Python.
+ZOO_FULL := test-results/zoo-full
+PYTHON ?= python3
 
 # wrangler is started only by tests/support/wrangler.mjs, which also holds its offline settings.
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
         test-browser test-worker test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
-        demo models fuzz mnist-data eval-mnist models-mnist models-zoo bench-zoo
+        demo models fuzz mnist-data eval-mnist models-mnist models-zoo bench-zoo bench-zoo-hi bench-zoo-full
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -150,6 +153,14 @@ bench-client: wasm ## the tiny model in headless Chromium: timings over 1,000 sa
 
 bench-zoo: wasm ## the real-size set's models in headless Chromium, hiedge vs onnxruntime-web side by side at 1x and 4x CPU throttling; writes bench/zoo.md
 	node scripts/bench-zoo.mjs
+
+bench-zoo-hi: build worker wasm ## HI at real size (models/zoo-rgb; --models for another set) against the Worker: device x network, raw vs compressed offloads, HI at fixed offload fractions; writes bench/zoo-hi.md
+	node scripts/bench-zoo-hi.mjs $(BENCH_ARGS)
+
+bench-zoo-full: build worker wasm ## the full-size pair (torchvision MobileNetV3-small + EfficientNet-B0, random weights; exporting it needs PyTorch: PYTHON=<venv>/bin/python, models/README.md) through bench-zoo and bench-zoo-hi; writes bench/zoo-full.md, bench/zoo-full-hi.md
+	test -f $(ZOO_FULL)/manifest.json || $(PYTHON) models/train/zoo_architectures.py --hiedge $(HIEDGE) --pair $(ZOO_FULL)
+	node scripts/bench-zoo.mjs --models $(ZOO_FULL) --out bench/zoo-full.md
+	node scripts/bench-zoo-hi.mjs --models $(ZOO_FULL) --out bench/zoo-full-hi.md
 
 bench-worker: data build worker ## load-test the Worker under wrangler dev; writes bench/worker.md
 	$(HIEDGE) bench-worker --out bench/worker.md

@@ -5,18 +5,21 @@
 // blocks; each block runs both runtimes (in a seeded random order) for PER_BLOCK calls on the same
 // sample and keeps each runtime's median; the reported ratio is the median over blocks of
 // hiedge / onnxruntime-web with a 95% bootstrap interval (blocks resampled). Writes bench/zoo.md.
-// Usage: node scripts/bench-zoo.mjs [--blocks 15] [--per-block 5] [--rates 1,4]
+// Usage: node scripts/bench-zoo.mjs [--blocks 15] [--per-block 5] [--rates 1,4] [--models models/zoo-rgb]
+//   [--out bench/zoo.md] (--models: any NCHW RGB set inside the repository, e.g. the full-size pair
+//   `make bench-zoo-full` writes)
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { join, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { basename, join, relative, resolve } from "node:path";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { bootstrapInterval, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
 const { values } = readArgs({
-  usage: "node scripts/bench-zoo.mjs [--blocks N] [--per-block N] [--rates 1,4] [--out FILE]",
-  flags: { blocks: "15", "per-block": "5", rates: "1,4", out: join(repo, "bench/zoo.md") },
+  usage: "node scripts/bench-zoo.mjs [--blocks N] [--per-block N] [--rates 1,4] [--models DIR] [--out FILE]",
+  flags: { blocks: "15", "per-block": "5", rates: "1,4", models: join(repo, "models/zoo-rgb"), out: join(repo, "bench/zoo.md") },
 });
 const blocks = Number(values.blocks);
 const perBlock = Number(values["per-block"]);
@@ -25,7 +28,14 @@ const out = resolve(String(values.out));
 if (!(blocks >= 10) || !(perBlock >= 1) || rates.some((r) => !(r >= 1))) {
   throw new Error("--blocks >= 10 (the bootstrap needs ten), --per-block >= 1, --rates >= 1");
 }
-const models = { tiny: "MobileNetV3-style (device model)", large: "ViT-style (large model)" };
+const setDir = resolve(String(values.models));
+if (!setDir.startsWith(`${repo}/`)) throw new Error("--models must be inside the repository (the page is served from it)");
+const committed = relative(repo, setDir) === "models/zoo-rgb";
+const manifest = JSON.parse(readFileSync(join(setDir, "manifest.json"), "utf8"));
+const describe = (name) => manifest.models[name].architecture ?? basename(manifest.models[name].source?.file ?? manifest.models[name].file, ".onnx");
+const models = committed
+  ? { tiny: "MobileNetV3-style (device model)", large: "ViT-style (large model)" }
+  : { tiny: `${describe("tiny")} (device model)`, large: `${describe("large")} (large model)` };
 /** What each timed runtime is: its page (ort thread count) and the runner on it. */
 const THREADED = "onnxruntime-web (2 threads)";
 const median = (v) => quantile(v, 0.5);
@@ -37,7 +47,7 @@ try {
     const page = await browser.newPage();
     await page.goto(`${server.url}/bench/zoo.html?threads=${threads}`);
     const cdp = await page.context().newCDPSession(page);
-    const info = await page.evaluate((a) => window.setup(a), { modelsUrl: "/models/zoo-rgb", models: Object.keys(models) });
+    const info = await page.evaluate((a) => window.setup(a), { modelsUrl: `/${relative(repo, setDir)}`, models: Object.keys(models) });
     for (const [m, d] of Object.entries(info.agreement)) {
       if (!(d <= 1e-3)) throw new Error(`${m}: hiedge and onnxruntime-web disagree (max |prob diff| ${d}); nothing timed`);
     }
@@ -86,7 +96,7 @@ try {
   let md = `# Real-size models in the browser: hiedge vs onnxruntime-web (\`make bench-zoo\`)\n\n`;
   md += `Machine: ${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} logical cores (shared), `;
   md += `${info.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? "Chromium"} headless, onnxruntime-web ${info.ortVersion}, `;
-  md += `cross-origin isolated: ${info.crossOriginIsolated}. Models: \`models/zoo-rgb\` (224x224 RGB, random weights; `;
+  md += `cross-origin isolated: ${info.crossOriginIsolated}. Models: \`${relative(repo, setDir)}\` (224x224 RGB, random weights; `;
   md += `hiedge runs the NNEF archive, onnxruntime-web the ONNX file it was compiled from; their probabilities agreed `;
   md += `within ${Object.entries(info.agreement).map(([m, d]) => `${d.toExponential(1)} (${m})`).join(", ")} before timing). `;
   md += `Both on the page's main thread, one thread each, pixels to output (normalisation included).\n\n`;
@@ -107,9 +117,13 @@ try {
   md += `\`numThreads = 2\` (its thread pool runs in Web Workers); timed at 1x only, because Chromium's CPU throttling `;
   md += `slows a page's main thread and not its Workers. hiedge runs one thread (its threaded build is issue 31).`;
   md += threaded ? `\n` : ` This run had no second page: the page was not cross-origin isolated or the browser reported one core.\n`;
-  md += `\nOnly these two width-reduced architectures are committed (\`models/train/zoo_fixtures.py\`); the full-size `;
-  md += `torchvision list (MobileNetV2/V3, EfficientNet-B0, ResNet, RegNetY, ConvNeXt, SqueezeNet, ShuffleNetV2, DeiT) is not `;
-  md += `in this table: it needs PyTorch to export, and no test or benchmark here may need it.\n`;
+  md += committed
+    ? `\nOnly these two width-reduced architectures are committed (\`models/train/zoo_fixtures.py\`); the full-size pair `
+      + `(torchvision's MobileNetV3-small and EfficientNet-B0, exported with PyTorch) is timed by \`make bench-zoo-full\` into `
+      + `[zoo-full.md](zoo-full.md), and the whole torchvision list is checked natively in `
+      + `[models/architectures.md](../models/architectures.md).\n`
+    : `\nThe full-size pair: torchvision's architectures with seeded random weights, exported by `
+      + `\`models/train/zoo_architectures.py --pair\` (\`make bench-zoo-full\`; needs PyTorch, which no test does).\n`;
   writeFileSync(out, md);
   console.log(md);
   console.log(`wrote ${out}`);

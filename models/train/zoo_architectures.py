@@ -3,8 +3,9 @@ models/architectures.md. Needs PyTorch and torchvision (no test does); run by ha
 
     python3 -m venv /tmp/tvenv && /tmp/tvenv/bin/pip install torch==2.15.0 torchvision==0.29.2 \
         onnx==1.23.2 onnxruntime==1.32.0 onnxscript numpy pillow
-    make build
-    /tmp/tvenv/bin/python models/train/zoo_architectures.py --hiedge $CARGO_TARGET_DIR/release/hiedge
+    make build wasm worker
+    /tmp/tvenv/bin/python models/train/zoo_architectures.py --hiedge $CARGO_TARGET_DIR/release/hiedge \
+        --weights --browser
 
 For each architecture it:
 1. builds the torchvision model with seeded random weights and exports it to ONNX (opset 17,
@@ -15,7 +16,9 @@ For each architecture it:
    import, Cloudflare's limits checked, the Worker's memory measured), or records the refusal;
 4. `hiedge predict`s the same three photos natively and compares the logits with onnxruntime's
    (TOL, relative to the largest logit);
-5. with `--weights`, also `hiedge quantize`s the set (f16, int8) on the three photos with the gate
+5. with `--browser`, also runs it in headless Chromium (the npm package) and through the Worker
+   under `wrangler dev` on the same images (scripts/browser-predict.mjs), against `hiedge predict`;
+6. with `--weights`, also `hiedge quantize`s the set (f16, int8) on the three photos with the gate
    off (random weights have no accuracy to keep), recording the file size and the Worker's memory.
 
 The full-size pair of the benchmark (`make bench-zoo-full`) is written by `--pair DIR`: MobileNetV3-small
@@ -80,6 +83,19 @@ def export(name, path):
     for m in model.modules():
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.normal_(m.weight, 0.0, m.in_features ** -0.5)
+    # BatchNorm's initial statistics (mean 0, variance 1) let a deep random network's signal fade
+    # to nothing (MobileNetV3-small's logits were ~1e-8, its probabilities uniform): set them from
+    # a few seeded random batches, as training would, so outputs are of order one.
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches below
+        model.train()
+        with torch.no_grad():
+            for _ in range(4):
+                model(torch.randn(8, 3, 224, 224))
+        model.eval()
     x = torch.zeros(1, 3, 224, 224)
     with torch.no_grad():
         torch.onnx.export(model, x, str(path), input_names=["x"], output_names=["logits"], opset_version=17,
@@ -125,13 +141,19 @@ def predict(hiedge, set_dir, files):
     return [np.array(r["logits"], np.float32) for r in json.loads(text)["results"]]
 
 
+def softmax(logits):
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
 def max_rel(a, b):
     """Largest difference relative to the reference's largest logit (inf for all-zero logits)."""
     scale = float(np.max(np.abs(a)))
     return float(np.max(np.abs(a - b))) / scale if scale > 0 else float("inf")
 
 
-def check(hiedge, name, work, files, tensors, weights):
+def check(hiedge, name, work, files, tensors, weights, browser):
     row = {"architecture": name}
     onnx_path = work / f"{slug(name)}.onnx"
     export(name, onnx_path)
@@ -154,6 +176,19 @@ def check(hiedge, name, work, files, tensors, weights):
     row["max_rel_diff"] = max(max_rel(w, g) for w, g in zip(want, got))
     row["same_top1"] = sum(int(np.argmax(w) == np.argmax(g)) for w, g in zip(want, got))
     row["result"] = "ok" if row["max_rel_diff"] <= TOL else f"differs from onnxruntime beyond {TOL}"
+    if browser:
+        # The npm package in headless Chromium (the model as the device model), and the Worker
+        # under wrangler dev (the model as the set's large model), on the same PNG files.
+        code, text, _ = run(["node", str(ROOT / "scripts/browser-predict.mjs"), "--models", str(set_dir), "--worker",
+                             *map(str, files)])
+        if code != 0:
+            row["browser"] = text.strip().splitlines()[-1]
+        else:
+            seen = json.loads(text.strip().splitlines()[-1])
+            native = [softmax(g) for g in got]
+            for side in ("browser", "worker"):
+                row[f"{side}_max_prob_diff"] = max(float(np.max(np.abs(np.array(p, np.float64) - n)))
+                                                   for p, n in zip(seen[side], native))
     if weights:
         for storage in ("f16", "int8"):
             code, text, _ = run([hiedge, "quantize", "--models", str(set_dir), "--data", str(work / "photos"),
@@ -177,14 +212,18 @@ def fmt(v, digits=1):
 
 def table(rows, weights):
     head = ("| architecture | ONNX MB | NNEF MB (parts) | Worker memory MB | max rel. diff vs onnxruntime "
-            "(3 photos) | same top-1 | result |")
-    lines = [head, "|---|---:|---:|---:|---:|---:|---|"]
+            "(3 photos) | same top-1 | browser / Worker max prob. diff vs native | result |")
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         nnef = f"{fmt(r.get('nnef_mb'))} ({r['parts']})" if "nnef_mb" in r else ""
         diff = f"{r['max_rel_diff']:.1e}" if "max_rel_diff" in r else ""
         top1 = f"{r['same_top1']}/3" if "same_top1" in r else ""
+        if "browser_max_prob_diff" in r:
+            seen = f"{r['browser_max_prob_diff']:.1e} / {r['worker_max_prob_diff']:.1e}"
+        else:
+            seen = r.get("browser", "")
         lines.append(f"| {r['architecture']} | {fmt(r['onnx_mb'])} | {nnef} | {fmt(r.get('memory_mb'))} | "
-                     f"{diff} | {top1} | {r['result']} |")
+                     f"{diff} | {top1} | {seen} | {r['result']} |")
     if weights:
         lines += ["", "Stored weights (`hiedge quantize`, gate off: random weights have no accuracy to keep):", "",
                   "| architecture | f32 NNEF MB | f16 MB | f16 Worker memory MB | f16 max rel. diff | "
@@ -213,6 +252,13 @@ def pair(hiedge, out):
                              "0.485,0.456,0.406", "--std", "0.229,0.224,0.225", "--resize", "center-crop",
                              "--offload-codec", "webp:80", "--out", str(out)])
         print(text)
+        if code == 0:
+            # Say what the models are (import cannot know): the benchmarks' tables name them.
+            path = out / "manifest.json"
+            manifest = json.loads(path.read_text())
+            for name, arch in (("tiny", "MobileNetV3-small"), ("large", "EfficientNet-B0")):
+                manifest["models"][name]["architecture"] = f"{arch} (torchvision {torchvision.__version__}, random weights)"
+            path.write_text(json.dumps(manifest, indent=2) + "\n")
         sys.exit(code)
 
 
@@ -221,13 +267,17 @@ def main():
     ap.add_argument("--hiedge", required=True, help="the hiedge binary (a release build)")
     ap.add_argument("--only", action="append", help="check only these architectures (repeatable)")
     ap.add_argument("--weights", action="store_true", help="also store the weights as f16 and int8")
+    ap.add_argument("--browser", action="store_true",
+                    help="also run each model in headless Chromium and in the Worker (needs make wasm worker tools)")
     ap.add_argument("--pair", type=pathlib.Path, help="write the benchmark's full-size pair into this directory")
     ap.add_argument("--out", type=pathlib.Path, default=ROOT / "models/architectures.md")
     args = ap.parse_args()
     if args.pair:
         pair(args.hiedge, args.pair)
     names = args.only or list(ARCHITECTURES)
-    with tempfile.TemporaryDirectory() as tmp:
+    # Inside the repository (the browser's page is served from it), removed afterwards.
+    (ROOT / "test-results").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / "test-results", prefix="architectures-") as tmp:
         work = pathlib.Path(tmp)
         (work / "classes.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
         # An image folder (one sub-folder per class) for quantize's data: the photos under class 0.
@@ -235,9 +285,10 @@ def main():
         files, tensors = cropped_photos(work / "photos" / "class 0")
         rows = []
         for name in names:
-            row = check(args.hiedge, name, work, files, tensors, args.weights)
+            row = check(args.hiedge, name, work, files, tensors, args.weights, args.browser)
             print(json.dumps(row), flush=True)
             rows.append(row)
+    browser = args.browser
     text = table(rows, args.weights)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     header = (
@@ -251,7 +302,13 @@ def main():
         "takes to load and run once, natively. `hiedge predict` then runs it on the three committed photos "
         f"(centre-cropped to 224x224) and its logits are compared with onnxruntime's: the largest difference over "
         f"the three photos relative to the largest logit, within {TOL}. Every linear layer's weights are drawn from "
-        "N(0, 1/fan-in) (torchvision starts some heads at zero), so the logits are not vanishingly small.\n\n"
+        "N(0, 1/fan-in) (torchvision starts some heads at zero) and BatchNorm statistics are set from seeded random "
+        "batches, so the logits are not vanishingly small. "
+        + ("The browser / Worker column: the npm package in headless Chromium runs the model on the same images (the "
+           "client decodes and converts them), and the Worker under `wrangler dev` answers them offloaded raw as the "
+           "set's large model; each is compared with `hiedge predict` (largest probability difference). "
+           if browser else "")
+        + "\n\n"
     )
     args.out.write_text(header + text + "\n")
     print(f"wrote {args.out}")

@@ -1,7 +1,7 @@
 // The benchmark harnesses run end to end on a handful of samples (measuring nothing worth
 // reporting at this size): scripts/bench.mjs on two device classes and one emulated network, its
 // rows' accuracy and offload checked against `hiedge eval` on the same images, its report, README
-// grid and chart; then scripts/bench-streams.mjs.
+// grid and chart; then scripts/bench-streams.mjs and scripts/bench-zoo-hi.mjs.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, statSync } from "node:fs";
@@ -150,4 +150,21 @@ const ts = JSON.parse(readFileSync(join(imported, "streams", "streams.json"), "u
 assert.equal(ts.modelSet, "toy-nhwc");
 assert.deepEqual(ts.methods, ["device-only (large on device)", "HI logistic_top2"]);
 for (const x of ts.streams) assert.equal(x.processed + x.skipped, 24, JSON.stringify(x));
-console.log(`bench harness: rows match hiedge eval on ${N} images, on fashion-mnist and on a set written by hiedge import (grid, cold starts and streams); large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
+// HI at real size (scripts/bench-zoo-hi.mjs) on the committed 224x224 set against the Worker: every
+// method answers, offloads travel raw and compressed, and HI offloads exactly the fraction its
+// threshold was fitted for on these samples before the run.
+const zooHi = join(out, "zoo-hi.md");
+execFileSync("node", ["scripts/bench-zoo-hi.mjs", "--devices", "1", "--networks", "loopback", "--rounds", "3", "--block", "1", "--n", "3",
+  "--fractions", "0.34", "--out", zooHi], { cwd: repo, stdio: "inherit" });
+const zooTable = readFileSync(zooHi, "utf8");
+const zooRow = (m) => zooTable.split("\n").find((l) => l.startsWith(`| ${m} |`))?.split("|").map((c) => c.trim()) ?? assert.fail(`no ${m} row`);
+assert.equal(zooRow("tiny-only")[4], "0%");
+assert.equal(zooRow("large-on-device")[4], "0%");
+assert.deepEqual(zooRow("always-offload (raw)").slice(4, 6), ["100%", "150528"]);
+assert.equal(zooRow("always-offload (webp:80)")[4], "100%");
+assert.ok(Number(zooRow("always-offload (webp:80)")[5]) < 150528, "the compressed offloads are smaller");
+assert.equal(zooRow("HI 34% (raw)")[4], "33%");
+assert.equal(zooRow("HI 34% (webp:80)")[4], "33%");
+assert.match(zooTable, /Random weights: there is no accuracy to claim/);
+
+console.log(`bench harness: rows match hiedge eval on ${N} images, on fashion-mnist and on a set written by hiedge import (grid, cold starts and streams); HI at real size offloads its fractions raw and compressed; large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
