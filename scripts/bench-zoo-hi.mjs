@@ -129,7 +129,7 @@ md += `${info.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? "Chromium"} headless, th
 md += `Set: \`${relative(repo, setDir)}\` (${manifest.models.tiny.params ?? "?"} device-model weights: ${describe("tiny")}; `;
 md += `${manifest.models.large.params ?? "?"} large-model weights: ${describe("large")}). `;
 md += `**Random weights: there is no accuracy to claim**, so HI is run at fixed offload fractions chosen before the run `;
-md += `(max_prob thresholds ${Object.entries(info.thresholds).map(([k, t]) => `${Math.round(100 * k)}%: ${t.toFixed(4)}`).join(", ")}, `;
+md += `(max_prob thresholds ${Object.entries(info.thresholds).map(([k, t]) => `${Math.round(100 * Number(k))}%: ${t.toFixed(4)}`).join(", ")}, `;
 md += `fitted on the ${info.samples} bench samples: seeded 224x224 views of the three committed photos). `;
 md += `Compressed offloads use \`${codec}\`, encoded by Chromium (\`OffscreenCanvas.convertToBlob\`).\n\n`;
 md += `Method, fixed before the run: in each cell, ${rounds} rounds; each runs every method on the same ${blockSize} samples, `;
