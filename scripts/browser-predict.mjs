@@ -1,7 +1,8 @@
 // `hiedge predict`, in headless Chromium and through the Worker: one model of a set on image files,
 // run by the npm package on a page (tests/support/predict.html), and, with --worker, the same
 // images offloaded raw to the Worker under `wrangler dev` serving that set (its large model
-// answers). Prints one JSON line: {"browser": [[probs...]...], "worker": [[probs...]...]}.
+// answers). Prints one JSON line: {"browser": [[probs...]...], "worker": [[probs...]...]} ("browser" is
+// null for a model stored in parts: browsers only load device models, which are whole).
 // models/train/zoo_architectures.py --browser compares these with `hiedge predict`.
 // Usage: node scripts/browser-predict.mjs --models DIR [--model large] [--worker] IMAGE...
 import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";

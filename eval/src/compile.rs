@@ -158,6 +158,41 @@ pub fn store_in_parts(dir: &Path, manifest: &mut Manifest, name: &str, max_part:
         remove_stale_parts(dir, &entry.file, 0)?;
         return Ok(Vec::new());
     }
+    // Another entry naming the same archive (the same ONNX file given as the device model too)
+    // would lose its file: browsers load device files whole.
+    let file = entry.file.clone();
+    let mut sharing: Vec<String> = manifest
+        .models
+        .iter()
+        .filter(|(n, e)| *n != name && e.file == file)
+        .map(|(n, _)| format!("models.{n}"))
+        .collect();
+    if let Some(ee) = &manifest.early_exit {
+        sharing.extend(
+            [("early_exit.stage1", &ee.stage1), ("early_exit.stage2", &ee.stage2)]
+                .iter()
+                .filter(|(_, st)| st.file == file)
+                .map(|(f, _)| f.to_string()),
+        );
+    }
+    if let Some(sp) = &manifest.split {
+        sharing.extend(
+            [("split.trunk", &sp.trunk), ("split.tail", &sp.tail)]
+                .iter()
+                .filter(|(_, st)| st.file == file)
+                .map(|(f, _)| f.to_string()),
+        );
+    }
+    if !sharing.is_empty() {
+        return Err(Error::Import(format!(
+            "models.{name}'s archive {file} ({} MiB) must be stored in parts, but {} loads the same file, and a file \
+             browsers load must fit whole in {} MiB: use a smaller model there",
+            meta.len() / (1024 * 1024),
+            sharing.join(", "),
+            max_part / (1024 * 1024)
+        )));
+    }
+    let entry = manifest.models.get_mut(name).ok_or_else(|| Error::Import(format!("the set has no `{name}` model")))?;
     let bytes = std::fs::read(&path)?;
     verify(&format!("models.{name}"), &bytes, &entry.sha256)?;
     let mut parts = Vec::new();
@@ -268,6 +303,26 @@ mod tests {
         std::fs::write(dir.path().join("large.nnef.tar.part-1"), [8u8; 1000]).unwrap();
         let e = read_model(dir.path(), &manifest, "large").unwrap_err().to_string();
         assert!(e.contains("part 1"), "{e}");
+    }
+
+    #[test]
+    fn an_archive_a_device_model_shares_is_never_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = sha256_hex(&[7u8; 2500]);
+        let entry = |kind: &str| {
+            format!(r#""{kind}":{{"file":"m.nnef.tar","sha256":"{sha}","input_name":"x","output":"logits"}}"#)
+        };
+        let json = format!(
+            r#"{{"schema_version":2,"name":"p","input":{{"shape":[1,1,2,2],"layout":"NCHW","dtype":"u8",
+            "normalize":{{"scale":1.0,"mean":0.0,"std":1.0}}}},"classes":["a","b"],"models":{{{},{}}}}}"#,
+            entry("large"),
+            entry("tiny")
+        );
+        let mut manifest = Manifest::from_json(&json).unwrap();
+        std::fs::write(dir.path().join("m.nnef.tar"), [7u8; 2500]).unwrap();
+        let e = store_in_parts(dir.path(), &mut manifest, "large", 1000).unwrap_err().to_string();
+        assert!(e.contains("models.tiny loads the same file"), "{e}");
+        assert!(dir.path().join("m.nnef.tar").exists(), "nothing split");
     }
 
     #[test]
