@@ -3,15 +3,12 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use hiedge_core::Manifest;
+use anyhow::Result;
 use hiedge_eval::compile::compile_set;
 
 /// Compiles the set in `dir` and writes its manifest; prints one line per archive written.
 pub fn run(dir: &Path) -> Result<()> {
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut manifest = Manifest::from_json(&text)?;
+    let mut manifest = crate::data::read_manifest(dir)?;
     let compiled = compile_set(dir, &mut manifest)?;
     for c in &compiled {
         println!(
@@ -20,10 +17,7 @@ pub fn run(dir: &Path) -> Result<()> {
         );
     }
     // Cloudflare's limits: a set that cannot deploy keeps its old manifest.
-    crate::limits::store_large_in_parts(dir, &mut manifest)?;
-    let needs = crate::limits::check_set(dir, &manifest)?;
-    println!("{}", needs.summary());
-    std::fs::write(&path, manifest.to_json_pretty()?)?;
+    let path = crate::limits::store_checked(dir, &mut manifest)?;
     println!("wrote {}: {} archive(s)", path.display(), compiled.len());
     Ok(())
 }

@@ -26,17 +26,8 @@ pub struct ModelSet {
 
 impl ModelSet {
     pub fn load(dir: &Path) -> Result<Self> {
-        let manifest_path = dir.join("manifest.json");
-        let json =
-            std::fs::read_to_string(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?;
-        let manifest = Manifest::from_json(&json).with_context(|| format!("in {}", manifest_path.display()))?;
-        let load = |name: &str| -> Result<Model> {
-            let file = dir.join(&manifest.model(name)?.file);
-            let bytes = hiedge_eval::compile::read_model(dir, &manifest, name)
-                .with_context(|| format!("reading {}", file.display()))?;
-            Model::load(&manifest, name, &bytes).with_context(|| format!("loading {}", file.display()))
-        };
-        let (tiny, large) = (load("tiny")?, load("large")?);
+        let manifest = read_manifest(dir)?;
+        let (tiny, large) = (load_model(dir, &manifest, "tiny")?, load_model(dir, &manifest, "large")?);
         let ee = match &manifest.early_exit {
             None => None,
             Some(e) => {
@@ -58,6 +49,21 @@ impl ModelSet {
         };
         Ok(ModelSet { manifest, tiny, large, ee, split })
     }
+}
+
+/// The manifest of the set in `dir` (`dir/manifest.json`), parsed and checked.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let path = dir.join("manifest.json");
+    let json = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Manifest::from_json(&json).with_context(|| format!("in {}", path.display()))
+}
+
+/// Model `name` of the set in `dir`: its file (or parts), checked, parsed and optimised.
+pub fn load_model(dir: &Path, manifest: &Manifest, name: &str) -> Result<Model> {
+    let file = dir.join(&manifest.model(name)?.file);
+    let bytes =
+        hiedge_eval::compile::read_model(dir, manifest, name).with_context(|| format!("reading {}", file.display()))?;
+    Model::load(manifest, name, &bytes).with_context(|| format!("loading {}", file.display()))
 }
 
 /// Largest IDX file read, decompressed: 1 GiB (Fashion-MNIST's training images are 47 MB).

@@ -160,6 +160,18 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
     Ok(SetNeeds { files, worker_heap })
 }
 
+/// Where `compile` and `quantize` end, with a set rewritten in place: the large model in parts
+/// where it must be, the limits checked (a refusal leaves the manifest on disk as it was), what
+/// they measured printed, and `dir/manifest.json` written. Returns its path.
+pub fn store_checked(dir: &Path, manifest: &mut Manifest) -> Result<std::path::PathBuf> {
+    store_large_in_parts(dir, manifest)?;
+    let needs = check_set(dir, manifest)?;
+    println!("{}", needs.summary());
+    let path = dir.join("manifest.json");
+    std::fs::write(&path, manifest.to_json_pretty()?)?;
+    Ok(path)
+}
+
 /// Stores the large model in parts when its archive is over the static-asset limit (the Worker
 /// joins and checks them); says so on stdout. Returns the part files written.
 pub fn store_large_in_parts(dir: &Path, manifest: &mut Manifest) -> Result<Vec<String>> {

@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use hiedge_core::{Manifest, Model};
 use hiedge_eval::dataset::image_file_pixels;
 
 /// One image's answer.
@@ -21,11 +20,8 @@ struct Answer {
 
 /// Runs model `name` of the set in `dir` on `files` and prints `{"set", "model", "results": [...]}`.
 pub fn run(dir: &Path, name: &str, logits: bool, files: &[PathBuf]) -> Result<()> {
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let manifest = Manifest::from_json(&text).with_context(|| format!("in {}", path.display()))?;
-    let bytes = hiedge_eval::compile::read_model(dir, &manifest, name)?;
-    let model = Model::load(&manifest, name, &bytes).with_context(|| format!("loading models.{name}"))?;
+    let manifest = crate::data::read_manifest(dir)?;
+    let model = crate::data::load_model(dir, &manifest, name)?;
     let mut results = Vec::with_capacity(files.len());
     for file in files {
         let pixels = image_file_pixels(file, &manifest)?;

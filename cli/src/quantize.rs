@@ -69,9 +69,7 @@ fn measure(
 /// Measures, gates and (when it passes) stores; prints what it measured.
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     let dir = &args.paths.models;
-    let path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut manifest = Manifest::from_json(&text).with_context(|| format!("in {}", path.display()))?;
+    let mut manifest = crate::data::read_manifest(dir)?;
     let name = args.model.as_str();
     manifest.model(name)?;
     let f32_bytes = compile_model(dir, &manifest, name, WeightStorage::F32)?;
@@ -81,7 +79,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             entry.weights = None;
         }
         println!("models.{name}: f32 weights, {} bytes", f32_bytes.len());
-        return finish(dir, &path, &mut manifest);
+        return finish(dir, &mut manifest);
     }
     let stored = compile_model(dir, &manifest, name, args.weights)?;
     let split = crate::data::test_split(&args.paths, &manifest, args.limit)?;
@@ -131,7 +129,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     if let Some(entry) = manifest.models.get_mut(name) {
         entry.weights = Some(StoredWeights { storage: args.weights, gate });
     }
-    finish(dir, &path, &mut manifest).or_else(|e| {
+    finish(dir, &mut manifest).or_else(|e| {
         // Refused by the limits: the files the manifest on disk names are put back.
         let mut back = original;
         write_model(dir, &mut back, name, &previous)?;
@@ -141,11 +139,8 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
 }
 
 /// Parts, the limits and the manifest, as `hiedge compile` ends.
-fn finish(dir: &std::path::Path, path: &std::path::Path, manifest: &mut Manifest) -> Result<()> {
-    crate::limits::store_large_in_parts(dir, manifest)?;
-    let needs = crate::limits::check_set(dir, manifest)?;
-    println!("{}", needs.summary());
-    std::fs::write(path, manifest.to_json_pretty()?)?;
+fn finish(dir: &std::path::Path, manifest: &mut Manifest) -> Result<()> {
+    let path = crate::limits::store_checked(dir, manifest)?;
     println!("wrote {}", path.display());
     Ok(())
 }

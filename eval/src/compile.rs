@@ -101,25 +101,15 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
             (*e.file, *e.sha256, *e.source) = (file.clone(), sha.clone(), Some(source));
             continue;
         }
-        let onnx = read(dir, &source.file, &format!("{}.source", e.field))?;
-        verify(&format!("{}.source", e.field), &onnx, &source.sha256)?;
-        let nnef = onnx_to_nnef_stored(&onnx, &e.shape, e.storage)
-            .map_err(|err| Error::Import(format!("{}: cannot compile {}: {err}", e.field, source.file)))?;
+        let (onnx_len, nnef) = compile_source(dir, &e.field, &source, &e.shape, e.storage)?;
         let file = nnef_name(&source.file);
-        let path = dir.join(&file);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::Import(format!(
-                "{}: {file} is a symbolic link: hiedge never writes through one",
-                e.field
-            )));
-        }
-        std::fs::write(path, &nnef)?;
+        write_file(dir, &e.field, &file, &nnef)?;
         let sha = sha256_hex(&nnef);
         report.push(Compiled {
             field: e.field.clone(),
             source: source.file.clone(),
             file: file.clone(),
-            bytes: (onnx.len(), nnef.len()),
+            bytes: (onnx_len, nnef.len()),
         });
         done.insert(key, (file.clone(), sha.clone()));
         (*e.file, *e.sha256, *e.source) = (file, sha, Some(source));
@@ -128,20 +118,41 @@ pub fn compile_set(dir: &Path, manifest: &mut Manifest) -> Result<Vec<Compiled>>
     Ok(report)
 }
 
+/// The ONNX file `source` of manifest entry `field`, checked against its sha256 and compiled for an
+/// input of `shape` with the weights stored as `storage`: the ONNX file's length and the archive.
+fn compile_source(
+    dir: &Path,
+    field: &str,
+    source: &SourceFile,
+    shape: &[usize],
+    storage: WeightStorage,
+) -> Result<(usize, Vec<u8>)> {
+    let onnx = read(dir, &source.file, &format!("{field}.source"))?;
+    verify(&format!("{field}.source"), &onnx, &source.sha256)?;
+    let nnef = onnx_to_nnef_stored(&onnx, shape, storage)
+        .map_err(|err| Error::Import(format!("{field}: cannot compile {}: {err}", source.file)))?;
+    Ok((onnx.len(), nnef))
+}
+
+/// Writes `bytes` to `dir/file` for manifest entry `field`, never through a symbolic link.
+fn write_file(dir: &Path, field: &str, file: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(file);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::Import(format!("{field}: {file} is a symbolic link: hiedge never writes through one")));
+    }
+    Ok(std::fs::write(path, bytes)?)
+}
+
 /// Model `name` of the set compiled from its ONNX source with its weights stored as `storage`: the
 /// archive's bytes, not written (`hiedge quantize` measures them before the set changes).
 pub fn compile_model(dir: &Path, manifest: &Manifest, name: &str, storage: WeightStorage) -> Result<Vec<u8>> {
     let field = format!("models.{name}");
-    let entry = manifest.model(name)?;
-    let source = entry.source.as_ref().ok_or_else(|| {
+    let source = manifest.model(name)?.source.as_ref().ok_or_else(|| {
         Error::Import(format!(
             "{field} has no ONNX source to compile from (`source`): import the model with `hiedge import`"
         ))
     })?;
-    let onnx = read(dir, &source.file, &format!("{field}.source"))?;
-    verify(&format!("{field}.source"), &onnx, &source.sha256)?;
-    onnx_to_nnef_stored(&onnx, &manifest.input.shape, storage)
-        .map_err(|err| Error::Import(format!("{field}: cannot compile {}: {err}", source.file)))
+    Ok(compile_source(dir, &field, source, &manifest.input.shape, storage)?.1)
 }
 
 /// Stores model `name`'s file in parts of at most `max_part` bytes when it is larger (Cloudflare
@@ -161,28 +172,9 @@ pub fn store_in_parts(dir: &Path, manifest: &mut Manifest, name: &str, max_part:
     // Another entry naming the same archive (the same ONNX file given as the device model too)
     // would lose its file: browsers load device files whole.
     let file = entry.file.clone();
-    let mut sharing: Vec<String> = manifest
-        .models
-        .iter()
-        .filter(|(n, e)| *n != name && e.file == file)
-        .map(|(n, _)| format!("models.{n}"))
-        .collect();
-    if let Some(ee) = &manifest.early_exit {
-        sharing.extend(
-            [("early_exit.stage1", &ee.stage1), ("early_exit.stage2", &ee.stage2)]
-                .iter()
-                .filter(|(_, st)| st.file == file)
-                .map(|(f, _)| f.to_string()),
-        );
-    }
-    if let Some(sp) = &manifest.split {
-        sharing.extend(
-            [("split.trunk", &sp.trunk), ("split.tail", &sp.tail)]
-                .iter()
-                .filter(|(_, st)| st.file == file)
-                .map(|(f, _)| f.to_string()),
-        );
-    }
+    let field = format!("models.{name}");
+    let sharing: Vec<String> =
+        entries(manifest).into_iter().filter(|e| e.field != field && *e.file == file).map(|e| e.field).collect();
     if !sharing.is_empty() {
         return Err(Error::Import(format!(
             "models.{name}'s archive {file} ({} MiB) must be stored in parts, but {} loads the same file, and a file \
@@ -198,13 +190,7 @@ pub fn store_in_parts(dir: &Path, manifest: &mut Manifest, name: &str, max_part:
     let mut parts = Vec::new();
     for (i, chunk) in bytes.chunks(max_part as usize).enumerate() {
         let file = format!("{}.part-{i}", entry.file);
-        let part_path = dir.join(&file);
-        if std::fs::symlink_metadata(&part_path).is_ok_and(|m| m.file_type().is_symlink()) {
-            return Err(Error::Import(format!(
-                "models.{name}: {file} is a symbolic link: hiedge never writes through one"
-            )));
-        }
-        std::fs::write(part_path, chunk)?;
+        write_file(dir, &format!("models.{name}"), &file, chunk)?;
         parts.push(SourceFile { file, sha256: sha256_hex(chunk) });
     }
     std::fs::remove_file(&path)?;
@@ -232,14 +218,7 @@ fn remove_stale_parts(dir: &Path, file: &str, keep: usize) -> Result<()> {
 /// entry at it; the caller stores it in parts again where it must ([`store_in_parts`]).
 pub fn write_model(dir: &Path, manifest: &mut Manifest, name: &str, bytes: &[u8]) -> Result<()> {
     let entry = manifest.models.get_mut(name).ok_or_else(|| Error::Import(format!("the set has no `{name}` model")))?;
-    let path = dir.join(&entry.file);
-    if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Error::Import(format!(
-            "models.{name}: {} is a symbolic link: hiedge never writes through one",
-            entry.file
-        )));
-    }
-    std::fs::write(&path, bytes)?;
+    write_file(dir, &format!("models.{name}"), &entry.file, bytes)?;
     remove_stale_parts(dir, &entry.file, 0)?;
     entry.sha256 = sha256_hex(bytes);
     entry.parts = None;
