@@ -18,13 +18,13 @@
 // Usage: node scripts/bench-zoo-hi.mjs [--models models/zoo-rgb] [--devices 1,4] [--networks loopback,4g,3g]
 //   [--rounds 10] [--block 3] [--n 30] [--fractions 0.1,0.2,0.3] [--codec manifest|webp:80] [--seed 20261207]
 //   [--out bench/zoo-hi.md]
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { DEVICES, emulateDevice, emulateNetwork, NETWORK_NAMES } from "../tests/support/conditions.mjs";
-import { startWorker } from "../tests/support/wrangler.mjs";
+import { startWorkerForSet } from "../tests/support/wrangler.mjs";
 import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";
 
@@ -51,12 +51,7 @@ const manifest = JSON.parse(readFileSync(join(setDir, "manifest.json"), "utf8"))
 const codec = values.codec === "manifest" ? manifest.offload_codec ?? "webp:80" : String(values.codec);
 const median = (v) => quantile(v, 0.5);
 
-// The Worker serves this one set, from a copy (its index is written into the assets directory).
-const assets = join(repo, "test-results/zoo-hi-assets");
-rmSync(assets, { recursive: true, force: true });
-mkdirSync(assets, { recursive: true });
-cpSync(setDir, join(assets, manifest.name), { recursive: true, filter: (p) => !p.endsWith(".onnx") });
-const worker = await startWorker({ assets, vars: { DEFAULT_MODEL_SET: manifest.name } });
+const worker = await startWorkerForSet(setDir);
 const server = await serveStatic(repo, 0, { cacheControl: "max-age=3600", compress: true });
 const browser = await launchChromium();
 const cells = [];
@@ -105,7 +100,6 @@ try {
   await browser.close();
   await server.close();
   await worker.stop();
-  rmSync(assets, { recursive: true, force: true });
 }
 
 // Cold start: what each way of answering downloads before its first answer (gzip, as a static

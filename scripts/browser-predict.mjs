@@ -5,10 +5,10 @@
 // null for a model stored in parts: browsers only load device models, which are whole).
 // models/train/zoo_architectures.py --browser compares these with `hiedge predict`.
 // Usage: node scripts/browser-predict.mjs --models DIR [--model large] [--worker] IMAGE...
-import { cpSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
-import { startWorker } from "../tests/support/wrangler.mjs";
+import { startWorkerForSet } from "../tests/support/wrangler.mjs";
 import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
@@ -25,13 +25,7 @@ for (const p of [setDir, ...images]) {
 }
 if (!images.length) throw new Error("no image files given");
 const manifest = JSON.parse(readFileSync(join(setDir, "manifest.json"), "utf8"));
-let worker = null;
-let assets = null;
-if (values.worker) {
-  assets = mkdtempSync(join(repo, "test-results/predict-assets-"));
-  cpSync(setDir, join(assets, manifest.name), { recursive: true, filter: (p) => !p.endsWith(".onnx") });
-  worker = await startWorker({ assets, vars: { DEFAULT_MODEL_SET: manifest.name } });
-}
+const worker = values.worker ? await startWorkerForSet(setDir) : null;
 const server = await serveStatic(repo);
 const browser = await launchChromium();
 try {
@@ -46,5 +40,4 @@ try {
   await browser.close();
   await server.close();
   await worker?.stop();
-  if (assets) rmSync(assets, { recursive: true, force: true });
 }

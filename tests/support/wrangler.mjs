@@ -9,7 +9,7 @@
 // prints one JSON line `{"url": "http://127.0.0.1:PORT"}` once /v1/health answers, copies
 // wrangler's output to stderr, and stops the Worker on SIGTERM/SIGINT or when stdin closes.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -49,6 +49,28 @@ export function localConfig(dir, limit) {
   const path = join(dir, "wrangler.toml");
   writeFileSync(path, text);
   return path;
+}
+
+/**
+ * The Worker serving one model set, `setDir` (its ONNX sources left out, as models/.assetsignore
+ * does), as its default set: from a copy in a temporary assets directory, so the Worker's index is
+ * never written into the set. `stop()` also removes the copy.
+ * @param {string} setDir
+ * @param {{ vars?: Record<string, string>, onLog?: (text: string) => void, rateLimit?: number }} [options]
+ * @returns {Promise<{ url: string, name: string, stop: () => Promise<void>, log: () => string }>}
+ */
+export async function startWorkerForSet(setDir, options = {}) {
+  const name = JSON.parse(readFileSync(join(setDir, "manifest.json"), "utf8")).name;
+  const assets = mkdtempSync(join(tmpdir(), "hiedge-set-"));
+  const remove = () => rmSync(assets, { recursive: true, force: true });
+  try {
+    cpSync(setDir, join(assets, name), { recursive: true, filter: (p) => !p.endsWith(".onnx") });
+    const worker = await startWorker({ ...options, assets, vars: { DEFAULT_MODEL_SET: name, ...options.vars } });
+    return { ...worker, name, stop: async () => { await worker.stop(); remove(); } };
+  } catch (e) {
+    remove();
+    throw e;
+  }
 }
 
 /**
