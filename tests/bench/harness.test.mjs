@@ -1,11 +1,13 @@
 // The benchmark harnesses run end to end on a handful of samples (measuring nothing worth
 // reporting at this size): scripts/bench.mjs on two device classes and one emulated network, its
 // rows' accuracy and offload checked against `hiedge eval` on the same images, its report, README
-// grid and chart; then scripts/bench-streams.mjs and scripts/bench-zoo-hi.mjs.
+// grid (with the real-size rows of scripts/bench-zoo-hi.mjs, run first) and chart; then
+// scripts/bench-streams.mjs.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { fixed } from "../../scripts/bench-report.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
 const out = join(repo, "test-results/bench-smoke");
@@ -14,9 +16,37 @@ const N = 60;
 const readme = join(out, "README.md");
 mkdirSync(out, { recursive: true });
 copyFileSync(join(repo, "README.md"), readme);
+// HI at real size (scripts/bench-zoo-hi.mjs) first, as make bench runs it: the grid takes its
+// real-size rows from its record. On the committed 224x224 set against the Worker: every method answers, offloads travel raw and compressed, and HI offloads exactly the fraction its
+// threshold was fitted for on these samples before the run.
+const zooHi = join(out, "zoo-hi.md");
+execFileSync("node", ["scripts/bench-zoo-hi.mjs", "--devices", "1", "--networks", "loopback", "--rounds", "3", "--block", "1", "--n", "3",
+  "--fractions", "0.34", "--out", zooHi], { cwd: repo, stdio: "inherit" });
+const zooTable = readFileSync(zooHi, "utf8");
+const zooRow = (m) => zooTable.split("\n").find((l) => l.startsWith(`| ${m} |`))?.split("|").map((c) => c.trim()) ?? assert.fail(`no ${m} row`);
+assert.equal(zooRow("tiny-only")[4], "0%");
+assert.equal(zooRow("large-on-device")[4], "0%");
+assert.deepEqual(zooRow("always-offload (raw)").slice(4, 6), ["100%", "150528"]);
+assert.equal(zooRow("always-offload (webp:80)")[4], "100%");
+assert.ok(Number(zooRow("always-offload (webp:80)")[5]) < 150528, "the compressed offloads are smaller");
+assert.equal(zooRow("HI 34% (raw)")[4], "33%");
+assert.equal(zooRow("HI 34% (webp:80)")[4], "33%");
+assert.match(zooTable, /Random weights: there is no accuracy to claim/);
+// The record beside the page holds the same numbers the page shows.
+const zooRecord = JSON.parse(readFileSync(join(out, "zoo-hi.json"), "utf8"));
+assert.equal(zooRecord.set, "models/zoo-rgb");
+assert.deepEqual(zooRecord.cells.map((c) => [c.rate, c.network]), [[1, "loopback"]]);
+assert.equal(zooRecord.cells[0].methods["HI 34% (webp:80)"].offload, 1 / 3);
+const largeZoo = zooRecord.cells[0].methods["large-on-device"];
+const hiZoo = zooRecord.cells[0].methods["HI 34% (webp:80)"];
+assert.ok(Math.abs(hiZoo.ratio - hiZoo.mean / largeZoo.mean) <= 1e-9, "ratio of means");
+// Three samples per method are too few for a bootstrap interval: the record keeps it as null, the page prints "-".
+const ratioText = `${fixed(hiZoo.ratio, 2)} [${fixed(hiZoo.interval[0], 2)}, ${fixed(hiZoo.interval[1], 2)}]`;
+assert.equal(zooRow("HI 34% (webp:80)")[6], ratioText);
+
 execFileSync("node", ["scripts/bench.mjs", "--devices", "1,4", "--networks", "broadband", "--samples", "20", "--block", "10", "--check-n", String(N),
   "--cold-devices", "1", "--cold-networks", "broadband", "--cold-reps", "1", "--hiedge", hiedge, "--out", out, "--readme", readme,
-  "--chart", join(out, "chart.png")], { cwd: repo, stdio: "inherit" });
+  "--chart", join(out, "chart.png"), "--real-size", join(out, "zoo-hi.json")], { cwd: repo, stdio: "inherit" });
 const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
 
 // Accuracy and offload of the rows against `hiedge eval` on the same N images, read here on its own.
@@ -100,6 +130,14 @@ for (const want of ["## The grid", "HI vs large-on-device", "EE-HI vs HI", "Cold
 }
 const grid = readFileSync(readme, "utf8");
 assert.match(grid, /bench:grid:start[^\n]*\n\*\*HI vs large-on-device[\s\S]*\| mid-range phone \(4x\) \|[\s\S]*bench:grid:end/);
+// Its real-size rows: the record's ratios in the README's grid and in results.md, with every cell below.
+assert.deepEqual(r.realSize, zooRecord);
+const realRow = `| desktop (1x), HI 34% (webp:80) | ${ratioText.replace(" [", "x [")} |`;
+for (const [name, text] of [["README grid", grid], ["results.md", md]]) {
+  assert.ok(text.includes("At real size (224x224 RGB)"), `${name} lacks the real-size rows`);
+  assert.ok(text.includes(realRow), `${name} lacks "${realRow}"`);
+}
+assert.ok(md.includes("### Real size: desktop (1x), loopback"), "results.md lacks the real-size cell");
 assert.ok(statSync(join(out, "chart.png")).size > 10_000, "chart image");
 
 // A model set the project was not built around: written by `hiedge import` here (an NHWC pair whose
@@ -150,21 +188,5 @@ const ts = JSON.parse(readFileSync(join(imported, "streams", "streams.json"), "u
 assert.equal(ts.modelSet, "toy-nhwc");
 assert.deepEqual(ts.methods, ["device-only (large on device)", "HI logistic_top2"]);
 for (const x of ts.streams) assert.equal(x.processed + x.skipped, 24, JSON.stringify(x));
-// HI at real size (scripts/bench-zoo-hi.mjs) on the committed 224x224 set against the Worker: every
-// method answers, offloads travel raw and compressed, and HI offloads exactly the fraction its
-// threshold was fitted for on these samples before the run.
-const zooHi = join(out, "zoo-hi.md");
-execFileSync("node", ["scripts/bench-zoo-hi.mjs", "--devices", "1", "--networks", "loopback", "--rounds", "3", "--block", "1", "--n", "3",
-  "--fractions", "0.34", "--out", zooHi], { cwd: repo, stdio: "inherit" });
-const zooTable = readFileSync(zooHi, "utf8");
-const zooRow = (m) => zooTable.split("\n").find((l) => l.startsWith(`| ${m} |`))?.split("|").map((c) => c.trim()) ?? assert.fail(`no ${m} row`);
-assert.equal(zooRow("tiny-only")[4], "0%");
-assert.equal(zooRow("large-on-device")[4], "0%");
-assert.deepEqual(zooRow("always-offload (raw)").slice(4, 6), ["100%", "150528"]);
-assert.equal(zooRow("always-offload (webp:80)")[4], "100%");
-assert.ok(Number(zooRow("always-offload (webp:80)")[5]) < 150528, "the compressed offloads are smaller");
-assert.equal(zooRow("HI 34% (raw)")[4], "33%");
-assert.equal(zooRow("HI 34% (webp:80)")[4], "33%");
-assert.match(zooTable, /Random weights: there is no accuracy to claim/);
 
 console.log(`bench harness: rows match hiedge eval on ${N} images, on fashion-mnist and on a set written by hiedge import (grid, cold starts and streams); HI at real size offloads its fractions raw and compressed; large model ${slowdown.toFixed(1)}x slower at 4x CPU throttling; report, grid and chart written`);
