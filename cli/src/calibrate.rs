@@ -72,6 +72,7 @@ pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dr
         100.0 * target
     );
     let mut thresholds = BTreeMap::new();
+    let mut offload_fractions = BTreeMap::new();
     for rule in [ScoreRule::MaxProb, ScoreRule::Margin, ScoreRule::Entropy, ScoreRule::LogisticTop2(logistic_top2)] {
         match samples.operating_point(&rule, target) {
             Some(op) => {
@@ -83,6 +84,7 @@ pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dr
                     100.0 * op.metrics.hi_accuracy()
                 );
                 thresholds.insert(rule.key().to_string(), op.threshold);
+                offload_fractions.insert(rule.key().to_string(), op.metrics.offload_fraction() as f32);
             }
             None => eprintln!("{:>14}: no threshold reaches the target", rule.key()),
         }
@@ -142,7 +144,13 @@ pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dr
             fitted
         }
     };
+    // What a deployment is watched against (hiedge_core::monitor): each policy's offload share
+    // here and the tiny model's top probability in 10 quantile bins.
+    let p1: Vec<f32> = samples.tiny_probs.iter().map(|p| hiedge_core::prob::top2(p).0).collect();
+    let monitoring = hiedge_core::monitor::baseline_from_calibration(&p1, offload_fractions, 10)?;
+    eprintln!("monitoring baseline: p1 edges {:?}", monitoring.p1_edges);
     set.manifest.decision = Some(DecisionParams {
+        monitoring: Some(monitoring),
         early_exit,
         split: split_exit,
         temperature,

@@ -19,6 +19,7 @@ mod data;
 mod eval;
 mod import;
 mod limits;
+mod monitor;
 mod predict;
 mod quantize;
 
@@ -77,6 +78,10 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Replay the test set through the set's calibrated HI and print what a deployment's monitor
+    /// reports over time (offload rate vs the calibrated one, confidence drift, a label-free
+    /// accuracy estimate, alarms), optionally with a shift from a chosen sample on.
+    Monitor(monitor::MonitorArgs),
     /// Print the HI trade-off table on the test set for every policy.
     Eval {
         #[command(flatten)]
@@ -164,6 +169,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Compile { models } => compile::run(&models),
         Command::Quantize(args) => quantize::run(&args),
         Command::Predict { models, model, logits, files } => predict::run(&models, &model, logits, &files),
+        Command::Monitor(args) => monitor::run(&args),
         Command::Eval { paths, json, limit, max_drop, offload_codec } => {
             eval::run(&paths, json, limit, max_drop, &offload_codec)
         }

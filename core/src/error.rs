@@ -59,6 +59,9 @@ pub enum Error {
     /// A decision policy was configured with parameters it cannot use.
     #[error("invalid policy configuration: {0}")]
     InvalidPolicy(String),
+    /// A monitor's configuration or one of its observations is unusable.
+    #[error("monitor: {0}")]
+    Monitor(String),
     /// `only_remote`: the Worker could not answer and the mode forbids a device answer.
     #[error("the Worker could not answer and the mode is only_remote: {0}")]
     RemoteUnavailable(String),
@@ -84,6 +87,7 @@ impl Error {
             Error::InvalidImage(_) => "InvalidImage",
             Error::InvalidProbabilities(_) => "InvalidProbabilities",
             Error::InvalidPolicy(_) => "InvalidPolicy",
+            Error::Monitor(_) => "Monitor",
             Error::RemoteUnavailable(_) => "RemoteUnavailable",
             Error::Io(_) => "Io",
         }

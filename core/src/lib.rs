@@ -38,6 +38,7 @@
 
 pub mod error;
 pub mod manifest;
+pub mod monitor;
 pub mod policy;
 pub mod prob;
 pub mod protocol;

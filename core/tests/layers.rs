@@ -4,8 +4,14 @@
 use std::path::Path;
 
 /// Top-level modules by layer, bottom first (as listed in the crate docs).
-const LAYERS: &[&[&str]] =
-    &[&["error"], &["prob"], &["manifest", "protocol"], &["policy"], &["runtime"], &["session", "stream", "server"]];
+const LAYERS: &[&[&str]] = &[
+    &["error"],
+    &["prob"],
+    &["manifest", "protocol"],
+    &["policy", "monitor"],
+    &["runtime"],
+    &["session", "stream", "server"],
+];
 
 fn layer(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))

@@ -252,6 +252,30 @@ pub struct DecisionParams {
     /// The split model's exit threshold fitted on the calibration set (when it has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitCalibrated>,
+    /// What a deployment is watched against: the calibration set's offload fractions and the tiny
+    /// model's confidence distribution (see [`crate::monitor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringBaseline>,
+}
+
+/// The calibration set as a deployment's monitor expects to see it again: each calibrated
+/// policy's offload fraction, and the tiny model's top probability `p1` (after the manifest's
+/// temperature) as a histogram. The bins are the calibration set's quantiles (`p1_edges`,
+/// ascending; ties merged), so every bin holds a comparable share and a drift test has enough
+/// expected samples in each; `p1_fractions[i]` is the share of calibration samples in bin `i`,
+/// where bin `i` holds `p1` with `p1_edges[i-1] < p1 <= p1_edges[i]` (the first bin everything up
+/// to `p1_edges[0]`, the last everything above the last edge).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringBaseline {
+    /// Calibration samples the baseline was measured on.
+    pub samples: u64,
+    /// Share of calibration samples each calibrated policy offloads (keys as `thresholds`).
+    pub offload_fractions: BTreeMap<String, f32>,
+    /// Bin edges of `p1`, strictly ascending, inside `(0, 1)`.
+    pub p1_edges: Vec<f32>,
+    /// Share of calibration samples per bin (`p1_edges.len() + 1` values summing to 1).
+    pub p1_fractions: Vec<f32>,
 }
 
 /// The split model's calibrated exit: answer with the trunk's exit head when its top probability

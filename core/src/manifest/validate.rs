@@ -1,7 +1,7 @@
 //! The manifest's validation: every field later code relies on is checked once, when a manifest
 //! is read, and an error names the field.
 
-use super::{EeHiThresholds, Manifest, PerChannel, SourceFile, StageEntry, SCHEMA_VERSION};
+use super::{EeHiThresholds, Manifest, MonitoringBaseline, PerChannel, SourceFile, StageEntry, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 
 /// A model cut in two (early-exit stages, split trunk and tail): both files checked, and the
@@ -39,6 +39,45 @@ fn check_file(prefix: &str, file: &str, sha256: &str) -> Result<()> {
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Error {
     Error::ManifestInvalid { field: field.into(), reason: reason.into() }
+}
+
+/// Most bins a monitoring baseline's histogram may have.
+const MAX_MONITOR_BINS: usize = 64;
+
+impl MonitoringBaseline {
+    /// Fractions in 0..=1, edges strictly ascending inside (0, 1), one more fraction than edges,
+    /// summing to 1 within 1e-4 (they are f32).
+    pub fn validate(&self) -> Result<()> {
+        const F: &str = "decision.monitoring";
+        for (k, f) in &self.offload_fractions {
+            if !(f.is_finite() && (0.0..=1.0).contains(f)) {
+                return Err(invalid(format!("{F}.offload_fractions.{k}"), format!("{f} is not in 0..=1")));
+            }
+        }
+        let e = &self.p1_edges;
+        if e.len() >= MAX_MONITOR_BINS
+            || !e.iter().all(|x| x.is_finite() && *x > 0.0 && *x < 1.0)
+            || e.windows(2).any(|w| w[0] >= w[1])
+        {
+            return Err(invalid(
+                format!("{F}.p1_edges"),
+                format!("must be fewer than {MAX_MONITOR_BINS} strictly ascending numbers inside (0, 1)"),
+            ));
+        }
+        let p = &self.p1_fractions;
+        if p.len() != e.len() + 1 {
+            return Err(invalid(
+                format!("{F}.p1_fractions"),
+                format!("has {} values for {} bins", p.len(), e.len() + 1),
+            ));
+        }
+        if !p.iter().all(|x| x.is_finite() && (0.0..=1.0).contains(x))
+            || (p.iter().map(|x| f64::from(*x)).sum::<f64>() - 1.0).abs() > 1e-4
+        {
+            return Err(invalid(format!("{F}.p1_fractions"), "must be shares in 0..=1 that sum to 1"));
+        }
+        Ok(())
+    }
 }
 
 /// Most values an input or feature tensor may have (16 Mi).
@@ -161,6 +200,9 @@ impl Manifest {
                 return Err(invalid(format!("decision.thresholds.{k}"), "must be a finite number"));
             }
         }
+        if let Some(m) = &d.monitoring {
+            m.validate()?;
+        }
         Ok(())
     }
 
@@ -246,6 +288,7 @@ impl EeHiThresholds {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{edit, field_of};
+    use super::super::Manifest;
 
     #[test]
     fn names_the_invalid_field() {
@@ -267,5 +310,20 @@ mod tests {
         assert_eq!(field_of(&edit(|v| v["models"]["tiny"]["file"] = "../x.onnx".into())), "models.tiny.file");
         assert_eq!(field_of(&edit(|v| v["models"]["tiny"]["test_accuracy"] = 1.5.into())), "models.tiny.test_accuracy");
         assert_eq!(field_of(&edit(|v| v["decision"]["temperature"] = (-1).into())), "decision.temperature");
+        let monitoring = |m: serde_json::Value| edit(move |v| v["decision"]["monitoring"] = m.clone());
+        let good = serde_json::json!({"samples": 10, "offload_fractions": {"max_prob": 0.2}, "p1_edges": [0.5, 0.9], "p1_fractions": [0.3, 0.3, 0.4]});
+        assert!(Manifest::from_json(&monitoring(good.clone())).is_ok());
+        let mut bad = good.clone();
+        bad["p1_edges"] = serde_json::json!([0.9, 0.5]);
+        assert_eq!(field_of(&monitoring(bad)), "decision.monitoring.p1_edges");
+        let mut bad = good.clone();
+        bad["p1_fractions"] = serde_json::json!([0.5, 0.5]);
+        assert_eq!(field_of(&monitoring(bad)), "decision.monitoring.p1_fractions");
+        let mut bad = good.clone();
+        bad["p1_fractions"] = serde_json::json!([0.5, 0.5, 0.5]);
+        assert_eq!(field_of(&monitoring(bad)), "decision.monitoring.p1_fractions");
+        let mut bad = good;
+        bad["offload_fractions"]["max_prob"] = 1.5.into();
+        assert_eq!(field_of(&monitoring(bad)), "decision.monitoring.offload_fractions.max_prob");
     }
 }
