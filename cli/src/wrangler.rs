@@ -93,6 +93,11 @@ impl WranglerDev {
         bail!("the Worker runner did not report a URL within {limit:?}:\n{}", dev.log_tail())
     }
 
+    /// Everything wrangler and the Worker printed so far (console output included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines wrangler printed.
     pub fn log_tail(&self) -> String {
         let mut s = String::new();

@@ -98,6 +98,29 @@ fn assert_error(resp: &Resp, status: u16, code: ErrorCode, what: &str) {
     assert!(body.error.message.len() > 10, "{what}: message too short: {}", body.error.message);
 }
 
+/// The Worker's first `n` request-log lines (`"event":"hiedge.request"`), as wrangler printed them.
+/// wrangler writes console output as it comes: wait for them (up to 30 s), failing with the log.
+fn request_log_lines(dev: &WranglerDev, n: usize) -> Vec<String> {
+    let start = std::time::Instant::now();
+    loop {
+        let lines: Vec<String> = dev
+            .log()
+            .lines()
+            .filter_map(|l| l.find("{\"event\":\"hiedge.request\"").map(|at| l[at..].to_string()))
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} of {n} request-log lines; the log ends:\n{}",
+            lines.len(),
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn classify(base: &str, pixels: &[u8]) -> ClassifyResponse {
     let resp = send(base, &req("POST", "/v1/classify").octets(pixels.to_vec()));
     assert_eq!(resp.status, 200, "classify: {}", resp.body);
@@ -140,6 +163,38 @@ fn worker_matches_native_tract_and_survives_hostile_requests() {
     }
     assert!(max_diff <= 1e-4, "max |workerd - native| = {max_diff}");
     eprintln!("parity: 50 images, labels equal, max |diff| {max_diff:e}");
+
+    // Workers Logs: one JSON line per inference request (set, model, encoding, bytes, status, label)
+    // and never the sample. A wrong-length body is logged with its status and code, not its bytes.
+    let short = send(base, &req("POST", "/v1/classify").octets(vec![7; 3]));
+    assert_eq!(short.status, 400, "{}", short.body);
+    let lines = request_log_lines(&dev, 51);
+    for (i, line) in lines[..50].iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let want = large.predict(fx.image(i), 1.0).unwrap();
+        assert_eq!(
+            (v["route"].as_str(), v["set"].as_str(), v["encoding"].as_str()),
+            (Some("classify"), Some("fashion-mnist"), Some("raw")),
+            "{line}"
+        );
+        assert_eq!(
+            (v["status"].as_u64(), v["bytes"].as_u64(), v["model"].as_str()),
+            (Some(200), Some(784), Some(h.model.as_str())),
+            "{line}"
+        );
+        assert_eq!(v["label"].as_u64(), Some(want.label as u64), "{line}");
+        assert!((v["confidence"].as_f64().unwrap() - f64::from(want.probs[want.label])).abs() < 1e-4, "{line}");
+        assert!(line.len() < 400, "a log line is metadata, not the sample: {line}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&lines[50]).unwrap();
+    assert_eq!(
+        (v["status"].as_u64(), v["code"].as_str(), v["bytes"].as_u64()),
+        (Some(400), Some("wrong_input_length"), Some(3)),
+        "{}",
+        lines[50]
+    );
+    assert!(v["label"].is_null() && v["model"].is_null());
+    eprintln!("request log: 51 lines, e.g. {}", lines[0]);
 
     // Split inference: the trunk's features (u8) to the tail. Same answer as native tract's tail on
     // the same dequantised features, within 1e-4.

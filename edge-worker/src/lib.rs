@@ -20,11 +20,13 @@ use hiedge_core::protocol::BrokenSet;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, SampleEncoding};
 use hiedge_core::runtime::{sha256_hex, PartsJoiner};
 use hiedge_core::server::{
-    self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, SplitService,
+    self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, RequestLog, SplitService,
     RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
 };
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{console_error, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result};
+use worker::{
+    console_error, console_log, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result,
+};
 
 /// The Workers Static Assets binding holding the model sets.
 const ASSETS_BINDING: &str = "ASSETS";
@@ -205,18 +207,25 @@ async fn device_file(req: &Request, env: &Env, admitted: &Admission, set: &str, 
 /// when its length was declared and checked, else streamed with a cap), checked, then classified;
 /// the inference time in `Server-Timing`.
 async fn classify(mut req: Request, env: &Env, admitted: &Admission, set: Option<&str>) -> Result<Response> {
+    let mut log = RequestLog::new("classify");
     let answer = async {
         rate_limit(&req, env).await?;
-        classify_body(&mut req, env, admitted, set).await
+        classify_body(&mut req, env, admitted, set, &mut log).await
     };
-    inference_response(answer.await, admitted)
+    inference_response(answer.await, admitted, log)
 }
 
 /// A classify-like answer: the JSON body with its `Server-Timing`, never cached; or the error.
 fn inference_response(
     answer: std::result::Result<(String, String), ApiError>,
     admitted: &Admission,
+    mut log: RequestLog,
 ) -> Result<Response> {
+    if let Err(e) = &answer {
+        log.failed(e);
+    }
+    // One structured line per inference request (Workers Logs): no pixels, no header values.
+    console_log!("{}", log.to_json());
     match answer {
         Ok((body, timing)) => {
             let mut resp = json_response(body, 200, Some(&admitted.rules), admitted.cors.as_deref(), Caching::NoStore)?;
@@ -263,17 +272,22 @@ async fn split_tail(
     set: &str,
     trunk_sha256: &str,
 ) -> Result<Response> {
+    let mut log = RequestLog::new("split");
+    log.set = Some(set.to_string());
     let answer = async {
         rate_limit(&req, env).await?;
         let loaded = load_set(env, set).await?;
         let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
         let cap = admitted.rules.body_cap(&loaded.set);
-        let (_, body) = read_body(&mut req, admitted, cap).await?;
+        let (encoding, body) = read_body(&mut req, admitted, cap).await?;
+        (log.encoding, log.bytes) = (Some(encoding), Some(body.len()));
         let service = load_split(env, &loaded, &tail_file).await?;
         let response = service.classify(&body, cap, &now_ms)?;
+        log.answered(&response);
         Ok((json(&response)?, server_timing(response.infer_ms)))
     };
-    inference_response(answer.await, admitted)
+    let answer = answer.await;
+    inference_response(answer, admitted, log)
 }
 
 /// `OPTIONS` on a known path: the CORS preflight.
@@ -292,17 +306,21 @@ async fn classify_body(
     env: &Env,
     admitted: &Admission,
     set: Option<&str>,
+    log: &mut RequestLog,
 ) -> std::result::Result<(String, String), ApiError> {
     let name = match set {
         Some(name) => name.to_string(),
         None => default_set(env)?,
     };
+    log.set = Some(name.clone());
     let set = load_set(env, &name).await?;
     let cap = admitted.rules.body_cap(&set.set);
     let (encoding, body) = read_body(req, admitted, cap).await?;
+    (log.encoding, log.bytes) = (Some(encoding), Some(body.len()));
     let pixels = core_server::sample_input(body, encoding, set.set.manifest(), cap)?;
     let service = load_service(env, &set).await?;
     let response = service.classify(&pixels, &now_ms)?;
+    log.answered(&response);
     Ok((json(&response)?, server_timing(response.infer_ms)))
 }
 

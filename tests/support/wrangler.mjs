@@ -88,8 +88,10 @@ export async function startWorker({ vars = {}, port, onLog, assets, rateLimit = 
   if (!existsSync(join(repo, "edge-worker/build/index.js"))) throw new Error("the Worker is not built: run `make worker`");
   const state = mkdtempSync(join(tmpdir(), "hiedge-wrangler-"));
   // Port 0: wrangler binds a free port itself and says which in its "Ready on" line (log level info).
+  // Level "log" (wrangler's order: error, warn, info, log, debug) also prints the Worker's
+  // console.log lines: its per-request JSON log (core/src/server/log.rs), which tests read.
   const args = ["dev", "--ip", "127.0.0.1", "--port", String(port ?? 0), "--inspector-ip", "127.0.0.1",
-    "--inspector-port", "0", "--show-interactive-dev-session=false", "--log-level", "info",
+    "--inspector-port", "0", "--show-interactive-dev-session=false", "--log-level", "log",
     "--persist-to", join(state, "state")];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   args.push("--config", localConfig(state, rateLimit));

@@ -13,12 +13,14 @@
 //!
 //! `access.rs` admits a request (route, origin, token, headers, body cap) and chooses the response
 //! headers; `models.rs` serves a deployment's model sets (which files browsers may fetch, the large
-//! model, the split tail).
+//! model, the split tail); `log.rs` is the one JSON line the Worker logs per inference request.
 
 mod access;
+mod log;
 mod models;
 
 pub use access::{AccessRules, Admitted, Caching, Refused, RequestHead, RATE_LIMIT_RETRY_AFTER_S};
+pub use log::{RequestLog, REQUEST_EVENT};
 pub use models::{
     broken_set, model_set_list, parse_set_index, sample_input, ModelService, ModelSet, SplitService, DEVICE_MODEL,
     DEVICE_ROLES, SERVER_MODEL,

@@ -1,0 +1,117 @@
+//! The Worker's structured request log: one JSON line per inference request (classify, split),
+//! written with `console.log`, which Workers Logs (`[observability]` in wrangler.toml) indexes by
+//! field. What a team needs to watch a deployment (set, model, encoding, bytes, status, error code,
+//! inference time, the answer's label and confidence) and never the sample, a header's value or an
+//! error's private detail.
+
+use serde::Serialize;
+
+use crate::protocol::{ApiError, ClassifyResponse, ErrorCode, SampleEncoding};
+
+/// The `event` field of every request line, to filter on.
+pub const REQUEST_EVENT: &str = "hiedge.request";
+
+/// One inference request, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestLog {
+    /// Always [`REQUEST_EVENT`].
+    pub event: &'static str,
+    /// `classify` or `split`.
+    pub route: &'static str,
+    /// The model set, once known.
+    pub set: Option<String>,
+    /// The answering model's id (`name@sha256 prefix`).
+    pub model: Option<String>,
+    /// How the sample came (`raw`, `png`, `jpeg`, `webp`).
+    pub encoding: Option<SampleEncoding>,
+    /// Body bytes read.
+    pub bytes: Option<usize>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The error code, when it failed.
+    pub code: Option<ErrorCode>,
+    /// Inference time inside the Worker (`null` where the runtime's clock does not advance).
+    pub infer_ms: Option<f64>,
+    /// The answer's label.
+    pub label: Option<u32>,
+    /// The answer's top probability.
+    pub confidence: Option<f32>,
+}
+
+impl RequestLog {
+    /// A request on `route` (`classify`, `split`) about to be served.
+    pub fn new(route: &'static str) -> Self {
+        Self {
+            event: REQUEST_EVENT,
+            route,
+            set: None,
+            model: None,
+            encoding: None,
+            bytes: None,
+            status: 0,
+            code: None,
+            infer_ms: None,
+            label: None,
+            confidence: None,
+        }
+    }
+
+    /// Records the answer (status 200).
+    pub fn answered(&mut self, r: &ClassifyResponse) {
+        self.status = 200;
+        self.model = Some(r.model.clone());
+        self.infer_ms = r.infer_ms;
+        self.label = Some(r.label);
+        self.confidence = r.probs.get(r.label as usize).copied();
+    }
+
+    /// Records the error answered instead (its status and code; never its detail).
+    pub fn failed(&mut self, e: &ApiError) {
+        self.status = e.status();
+        self.code = Some(e.code);
+    }
+
+    /// The log line.
+    pub fn to_json(&self) -> String {
+        // Plain data of known types: serialising cannot fail; an empty object would still be a line.
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_has_the_fields_and_never_the_detail() {
+        let mut log = RequestLog::new("classify");
+        log.set = Some("fashion-mnist".into());
+        log.encoding = Some(SampleEncoding::Webp);
+        log.bytes = Some(308);
+        log.answered(&ClassifyResponse {
+            label: 2,
+            probs: vec![0.1, 0.2, 0.7],
+            model: "large@0123456789ab".into(),
+            infer_ms: None,
+        });
+        let v: serde_json::Value = serde_json::from_str(&log.to_json()).unwrap();
+        assert_eq!(v["event"], REQUEST_EVENT);
+        assert_eq!(
+            (v["set"].as_str(), v["encoding"].as_str(), v["bytes"].as_u64()),
+            (Some("fashion-mnist"), Some("webp"), Some(308))
+        );
+        assert_eq!(
+            (v["status"].as_u64(), v["label"].as_u64(), v["model"].as_str()),
+            (Some(200), Some(2), Some("large@0123456789ab"))
+        );
+        assert!((v["confidence"].as_f64().unwrap() - 0.7).abs() < 1e-6);
+        assert!(v["infer_ms"].is_null() && v["code"].is_null());
+
+        let mut log = RequestLog::new("classify");
+        log.failed(&ApiError::internal("inference failed on this sample", "secret/path/large.nnef.tar: tract says no"));
+        let line = log.to_json();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!((v["status"].as_u64(), v["code"].as_str()), (Some(500), Some("internal")));
+        assert!(!line.contains("secret") && !line.contains("tract"), "{line}");
+    }
+}
