@@ -23,7 +23,7 @@ import { cpus } from "node:os";
 import { basename, join, relative, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
-import { DEVICES, emulateDevice, emulateNetwork, NETWORK_NAMES } from "../tests/support/conditions.mjs";
+import { emulateDevice, emulateNetwork, NETWORK_NAMES } from "../tests/support/conditions.mjs";
 import { startWorkerForSet } from "../tests/support/wrangler.mjs";
 import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";

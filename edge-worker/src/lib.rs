@@ -280,7 +280,7 @@ async fn split_tail(
         let tail_file = loaded.set.split_tail_file(trunk_sha256)?.to_string();
         let cap = admitted.rules.body_cap(&loaded.set);
         let (encoding, body) = read_body(&mut req, admitted, cap).await?;
-        (log.encoding, log.bytes) = (Some(encoding), Some(body.len()));
+        log.received(encoding, body.len());
         let service = load_split(env, &loaded, &tail_file).await?;
         let response = service.classify(&body, cap, &now_ms)?;
         log.answered(&response);
@@ -316,7 +316,7 @@ async fn classify_body(
     let set = load_set(env, &name).await?;
     let cap = admitted.rules.body_cap(&set.set);
     let (encoding, body) = read_body(req, admitted, cap).await?;
-    (log.encoding, log.bytes) = (Some(encoding), Some(body.len()));
+    log.received(encoding, body.len());
     let pixels = core_server::sample_input(body, encoding, set.set.manifest(), cap)?;
     let service = load_service(env, &set).await?;
     let response = service.classify(&pixels, &now_ms)?;

@@ -42,14 +42,18 @@ impl Side {
         })
     }
 
-    fn push(&mut self, x: bool, h: f64) {
+    /// One outcome; true when it started an alarm episode.
+    fn push(&mut self, x: bool, h: f64) -> bool {
         self.s = (self.s + if x { self.one } else { self.zero }).max(0.0);
         if self.s > h && !self.raised {
             self.alarms += 1;
             self.raised = true;
-        } else if self.s == 0.0 {
+            return true;
+        }
+        if self.s == 0.0 {
             self.raised = false;
         }
+        false
     }
 }
 
@@ -92,12 +96,15 @@ impl BernoulliCusum {
         Self::new(p0, up, down, (2.0 * run.max(1.0)).ln())
     }
 
-    /// One outcome: `true` = offloaded.
-    pub fn push(&mut self, offloaded: bool) {
+    /// One outcome: `true` = offloaded. Returns true when it started an alarm episode (on either
+    /// side).
+    pub fn push(&mut self, offloaded: bool) -> bool {
         let h = self.h;
+        let mut started = false;
         for side in [&mut self.up, &mut self.down].into_iter().flatten() {
-            side.push(offloaded, h);
+            started |= side.push(offloaded, h);
         }
+        started
     }
 
     /// Where it stands.
@@ -165,7 +172,11 @@ mod tests {
     fn an_episode_lasts_until_the_statistic_is_back_at_zero() {
         // Up side only (p_down = p0 leaves the down side out): +ln 2 per 1, ln(0.75) per 0.
         let mut c = BernoulliCusum::new(0.2, 0.4, 0.2, 5.0).unwrap();
-        let push = |c: &mut BernoulliCusum, x: bool, n: usize| (0..n).for_each(|_| c.push(x));
+        let push = |c: &mut BernoulliCusum, x: bool, n: usize| {
+            (0..n).for_each(|_| {
+                c.push(x);
+            })
+        };
         push(&mut c, true, 8); // 5.55 > h
         assert_eq!((c.state().alarm, c.state().alarms), (true, 1));
         push(&mut c, false, 2); // 4.97: below h, not at 0

@@ -82,9 +82,9 @@ impl ConfidenceDrift {
         }
     }
 
-    /// The bin of `p1`: how many edges it is above.
+    /// The bin of `p1` ([`bin_of`] on the baseline's edges).
     pub fn bin(&self, p1: f32) -> usize {
-        self.edges.partition_point(|e| *e < p1)
+        bin_of(&self.edges, p1)
     }
 
     /// One sample's top probability. Returns the block's test when this sample completed one.
@@ -130,6 +130,12 @@ impl ConfidenceDrift {
             alarms: self.alarms,
         }
     }
+}
+
+/// The bin of `p1` under ascending `edges`: how many edges it is above (bin `i` holds
+/// `edges[i-1] < p1 <= edges[i]`). The one rule the calibration's histogram and the drift test share.
+pub fn bin_of(edges: &[f32], p1: f32) -> usize {
+    edges.partition_point(|e| *e < p1)
 }
 
 /// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9).

@@ -45,7 +45,7 @@ use crate::manifest::{Manifest, MonitoringBaseline};
 use crate::prob::{argmax, sigmoid, top2};
 
 pub use cusum::{BernoulliCusum, CusumState};
-pub use drift::{chi2_quantile, normal_quantile, BlockTest, ConfidenceDrift, DriftState};
+pub use drift::{bin_of, chi2_quantile, normal_quantile, BlockTest, ConfidenceDrift, DriftState};
 
 /// How a [`Monitor`] watches (all optional on the wire; the defaults are the documented design).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -133,7 +133,7 @@ pub struct AccuracyEstimate {
 }
 
 /// One predicted class.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClassState {
     /// Samples the tiny model gave this label.
@@ -237,7 +237,7 @@ impl Monitor {
             answered_p_sum: 0.0,
             answered: 0,
             agreed: 0,
-            classes: vec![ClassState { predicted: 0, offloaded: 0, answered: 0, agreed: 0 }; classes],
+            classes: vec![ClassState::default(); classes],
             alarms: Vec::new(),
         })
     }
@@ -259,6 +259,11 @@ impl Monitor {
     /// The calibrated `P(tiny is right)` for these probabilities.
     pub fn p_correct(&self, probs: &[f32]) -> f64 {
         let (p1, p2) = top2(probs);
+        self.p_correct_top2(p1, p2)
+    }
+
+    /// [`p_correct`](Self::p_correct) from the top two probabilities.
+    fn p_correct_top2(&self, p1: f32, p2: f32) -> f64 {
         let (b, w1, w2) = self.logistic;
         f64::from(sigmoid(b + w1 * p1 + w2 * p2))
     }
@@ -274,8 +279,8 @@ impl Monitor {
             return Err(Error::Monitor(format!("remote label {:?} is not one of {k} classes", o.remote_label)));
         }
         let label = argmax(o.probs);
-        let (p1, _) = top2(o.probs);
-        let p_correct = self.p_correct(o.probs);
+        let (p1, p2) = top2(o.probs);
+        let p_correct = self.p_correct_top2(p1, p2);
         self.samples += 1;
         let class = &mut self.classes[label];
         class.predicted += 1;
@@ -299,9 +304,7 @@ impl Monitor {
             self.recent.pop_front();
         }
         self.recent.push_back(Recent { offloaded: o.offloaded, p_correct });
-        let before = self.cusum.state().alarms;
-        self.cusum.push(o.offloaded);
-        if self.cusum.state().alarms > before {
+        if self.cusum.push(o.offloaded) {
             self.alarms.push(Alarm { kind: AlarmKind::OffloadRate, sample: self.samples, at_ms: o.at_ms });
         }
         // A drift episode starts with an alarming block after a quiet one (or the first block).
@@ -365,7 +368,7 @@ pub fn baseline_from_calibration(
     }
     let mut counts = vec![0u64; edges.len() + 1];
     for p in &sorted {
-        counts[edges.partition_point(|e| e < p)] += 1;
+        counts[bin_of(&edges, *p)] += 1;
     }
     let baseline = MonitoringBaseline {
         samples: n as u64,

@@ -56,6 +56,11 @@ impl RequestLog {
         }
     }
 
+    /// Records the body as read: its encoding and length.
+    pub fn received(&mut self, encoding: SampleEncoding, bytes: usize) {
+        (self.encoding, self.bytes) = (Some(encoding), Some(bytes));
+    }
+
     /// Records the answer (status 200).
     pub fn answered(&mut self, r: &ClassifyResponse) {
         self.status = 200;
@@ -86,8 +91,7 @@ mod tests {
     fn a_line_has_the_fields_and_never_the_detail() {
         let mut log = RequestLog::new("classify");
         log.set = Some("fashion-mnist".into());
-        log.encoding = Some(SampleEncoding::Webp);
-        log.bytes = Some(308);
+        log.received(SampleEncoding::Webp, 308);
         log.answered(&ClassifyResponse {
             label: 2,
             probs: vec![0.1, 0.2, 0.7],
