@@ -62,6 +62,10 @@ pub enum Error {
     /// A monitor's configuration or one of its observations is unusable.
     #[error("monitor: {0}")]
     Monitor(String),
+
+    /// Settings that cannot work (a circuit breaker, a rollout); the message names the setting.
+    #[error("{0}")]
+    InvalidSettings(String),
     /// `only_remote`: the Worker could not answer and the mode forbids a device answer.
     #[error("the Worker could not answer and the mode is only_remote: {0}")]
     RemoteUnavailable(String),
@@ -88,6 +92,7 @@ impl Error {
             Error::InvalidProbabilities(_) => "InvalidProbabilities",
             Error::InvalidPolicy(_) => "InvalidPolicy",
             Error::Monitor(_) => "Monitor",
+            Error::InvalidSettings(_) => "InvalidOptions",
             Error::RemoteUnavailable(_) => "RemoteUnavailable",
             Error::Io(_) => "Io",
         }
@@ -112,5 +117,10 @@ mod tests {
         let io = Error::from(std::io::Error::other("disk"));
         assert_eq!((io.code(), std::error::Error::source(&io).is_some()), ("Io", true));
         assert_eq!(Error::InputLength { expected: 2, actual: 1 }.code(), "InputLength");
+        let settings = Error::InvalidSettings("breaker: needs failures >= 1".into());
+        assert_eq!(
+            (settings.code(), settings.to_string().as_str()),
+            ("InvalidOptions", "breaker: needs failures >= 1")
+        );
     }
 }

@@ -386,3 +386,145 @@ fn calibrating_on_labelled_samples_hits_its_target_on_held_out_ones() {
     s.set_policy(PolicyConfig::AlwaysLocal).unwrap();
     assert!(s.calibrate(&fit, CalibrationTarget::Offload(0.2)).unwrap_err().to_string().contains("has none"));
 }
+
+#[test]
+fn the_breaker_stops_offloads_after_failures_and_probes_after_the_cooldown() {
+    use hiedge_core::session::breaker::{BreakerConfig, BreakerPhase, FailMode};
+    let mut s = session(PolicyConfig::AlwaysOffload);
+    let fx = fixture(s.manifest());
+    let clock = clock();
+    s.set_breaker(Some(BreakerConfig { failures: 3, cooldown_ms: 1_000.0, ..Default::default() })).unwrap();
+    // The Worker is down: 3 failures, then samples are answered on the device without a request.
+    let mut whys = Vec::new();
+    for (i, now) in [0.0, 10.0, 20.0, 30.0, 500.0, 999.0].into_iter().enumerate() {
+        let mut local = s.run_local(fx.image(i), &clock).unwrap();
+        let sent = s.admit_request(&mut local, now);
+        let r = s.finish(local, if sent { failed() } else { RemoteOutcome::NotAsked }, now).unwrap();
+        whys.push((r.decision, r.why));
+    }
+    let f = (Outcome::Fallback, Why::Unsure);
+    let open = (Outcome::Local, Why::CircuitOpen);
+    assert_eq!(whys, [f, f, f, open, open, open]);
+    let st = s.breaker_state().unwrap();
+    assert_eq!((st.phase, st.open_until_ms, st.refused, st.opened), (BreakerPhase::Open, Some(1_020.0), 3, 1));
+    // After the cooldown one probe goes; while it is out the next sample stays on the device.
+    let mut probe = s.run_local(fx.image(6), &clock).unwrap();
+    assert!(s.admit_request(&mut probe, 1_020.0));
+    let mut during = s.run_local(fx.image(7), &clock).unwrap();
+    assert!(!s.admit_request(&mut during, 1_021.0));
+    assert_eq!(s.finish(during, RemoteOutcome::NotAsked, 1_021.0).unwrap().why, Why::CircuitOpen);
+    // The Worker is back: the probe's answer closes the breaker and offloads resume.
+    assert_eq!(s.finish(probe, large_answer(&fx, 6), 1_030.0).unwrap().decision, Outcome::Offloaded);
+    assert_eq!(s.breaker_state().unwrap().phase, BreakerPhase::Closed);
+    let mut local = s.run_local(fx.image(8), &clock).unwrap();
+    assert!(s.admit_request(&mut local, 1_031.0));
+    assert_eq!(s.finish(local, large_answer(&fx, 8), 1_040.0).unwrap().decision, Outcome::Offloaded);
+    let st = s.stats();
+    assert_eq!(st.samples, 9, "every sample answered");
+
+    // fail_mode wait: a refused sample waits for the probe, and gives up only after a failed one.
+    s.set_breaker(Some(BreakerConfig {
+        failures: 1,
+        cooldown_ms: 100.0,
+        fail_mode: FailMode::Wait,
+        ..Default::default()
+    }))
+    .unwrap();
+    let mut first = s.run_local(fx.image(0), &clock).unwrap();
+    assert_eq!(s.breaker_wait(&mut first, s.breaker_ticket(), 0.0), hiedge_core::session::BreakerWait::Go);
+    assert!(s.admit_request(&mut first, 0.0));
+    s.finish(first, failed(), 5.0).unwrap(); // open until 105
+    let mut waiting = s.run_local(fx.image(1), &clock).unwrap();
+    let ticket = s.breaker_ticket();
+    use hiedge_core::session::BreakerWait;
+    assert_eq!(s.breaker_wait(&mut waiting, ticket, 50.0), BreakerWait::Until(105.0));
+    assert_eq!(s.breaker_wait(&mut waiting, ticket, 105.0), BreakerWait::Go);
+    assert!(s.admit_request(&mut waiting, 105.0), "the waiting sample is the probe");
+    let mut second = s.run_local(fx.image(2), &clock).unwrap();
+    let ticket2 = s.breaker_ticket();
+    assert_eq!(s.breaker_wait(&mut second, ticket2, 106.0), BreakerWait::Until(106.0), "a probe is out");
+    s.finish(waiting, failed(), 110.0).unwrap(); // the probe failed: open until 210
+    assert_eq!(s.breaker_wait(&mut second, ticket2, 111.0), BreakerWait::GiveUp);
+    let r = s.finish(second, RemoteOutcome::NotAsked, 111.0).unwrap();
+    assert_eq!((r.decision, r.why, r.answered_by), (Outcome::Local, Why::CircuitOpen, Side::Device));
+}
+
+#[test]
+fn shadow_and_rollout_report_what_the_candidate_did_or_would_do() {
+    use hiedge_core::session::candidate::{Arm, Rollout, RolloutUnit};
+    let mut s = session(PolicyConfig::MaxProb { threshold: 0.7 });
+    let fx = fixture(s.manifest());
+    let clock = clock();
+    s.set_mode(Mode::PreferRemote); // every sample answered by the large model: every one checked
+    s.set_shadow(Some(PolicyConfig::MaxProb { threshold: 0.95 })).unwrap();
+    let (n, mut offloads, mut kept, mut kept_agree) = (100, 0, 0, 0);
+    for i in 0..n {
+        let mut local = s.run_local(fx.image(i), &clock).unwrap();
+        let p1 = local.prediction.probs[local.prediction.label];
+        let local_label = local.prediction.label;
+        assert_eq!(local.shadow_offload, Some(p1 <= 0.95), "image {i}");
+        assert!(s.admit_request(&mut local, 0.0));
+        let r = s.finish(local, large_answer(&fx, i), clock()).unwrap();
+        if p1 <= 0.95 {
+            offloads += 1;
+        } else {
+            kept += 1;
+            kept_agree += u64::from(Some(local_label) == r.remote_label);
+        }
+    }
+    let report = s.shadow_report().unwrap();
+    assert_eq!((report.samples, report.offloads, report.checked, report.kept_checked), (100, offloads, 100, kept));
+    let agreement = (offloads + kept_agree) as f64 / n as f64;
+    assert!((report.agreement.unwrap() - agreement).abs() < 1e-12);
+    assert!(report.expected_kept_accuracy.is_some_and(|a| a > 0.8 && a <= 1.0));
+    assert!(offloads > 5 && kept > 50, "offloads {offloads}, kept {kept}");
+
+    // Rollout by sample: the candidate (always offload) decides exactly its hashed samples.
+    s.set_mode(Mode::Cascade);
+    s.set_shadow(None).unwrap();
+    let rollout = Rollout::new(PolicyConfig::AlwaysOffload, 0.5, RolloutUnit::Sample, None).unwrap();
+    let arms: Vec<Arm> = (0..40).map(|i| rollout.arm(fx.image(i))).collect();
+    s.set_rollout(Some(rollout)).unwrap();
+    for (i, arm) in arms.iter().enumerate() {
+        let mut local = s.run_local(fx.image(i), &clock).unwrap();
+        assert_eq!(local.arm, Some(*arm));
+        if *arm == Arm::Candidate {
+            assert!(local.decision.is_offload());
+        }
+        let remote = if s.admit_request(&mut local, 0.0) { large_answer(&fx, i) } else { RemoteOutcome::NotAsked };
+        assert_eq!(s.finish(local, remote, clock()).unwrap().arm, Some(*arm));
+    }
+    let r = s.rollout_report().unwrap();
+    let candidates = arms.iter().filter(|a| **a == Arm::Candidate).count() as u64;
+    assert_eq!(
+        (r.candidate.samples, r.candidate.offloads, r.control.samples),
+        (candidates, candidates, 40 - candidates)
+    );
+    assert!(candidates > 5 && candidates < 35, "{candidates}");
+    // EE-HI decides on the exit head: no shadow beside it.
+    assert!(s.set_policy(PolicyConfig::EeHi { exit: 0.9, offload: 0.3, hi: 0.8 }).is_err());
+}
+
+#[test]
+fn the_session_monitor_sees_its_decisions() {
+    let manifest = Manifest::from_json(&manifest_json()).unwrap();
+    let mut s = session(PolicyConfig::calibrated(&manifest).unwrap());
+    let fx = fixture(s.manifest());
+    let clock = clock();
+    s.set_monitor(Some(Default::default())).unwrap();
+    let mut wanted = 0;
+    for i in 0..50 {
+        let mut local = s.run_local(fx.image(i), &clock).unwrap();
+        wanted += u64::from(local.decision.is_offload());
+        let remote = if s.admit_request(&mut local, 0.0) { large_answer(&fx, i) } else { RemoteOutcome::NotAsked };
+        s.finish(local, remote, clock()).unwrap();
+    }
+    let m = s.monitor_state().unwrap();
+    assert_eq!(m.samples, 50);
+    assert!((m.offload.overall_rate - wanted as f64 / 50.0).abs() < 1e-12);
+    assert_eq!(m.classes.iter().map(|c| c.offloaded).sum::<u64>(), wanted);
+    assert_eq!(m.accuracy.offloaded_answered, wanted);
+    // Without a threshold policy there is no calibrated rate to watch.
+    s.set_policy(PolicyConfig::AlwaysOffload).unwrap();
+    assert!(s.set_monitor(Some(Default::default())).is_err());
+}

@@ -58,6 +58,7 @@ impl Side {
 }
 
 /// The CUSUM's state, for reports.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CusumState {
@@ -89,10 +90,15 @@ impl BernoulliCusum {
     /// The default design: watch for the rate doubling or halving (5 points either way where that
     /// is more, but never past `(1 + p0) / 2` or below `p0 / 4`),
     /// with at most one false alarm per `run` samples on average (Lorden's bound, see above).
-    pub fn for_false_alarm_run(p0: f64, run: f64) -> Option<Self> {
-        let p0 = p0.clamp(1e-3, 1.0 - 1e-3);
-        let up = (2.0 * p0).max(p0 + 0.05).min(0.5 * (1.0 + p0));
-        let down = (0.5 * p0).min(p0 - 0.05).max(0.25 * p0);
+    ///
+    /// A target at the edge (a policy calibrated to offload nothing, or everything; kept at 0.001 or
+    /// 0.999 here, since the statistic needs a rate in (0, 1)) cannot move further that way: that
+    /// side is left out, or it would eventually alarm on a stream that is exactly on target.
+    pub fn for_false_alarm_run(target: f64, run: f64) -> Option<Self> {
+        const EDGE: f64 = 1e-3;
+        let p0 = target.clamp(EDGE, 1.0 - EDGE);
+        let up = if target >= 1.0 - EDGE { p0 } else { (2.0 * p0).max(p0 + 0.05).min(0.5 * (1.0 + p0)) };
+        let down = if target <= EDGE { p0 } else { (0.5 * p0).min(p0 - 0.05).max(0.25 * p0) };
         Self::new(p0, up, down, (2.0 * run.max(1.0)).ln())
     }
 
@@ -126,6 +132,21 @@ impl BernoulliCusum {
 mod tests {
     use super::*;
     use crate::monitor::test_rng::Rng;
+
+    #[test]
+    fn a_target_of_never_or_always_watches_only_the_side_it_can_move_to() {
+        // Exactly on target for 100,000 samples: no alarm (the clamped rate's far side would raise
+        // one every few ten thousand samples).
+        let mut never = BernoulliCusum::for_false_alarm_run(0.0, 1e6).unwrap();
+        let mut always = BernoulliCusum::for_false_alarm_run(1.0, 1e6).unwrap();
+        for _ in 0..100_000 {
+            assert!(!never.push(false) && !always.push(true));
+        }
+        assert_eq!((never.state().alarms, always.state().alarms), (0, 0));
+        // and a move the other way is still caught.
+        let caught = (0..200).any(|i| never.push(i % 4 == 0));
+        assert!(caught, "a rate of 0.25 against a target of 0 is caught within 200 samples");
+    }
 
     #[test]
     fn quiet_at_the_target_rate_and_fires_soon_after_a_shift() {

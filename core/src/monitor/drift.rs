@@ -28,6 +28,7 @@ pub struct ConfidenceDrift {
 }
 
 /// One block's test.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockTest {
@@ -40,6 +41,7 @@ pub struct BlockTest {
 }
 
 /// The drift test's state, for reports.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriftState {

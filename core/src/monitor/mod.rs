@@ -48,6 +48,7 @@ pub use cusum::{BernoulliCusum, CusumState};
 pub use drift::{bin_of, chi2_quantile, normal_quantile, BlockTest, ConfidenceDrift, DriftState};
 
 /// How a [`Monitor`] watches (all optional on the wire; the defaults are the documented design).
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct MonitorConfig {
@@ -80,6 +81,7 @@ pub struct Observation<'a> {
 }
 
 /// An alarm as it was raised.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Alarm {
@@ -92,6 +94,7 @@ pub struct Alarm {
 }
 
 /// What alarmed.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmKind {
@@ -102,6 +105,7 @@ pub enum AlarmKind {
 }
 
 /// The offload rate against the calibrated one.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OffloadState {
@@ -116,6 +120,7 @@ pub struct OffloadState {
 }
 
 /// The label-free accuracy estimate and its check.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccuracyEstimate {
@@ -133,6 +138,7 @@ pub struct AccuracyEstimate {
 }
 
 /// One predicted class.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClassState {
@@ -147,6 +153,7 @@ pub struct ClassState {
 }
 
 /// Everything a [`Monitor`] knows, for a dashboard or a log line.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify), tsify(missing_as_null))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MonitorState {
@@ -218,7 +225,8 @@ impl Monitor {
             && config.drift_alpha < 1.0)
         {
             return Err(Error::Monitor(format!(
-                "config: window >= 1, falseAlarmRun >= 1 and 0 < driftAlpha < 1, got {config:?}"
+                "config: needs window >= 1, falseAlarmRun >= 1 and 0 < driftAlpha < 1; got {}, {} and {}",
+                config.window, config.false_alarm_run, config.drift_alpha
             )));
         }
         let cusum = BernoulliCusum::for_false_alarm_run(target, config.false_alarm_run)
@@ -256,16 +264,19 @@ impl Monitor {
         Self::new(baseline, policy.unwrap_or("logistic_top2"), (l.bias, l.w1, l.w2), manifest.classes.len(), config)
     }
 
+    /// The settings it watches with.
+    pub fn config(&self) -> MonitorConfig {
+        self.config
+    }
+
     /// The calibrated `P(tiny is right)` for these probabilities.
     pub fn p_correct(&self, probs: &[f32]) -> f64 {
-        let (p1, p2) = top2(probs);
-        self.p_correct_top2(p1, p2)
+        p_correct(self.logistic, probs)
     }
 
     /// [`p_correct`](Self::p_correct) from the top two probabilities.
     fn p_correct_top2(&self, p1: f32, p2: f32) -> f64 {
-        let (b, w1, w2) = self.logistic;
-        f64::from(sigmoid(b + w1 * p1 + w2 * p2))
+        p_correct_top2(self.logistic, p1, p2)
     }
 
     /// One decision. Fails (and records nothing) when the probabilities are not a finite
@@ -343,6 +354,17 @@ impl Monitor {
             alarms: self.alarms.clone(),
         }
     }
+}
+
+/// The calibrated `P(tiny is right)` for these probabilities: `sigmoid(bias + w1 p1 + w2 p2)` with
+/// `logistic = (bias, w1, w2)` (the manifest's logistic_top2) and `p1 >= p2` the top two.
+pub fn p_correct(logistic: (f32, f32, f32), probs: &[f32]) -> f64 {
+    let (p1, p2) = top2(probs);
+    p_correct_top2(logistic, p1, p2)
+}
+
+fn p_correct_top2((b, w1, w2): (f32, f32, f32), p1: f32, p2: f32) -> f64 {
+    f64::from(sigmoid(b + w1 * p1 + w2 * p2))
 }
 
 /// The baseline `hiedge calibrate` stores: `p1` of every calibration sample (after the

@@ -33,12 +33,20 @@
 use crate::{
     error::{Error, Result},
     manifest::Manifest,
+    monitor::{Monitor, MonitorConfig, MonitorState, Observation},
     policy::tradeoff::{fit_threshold, CalibrationTarget, ScoredSample, TradeoffPoint},
     policy::{Action, Decision, DecisionPolicy, Feedback, PolicyConfig, ScoreRule},
     runtime::{EarlyExitModel, Model, Prediction},
 };
 
+pub mod breaker;
+pub mod candidate;
 mod result;
+
+#[cfg(feature = "runtime")]
+use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, FailMode};
+#[cfg(feature = "runtime")]
+use candidate::{Arm, Rollout, RolloutReport, Shadow, ShadowReport};
 
 #[cfg(feature = "runtime")]
 pub use result::LocalStep;
@@ -78,6 +86,22 @@ pub struct HiSession {
     stats: SessionStats,
     mode: Mode,
     offload_cap: Option<OffloadCap>,
+    monitor: Option<Monitor>,
+    breaker: Option<CircuitBreaker>,
+    shadow: Option<Shadow>,
+    rollout: Option<Rollout>,
+}
+
+/// What a sample refused by an open breaker in `fail_mode: wait` does now.
+#[cfg(feature = "runtime")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BreakerWait {
+    /// Go on to [`HiSession::admit_request`] (the breaker is closed or ready to probe).
+    Go,
+    /// Ask again at this clock reading (the cooldown's end, or now while a probe is out).
+    Until(f64),
+    /// A probe made since the sample arrived failed: answer it on the device.
+    GiveUp,
 }
 
 #[cfg(feature = "runtime")]
@@ -104,6 +128,10 @@ impl HiSession {
             stats: SessionStats::default(),
             mode: Mode::default(),
             offload_cap: None,
+            monitor: None,
+            breaker: None,
+            shadow: None,
+            rollout: None,
         };
         session.check_policy(session.policy.as_ref())?;
         session.stats.calibrated_offload_fraction = session.manifest_offload_fraction();
@@ -140,9 +168,22 @@ impl HiSession {
     pub fn set_policy(&mut self, policy: PolicyConfig) -> Result<()> {
         let built = policy.build()?;
         self.check_policy(built.as_ref())?;
+        if built.uses_exit_head() && (self.shadow.is_some() || self.rollout.is_some()) {
+            return Err(Error::InvalidPolicy(format!(
+                "{} decides on the exit head; stop the shadow or rollout first (they compare policies on the final head)",
+                built.name()
+            )));
+        }
         self.policy = built;
         self.policy_config = policy;
         self.stats.calibrated_offload_fraction = self.manifest_offload_fraction();
+        // The monitor watches against the new policy's calibrated rate, from scratch; it stops
+        // when the manifest has none for it (`monitor_state` is then `None`).
+        if let Some(config) = self.monitor.as_ref().map(Monitor::config) {
+            if self.set_monitor(Some(config)).is_err() {
+                self.monitor = None;
+            }
+        }
         Ok(())
     }
 
@@ -177,11 +218,112 @@ impl HiSession {
         if !local.route.send {
             return false;
         }
+        if let Some(breaker) = self.breaker.as_mut() {
+            if let Admission::Refuse { .. } = breaker.admit(now_ms) {
+                local.withhold(Why::CircuitOpen);
+                return false;
+            }
+        }
         if self.offload_cap.as_mut().is_some_and(|cap| !cap.admit(now_ms)) {
             local.withhold(Why::OffloadCap);
             return false;
         }
         true
+    }
+
+    /// Watches the session's decisions with a [`Monitor`] against the manifest's calibration
+    /// (`decision.monitoring`) for the policy in use (`None`: stop). Fails when the manifest has no
+    /// baseline for that policy.
+    pub fn set_monitor(&mut self, config: Option<MonitorConfig>) -> Result<()> {
+        self.monitor = match config {
+            None => None,
+            Some(config) => {
+                let key = self.policy_config.threshold_policy().map(|p| p.rule.key());
+                let key = key.ok_or_else(|| {
+                    Error::Monitor(format!(
+                        "the monitor compares the offload rate with the calibrated one of a threshold policy; {} has none",
+                        self.policy.name()
+                    ))
+                })?;
+                Some(Monitor::from_manifest(&self.manifest, Some(key), config)?)
+            }
+        };
+        Ok(())
+    }
+
+    /// The monitor's state, when [`set_monitor`](Self::set_monitor) started one.
+    pub fn monitor_state(&self) -> Option<MonitorState> {
+        self.monitor.as_ref().map(Monitor::state)
+    }
+
+    /// Guards offloads with a [`CircuitBreaker`] (`None`: none).
+    pub fn set_breaker(&mut self, config: Option<BreakerConfig>) -> Result<()> {
+        self.breaker = config.map(CircuitBreaker::new).transpose()?;
+        Ok(())
+    }
+
+    /// The breaker's state, when there is one.
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        self.breaker.as_ref().map(CircuitBreaker::state)
+    }
+
+    /// A ticket for a sample about to wait on the breaker (`fail_mode: wait`); give it to
+    /// [`breaker_wait`](Self::breaker_wait).
+    pub fn breaker_ticket(&self) -> u64 {
+        self.breaker.as_ref().map_or(0, CircuitBreaker::probes_done)
+    }
+
+    /// For a routed sample in `fail_mode: wait`: whether it can go on to
+    /// [`admit_request`](Self::admit_request) now, must wait, or must give up (withheld
+    /// `circuit_open`). In `fail_mode: local`, or without a breaker, always `Go`.
+    pub fn breaker_wait(&mut self, local: &mut LocalStep, ticket: u64, now_ms: f64) -> BreakerWait {
+        let Some(breaker) = self.breaker.as_ref().filter(|b| b.config().fail_mode == FailMode::Wait) else {
+            return BreakerWait::Go;
+        };
+        if !local.route.send {
+            return BreakerWait::Go;
+        }
+        if breaker.probes_done() > ticket && breaker.wait_until(now_ms).is_some() {
+            local.withhold(Why::CircuitOpen);
+            return BreakerWait::GiveUp;
+        }
+        breaker.wait_until(now_ms).map_or(BreakerWait::Go, BreakerWait::Until)
+    }
+
+    /// Runs `policy` beside the active one without acting on it (`None`: stop); see
+    /// [`ShadowReport`].
+    pub fn set_shadow(&mut self, policy: Option<PolicyConfig>) -> Result<()> {
+        if policy.is_some() && self.policy.uses_exit_head() {
+            return Err(self.final_head_only("shadow"));
+        }
+        self.shadow = policy.map(|p| Shadow::new(p, &self.manifest)).transpose()?;
+        Ok(())
+    }
+
+    /// What the shadow policy would have done, when there is one.
+    pub fn shadow_report(&self) -> Option<ShadowReport> {
+        self.shadow.as_ref().map(Shadow::report)
+    }
+
+    /// Lets `rollout`'s candidate decide for its fraction of users or samples (`None`: stop).
+    pub fn set_rollout(&mut self, rollout: Option<Rollout>) -> Result<()> {
+        if rollout.is_some() && self.policy.uses_exit_head() {
+            return Err(self.final_head_only("rollout"));
+        }
+        self.rollout = rollout;
+        Ok(())
+    }
+
+    /// The rollout's counts, when there is one.
+    pub fn rollout_report(&self) -> Option<RolloutReport> {
+        self.rollout.as_ref().map(Rollout::report)
+    }
+
+    fn final_head_only(&self, what: &str) -> Error {
+        Error::InvalidPolicy(format!(
+            "a {what} compares policies on the final head; the policy in use ({}) decides on the exit head",
+            self.policy.name()
+        ))
     }
 
     /// Fits the threshold of the policy in use on labelled samples already scored by it (see
@@ -217,9 +359,21 @@ impl HiSession {
         self.stats
     }
 
-    /// Clears the running statistics (the calibrated offload share stays).
-    pub fn reset_stats(&mut self) {
+    /// Clears the running statistics (the calibrated offload share stays), and starts the
+    /// monitor, the shadow report and the rollout's counts afresh (same settings); the breaker
+    /// keeps its state.
+    pub fn reset_stats(&mut self) -> Result<()> {
         self.stats = self.stats.cleared();
+        if let Some(config) = self.monitor.as_ref().map(Monitor::config) {
+            self.set_monitor(Some(config))?;
+        }
+        if let Some(policy) = self.shadow.as_ref().map(|s| s.report().policy) {
+            self.set_shadow(Some(policy))?;
+        }
+        if let Some(rollout) = self.rollout.as_mut() {
+            rollout.reset();
+        }
+        Ok(())
     }
 
     /// Fails with [`Error::InputLength`] (naming both lengths) unless `len` is the model's input size.
@@ -259,9 +413,16 @@ impl HiSession {
             }
         };
         let t2 = clock();
-        let decision = self.policy.decide(&prediction.probs)?;
+        let arm = self.rollout.as_ref().map(|r| r.arm(pixels));
+        let decision = match (arm, self.rollout.as_mut()) {
+            (Some(Arm::Candidate), Some(rollout)) => rollout.policy_mut().decide(&prediction.probs)?,
+            _ => self.policy.decide(&prediction.probs)?,
+        };
         let t3 = clock();
-        Ok(self.local_step(prediction, decision, pixels.len(), stage, [t0, t1, t2, t3]))
+        let shadow_offload = self.shadow.as_mut().map(|s| s.decide(&prediction.probs)).transpose()?;
+        let mut step = self.local_step(prediction, decision, pixels.len(), stage, [t0, t1, t2, t3]);
+        (step.arm, step.shadow_offload) = (arm, shadow_offload);
+        Ok(step)
     }
 
     /// A local step from clock readings at the start, after preprocessing, after inference and
@@ -284,6 +445,8 @@ impl HiSession {
             decision_ms: t3 - t2,
             payload_bytes,
             stage,
+            arm: None,
+            shadow_offload: None,
         }
     }
 
@@ -292,8 +455,11 @@ impl HiSession {
     /// A failed request never loses the sample: it is answered on the device and flagged
     /// `Fallback`, except in [`Mode::OnlyRemote`], where it is [`Error::RemoteUnavailable`].
     pub fn finish(&mut self, local: LocalStep, remote: RemoteOutcome, now_ms: f64) -> Result<HiResult> {
-        let LocalStep { prediction, decision, route, .. } = &local;
-        let threshold = self.policy.threshold();
+        let LocalStep { prediction, decision, route, arm, shadow_offload, .. } = &local;
+        let threshold = match (arm, self.rollout.as_ref()) {
+            (Some(Arm::Candidate), Some(rollout)) => rollout.threshold(),
+            _ => self.policy.threshold(),
+        };
         let class_name = |label: usize| self.manifest.classes.get(label).cloned().unwrap_or_default();
         let mut timings = Timings {
             preprocess_ms: local.preprocess_ms,
@@ -323,7 +489,24 @@ impl HiSession {
             local_stage: local.stage,
             answered_by: Side::Device,
             why,
+            arm: *arm,
+            shadow_offload: *shadow_offload,
         };
+        // The breaker learns of every request it let through, including one that ends in an error.
+        let remote_ok = match &remote {
+            RemoteOutcome::Answered { response, .. } => Some((response.label as usize) < self.manifest.classes.len()),
+            RemoteOutcome::Failed { .. } => Some(false),
+            RemoteOutcome::NotAsked | RemoteOutcome::LocalOnly => None,
+        };
+        if let (Some(breaker), Some(ok), true) = (self.breaker.as_mut(), remote_ok, route.send) {
+            let round_trip_ms = match &remote {
+                RemoteOutcome::Answered { round_trip_ms, .. } | RemoteOutcome::Failed { round_trip_ms, .. } => {
+                    *round_trip_ms
+                }
+                _ => 0.0,
+            };
+            breaker.record(ok, round_trip_ms, now_ms);
+        }
         let result = match remote {
             RemoteOutcome::LocalOnly => local_only(Outcome::Local, Why::LocalCall, None, 0.0, timings),
             RemoteOutcome::NotAsked if route.send => {
@@ -351,12 +534,16 @@ impl HiSession {
                     // Only what the decision module itself sent teaches it (a mode that sends
                     // every sample would bias an online policy).
                     if decision.is_offload() {
-                        self.policy.observe(&Feedback {
+                        let feedback = Feedback {
                             probs: &prediction.probs,
                             local_label: prediction.label,
                             remote_label,
                             explored: decision.explored,
-                        })?;
+                        };
+                        match (arm, self.rollout.as_mut()) {
+                            (Some(Arm::Candidate), Some(rollout)) => rollout.policy_mut().observe(&feedback)?,
+                            _ => self.policy.observe(&feedback)?,
+                        }
                     }
                     timings.remote_ms = response.infer_ms;
                     HiResult {
@@ -373,6 +560,28 @@ impl HiSession {
             }
         };
         self.stats.record(&result);
+        self.watch(&result, now_ms)?;
         Ok(result)
+    }
+
+    /// Feeds a finished sample to the monitor, the shadow and the rollout.
+    fn watch(&mut self, result: &HiResult, now_ms: f64) -> Result<()> {
+        let remote = result.remote_label;
+        if let Some(monitor) = self.monitor.as_mut().filter(|_| result.local_label >= 0) {
+            monitor.observe(&Observation {
+                probs: &result.local_probs,
+                offloaded: result.offload_wanted,
+                remote_label: remote,
+                at_ms: now_ms,
+            })?;
+        }
+        if let (Some(shadow), Some(offload)) = (self.shadow.as_mut(), result.shadow_offload) {
+            shadow.record(offload, result.offload_wanted, &result.local_probs, remote)?;
+        }
+        if let (Some(rollout), Some(arm)) = (self.rollout.as_mut(), result.arm) {
+            let agreeing = remote.map(|r| r as i64 == result.local_label);
+            rollout.record(arm, result.offload_wanted, agreeing.filter(|_| result.offload_wanted));
+        }
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use crate::policy::Decision;
 use crate::protocol::ClassifyResponse;
 #[cfg(feature = "runtime")]
 use crate::runtime::Prediction;
+use crate::session::candidate::Arm;
 
 /// How a sample was finally answered.
 #[cfg_attr(feature = "ts", derive(tsify::Tsify))]
@@ -77,6 +78,9 @@ pub enum Why {
     OffloadCap,
     /// `classifyLocal`: the caller asked for the device's answer.
     LocalCall,
+    /// The decision module wanted the Worker but the circuit breaker is open (the Worker failed
+    /// or was slow lately; `breaker` in the options), so the device answered.
+    CircuitOpen,
     /// The device model was still loading, so the Worker answered (the package's `HiClient` with
     /// `answerWhileLoading`; `localLabel` is -1 and `localProbs` empty).
     Loading,
@@ -137,6 +141,10 @@ pub struct LocalStep {
     /// Whether the sample goes to the Worker (mode and decision), and why; the caller may
     /// [`withhold`](LocalStep::withhold) it.
     pub route: Route,
+    /// Under a rollout, the arm whose policy decided.
+    pub arm: Option<Arm>,
+    /// In shadow mode, whether the shadow policy would offload.
+    pub shadow_offload: Option<bool>,
 }
 
 #[cfg(feature = "runtime")]
@@ -237,6 +245,10 @@ pub struct HiResult {
     /// Why the sample was answered there (a `fallback` keeps the reason it was sent; see
     /// `fallbackReason` for why the request failed).
     pub why: Why,
+    /// Under a rollout, which policy decided (`None` without one).
+    pub arm: Option<Arm>,
+    /// In shadow mode, whether the shadow policy would have offloaded (`None` without one).
+    pub shadow_offload: Option<bool>,
 }
 
 impl HiResult {
@@ -278,6 +290,8 @@ impl HiResult {
             local_stage: LocalStage::Full,
             answered_by: Side::Worker,
             why: Why::Loading,
+            arm: None,
+            shadow_offload: None,
         }
     }
 }
