@@ -56,6 +56,8 @@ struct Report {
     /// The model set's name (from its manifest).
     model_set: String,
     images: usize,
+    /// What accuracy is scored against: `labels`, or `large` (agreement with the large model).
+    scored_against: &'static str,
     large_only_accuracy: f64,
     target_accuracy: f64,
     rows: Vec<Row>,
@@ -192,13 +194,32 @@ fn print_codecs(rows: &[CodecRow], raw_bytes: usize) {
     }
 }
 
-pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64, codecs: &[OffloadCodec]) -> Result<()> {
+/// What `hiedge eval` scores answers against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Truth {
+    /// The test set's labels.
+    Labels,
+    /// The large model's answers: accuracy becomes agreement with the large model.
+    Large,
+}
+
+pub fn run(
+    paths: &Paths,
+    json: bool,
+    limit: Option<usize>,
+    max_drop: f64,
+    codecs: &[OffloadCodec],
+    truth: Truth,
+) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
     let split = test_split(paths, &set.manifest, limit)?;
     let tiny = logits(&set.tiny, &split, "tiny")?;
     let large = logits(&set.large, &split, "large")?;
-    let samples =
+    let mut samples =
         Samples::from_outputs(split.labels.clone(), &tiny, set.tiny.output_kind(), &large, set.manifest.temperature())?;
+    if truth == Truth::Large {
+        samples.labels = samples.large_pred.clone();
+    }
 
     let large_only = samples.baseline(true);
     let target = large_only.hi_accuracy() - max_drop / 100.0;
@@ -278,6 +299,7 @@ pub fn run(paths: &Paths, json: bool, limit: Option<usize>, max_drop: f64, codec
         ee_hi,
         split: split_report,
         images: samples.len(),
+        scored_against: if truth == Truth::Large { "large" } else { "labels" },
         large_only_accuracy: large_only.hi_accuracy(),
         target_accuracy: target,
         rows,
@@ -305,7 +327,11 @@ fn pct(x: f64) -> String {
 }
 
 fn print_tables(r: &Report, max_drop: f64) {
-    println!("HI on {} test images of `{}` (tiny on every image, large on offloaded ones)\n", r.images, r.model_set);
+    println!("HI on {} test images of `{}` (tiny on every image, large on offloaded ones)", r.images, r.model_set);
+    if r.scored_against == "large" {
+        println!("Accuracy is agreement with the large model's answers (--truth large), not with the labels.");
+    }
+    println!();
     let costs: Vec<String> = BETAS.iter().map(|b| format!("cost β={b}")).collect();
     println!("| policy | threshold / param | offload % | HI acc % | tiny acc on kept % | {} |", costs.join(" | "));
     println!("|---|---|---:|---:|---:|{}", "---:|".repeat(BETAS.len()));

@@ -20,6 +20,7 @@ mod eval;
 mod import;
 mod limits;
 mod monitor;
+mod plot;
 mod predict;
 mod quantize;
 
@@ -100,6 +101,11 @@ enum Command {
         /// `offload_codec` by numbers.
         #[arg(long = "offload-codec", value_parser = import::parse_codec)]
         offload_codec: Vec<OffloadCodec>,
+        /// What an answer is scored against: the test set's `labels`, or the `large` model's
+        /// answers (agreement with the large model: what a deployment can see without labels, and
+        /// what a client's shadow report measures).
+        #[arg(long, value_enum, default_value = "labels")]
+        truth: eval::Truth,
     },
     /// Fit temperature, LogisticTop2 and per-policy thresholds on the calibration set; write the manifest.
     Calibrate {
@@ -170,8 +176,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Quantize(args) => quantize::run(&args),
         Command::Predict { models, model, logits, files } => predict::run(&models, &model, logits, &files),
         Command::Monitor(args) => monitor::run(&args),
-        Command::Eval { paths, json, limit, max_drop, offload_codec } => {
-            eval::run(&paths, json, limit, max_drop, &offload_codec)
+        Command::Eval { paths, json, limit, max_drop, offload_codec, truth } => {
+            eval::run(&paths, json, limit, max_drop, &offload_codec, truth)
         }
         Command::Calibrate { paths, data, max_drop, rtt_ms, dry_run } => {
             calibrate::run(&paths, &data, max_drop, rtt_ms, dry_run)

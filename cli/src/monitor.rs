@@ -70,6 +70,10 @@ pub struct MonitorArgs {
     /// Print JSON (every row's full monitor state and the true accuracies) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the rows as a PNG: offload rate vs the calibrated rate, the accuracy estimate
+    /// against the labels' truth, the shift and every alarm (one point per --every samples).
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// One printed row: the monitor's state after `sample` samples, and what the labels say.
@@ -152,6 +156,18 @@ pub fn run(args: &MonitorArgs) -> Result<()> {
                 state: monitor.state(),
             });
         }
+    }
+    if let Some(path) = &args.plot {
+        let points: Vec<crate::plot::Point> = rows
+            .iter()
+            .map(|r| crate::plot::Point {
+                sample: r.sample,
+                state: r.state.clone(),
+                true_kept_window: r.true_kept_window,
+            })
+            .collect();
+        crate::plot::write(path, &points, n, args.shift_at)?;
+        eprintln!("wrote {}", path.display());
     }
     if args.json {
         println!(

@@ -59,8 +59,25 @@ fn quiet_over_ten_thousand_unshifted_samples_with_an_estimate_near_the_truth() {
 
 #[test]
 fn a_darkened_stream_raises_both_alarms_within_the_stated_delay() {
-    let report = monitor(&["--shift", "darken:0.4", "--shift-at", "5000", "--every", "500"]);
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("monitor.png");
+    let report =
+        monitor(&["--shift", "darken:0.4", "--shift-at", "5000", "--every", "500", "--plot", png.to_str().unwrap()]);
     let found = alarms(&report);
+    // The plot: the shift (orange), the rate alarm (red) and the drift alarm (purple) as vertical
+    // lines, each in the column of its sample (plot.rs: 56 px left margin, 888 px for 10,000 samples).
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (960, 420));
+    let column_has = |sample: u64, rgb: [u8; 3]| {
+        let x = 56 + (888.0 * sample as f64 / 10_000.0).round() as u32;
+        // Most of the column: the series lines cross it in places.
+        (44..384).filter(|y| img.get_pixel(x, *y).0 == rgb).count() > 300
+    };
+    assert!(column_has(5000, [239, 108, 0]), "no shift line at 5000");
+    for (kind, rgb) in [("offload_rate", [198, 40, 40]), ("confidence_drift", [106, 27, 154])] {
+        let at = found.iter().find(|(k, _)| k == kind).unwrap().1;
+        assert!(column_has(at, rgb), "no {kind} line at sample {at}");
+    }
     assert!(found.iter().all(|(_, at)| *at > 5000), "alarms before the shift: {found:?}");
     for kind in ["offload_rate", "confidence_drift"] {
         let first = found.iter().find(|(k, _)| k == kind).map(|(_, at)| at - 5000);
