@@ -112,8 +112,9 @@ test-hostile: worker wasm ## hostile input: the real Worker on hostile and broke
 	node tests/hostile/worker.test.mjs
 	node tests/hostile/client.test.mjs
 
-test-npm: wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium
-	node tests/npm/pack-install.mjs
+test-npm: data wasm ## npm pack, install the tarball in an empty project, classify in headless Chromium; operations (shadow = hiedge eval, the breaker with the Worker stopped)
+	cargo build -q -p hiedge-cli
+	HIEDGE=$(CARGO_TARGET_DIR)/debug/hiedge node tests/npm/pack-install.mjs
 
 test-e2e: worker www ## the demo page in headless Chromium against wrangler dev (Playwright)
 	node tests/e2e/demo.test.mjs

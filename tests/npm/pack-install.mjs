@@ -10,6 +10,7 @@ import { launchChromium, listenLocal, serveStatic } from "../support/browser.mjs
 import { startWorker } from "../support/wrangler.mjs";
 import { checkLoading } from "./loading.mjs";
 import { checkStream } from "./stream.mjs";
+import { checkOperations } from "./operations.mjs";
 import { createServer } from "node:http";
 
 /** A misbehaving "Worker": /down503 answers 503, /badjson 200 with junk, /wronglabel an invalid result, /slow never in time. */
@@ -299,6 +300,11 @@ try {
       `503 / junk / invalid / slow Worker -> fallback with reasons: ${Object.values(out.failures).map((f) => f.reason).join(" | ")}`,
   );
 
+  await checkOperations({
+    repo, app, browser, server,
+    hiedge: process.env.HIEDGE ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME ?? "", ".cache/hiedge/target"), "debug/hiedge"),
+    fashionMnist: process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist",
+  });
   await checkLoading({ repo, app, browser, workerUrl: worker.url });
   await checkStream({ app, browser, server, worker });
 } finally {

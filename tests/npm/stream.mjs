@@ -11,58 +11,14 @@
 //      still tries the network, and falls back).
 // Every pushed sample resolves exactly once. Called by pack-install.mjs, last (it stops the Worker).
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { listenLocal } from "../support/browser.mjs";
+import { gate } from "../support/gate.mjs";
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>hiedge stream</title><script type="module">
 import init, { HiStream } from "./node_modules/hiedge/index.js";
 window.hiedge = { init, HiStream };
 </script>`;
-
-/**
- * A gate in front of the Worker: forwards every request, but holds POSTs (the stream's features
- * and raw samples) while `holding`, until `release()`. A request forwarded to a Worker that has
- * stopped drops its connection, as a dead host's would.
- */
-async function gate(target) {
-  let held = [];
-  let holding = true;
-  const server = createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (c) => chunks.push(c));
-    req.on("end", () => {
-      const forward = async () => {
-        try {
-          /** @type {Record<string, string>} */
-          const headers = {};
-          for (const [k, v] of Object.entries(req.headers)) if (k !== "host" && v !== undefined) headers[k] = String(v);
-          const r = await fetch(target + req.url, {
-            method: req.method, headers, body: ["GET", "HEAD"].includes(req.method) ? undefined : Buffer.concat(chunks),
-          });
-          const body = Buffer.from(await r.arrayBuffer());
-          /** @type {Record<string, string>} */
-          const out = {};
-          r.headers.forEach((v, k) => { if (!["content-encoding", "content-length", "transfer-encoding", "connection"].includes(k)) out[k] = v; });
-          res.writeHead(r.status, out).end(body);
-        } catch {
-          res.destroy();
-        }
-      };
-      if (req.method === "POST" && holding) held.push(forward);
-      else forward();
-    });
-  });
-  return {
-    url: await listenLocal(server),
-    held: () => held.length,
-    hold: () => { holding = true; },
-    /** Lets the held requests, and later ones until `hold()`, through. */
-    release: () => { holding = false; const go = held; held = []; go.forEach((f) => f()); },
-    close: () => { server.closeAllConnections(); return new Promise((ok) => server.close(ok)); },
-  };
-}
 
 /** Polls `condition` (sync or async) every 20 ms until it holds; fails with `what` after `ms`. */
 async function until(condition, what, ms = 120_000) {
@@ -105,7 +61,7 @@ export async function checkStream({ app, browser, server, worker }) {
       return { planner: window.stream.planner(), wrongClocks };
     }, g.url);
     assert.match(setup.wrongClocks[0], /^InvalidOptions: `clock` must be a function/);
-    assert.match(setup.wrongClocks[1], /^InvalidOptions: the stream's clock must return a finite number/);
+    assert.match(setup.wrongClocks[1], /^InvalidOptions: the clock must return a finite number/);
     const { exploreEvery, failuresToStop } = setup.planner;
     const snapshot = () => page.evaluate(() => ({ results: window.results, failures: window.failures, waiting: window.stream.waiting }));
     // Results settle when the pump takes a sample (skip, exit, device) or when its answer arrives.

@@ -6,7 +6,8 @@ import initWasm, { HiClient as WasmClient } from "./hiedge.js";
 /** The calls the facade forwards as they are. */
 const FORWARDED = new Set([
   "classify", "classifyLocal", "profile", "setPolicy", "setMode", "setMaxOffloadsPerMinute",
-  "setNetworkDelay", "setEndpoint", "resetStats", "calibrate",
+  "setNetworkDelay", "setEndpoint", "resetStats", "calibrate", "monitor", "breaker", "shadowReport",
+  "rolloutReport", "setShadow", "setRollout",
 ]);
 
 /**

@@ -1,8 +1,9 @@
 // Types of the `hiedge` package's entry (index.js). Everything but `init` and `HiClient` is the device
 // build's, generated from the Rust types into hiedge.d.ts (the loader build's are in hiedge_loader.d.ts).
 import type {
-  Calibration, CalibrateOptions, ClassifyResult, ClientStats, HiClientOptions as WasmClientOptions, ImageShape,
-  LoadProgress, Mode, OffloadRequest, OpTime, PolicyChoice, PolicyConfig,
+  BreakerState, Calibration, CalibrateOptions, ClassifyResult, ClientStats, HiClientOptions as WasmClientOptions,
+  ImageShape, LoadProgress, Mode, MonitorState, OffloadRequest, OpTime, PolicyChoice, PolicyConfig, RolloutOptions,
+  RolloutReport, ShadowReport,
 } from "./hiedge.js";
 
 export * from "./hiedge.js";
@@ -44,6 +45,12 @@ export interface HiClientOptions extends WasmClientOptions {
    * device model. When the Worker does not answer either, `classify` rejects with code `NotReady`.
    */
   answerWhileLoading?: boolean;
+  /**
+   * Called with every result `classify` and `classifyLocal` resolve with (provenance included:
+   * `decision`, `answeredBy`, `why`, `arm`, `shadowOffload`), before the caller sees it. A hook
+   * that throws is reported on the console; the result is kept.
+   */
+  onDecision?: ((result: ClassifyResult) => void) | null;
 }
 
 /** Running statistics, plus the samples the Worker answered while the device model loaded. */
@@ -73,6 +80,18 @@ export declare class HiClient {
   classify(input: Sample): Promise<ClassifyResult>;
   /** The device model only (no network); `offloadWanted` says what the decision module would do. */
   classifyLocal(input: Exclude<Sample, Blob>): Promise<ClassifyResult>;
+  /** The monitor's state (the `monitor` option), or null without one. */
+  monitor(): Promise<MonitorState | null>;
+  /** The circuit breaker's state (the `breaker` option), or null without one. */
+  breaker(): Promise<BreakerState | null>;
+  /** What the shadow policy would have done so far (the `shadow` option), or null without one. */
+  shadowReport(): Promise<ShadowReport | null>;
+  /** Shadows a candidate policy from the next sample on, its report from zero (null: stop). */
+  setShadow(policy: PolicyChoice | null): Promise<void>;
+  /** The rollout's counts per arm (the `rollout` option), or null without one. */
+  rolloutReport(): Promise<RolloutReport | null>;
+  /** Starts a rollout from the next sample on, its counts from zero (null: stop). */
+  setRollout(rollout: RolloutOptions | null): Promise<void>;
   /** Per-operation times of the device model's plan over `runs` runs. */
   profile(pixels: Uint8Array, runs: number): Promise<OpTime[]>;
   /** Fits the policy's threshold on labelled samples (every sample is sent to the Worker). */

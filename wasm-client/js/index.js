@@ -102,6 +102,7 @@ export class HiClient {
   #info = null;
   #state = null;
   #hook = null;
+  #onDecision = null;
   #onProgress;
   #queue = Promise.resolve();
   /** The loader's WhileLoading route (`answerWhileLoading`), a Promise of it or of null. */
@@ -125,8 +126,15 @@ export class HiClient {
     if (options === null || typeof options !== "object") {
       throw codedError("InvalidOptions", "HiClient.create needs an options object: { model, manifest, endpoint }");
     }
+    if (options.onDecision != null && typeof options.onDecision !== "function") {
+      throw codedError("InvalidOptions", "`onDecision` must be a function (or null)");
+    }
+    if (options.clock != null && options.worker === true) {
+      throw codedError("InvalidOptions", "a `clock` function cannot be sent to a Web Worker: leave `worker` out or set it false");
+    }
     const client = new HiClient(CREATE);
     client.#onProgress = typeof options.onProgress === "function" ? options.onProgress : null;
+    client.#onDecision = options.onDecision ?? null;
     client.#hook = options.allowOffload ?? null;
     client.ready = client.#load(options);
     if (options.answerWhileLoading) {
@@ -161,7 +169,8 @@ export class HiClient {
     // The wasm was loaded before (by `init()` or another client): say how it came, once.
     if (this.#onProgress && wasmReportedTo !== this.#onProgress && wasmReport) this.#receive({ op: "progress", value: wasmReport });
     const message = { options: { ...strip(options), hasAllowOffload: !!options.allowOffload, hasProgress: !!this.#onProgress } };
-    if (options.worker ?? workersHere()) {
+    // A clock is a function: it stays on this thread, and so does the model.
+    if (options.clock == null && (options.worker ?? workersHere())) {
       try {
         this.#startWorker();
         this.#info = await this.#call("create", [], { ...message, module });
@@ -250,11 +259,24 @@ export class HiClient {
     return this.#info !== null;
   }
 
-  /** Classifies one sample (see the wasm client's `classify`). */
+  /** Classifies one sample (see the wasm client's `classify`); `onDecision` sees its result. */
   classify(input) {
-    if (this.#info) return this.#sample("classify", input);
-    if (this.#early && input instanceof Uint8Array) return this.#classifyWhileLoading(input);
-    return this.ready.then(() => this.#sample("classify", input));
+    if (this.#info) return this.#decided(this.#sample("classify", input));
+    if (this.#early && input instanceof Uint8Array) return this.#decided(this.#classifyWhileLoading(input));
+    return this.#decided(this.ready.then(() => this.#sample("classify", input)));
+  }
+
+  /** Hands a result to the `onDecision` hook (a hook that throws is reported, the result kept). */
+  #decided(promise) {
+    if (!this.#onDecision) return promise;
+    return promise.then((result) => {
+      try {
+        this.#onDecision?.(result);
+      } catch (e) {
+        console.error("hiedge: the onDecision hook threw", e);
+      }
+      return result;
+    });
   }
 
   /**
@@ -276,7 +298,31 @@ export class HiClient {
   /** The local model only (see the wasm client); a Promise in this facade. */
   classifyLocal(input) {
     this.#loaded();
-    return this.#sample("classifyLocal", input);
+    return this.#decided(this.#sample("classifyLocal", input));
+  }
+  /** The monitor's state, or null without one (see the wasm client). */
+  monitor() {
+    return this.ready.then(() => this.#call("monitor", []));
+  }
+  /** The circuit breaker's state, or null without one. */
+  breaker() {
+    return this.ready.then(() => this.#call("breaker", []));
+  }
+  /** What the shadow policy would have done so far, or null without one. */
+  shadowReport() {
+    return this.ready.then(() => this.#call("shadowReport", []));
+  }
+  /** Shadows a candidate policy from the next sample on (null: stop). */
+  setShadow(policy) {
+    return this.ready.then(() => this.#call("setShadow", [policy]));
+  }
+  /** The rollout's counts per arm, or null without one. */
+  rolloutReport() {
+    return this.ready.then(() => this.#call("rolloutReport", []));
+  }
+  /** Starts a rollout from the next sample on (null: stop). */
+  setRollout(rollout) {
+    return this.ready.then(() => this.#call("setRollout", [rollout]));
   }
   /** Per-op times of the local model (see the wasm client); a Promise in this facade. */
   profile(pixels, runs) {
@@ -373,7 +419,7 @@ const askHook = (hook, request) =>
  * against the page, since a worker would resolve them against its own script.
  */
 function strip(options) {
-  const { allowOffload, onProgress, worker, answerWhileLoading, ...rest } = options ?? {};
+  const { allowOffload, onProgress, onDecision, worker, answerWhileLoading, ...rest } = options ?? {};
   const base = globalThis.document?.baseURI ?? globalThis.location?.href;
   const absolute = (url) => {
     try {

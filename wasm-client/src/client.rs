@@ -4,9 +4,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use hiedge_core::monitor::MonitorConfig;
 use hiedge_core::policy::tradeoff::{self, CalibrationTarget, ScoredSample};
 use hiedge_core::runtime::EarlyExitModel;
-use hiedge_core::session::{HiSession, LocalStep, Mode, RemoteOutcome, Why};
+use hiedge_core::session::candidate::{Rollout, RolloutUnit};
+use hiedge_core::session::{BreakerWait, HiSession, LocalStep, Mode, RemoteOutcome, Why};
 use hiedge_core::{Manifest, Model, PolicyConfig};
 use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -14,12 +16,12 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::cache::FileCache;
 use crate::image;
-use crate::js::{self, coded_error, core_error, now_ms, result_to_js, to_js, Progress, INVALID_OPTIONS};
+use crate::js::{self, coded_error, core_error, result_to_js, sleep, to_js, Clock, Progress, INVALID_OPTIONS};
 use crate::load::{self, absent, file_or_fetch, Sources};
 use crate::offload::{self, OffloadClient};
 use crate::options::{
     self, CalibrateOptions, Calibration, EarlyExitSources, HiClientOptions, ImageShape, LoadStage, OffloadRequest,
-    PolicyChoice,
+    PolicyChoice, RolloutOptions,
 };
 
 /// The HI client: the tiny model and decision module in WebAssembly, offload by `fetch`.
@@ -28,6 +30,7 @@ pub struct HiClient {
     inner: Rc<RefCell<HiSession>>,
     offload: Rc<RefCell<OffloadClient>>,
     allow_offload: Rc<RefCell<Option<js_sys::Function>>>,
+    clock: Clock,
 }
 
 #[wasm_bindgen]
@@ -44,6 +47,7 @@ impl HiClient {
             ));
         }
         let options = HiClientOptions::from_js(options)?;
+        let clock = Clock::from_option(&options.clock)?;
         let progress = Progress::new(&options.on_progress);
         let load_timeout_ms = options::millis(options.load_timeout_ms, "loadTimeoutMs", js::LOAD_TIMEOUT_MS)?;
         let cache = FileCache::for_options(options.cache, load_timeout_ms).await;
@@ -89,6 +93,20 @@ impl HiClient {
         let mut session = HiSession::with_early_exit(manifest, model, early_exit, policy).map_err(core_error)?;
         session.set_mode(options.mode.unwrap_or_default());
         session.set_offload_cap(options.max_offloads_per_minute);
+        session.set_breaker(options.breaker).map_err(core_error)?;
+        let shadow = options.shadow.map(|choice| policy_config(session.manifest(), Some(choice))).transpose();
+        session.set_shadow(shadow.map_err(core_error)?).map_err(core_error)?;
+        let rollout = options.rollout.map(|r| rollout(session.manifest(), r)).transpose()?;
+        session.set_rollout(rollout).map_err(core_error)?;
+        let monitor = match options.monitor.as_bool() {
+            _ if absent(&options.monitor) => None,
+            Some(on) => on.then(MonitorConfig::default),
+            None => Some(
+                serde_wasm_bindgen::from_value(options.monitor.clone())
+                    .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid `monitor`: {e}")))?,
+            ),
+        };
+        session.set_monitor(monitor).map_err(core_error)?;
         let allow_offload = offload::allow_offload_hook(&options.allow_offload)?;
         let mut offload = OffloadClient::from_options(
             sources.endpoint.clone(),
@@ -108,6 +126,7 @@ impl HiClient {
             inner: Rc::new(RefCell::new(session)),
             offload: Rc::new(RefCell::new(offload)),
             allow_offload: Rc::new(RefCell::new(allow_offload)),
+            clock,
         })
     }
 
@@ -145,16 +164,17 @@ impl HiClient {
         let session = self.inner.clone();
         let offload = self.offload.borrow().clone();
         let hook = self.allow_offload.borrow().clone();
+        let clock = self.clock.clone();
         if input.is_instance_of::<web_sys::Blob>() {
             return future_to_promise(async move {
                 let input = image::read(input).await?;
-                let (local, pixels) = local_step(&session, input)?;
-                offload_and_finish(session, offload, hook, local, pixels).await
+                let (local, pixels) = local_step(&session, input, &clock)?;
+                offload_and_finish(session, offload, hook, local, pixels, clock).await
             });
         }
         // Read and run the local step now, so samples are taken in call order.
-        match image::read_now(&input).and_then(|input| local_step(&session, input)) {
-            Ok((local, pixels)) => future_to_promise(offload_and_finish(session, offload, hook, local, pixels)),
+        match image::read_now(&input).and_then(|input| local_step(&session, input, &clock)) {
+            Ok((local, pixels)) => future_to_promise(offload_and_finish(session, offload, hook, local, pixels, clock)),
             Err(e) => Promise::reject(&e),
         }
     }
@@ -170,8 +190,9 @@ impl HiClient {
         )]
         input: JsValue,
     ) -> Result<JsValue, JsValue> {
-        let (local, _) = local_step(&self.inner, image::read_now(&input)?)?;
-        let result = self.inner.borrow_mut().finish(local, RemoteOutcome::LocalOnly, now_ms()).map_err(core_error)?;
+        let (local, _) = local_step(&self.inner, image::read_now(&input)?, &self.clock)?;
+        let now = self.clock.now();
+        let result = self.inner.borrow_mut().finish(local, RemoteOutcome::LocalOnly, now).map_err(core_error)?;
         result_to_js(&result)
     }
 
@@ -180,7 +201,7 @@ impl HiClient {
     #[wasm_bindgen(unchecked_return_type = "OpTime[]")]
     pub fn profile(&self, pixels: &Uint8Array, runs: usize) -> Result<JsValue, JsValue> {
         let session = self.inner.borrow();
-        let ops = session.model().profile(&pixels.to_vec(), runs, &now_ms).map_err(core_error)?;
+        let ops = session.model().profile(&pixels.to_vec(), runs, &js::now_ms).map_err(core_error)?;
         to_js(&ops)
     }
 
@@ -262,6 +283,7 @@ impl HiClient {
     ) -> Promise {
         let session = self.inner.clone();
         let offload = self.offload.borrow().clone();
+        let clock = self.clock.clone();
         future_to_promise(async move {
             let target = calibration_target(target)?;
             let samples: js_sys::Array =
@@ -289,7 +311,7 @@ impl HiClient {
                         &format!("label {i} is {label}: labels are class indices 0..{classes}"),
                     ));
                 }
-                let (local, pixels) = local_step(&session, image::read(sample).await?)?;
+                let (local, pixels) = local_step(&session, image::read(sample).await?, &clock)?;
                 let label = label as usize;
                 let score = rule.score_unchecked(&local.prediction.probs);
                 // Sent as offloads will be (the offload codec), so the fit sees the answers it will get.
@@ -343,10 +365,64 @@ impl HiClient {
         to_js(&self.inner.borrow().stats())
     }
 
-    /// Clears the running statistics.
+    /// The monitor's state (offload rate and its alarm, confidence drift, per-class counts, the
+    /// label-free accuracy estimate, alarms so far), or `null` when the client has no monitor
+    /// (the `monitor` option) or the policy in use has no calibrated rate.
+    #[wasm_bindgen(unchecked_return_type = "MonitorState | null")]
+    pub fn monitor(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.borrow().monitor_state())
+    }
+
+    /// The circuit breaker's state, or `null` without one (the `breaker` option).
+    #[wasm_bindgen(unchecked_return_type = "BreakerState | null")]
+    pub fn breaker(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.borrow().breaker_state())
+    }
+
+    /// What the shadow policy would have done so far, or `null` without one.
+    #[wasm_bindgen(js_name = shadowReport, unchecked_return_type = "ShadowReport | null")]
+    pub fn shadow_report(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.borrow().shadow_report())
+    }
+
+    /// Starts shadowing a candidate policy from the next sample on, its report from zero (`null`:
+    /// stop).
+    #[wasm_bindgen(js_name = setShadow)]
+    pub fn set_shadow(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PolicyChoice | null")] policy: JsValue,
+    ) -> Result<(), JsValue> {
+        let choice: Option<PolicyChoice> = serde_wasm_bindgen::from_value(policy)
+            .map_err(|e| coded_error("InvalidPolicy", &format!("invalid shadow policy: {e}")))?;
+        let mut session = self.inner.borrow_mut();
+        let config = choice.map(|c| policy_config(session.manifest(), Some(c))).transpose().map_err(core_error)?;
+        session.set_shadow(config).map_err(core_error)
+    }
+
+    /// The rollout's counts per arm, or `null` without one.
+    #[wasm_bindgen(js_name = rolloutReport, unchecked_return_type = "RolloutReport | null")]
+    pub fn rollout_report(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.borrow().rollout_report())
+    }
+
+    /// Starts a rollout from the next sample on, its counts from zero (`null`: stop).
+    #[wasm_bindgen(js_name = setRollout)]
+    pub fn set_rollout(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RolloutOptions | null")] rollout_options: JsValue,
+    ) -> Result<(), JsValue> {
+        let options: Option<RolloutOptions> = serde_wasm_bindgen::from_value(rollout_options)
+            .map_err(|e| coded_error(INVALID_OPTIONS, &format!("invalid rollout: {e}")))?;
+        let mut session = self.inner.borrow_mut();
+        let built = options.map(|o| rollout(session.manifest(), o)).transpose()?;
+        session.set_rollout(built).map_err(core_error)
+    }
+
+    /// Clears the running statistics, and starts the monitor, the shadow report and the
+    /// rollout's counts afresh (the circuit breaker keeps its state).
     #[wasm_bindgen(js_name = resetStats)]
-    pub fn reset_stats(&self) {
-        self.inner.borrow_mut().reset_stats();
+    pub fn reset_stats(&self) -> Result<(), JsValue> {
+        self.inner.borrow_mut().reset_stats().map_err(core_error)
     }
 
     /// The manifest in use (classes, input shape, models, calibrated decision parameters).
@@ -394,11 +470,15 @@ pub fn threshold_sweep(
 }
 
 /// The model input for a read sample, and the local step on it.
-fn local_step(session: &RefCell<HiSession>, input: image::Input) -> Result<(LocalStep, Vec<u8>), JsValue> {
+fn local_step(
+    session: &RefCell<HiSession>,
+    input: image::Input,
+    clock: &Clock,
+) -> Result<(LocalStep, Vec<u8>), JsValue> {
     let mut session = session.borrow_mut();
     let pixels = image::to_pixels(input, &session.manifest().input)?;
-    let local =
-        session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now_ms)).map_err(core_error)?;
+    let now = || clock.now();
+    let local = session.check_input(pixels.len()).and_then(|_| session.run_local(&pixels, &now)).map_err(core_error)?;
     Ok((local, pixels))
 }
 
@@ -411,6 +491,7 @@ async fn offload_and_finish(
     hook: Option<js_sys::Function>,
     mut local: LocalStep,
     pixels: Vec<u8>,
+    clock: Clock,
 ) -> Result<JsValue, JsValue> {
     // The body as it will be sent (encoded by the offload codec), so the hook and the result see
     // its real size.
@@ -423,13 +504,21 @@ async fn offload_and_finish(
             }
         }
     }
+    // An open breaker in fail_mode "wait" holds the sample until it probes (the first poll at
+    // least 25 ms away, the longest 1 s, so a `clock` a test steps is read again soon).
+    let ticket = session.borrow().breaker_ticket();
+    loop {
+        let wait = session.borrow_mut().breaker_wait(&mut local, ticket, clock.now());
+        let BreakerWait::Until(t) = wait else { break };
+        sleep((t - clock.now()).clamp(25.0, 1_000.0)).await;
+    }
     let classes = session.borrow().manifest().classes.len();
-    let send = session.borrow_mut().admit_request(&mut local, now_ms());
+    let send = session.borrow_mut().admit_request(&mut local, clock.now());
     let remote = match (send, &body) {
         (true, Some(body)) => offload.classify(body, classes).await,
         _ => RemoteOutcome::NotAsked,
     };
-    let result = session.borrow_mut().finish(local, remote, now_ms()).map_err(core_error)?;
+    let result = session.borrow_mut().finish(local, remote, clock.now()).map_err(core_error)?;
     result_to_js(&result)
 }
 
@@ -468,6 +557,13 @@ fn calibration_target(value: JsValue) -> Result<CalibrationTarget, JsValue> {
 /// The configuration for a policy option: none (the manifest's calibrated logistic_top2), a kind
 /// name (its calibrated parameters), or a full configuration. Its parameters are checked where it
 /// is built (`HiSession::with_early_exit`, `set_policy`).
+/// The rollout `HiClient`'s `rollout` option asks for.
+fn rollout(manifest: &Manifest, options: RolloutOptions) -> Result<Rollout, JsValue> {
+    let policy = policy_config(manifest, Some(options.policy)).map_err(core_error)?;
+    let unit = options.unit.unwrap_or(RolloutUnit::User);
+    Rollout::new(policy, options.fraction, unit, options.user_id.as_deref()).map_err(core_error)
+}
+
 fn policy_config(manifest: &Manifest, choice: Option<PolicyChoice>) -> hiedge_core::Result<PolicyConfig> {
     match choice {
         None => PolicyConfig::calibrated(manifest),

@@ -1,6 +1,9 @@
 //! Conversions between JavaScript values and Rust, errors with a `code`, and the JS globals the
 //! client uses.
 
+#[cfg(feature = "device")]
+use std::{cell::Cell, rc::Rc};
+
 use js_sys::Uint8Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -73,6 +76,53 @@ pub fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsValue> {
     value
         .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
         .map_err(|e| coded_error("Internal", &format!("could not convert a result to JavaScript: {e}")))
+}
+
+#[cfg(feature = "device")]
+/// The clock a client or stream reads: `performance.now()` or the `clock` option's function.
+#[derive(Clone)]
+pub struct Clock {
+    read: Option<js_sys::Function>,
+    /// The last good reading, used inside the pump when a reading is bad (`push` refuses then).
+    last: Rc<Cell<f64>>,
+}
+
+#[cfg(feature = "device")]
+impl Clock {
+    /// The clock of a `clock` option (`undefined`/`null`: `performance.now`); fails on a value that
+    /// is not a function, or one whose first reading is not a finite number.
+    pub fn from_option(value: &JsValue) -> Result<Clock, JsValue> {
+        let read = if value.is_undefined() || value.is_null() {
+            None
+        } else {
+            let f = value.dyn_ref::<js_sys::Function>().cloned();
+            Some(f.ok_or_else(|| coded_error(INVALID_OPTIONS, "`clock` must be a function returning ms (or null)"))?)
+        };
+        let clock = Clock { read, last: Rc::new(Cell::new(0.0)) };
+        clock.try_now()?;
+        Ok(clock)
+    }
+
+    /// A reading, or why it is not one.
+    pub fn try_now(&self) -> Result<f64, JsValue> {
+        let Some(read) = &self.read else { return Ok(now_ms()) };
+        let value = read.call0(&JsValue::NULL)?;
+        match value.as_f64() {
+            Some(ms) if ms.is_finite() && ms >= self.last.get() => {
+                self.last.set(ms);
+                Ok(ms)
+            }
+            Some(ms) if ms.is_finite() => {
+                Err(coded_error(INVALID_OPTIONS, &format!("the clock went back from {} to {ms} ms", self.last.get())))
+            }
+            _ => Err(coded_error(INVALID_OPTIONS, "the clock must return a finite number of ms")),
+        }
+    }
+
+    /// A reading; the last good one when this one is bad.
+    pub fn now(&self) -> f64 {
+        self.try_now().unwrap_or_else(|_| self.last.get())
+    }
 }
 
 /// Resolves after `ms` milliseconds.

@@ -2,6 +2,8 @@
 //! derived (tsify), as are those of the core types they mention.
 
 use hiedge_core::policy::{PolicyConfig, PolicyKind};
+use hiedge_core::session::breaker::BreakerConfig;
+use hiedge_core::session::candidate::RolloutUnit;
 use hiedge_core::session::{Mode, Why};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -84,6 +86,51 @@ pub struct HiClientOptions {
     /// later load needs no download and works offline (default true; needs a secure origin).
     #[tsify(optional)]
     pub cache: Option<bool>,
+    /// Watch the decisions against the manifest's calibration (`client.monitor()`): `true` for the
+    /// default settings, or the settings. Needs a manifest calibrated by `hiedge calibrate`
+    /// (`decision.monitoring`) and a threshold policy.
+    #[tsify(optional, type = "boolean | MonitorConfig")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub monitor: JsValue,
+    /// A circuit breaker on offloads (`client.breaker()`): after `failures` failed requests in a
+    /// row, or a p95 round trip over `p95BudgetMs`, no request for `cooldownMs`, then one probe.
+    /// Default: none.
+    #[tsify(optional)]
+    pub breaker: Option<BreakerConfig>,
+    /// Shadow mode: a candidate policy decides beside the active one on every sample, and nothing
+    /// it decides is acted on (`client.shadowReport()`).
+    #[tsify(optional, type = "PolicyChoice")]
+    pub shadow: Option<PolicyChoice>,
+    /// A rollout: a candidate policy decides for a stable fraction of users or samples
+    /// (`client.rolloutReport()`; each result's `arm`).
+    #[tsify(optional)]
+    pub rollout: Option<RolloutOptions>,
+    /// The clock the client reads, in ms (default `performance.now`): the breaker's cooldown, the
+    /// offload cap's minute, the monitor's times and the results' timings are all on it. Give your
+    /// own to step time in a test. It must return a finite number and never go back. Only on the
+    /// calling thread (`worker: false`): a function cannot be sent to a Web Worker. (`timeoutMs`
+    /// and round trips stay in real time.)
+    #[tsify(optional, type = "(() => number) | null")]
+    #[serde(default, with = "serde_wasm_bindgen::preserve")]
+    pub clock: JsValue,
+}
+
+/// A rollout of a candidate policy (`rollout` in `HiClient`'s options).
+#[derive(Tsify, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutOptions {
+    /// The candidate.
+    #[tsify(type = "PolicyChoice")]
+    pub policy: PolicyChoice,
+    /// The fraction (0..=1) of users or samples it decides for.
+    pub fraction: f64,
+    /// What is hashed to choose: `"user"` (default; needs `userId`) or `"sample"` (its bytes).
+    #[tsify(optional)]
+    pub unit: Option<RolloutUnit>,
+    /// The user's stable id (an account id, a random id kept in localStorage): the same id is in
+    /// the same arm on every device and in every session.
+    #[tsify(optional)]
+    pub user_id: Option<String>,
 }
 
 impl HiClientOptions {

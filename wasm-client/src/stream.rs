@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::image;
-use crate::js::{self, coded_error, core_error, now_ms, sleep, to_js, INVALID_OPTIONS};
+use crate::js::{self, coded_error, core_error, sleep, to_js, Clock, INVALID_OPTIONS};
 use crate::offload::OffloadClient;
 
 /// The options of `HiStream.create`.
@@ -56,50 +56,6 @@ pub struct HiStreamOptions {
     #[tsify(optional, type = "(() => number) | null")]
     #[serde(default, with = "serde_wasm_bindgen::preserve")]
     pub clock: JsValue,
-}
-
-/// The clock a stream reads: `performance.now()` or the `clock` option's function.
-#[derive(Clone)]
-struct Clock {
-    read: Option<js_sys::Function>,
-    /// The last good reading, used inside the pump when a reading is bad (`push` refuses then).
-    last: Rc<Cell<f64>>,
-}
-
-impl Clock {
-    fn from_option(value: &JsValue) -> Result<Clock, JsValue> {
-        let read = if value.is_undefined() || value.is_null() {
-            None
-        } else {
-            let f = value.dyn_ref::<js_sys::Function>().cloned();
-            Some(f.ok_or_else(|| coded_error(INVALID_OPTIONS, "`clock` must be a function returning ms (or null)"))?)
-        };
-        let clock = Clock { read, last: Rc::new(Cell::new(0.0)) };
-        clock.try_now()?;
-        Ok(clock)
-    }
-
-    /// A reading, or why it is not one.
-    fn try_now(&self) -> Result<f64, JsValue> {
-        let Some(read) = &self.read else { return Ok(now_ms()) };
-        let value = read.call0(&JsValue::NULL)?;
-        match value.as_f64() {
-            Some(ms) if ms.is_finite() && ms >= self.last.get() => {
-                self.last.set(ms);
-                Ok(ms)
-            }
-            Some(ms) if ms.is_finite() => Err(coded_error(
-                INVALID_OPTIONS,
-                &format!("the stream's clock went back from {} to {ms} ms", self.last.get()),
-            )),
-            _ => Err(coded_error(INVALID_OPTIONS, "the stream's clock must return a finite number of ms")),
-        }
-    }
-
-    /// A reading; the last good one when this one is bad.
-    fn now(&self) -> f64 {
-        self.try_now().unwrap_or_else(|_| self.last.get())
-    }
 }
 
 fn default_device_model() -> Option<String> {
