@@ -25,7 +25,8 @@ use hiedge_core::server::{
 };
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    console_error, console_log, event, Context, Env, Headers, Method, Request, RequestInit, Response, Result,
+    console_error, console_log, event, AnalyticsEngineDataPointBuilder, Context, Env, Headers, Method, Request,
+    RequestInit, Response, Result,
 };
 
 /// The Workers Static Assets binding holding the model sets.
@@ -212,12 +213,13 @@ async fn classify(mut req: Request, env: &Env, admitted: &Admission, set: Option
         rate_limit(&req, env).await?;
         classify_body(&mut req, env, admitted, set, &mut log).await
     };
-    inference_response(answer.await, admitted, log)
+    inference_response(answer.await, env, admitted, log)
 }
 
 /// A classify-like answer: the JSON body with its `Server-Timing`, never cached; or the error.
 fn inference_response(
     answer: std::result::Result<(String, String), ApiError>,
+    env: &Env,
     admitted: &Admission,
     mut log: RequestLog,
 ) -> Result<Response> {
@@ -226,6 +228,7 @@ fn inference_response(
     }
     // One structured line per inference request (Workers Logs): no pixels, no header values.
     console_log!("{}", log.to_json());
+    write_analytics(env, &log);
     match answer {
         Ok((body, timing)) => {
             let mut resp = json_response(body, 200, Some(&admitted.rules), admitted.cors.as_deref(), Caching::NoStore)?;
@@ -287,7 +290,25 @@ async fn split_tail(
         Ok((json(&response)?, server_timing(response.infer_ms)))
     };
     let answer = answer.await;
-    inference_response(answer, admitted, log)
+    inference_response(answer, env, admitted, log)
+}
+
+/// The Workers Analytics Engine binding the request counters go to, when the Worker has it.
+const ANALYTICS_BINDING: &str = "HIEDGE_ANALYTICS";
+
+/// Writes the request as one Analytics Engine data point (hiedge-core's `analytics_point`) when
+/// the binding exists; a failed write is logged, never the request's failure.
+fn write_analytics(env: &Env, log: &RequestLog) {
+    let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) else { return };
+    let p = log.analytics_point();
+    let written = AnalyticsEngineDataPointBuilder::new()
+        .indexes([p.index.as_str()])
+        .blobs(p.blobs)
+        .doubles(p.doubles)
+        .write_to(&dataset);
+    if let Err(e) = written {
+        console_error!("hiedge: the Analytics Engine write failed: {e}");
+    }
 }
 
 /// `OPTIONS` on a known path: the CORS preflight.

@@ -11,6 +11,17 @@ use crate::protocol::{ApiError, ClassifyResponse, ErrorCode, SampleEncoding};
 /// The `event` field of every request line, to filter on.
 pub const REQUEST_EVENT: &str = "hiedge.request";
 
+/// One request as a Workers Analytics Engine data point (see [`RequestLog::analytics_point`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyticsPoint {
+    /// The sampling index: the model set.
+    pub index: String,
+    /// Route, model id, encoding, error code.
+    pub blobs: [String; 4],
+    /// Status, body bytes, inference ms, label, confidence.
+    pub doubles: [f64; 5],
+}
+
 /// One inference request, as logged.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RequestLog {
@@ -76,6 +87,34 @@ impl RequestLog {
         self.code = Some(e.code);
     }
 
+    /// The same request as one Workers Analytics Engine data point (written where the Worker has
+    /// the `HIEDGE_ANALYTICS` binding). Index: the set (`-` before it is known), so a query can
+    /// sample per set. Blobs: `blob1` route, `blob2` model id, `blob3` encoding, `blob4` error code
+    /// (each `""` when absent). Doubles: `double1` status, `double2` body bytes, `double3` inference
+    /// ms, `double4` label, `double5` confidence (each -1 when absent).
+    pub fn analytics_point(&self) -> AnalyticsPoint {
+        // The names the JSON line uses (serde's), or "".
+        fn wire<T: Serialize>(x: Option<T>) -> String {
+            x.and_then(|x| serde_json::to_value(x).ok()).and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+        }
+        AnalyticsPoint {
+            index: self.set.clone().unwrap_or_else(|| "-".into()),
+            blobs: [
+                self.route.to_string(),
+                self.model.clone().unwrap_or_default(),
+                wire(self.encoding),
+                wire(self.code),
+            ],
+            doubles: [
+                f64::from(self.status),
+                self.bytes.map_or(-1.0, |b| b as f64),
+                self.infer_ms.unwrap_or(-1.0),
+                self.label.map_or(-1.0, f64::from),
+                self.confidence.map_or(-1.0, f64::from),
+            ],
+        }
+    }
+
     /// The log line.
     pub fn to_json(&self) -> String {
         // Plain data of known types: serialising cannot fail; an empty object would still be a line.
@@ -117,5 +156,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!((v["status"].as_u64(), v["code"].as_str()), (Some(500), Some("internal")));
         assert!(!line.contains("secret") && !line.contains("tract"), "{line}");
+        let point = log.analytics_point();
+        assert_eq!(point.index, "-");
+        assert_eq!(point.blobs, ["classify".to_string(), String::new(), String::new(), "internal".to_string()]);
+        assert_eq!(point.doubles, [500.0, -1.0, -1.0, -1.0, -1.0]);
+    }
+
+    #[test]
+    fn an_analytics_point_carries_the_line_s_fields() {
+        let mut log = RequestLog::new("split");
+        log.set = Some("mnist".into());
+        log.received(SampleEncoding::Raw, 784);
+        log.answered(&ClassifyResponse {
+            label: 1,
+            probs: vec![0.25, 0.75],
+            model: "tail@ab".into(),
+            infer_ms: Some(3.5),
+        });
+        let p = log.analytics_point();
+        assert_eq!(p.index, "mnist");
+        assert_eq!(p.blobs, ["split".to_string(), "tail@ab".to_string(), "raw".to_string(), String::new()]);
+        assert_eq!(p.doubles, [200.0, 784.0, 3.5, 1.0, 0.75]);
     }
 }
