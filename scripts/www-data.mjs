@@ -43,6 +43,7 @@ export function writeWwwData(modelsDir, outDir) {
       tiny: basename(manifest.models.tiny.file),
       earlyExit: ee ? { stage1: basename(ee.stage1.file), stage2: basename(ee.stage2.file) } : null,
       calibrated: Boolean(manifest.decision),
+      monitoring: Boolean(manifest.decision?.monitoring),
     });
   }
   writeFileSync(join(outDir, "sets.json"), JSON.stringify({ sets }, null, 2) + "\n");

@@ -524,7 +524,17 @@ fn the_session_monitor_sees_its_decisions() {
     assert!((m.offload.overall_rate - wanted as f64 / 50.0).abs() < 1e-12);
     assert_eq!(m.classes.iter().map(|c| c.offloaded).sum::<u64>(), wanted);
     assert_eq!(m.accuracy.offloaded_answered, wanted);
-    // Without a threshold policy there is no calibrated rate to watch.
+    // Without a threshold policy there is no calibrated rate to watch: the monitor pauses, and
+    // comes back from scratch with a calibrated policy.
     s.set_policy(PolicyConfig::AlwaysOffload).unwrap();
+    assert!(s.monitor_state().is_none());
     assert!(s.set_monitor(Some(Default::default())).is_err());
+    s.set_monitor(None).unwrap();
+    s.set_monitor(Some(Default::default())).unwrap_err();
+    s.set_policy(PolicyConfig::calibrated(&manifest).unwrap()).unwrap();
+    assert!(s.monitor_state().is_none(), "set_monitor failed, so nothing was asked for");
+    s.set_monitor(Some(Default::default())).unwrap();
+    s.set_policy(PolicyConfig::AlwaysLocal).unwrap();
+    s.set_policy(PolicyConfig::calibrated(&manifest).unwrap()).unwrap();
+    assert_eq!(s.monitor_state().map(|m| m.samples), Some(0), "back, from scratch");
 }

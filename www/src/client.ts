@@ -87,6 +87,8 @@ export async function loadSet(name: string, say: (message: string) => void): Pro
     timeoutMs: 3000,
     // A set without calibrated parameters starts on the policy that learns them online.
     policy: entry.calibrated ? undefined : "online_hedge",
+    // Watched against its calibration set when `hiedge calibrate` stored one (the monitoring panel).
+    monitor: entry.monitoring,
     onProgress: (p) => say(`Loading ${entry.name}: ${p.message}...`),
   });
   let images: Uint8Array = new Uint8Array(0);

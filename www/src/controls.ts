@@ -4,6 +4,7 @@ import type { PolicyChoice, PolicyConfig } from "hiedge";
 import { $, client, demo, sample, state } from "./state";
 import { setWorkerDown } from "./client";
 import { addThumb } from "./detail";
+import { resetMonitor, shifted } from "./monitor";
 
 /** Called after each answered sample and each control change (batched by the caller). */
 let onChange: () => void = () => {};
@@ -24,7 +25,7 @@ let generation = 0;
 async function classifySample(index: number) {
   const gen = generation;
   const t0 = performance.now();
-  const result = await client().classify(sample(index));
+  const result = await client().classify(shifted(sample(index)));
   if (gen !== generation) return;
   const row = { index, truth: state.labels[index], result, wall: performance.now() - t0 };
   state.rows.push(row);
@@ -68,6 +69,7 @@ export function resetRun(): void {
   $("detail").textContent = "Click a thumbnail.";
   ($("run") as HTMLButtonElement).textContent = "Start";
   demo.finished = 0;
+  resetMonitor();
   onChange();
 }
 

@@ -2,7 +2,8 @@
 // decision module, fetch offload to that set's large model in the Worker), each sample's decision
 // and latency shown as it happens.
 // Modules: state (shared state), client (loading), controls (policy, stream), detail (thumbnails),
-// stats (totals), charts (Chart.js), upload (your own image), camera (getUserMedia frames).
+// stats (totals), charts (Chart.js), monitor (the monitoring panel and the input shift), upload
+// (your own image), camera (getUserMedia frames).
 import { $, demo, state } from "./state";
 import { checkWorker, loadPage, loadSet } from "./client";
 import { resetRun, setUpControls, syncPolicy } from "./controls";
@@ -11,6 +12,7 @@ import { setUpSplit, syncSplit } from "./split";
 import { renderStats } from "./stats";
 import { renderCharts } from "./charts";
 import { setUpUpload } from "./upload";
+import { renderMonitor, setUpMonitor } from "./monitor";
 
 let pending = false;
 /** Renders the totals and charts at most every 200 ms. */
@@ -21,6 +23,9 @@ function scheduleRender() {
     pending = false;
     renderStats(state.rows);
     renderCharts(state.rows);
+    void renderMonitor().then(() => {
+      demo.monitored = state.rows.length;
+    });
     demo.rendered = state.rows.length;
     demo.renders++;
   }, 200);
@@ -69,6 +74,7 @@ async function start() {
   setUpUpload();
   setUpCamera();
   setUpSplit();
+  setUpMonitor(scheduleRender);
   $("model-set").addEventListener("change", () => void switchSet(($("model-set") as HTMLSelectElement).value));
   loading.classList.add("done");
   enableControls();

@@ -13,6 +13,9 @@ export type ModelSetEntry = {
   /** Whether its manifest has calibrated decision parameters (`hiedge calibrate`); a set without
    * them (the real-size zoo-rgb set has random weights) runs the online policy, which needs none. */
   calibrated: boolean;
+  /** Whether `hiedge calibrate` stored what a deployment is watched against (`decision.monitoring`):
+   * the page's monitoring panel needs it. */
+  monitoring: boolean;
 };
 
 /** Height, width and channels of one sample, from the client (`HiClient.imageShape`). */
@@ -33,7 +36,13 @@ export const state = {
   running: false,
   workerUrl: "",
   workerDown: false,
+  /** The input shift applied to the stream (the monitoring panel's button): "none", "darken",
+   * "invert" or "rotate". */
+  shift: "none" as Shift,
 };
+
+/** A change applied to every streamed sample, so the monitor's alarms can be seen firing. */
+export type Shift = "none" | "darken" | "invert" | "rotate";
 
 /**
  * For the end-to-end tests and the curious: every result, as the page has it. `rendered` is the
@@ -47,6 +56,8 @@ export const demo = {
   finished: 0,
   rendered: 0,
   renders: 0,
+  /** Samples the monitoring panel last showed. */
+  monitored: 0,
   /** The last uploaded image's result (for the end-to-end tests). */
   lastUpload: null as ClassifyResult | null,
 };

@@ -86,6 +86,9 @@ pub struct HiSession {
     stats: SessionStats,
     mode: Mode,
     offload_cap: Option<OffloadCap>,
+    /// The monitor asked for (`set_monitor`), kept while a policy without a calibrated rate is in
+    /// use, so switching back brings the monitor back.
+    monitor_config: Option<MonitorConfig>,
     monitor: Option<Monitor>,
     breaker: Option<CircuitBreaker>,
     shadow: Option<Shadow>,
@@ -128,6 +131,7 @@ impl HiSession {
             stats: SessionStats::default(),
             mode: Mode::default(),
             offload_cap: None,
+            monitor_config: None,
             monitor: None,
             breaker: None,
             shadow: None,
@@ -177,13 +181,9 @@ impl HiSession {
         self.policy = built;
         self.policy_config = policy;
         self.stats.calibrated_offload_fraction = self.manifest_offload_fraction();
-        // The monitor watches against the new policy's calibrated rate, from scratch; it stops
-        // when the manifest has none for it (`monitor_state` is then `None`).
-        if let Some(config) = self.monitor.as_ref().map(Monitor::config) {
-            if self.set_monitor(Some(config)).is_err() {
-                self.monitor = None;
-            }
-        }
+        // The monitor watches against the new policy's calibrated rate, from scratch; it pauses
+        // while the manifest has none for it (`monitor_state` is then `None`).
+        self.monitor = self.monitor_config.and_then(|config| self.build_monitor(config).ok());
         Ok(())
     }
 
@@ -235,20 +235,19 @@ impl HiSession {
     /// (`decision.monitoring`) for the policy in use (`None`: stop). Fails when the manifest has no
     /// baseline for that policy.
     pub fn set_monitor(&mut self, config: Option<MonitorConfig>) -> Result<()> {
-        self.monitor = match config {
-            None => None,
-            Some(config) => {
-                let key = self.policy_config.threshold_policy().map(|p| p.rule.key());
-                let key = key.ok_or_else(|| {
-                    Error::Monitor(format!(
-                        "the monitor compares the offload rate with the calibrated one of a threshold policy; {} has none",
-                        self.policy.name()
-                    ))
-                })?;
-                Some(Monitor::from_manifest(&self.manifest, Some(key), config)?)
-            }
-        };
+        self.monitor = config.map(|c| self.build_monitor(c)).transpose()?;
+        self.monitor_config = config;
         Ok(())
+    }
+
+    fn build_monitor(&self, config: MonitorConfig) -> Result<Monitor> {
+        let key = self.policy_config.threshold_policy().map(|p| p.rule.key()).ok_or_else(|| {
+            Error::Monitor(format!(
+                "the monitor compares the offload rate with the calibrated one of a threshold policy; {} has none",
+                self.policy.name()
+            ))
+        })?;
+        Monitor::from_manifest(&self.manifest, Some(key), config)
     }
 
     /// The monitor's state, when [`set_monitor`](Self::set_monitor) started one.
@@ -364,9 +363,7 @@ impl HiSession {
     /// keeps its state.
     pub fn reset_stats(&mut self) -> Result<()> {
         self.stats = self.stats.cleared();
-        if let Some(config) = self.monitor.as_ref().map(Monitor::config) {
-            self.set_monitor(Some(config))?;
-        }
+        self.monitor = self.monitor_config.and_then(|config| self.build_monitor(config).ok());
         if let Some(policy) = self.shadow.as_ref().map(|s| s.report().policy) {
             self.set_shadow(Some(policy))?;
         }
