@@ -7,6 +7,7 @@
 //      equals `hiedge eval --truth large --limit 200`'s max_prob 0.900 row (offload fraction, HI
 //      agreement, kept agreement), natively computed on the same images. `onDecision` saw every
 //      result; `monitor()` counted every sample.
+//      A rollout by sample hash: the candidate decides its (stable) share, each result names its arm.
 //   2. the circuit breaker (failures 3, cooldown 10 s on the test's clock): the Worker is stopped;
 //      three requests fail (fallback), then offloads stop (the gate sees no request, every sample
 //      is answered on the device, `why: circuit_open`); a new Worker is started and the gate
@@ -107,6 +108,25 @@ export async function checkOperations({ repo, app, browser, server, hiedge, fash
     assert.ok(Math.abs(r.keptAgreement - row.kept_accuracy) <= tol * N / Math.max(1, r.keptChecked), `kept ${r.keptAgreement} vs eval ${row.kept_accuracy}`);
     assert.ok(r.expectedKeptAccuracy > 0.8 && r.expectedKeptAccuracy <= 1, `expected kept accuracy ${r.expectedKeptAccuracy}`);
 
+    // A rollout by sample: the candidate (always offload) decides the samples its hash picks, every
+    // result says which arm decided, and the report counts them.
+    const rollout = await page.evaluate(async (endpoint) => {
+      const c = await window.hiedge.HiClient.create({
+        endpoint, modelSet: "fashion-mnist", worker: false, policy: { kind: "max_prob", threshold: 0.5 },
+        rollout: { policy: "always_offload", fraction: 0.5, unit: "sample" },
+      });
+      const rs = [];
+      for (let i = 0; i < 40; i++) rs.push(await c.classify(window.img(i)));
+      const again = await c.classify(window.img(7));
+      return { arms: rs.map((r) => [r.arm, r.offloadWanted]), again: again.arm, seven: rs[7].arm, report: await c.rolloutReport() };
+    }, g.url);
+    const candidates = rollout.arms.filter(([arm]) => arm === "candidate");
+    assert.ok(candidates.length > 5 && candidates.length < 35, JSON.stringify(rollout.arms));
+    assert.ok(candidates.every(([, wanted]) => wanted), "the candidate (always_offload) decided its samples");
+    assert.equal(rollout.again, rollout.seven, "the same sample gets the same arm");
+    assert.equal(rollout.report.candidate.samples, candidates.length + (rollout.again === "candidate" ? 1 : 0));
+    assert.equal(rollout.report.control.samples + rollout.report.candidate.samples, 41);
+
     // 2. The breaker. The Worker stops; requests reach the gate and die there.
     const calls = (k) => page.evaluate(async (k) => {
       const out = [];
@@ -170,7 +190,7 @@ export async function checkOperations({ repo, app, browser, server, hiedge, fash
     assert.equal(g.posts(), postsWaiting, "no request while it waits");
     await page.evaluate(() => { window.now = 1_000; });
     await page.waitForFunction(() => window.waited !== null, null, { timeout: 60_000 });
-    const waited = await page.evaluate(() => ({ r: window.waited, b: window.waiter.breaker() }));
+    const waited = await page.evaluate(async () => ({ r: window.waited, b: await window.waiter.breaker() }));
     assert.equal(waited.r.answeredBy, "worker", JSON.stringify(waited.r));
     assert.equal(waited.b.phase, "closed");
     console.log(
