@@ -93,17 +93,15 @@ impl RequestLog {
     /// (each `""` when absent). Doubles: `double1` status, `double2` body bytes, `double3` inference
     /// ms, `double4` label, `double5` confidence (each -1 when absent).
     pub fn analytics_point(&self) -> AnalyticsPoint {
-        // The names the JSON line uses (serde's), or "".
-        fn wire<T: Serialize>(x: Option<T>) -> String {
-            x.and_then(|x| serde_json::to_value(x).ok()).and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
-        }
+        // The code's name as the JSON line writes it (serde's), or "".
+        let code = self.code.and_then(|c| serde_json::to_value(c).ok()).and_then(|v| v.as_str().map(String::from));
         AnalyticsPoint {
             index: self.set.clone().unwrap_or_else(|| "-".into()),
             blobs: [
                 self.route.to_string(),
                 self.model.clone().unwrap_or_default(),
-                wire(self.encoding),
-                wire(self.code),
+                self.encoding.map_or("", SampleEncoding::name).to_string(),
+                code.unwrap_or_default(),
             ],
             doubles: [
                 f64::from(self.status),

@@ -274,11 +274,6 @@ impl Rollout {
         self.policy.as_mut()
     }
 
-    /// The candidate's threshold, if it has one.
-    pub fn threshold(&self) -> Option<f32> {
-        self.policy.threshold()
-    }
-
     /// Counts one sample of `arm`: whether its policy wanted to offload, and whether the large
     /// model answered it with the device's label.
     pub fn record(&mut self, arm: Arm, offload: bool, answered_agreeing: Option<bool>) {

@@ -95,6 +95,20 @@ pub struct HiSession {
     rollout: Option<Rollout>,
 }
 
+/// The policy that decides a sample of `arm`: the rollout's candidate for its arm, else the policy
+/// in use (fields, not the session, so a caller may hold other fields meanwhile).
+#[cfg(feature = "runtime")]
+fn policy_for<'a>(
+    policy: &'a mut Box<dyn DecisionPolicy>,
+    rollout: &'a mut Option<Rollout>,
+    arm: Option<Arm>,
+) -> &'a mut dyn DecisionPolicy {
+    match (arm, rollout.as_mut()) {
+        (Some(Arm::Candidate), Some(rollout)) => rollout.policy_mut(),
+        _ => policy.as_mut(),
+    }
+}
+
 /// What a sample refused by an open breaker in `fail_mode: wait` does now.
 #[cfg(feature = "runtime")]
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -181,9 +195,7 @@ impl HiSession {
         self.policy = built;
         self.policy_config = policy;
         self.stats.calibrated_offload_fraction = self.manifest_offload_fraction();
-        // The monitor watches against the new policy's calibrated rate, from scratch; it pauses
-        // while the manifest has none for it (`monitor_state` is then `None`).
-        self.monitor = self.monitor_config.and_then(|config| self.build_monitor(config).ok());
+        self.restart_monitor();
         Ok(())
     }
 
@@ -238,6 +250,12 @@ impl HiSession {
         self.monitor = config.map(|c| self.build_monitor(c)).transpose()?;
         self.monitor_config = config;
         Ok(())
+    }
+
+    /// The monitor asked for, from scratch, against the policy in use's calibrated rate; paused
+    /// (`monitor_state` is `None`) while the manifest has none for that policy.
+    fn restart_monitor(&mut self) {
+        self.monitor = self.monitor_config.and_then(|config| self.build_monitor(config).ok());
     }
 
     fn build_monitor(&self, config: MonitorConfig) -> Result<Monitor> {
@@ -363,7 +381,7 @@ impl HiSession {
     /// keeps its state.
     pub fn reset_stats(&mut self) -> Result<()> {
         self.stats = self.stats.cleared();
-        self.monitor = self.monitor_config.and_then(|config| self.build_monitor(config).ok());
+        self.restart_monitor();
         if let Some(policy) = self.shadow.as_ref().map(|s| s.report().policy) {
             self.set_shadow(Some(policy))?;
         }
@@ -411,10 +429,7 @@ impl HiSession {
         };
         let t2 = clock();
         let arm = self.rollout.as_ref().map(|r| r.arm(pixels));
-        let decision = match (arm, self.rollout.as_mut()) {
-            (Some(Arm::Candidate), Some(rollout)) => rollout.policy_mut().decide(&prediction.probs)?,
-            _ => self.policy.decide(&prediction.probs)?,
-        };
+        let decision = policy_for(&mut self.policy, &mut self.rollout, arm).decide(&prediction.probs)?;
         let t3 = clock();
         let shadow_offload = self.shadow.as_mut().map(|s| s.decide(&prediction.probs)).transpose()?;
         let mut step = self.local_step(prediction, decision, pixels.len(), stage, [t0, t1, t2, t3]);
@@ -452,11 +467,8 @@ impl HiSession {
     /// A failed request never loses the sample: it is answered on the device and flagged
     /// `Fallback`, except in [`Mode::OnlyRemote`], where it is [`Error::RemoteUnavailable`].
     pub fn finish(&mut self, local: LocalStep, remote: RemoteOutcome, now_ms: f64) -> Result<HiResult> {
+        let threshold = policy_for(&mut self.policy, &mut self.rollout, local.arm).threshold();
         let LocalStep { prediction, decision, route, arm, shadow_offload, .. } = &local;
-        let threshold = match (arm, self.rollout.as_ref()) {
-            (Some(Arm::Candidate), Some(rollout)) => rollout.threshold(),
-            _ => self.policy.threshold(),
-        };
         let class_name = |label: usize| self.manifest.classes.get(label).cloned().unwrap_or_default();
         let mut timings = Timings {
             preprocess_ms: local.preprocess_ms,
@@ -490,18 +502,15 @@ impl HiSession {
             shadow_offload: *shadow_offload,
         };
         // The breaker learns of every request it let through, including one that ends in an error.
-        let remote_ok = match &remote {
-            RemoteOutcome::Answered { response, .. } => Some((response.label as usize) < self.manifest.classes.len()),
-            RemoteOutcome::Failed { .. } => Some(false),
+        // An answer with a label out of range is a failure, as the result below treats it.
+        let request = match &remote {
+            RemoteOutcome::Answered { response, round_trip_ms } => {
+                Some(((response.label as usize) < self.manifest.classes.len(), *round_trip_ms))
+            }
+            RemoteOutcome::Failed { round_trip_ms, .. } => Some((false, *round_trip_ms)),
             RemoteOutcome::NotAsked | RemoteOutcome::LocalOnly => None,
         };
-        if let (Some(breaker), Some(ok), true) = (self.breaker.as_mut(), remote_ok, route.send) {
-            let round_trip_ms = match &remote {
-                RemoteOutcome::Answered { round_trip_ms, .. } | RemoteOutcome::Failed { round_trip_ms, .. } => {
-                    *round_trip_ms
-                }
-                _ => 0.0,
-            };
+        if let (Some(breaker), Some((ok, round_trip_ms)), true) = (self.breaker.as_mut(), request, route.send) {
             breaker.record(ok, round_trip_ms, now_ms);
         }
         let result = match remote {
@@ -537,10 +546,7 @@ impl HiSession {
                             remote_label,
                             explored: decision.explored,
                         };
-                        match (arm, self.rollout.as_mut()) {
-                            (Some(Arm::Candidate), Some(rollout)) => rollout.policy_mut().observe(&feedback)?,
-                            _ => self.policy.observe(&feedback)?,
-                        }
+                        policy_for(&mut self.policy, &mut self.rollout, *arm).observe(&feedback)?;
                     }
                     timings.remote_ms = response.infer_ms;
                     HiResult {
