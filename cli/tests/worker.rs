@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use hiedge_cli::wrangler::{agent, WranglerDev};
+use hiedge_cli::wrangler::{agent, dropped_by_dev_proxy, WranglerDev, DEV_PROXY_RESENDS};
 use hiedge_core::manifest::OffloadCodec;
 use hiedge_core::prob::{argmax, softmax, top2};
 use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, ErrorCode, HealthResponse, SampleEncoding};
@@ -65,16 +65,27 @@ struct Resp {
 }
 
 fn send(base: &str, r: &Req) -> Resp {
-    let mut b = http::Request::builder().method(r.method).uri(format!("{base}{}", r.path));
-    for (k, v) in &r.headers {
-        b = b.header(*k, v.as_str());
+    let mut attempt = 0;
+    loop {
+        let mut b = http::Request::builder().method(r.method).uri(format!("{base}{}", r.path));
+        for (k, v) in &r.headers {
+            b = b.header(*k, v.as_str());
+        }
+        let request = b.body(r.body.clone()).unwrap();
+        let mut resp = agent().run(request).unwrap_or_else(|e| panic!("{} {}: transport error {e}", r.method, r.path));
+        let headers = resp.headers().clone();
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let body = resp.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
+        let status = resp.status().as_u16();
+        // wrangler dev's proxy lost the request (workers-sdk#14641, its answer asks to send it
+        // again); the Worker's own answers are never this one.
+        if dropped_by_dev_proxy(status, &body) && attempt < DEV_PROXY_RESENDS {
+            eprintln!("{} {}: wrangler dev's proxy lost it (workers-sdk#14641); sent again", r.method, r.path);
+            attempt += 1;
+            continue;
+        }
+        return Resp { status, content_type, headers, body };
     }
-    let request = b.body(r.body.clone()).unwrap();
-    let mut resp = agent().run(request).unwrap_or_else(|e| panic!("{} {}: transport error {e}", r.method, r.path));
-    let headers = resp.headers().clone();
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let body = resp.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
-    Resp { status: resp.status().as_u16(), content_type, headers, body }
 }
 
 /// Writes `request` as is on a fresh connection and returns everything read back.

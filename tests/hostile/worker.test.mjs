@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { writeWwwData } from "../../scripts/www-data.mjs";
 import { indexModelSets } from "../../edge-worker/index-models.mjs";
-import { startWorker } from "../support/wrangler.mjs";
+import { droppedByDevProxy, startWorker } from "../support/wrangler.mjs";
 import { check, finish } from "../support/cases.mjs";
 
 const repo = resolve(import.meta.dirname, "../..");
@@ -118,8 +118,15 @@ const SECRETISH = /\.nnef|\.onnx|\.tar|tract|\/assets|manifest\.json|large\.|spl
  */
 async function request(base, path, { method = "GET", headers = {}, body = undefined, duplex = undefined } = {}) {
   // `duplex: "half"` is what Node's fetch needs to send a stream (a body with no Content-Length).
-  const r = await fetch(base + path, /** @type {RequestInit} */ ({ method, headers, body, redirect: "manual", duplex }));
-  const text = await r.text();
+  let r, text;
+  for (let attempt = 0; ; attempt++) {
+    r = await fetch(base + path, /** @type {RequestInit} */ ({ method, headers, body, redirect: "manual", duplex }));
+    text = await r.text();
+    // wrangler dev's proxy lost it (workers-sdk#14641): send it again where the body can be sent
+    // again (not a stream).
+    if (!(droppedByDevProxy(r.status, text) && duplex === undefined && attempt < 2)) break;
+    console.log(`${method} ${path}: wrangler dev's proxy lost it (workers-sdk#14641); sent again`);
+  }
   let json = null;
   try {
     json = JSON.parse(text);

@@ -26,6 +26,19 @@ export const OFFLINE_ENV = {
 };
 
 /**
+ * What wrangler dev's own proxy answers (503, plain text) when its connection to the Worker is lost
+ * under a request with a body; it sends GETs again itself, never POSTs. The Worker's answers are JSON
+ * and a deployed Worker has no such proxy: a pooled connection closed by its 5 s keep-alive timeout
+ * as a request is sent on it (cloudflare/workers-sdk#14641). Tests send such a request again where
+ * its body can be (cli/src/wrangler.rs has the same rule and what was seen).
+ */
+export const DEV_PROXY_DROPPED =
+  "Your worker restarted mid-request. Please try sending the request again. Only GET or HEAD requests are retried automatically.";
+
+/** Whether a response (status, text) is {@link DEV_PROXY_DROPPED}: not the Worker's answer. */
+export const droppedByDevProxy = (status, text) => status === 503 && text.trim() === DEV_PROXY_DROPPED;
+
+/**
  * The Worker's per-client rate limit in tests, the demo and benchmarks: all their requests come from
  * one client (this machine), so wrangler.toml's limit, meant for the public internet, would turn a
  * calibration run or a benchmark into 429s. tests/hostile sets a small one to test the limit itself.
