@@ -15,11 +15,13 @@ HIEDGE := $(CARGO_TARGET_DIR)/release/hiedge
 # The full-size benchmark pair (make bench-zoo-full), exported with PyTorch from this Python.
 ZOO_FULL := test-results/zoo-full
 PYTHON ?= python3
+# The Open Inference Protocol server of `make test-oip` (KServe + onnxruntime from PyPI), its own venv.
+OIP_VENV ?= $(HOME)/.cache/hiedge/oip-venv
 
 # wrangler is started only by tests/support/wrangler.mjs, which also holds its offline settings.
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
-        test-browser test-worker test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
+        test-browser test-worker test-oip oip-server test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
         demo models fuzz mnist-data eval-mnist models-mnist models-zoo bench-zoo bench-zoo-hi bench-zoo-full
 
 help: ## list the targets
@@ -52,7 +54,7 @@ wasm: tools ## build the npm package `hiedge` into wasm-client/pkg (cargo profil
 worker: tools ## build the Worker into edge-worker/build (worker-build --release, offline, then wasm-opt -O3)
 	scripts/build-worker.sh
 
-test: deps lint test-rust test-browser test-worker test-hostile test-npm test-e2e test-bench ## run all tests (lint first)
+test: deps lint test-rust test-browser test-worker test-oip test-hostile test-npm test-e2e test-bench ## run all tests (lint first)
 	@echo "make test: all passed"
 
 lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm32, tsc --noEmit for www/, the package JS, scripts/ and tests/
@@ -107,6 +109,15 @@ test-browser: tools ## wasm-pack tests of the client in headless Chromium (Debia
 
 test-worker: worker ## the real Worker under wrangler dev: parity and hostile requests
 	scripts/cargo-test-counted.sh -p hiedge-cli --test worker -- --ignored --nocapture
+
+oip-server: ## the Python of make test-oip's inference server (tests/oip/requirements.txt: kserve, onnxruntime) in $(OIP_VENV), when missing or changed
+	@if ! cmp -s tests/oip/requirements.txt $(OIP_VENV)/requirements.txt; then \
+	  echo "installing tests/oip/requirements.txt into $(OIP_VENV)"; \
+	  python3 -m venv $(OIP_VENV) && $(OIP_VENV)/bin/pip install -q -r tests/oip/requirements.txt && \
+	  cp tests/oip/requirements.txt $(OIP_VENV)/requirements.txt; fi
+
+test-oip: worker oip-server ## three tiers: the real Worker cascading to a real KServe server (onnxruntime) over the Open Inference Protocol, JSON and binary, a hostile server, the server stopped mid-run
+	HIEDGE_OIP_PYTHON=$(OIP_VENV)/bin/python scripts/cargo-test-counted.sh -p hiedge-cli --test oip -- --ignored --nocapture
 
 test-hostile: worker wasm ## hostile input: the real Worker on hostile and broken sets, the build scripts on hostile manifests, the npm package against hostile servers in Chromium
 	node tests/hostile/worker.test.mjs

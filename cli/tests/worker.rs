@@ -7,16 +7,17 @@ mod support;
 
 use std::time::Duration;
 
-use hiedge_cli::wrangler::{agent, dropped_by_dev_proxy, WranglerDev, DEV_PROXY_RESENDS};
+use hiedge_cli::wrangler::{agent, WranglerDev};
 use hiedge_core::manifest::OffloadCodec;
 use hiedge_core::prob::{argmax, softmax, top2};
-use hiedge_core::protocol::{self, ClassifyResponse, ErrorBody, ErrorCode, HealthResponse, SampleEncoding};
+use hiedge_core::protocol::{self, ClassifyResponse, ErrorCode, HealthResponse, SampleEncoding};
 use hiedge_core::runtime::decode::decode_to_model_pixels;
 use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
 use hiedge_core::runtime::split::{self, QuantizedFeatures};
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::codec::encode_sample;
 use hiedge_eval::fixture::Fixture;
+use support::http::{assert_error, req, send, Req};
 use support::repo;
 use ureq::http;
 
@@ -32,62 +33,6 @@ fn fixture(m: &Manifest) -> Fixture {
         .unwrap()
 }
 
-/// One request: method, path, headers, body.
-struct Req {
-    method: &'static str,
-    path: String,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-}
-
-fn req(method: &'static str, path: &str) -> Req {
-    Req { method, path: path.into(), headers: vec![], body: vec![] }
-}
-
-impl Req {
-    fn header(mut self, k: &'static str, v: &str) -> Self {
-        self.headers.push((k, v.into()));
-        self
-    }
-    fn octets(self, body: Vec<u8>) -> Self {
-        Req { body, ..self }.header("Content-Type", "application/octet-stream")
-    }
-    fn body(self, body: Vec<u8>) -> Self {
-        Req { body, ..self }
-    }
-}
-
-struct Resp {
-    status: u16,
-    content_type: String,
-    headers: http::HeaderMap,
-    body: String,
-}
-
-fn send(base: &str, r: &Req) -> Resp {
-    let mut attempt = 0;
-    loop {
-        let mut b = http::Request::builder().method(r.method).uri(format!("{base}{}", r.path));
-        for (k, v) in &r.headers {
-            b = b.header(*k, v.as_str());
-        }
-        let request = b.body(r.body.clone()).unwrap();
-        let mut resp = agent().run(request).unwrap_or_else(|e| panic!("{} {}: transport error {e}", r.method, r.path));
-        let headers = resp.headers().clone();
-        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let body = resp.body_mut().with_config().limit(1 << 20).read_to_string().unwrap_or_default();
-        let status = resp.status().as_u16();
-        // wrangler dev's proxy lost the request (workers-sdk#14641, its answer asks to send it
-        // again); the Worker's own answers are never this one.
-        if dropped_by_dev_proxy(status, &body) && attempt < DEV_PROXY_RESENDS {
-            eprintln!("{} {}: wrangler dev's proxy lost it (workers-sdk#14641); sent again", r.method, r.path);
-            attempt += 1;
-            continue;
-        }
-        return Resp { status, content_type, headers, body };
-    }
-}
-
 /// Writes `request` as is on a fresh connection and returns everything read back.
 fn send_raw(base: &str, request: &str) -> String {
     use std::io::{Read, Write};
@@ -98,15 +43,6 @@ fn send_raw(base: &str, request: &str) -> String {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn assert_error(resp: &Resp, status: u16, code: ErrorCode, what: &str) {
-    assert_eq!(resp.status, status, "{what}: status (body {})", resp.body);
-    assert!(resp.content_type.starts_with("application/json"), "{what}: content type {}", resp.content_type);
-    let body: ErrorBody =
-        serde_json::from_str(&resp.body).unwrap_or_else(|e| panic!("{what}: not an error JSON ({e}): {}", resp.body));
-    assert_eq!(body.error.code, code, "{what}: {}", body.error.message);
-    assert!(body.error.message.len() > 10, "{what}: message too short: {}", body.error.message);
 }
 
 /// The Worker's first `n` request-log lines (`"event":"hiedge.request"`), as wrangler printed them.

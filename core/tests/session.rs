@@ -6,7 +6,7 @@
 mod committed;
 
 use hiedge_core::policy::tradeoff::{CalibrationTarget, ScoredSample};
-use hiedge_core::protocol::ClassifyResponse;
+use hiedge_core::protocol::{ClassifyResponse, Tier, TierWhy};
 use hiedge_core::server::ModelService;
 use hiedge_core::session::{HiSession, Mode, Outcome, RemoteOutcome, Side, Why};
 use hiedge_core::{Manifest, Model, PolicyConfig};
@@ -22,7 +22,14 @@ fn session_keeps_offloads_and_falls_back_without_losing_samples() {
     let response = |label: u32| {
         let mut probs = vec![0.0; 10];
         probs[label as usize] = 1.0;
-        ClassifyResponse { label, probs, model: "large@test".into(), infer_ms: None }
+        ClassifyResponse {
+            label,
+            probs,
+            model: "large@test".into(),
+            infer_ms: None,
+            tier: Default::default(),
+            why: None,
+        }
     };
     let local = s.run_local(fx.image(0), &clock).unwrap();
     assert!(local.decision.is_offload());
@@ -54,6 +61,25 @@ fn session_keeps_offloads_and_falls_back_without_losing_samples() {
     assert_eq!(st.bytes_sent, 2 * 784);
     assert!((st.mean_round_trip_ms - 11.25).abs() < 1e-9);
     assert!(s.check_input(783).unwrap_err().to_string().contains("783"));
+    assert_eq!((r.answered_by, st.server), (Side::Device, 0));
+
+    // A set with a server tier: the result says the server answered, through the Worker, and why;
+    // the stats count it among the offloaded.
+    s.set_policy(PolicyConfig::AlwaysOffload).unwrap();
+    let local = s.run_local(fx.image(4), &clock).unwrap();
+    let from_server =
+        ClassifyResponse { tier: Tier::Server, why: Some(TierWhy::Escalated), model: "oip:big".into(), ..response(5) };
+    let r = s.finish(local, RemoteOutcome::Answered { response: from_server, round_trip_ms: 40.0 }, clock()).unwrap();
+    assert_eq!(
+        (r.answered_by, r.remote_why, r.remote_model.as_deref()),
+        (Side::Server, Some(TierWhy::Escalated), Some("oip:big"))
+    );
+    let local = s.run_local(fx.image(5), &clock).unwrap();
+    let kept = ClassifyResponse { why: Some(TierWhy::Confident), ..response(6) };
+    let r = s.finish(local, RemoteOutcome::Answered { response: kept, round_trip_ms: 9.0 }, clock()).unwrap();
+    assert_eq!((r.answered_by, r.remote_why), (Side::Worker, Some(TierWhy::Confident)));
+    let st = s.stats();
+    assert_eq!((st.offloaded, st.server), (3, 1));
 }
 
 #[test]
@@ -71,7 +97,14 @@ fn online_hedge_learns_from_remote_labels_in_a_session() {
             let label = hiedge_core::prob::argmax(logits);
             let probs = hiedge_core::prob::softmax(logits, 1.0);
             RemoteOutcome::Answered {
-                response: ClassifyResponse { label: label as u32, probs, model: "large".into(), infer_ms: None },
+                response: ClassifyResponse {
+                    label: label as u32,
+                    probs,
+                    model: "large".into(),
+                    infer_ms: None,
+                    tier: Default::default(),
+                    why: None,
+                },
                 round_trip_ms: 1.0,
             }
         } else {
@@ -232,6 +265,8 @@ fn large_answer(fx: &Fixture, i: usize) -> RemoteOutcome {
             probs: hiedge_core::prob::softmax(logits, 1.0),
             model: "large@fixture".into(),
             infer_ms: None,
+            tier: Default::default(),
+            why: None,
         },
         round_trip_ms: 5.0,
     }

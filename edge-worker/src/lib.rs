@@ -12,21 +12,25 @@
 //! are fetched from the binding on first use in each isolate, and the large model is parsed and
 //! optimised then (never at start-up: Workers allow 1 s for it), then kept.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use hiedge_core::protocol::BrokenSet;
+use hiedge_core::protocol::ClassifyResponse;
 use hiedge_core::protocol::{self, ApiError, ErrorCode, Route, SampleEncoding};
 use hiedge_core::runtime::{sha256_hex, PartsJoiner};
+use hiedge_core::server::oip::{
+    Readiness, ReadyState, ServerTier, Upstream, UpstreamError, UpstreamRequest, HEADER_LENGTH, MAX_ANSWER_BYTES,
+};
 use hiedge_core::server::{
     self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, RequestLog, SplitService,
     RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
-    console_error, console_log, event, AnalyticsEngineDataPointBuilder, Context, Env, Headers, Method, Request,
-    RequestInit, Response, Result,
+    console_error, console_log, event, AbortSignal, AnalyticsEngineDataPointBuilder, Context, Env, Fetch, Headers,
+    Method, Request, RequestInit, Response, Result,
 };
 
 /// The Workers Static Assets binding holding the model sets.
@@ -47,6 +51,14 @@ struct LoadedSet {
     split: RefCell<Option<Rc<SplitService>>>,
     /// Whether every file the manifest names is in the assets (checked once, for `GET /v1/models`).
     files_present: RefCell<Option<std::result::Result<(), String>>>,
+    /// The set's Open Inference Protocol server (the manifest's `oip`), once a classify needed it.
+    server: RefCell<Option<Rc<ServerHop>>>,
+}
+
+/// A set's server tier with what this isolate last learnt of its readiness.
+struct ServerHop {
+    tier: ServerTier,
+    readiness: Cell<Readiness>,
 }
 
 thread_local! {
@@ -341,8 +353,132 @@ async fn classify_body(
     let pixels = core_server::sample_input(body, encoding, set.set.manifest(), cap)?;
     let service = load_service(env, &set).await?;
     let response = service.classify(&pixels, &now_ms)?;
+    // A set with a server tier: the Worker's answer, or the server's where the manifest's
+    // `oip.escalate` sends the sample on.
+    let response = match server_hop(env, &set)? {
+        Some(hop) => escalate(&hop, response, &pixels).await?,
+        None => response,
+    };
     log.answered(&response);
     Ok((json(&response)?, server_timing(response.infer_ms)))
+}
+
+/// The set's server tier from its manifest's `oip` and the Worker variable and secret it names,
+/// built once per isolate; `None` for a set without one.
+fn server_hop(env: &Env, loaded: &LoadedSet) -> std::result::Result<Option<Rc<ServerHop>>, ApiError> {
+    if let Some(hop) = loaded.server.borrow().clone() {
+        return Ok(Some(hop));
+    }
+    let Some(oip) = &loaded.set.manifest().oip else { return Ok(None) };
+    // Variables and secrets both read as plain strings.
+    let setting = |name: &str| env.var(name).ok().map(|v| v.to_string());
+    let token = oip.token_secret.as_deref().and_then(setting);
+    let Some(tier) = ServerTier::new(loaded.set.manifest(), setting(&oip.url_var).as_deref(), token.as_deref())? else {
+        return Ok(None);
+    };
+    let hop = Rc::new(ServerHop { tier, readiness: Cell::new(Readiness::default()) });
+    Ok(Some(loaded.server.borrow_mut().get_or_insert(hop).clone()))
+}
+
+/// The Worker's answer kept, or the sample sent on to the server: its answer, or the manifest's
+/// fallback when it is down, slow or wrong (the cause goes to the log, never to the client).
+async fn escalate(
+    hop: &ServerHop,
+    worker_answer: ClassifyResponse,
+    pixels: &[u8],
+) -> std::result::Result<ClassifyResponse, ApiError> {
+    if !hop.tier.escalates(&worker_answer)? {
+        return Ok(hop.tier.kept(worker_answer));
+    }
+    match ask_server(hop, pixels).await {
+        Ok(answer) => Ok(answer),
+        Err(cause) => {
+            console_error!("hiedge: the set's inference server ({}) failed: {cause}", hop.tier.model_id());
+            hop.tier.failed(worker_answer, &cause)
+        }
+    }
+}
+
+/// The server's answer for one sample: readiness first unless known (core's [`Readiness`]), then
+/// the inference request, each within the manifest's `timeout_ms`.
+async fn ask_server(hop: &ServerHop, pixels: &[u8]) -> std::result::Result<ClassifyResponse, UpstreamError> {
+    let record = |ready: bool| {
+        let mut r = hop.readiness.get();
+        r.record(ready, now_ms());
+        hop.readiness.set(r);
+    };
+    match hop.readiness.get().state(now_ms()) {
+        ReadyState::Ready => {}
+        ReadyState::Down => {
+            return Err(UpstreamError::NotReady("found down moments ago; not asked again yet".into()));
+        }
+        ReadyState::Unknown => {
+            for check in hop.tier.ready_requests() {
+                let answer = send_upstream(&check, hop.tier.config().timeout_ms).await;
+                match answer {
+                    Ok((200, _, _)) => {}
+                    Ok((status, _, _)) => {
+                        record(false);
+                        return Err(UpstreamError::NotReady(format!("{} answered {status}", check.url)));
+                    }
+                    Err(e) => {
+                        record(false);
+                        return Err(e);
+                    }
+                }
+            }
+            record(true);
+        }
+    }
+    let id = format!("{:x}", (js_sys::Math::random() * 2f64.powi(52)) as u64);
+    let request =
+        hop.tier.infer_request(pixels, &id).map_err(|e| UpstreamError::Invalid(format!("the request: {e}")))?;
+    let t0 = now_ms();
+    let answer = send_upstream(&request, hop.tier.config().timeout_ms).await;
+    let (status, header_length, body) = answer.inspect_err(|_| record(false))?;
+    let elapsed = now_ms() - t0;
+    let upstream = Upstream { status, header_length: header_length.as_deref(), body: &body };
+    let answer = hop.tier.answer(&upstream, (elapsed > 0.0).then_some(elapsed));
+    // The server answered (even if wrongly): it is up, unless it said it is not.
+    record(status != 503);
+    answer
+}
+
+/// Sends one request to the server, aborted after `timeout_ms` (the body's reading included):
+/// status, the binary extension's header, and the body (at most `MAX_ANSWER_BYTES` + 1 bytes).
+async fn send_upstream(
+    request: &UpstreamRequest,
+    timeout_ms: u32,
+) -> std::result::Result<(u16, Option<String>, Vec<u8>), UpstreamError> {
+    let unreachable =
+        |what: &str, e: &dyn std::fmt::Debug| UpstreamError::Unreachable(format!("{} {what}: {e:?}", request.url));
+    let headers = Headers::new();
+    for (name, value) in &request.headers {
+        headers.set(name, value).map_err(|e| unreachable("header", &e))?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(if request.method == "GET" { Method::Get } else { Method::Post }).with_headers(headers);
+    if !request.body.is_empty() {
+        init.with_body(Some(js_sys::Uint8Array::from(request.body.as_slice()).into()));
+    }
+    let req = Request::new_with_init(&request.url, &init).map_err(|e| unreachable("request", &e))?;
+    let signal = timeout_signal(timeout_ms).map_err(|e| unreachable("timeout", &e))?;
+    let resp = Fetch::Request(req).send_with_signal(&signal).await.map_err(|e| unreachable("fetch", &e))?;
+    let status = resp.status_code();
+    let header_length = resp.headers().get(HEADER_LENGTH).ok().flatten();
+    let body = read_stream_capped(worker::web_sys::Response::from(resp).body(), MAX_ANSWER_BYTES)
+        .await
+        .map_err(|e| unreachable("body", &e))?
+        .ok_or(UpstreamError::TooLarge)?;
+    Ok((status, header_length, body))
+}
+
+/// `AbortSignal.timeout(ms)`: aborts the fetch and the reading of its body after `ms`.
+fn timeout_signal(ms: u32) -> std::result::Result<AbortSignal, JsValue> {
+    let class = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("AbortSignal"))?;
+    let timeout: js_sys::Function = js_sys::Reflect::get(&class, &JsValue::from_str("timeout"))?.dyn_into()?;
+    let signal = timeout.call1(&class, &JsValue::from(ms))?;
+    Ok(AbortSignal::from(signal.unchecked_into::<worker::web_sys::AbortSignal>()))
 }
 
 /// The `Server-Timing` value for an inference time, or why there is none.
@@ -376,26 +512,33 @@ async fn read_body(
 /// Reads the body chunk by chunk and stops with 413 as soon as it passes `max_body`, so a huge
 /// body without a `Content-Length` is never held whole; the rest of the body is cancelled.
 async fn read_body_capped(req: &mut Request, max_body: usize) -> std::result::Result<Vec<u8>, ApiError> {
-    let bad_body = |e: JsValue| ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e:?}"));
-    // No body at all.
-    let Some(stream) = req.inner().body() else { return Ok(Vec::new()) };
+    match read_stream_capped(req.inner().body(), max_body).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => {
+            Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("body exceeds the limit of {max_body} bytes")))
+        }
+        Err(e) => Err(ApiError::new(ErrorCode::EmptyBody, format!("the body could not be read: {e:?}"))),
+    }
+}
+
+/// A stream's bytes, or `None` as soon as they pass `cap` (the rest is cancelled); no stream is
+/// no bytes. The one capped reader of a client's body and of an upstream server's answer.
+async fn read_stream_capped(
+    stream: Option<worker::web_sys::ReadableStream>,
+    cap: usize,
+) -> std::result::Result<Option<Vec<u8>>, JsValue> {
+    let Some(stream) = stream else { return Ok(Some(Vec::new())) };
     let reader: worker::web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut body = Vec::new();
     loop {
-        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read()).await.map_err(bad_body)?;
-        if js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).map_err(bad_body)?.as_bool() == Some(true) {
-            return Ok(body);
+        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read()).await?;
+        if js_sys::Reflect::get(&chunk, &JsValue::from_str("done"))?.as_bool() == Some(true) {
+            return Ok(Some(body));
         }
-        let value: js_sys::Uint8Array = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
-            .map_err(bad_body)?
-            .dyn_into()
-            .map_err(bad_body)?;
-        if body.len() + value.length() as usize > max_body {
+        let value: js_sys::Uint8Array = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))?.dyn_into()?;
+        if body.len() + value.length() as usize > cap {
             let _ = wasm_bindgen_futures::JsFuture::from(reader.cancel()).await;
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("body exceeds the limit of {max_body} bytes"),
-            ));
+            return Ok(None);
         }
         let start = body.len();
         body.resize(start + value.length() as usize, 0);
@@ -444,6 +587,7 @@ async fn load_set(env: &Env, name: &str) -> std::result::Result<Rc<LoadedSet>, A
         service: RefCell::new(None),
         split: RefCell::new(None),
         files_present: RefCell::new(None),
+        server: RefCell::new(None),
     });
     Ok(SETS.with(|s| s.borrow_mut().entry(name.to_string()).or_insert(loaded).clone()))
 }

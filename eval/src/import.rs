@@ -297,6 +297,7 @@ pub fn manifest_for(tiny: &[u8], large: &[u8], opts: &ImportOptions) -> Result<M
         early_exit: None,
         split: None,
         offload_codec: None,
+        oip: None,
     };
     manifest.validate()?;
     Ok(manifest)

@@ -58,7 +58,7 @@ export function showDetail(row: Row): void {
   const lines: (string | Node)[][] = [
     [el("b", [`#${row.index}`]), ": answered ", el("b", [r.className]), ` (${r.decision}${r.explored ? ", exploring" : ""}), truth `,
       el("b", [name(row.truth)]), r.label === row.truth ? " ✔" : " ✘"],
-    [`tiny: ${name(r.localLabel)}; large: ${name(r.remoteLabel)}; answered by the ${r.answeredBy} (why: ${r.why})`],
+    [`tiny: ${name(r.localLabel)}; large: ${name(r.remoteLabel)}; answered by the ${r.answeredBy} (why: ${r.why}${r.remoteWhy ? `; at the Worker: ${r.remoteWhy}` : ""})`],
     // The fallback reason can quote the offload endpoint's response body: text only.
     ...(r.fallbackReason ? [[el("span", [`fallback: ${r.fallbackReason}`], { className: "fallback-reason" })]] : []),
     [`local stage: ${r.localStage}${r.localStage === "full" ? "" : " (EE-HI)"}; score ${r.score.toFixed(3)} vs threshold ${r.threshold === null ? "n/a" : r.threshold.toFixed(3)}`],

@@ -2,6 +2,7 @@
 //! the Fashion-MNIST IDX files. Each test file uses part of it.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod onnx;
 
 use std::io::Read;

@@ -26,11 +26,13 @@ use crate::error::{Error, Result};
 
 mod input;
 mod offload;
+mod oip;
 mod validate;
 mod weights;
 
 pub use input::{Color, Dtype, InputSpec, Layout, Normalize, PerChannel, Resize};
 pub use offload::{OffloadCodec, DEFAULT_JPEG_QUALITY, DEFAULT_WEBP_QUALITY};
+pub use oip::{Escalate, OipDatatype, OipFallback, OipTier, MAX_OIP_TIMEOUT_MS};
 pub use weights::{StoredWeights, WeightGate, WeightStorage};
 
 /// The manifest schema this crate writes. Version 2 adds `input.color`, `input.resize` and
@@ -67,6 +69,10 @@ pub struct Manifest {
     /// `hiedge eval --offload-codec`, which measures the large model's accuracy on such samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload_codec: Option<OffloadCodec>,
+    /// A third tier: the set's largest model on an Open Inference Protocol server, asked by the
+    /// Worker when its own large model is unsure (device -> Worker -> server). Needs `models.large`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oip: Option<OipTier>,
 }
 
 /// A split model: `trunk` (on the device) maps the image to exit-head logits and the features it

@@ -47,6 +47,39 @@ pub struct ClassifyResponse {
     /// Inference time measured inside the Worker, or `null` where the runtime cannot measure it
     /// (workerd does not advance its clock during pure CPU work).
     pub infer_ms: Option<f64>,
+    /// Which tier answered: `worker` (its own large model; a response without the field) or
+    /// `server` (the set's Open Inference Protocol server, the manifest's `oip`).
+    #[serde(default)]
+    pub tier: Tier,
+    /// Why that tier answered, for a set with a server tier; absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<TierWhy>,
+}
+
+/// The tier above the device that answered a classify.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// The Worker's own large model.
+    #[default]
+    Worker,
+    /// The set's Open Inference Protocol server.
+    Server,
+}
+
+/// Why a set with a server tier answered as it did.
+#[cfg_attr(feature = "ts", derive(tsify::Tsify))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TierWhy {
+    /// The Worker's model was sure enough (the manifest's `oip.escalate`): it answered.
+    Confident,
+    /// The Worker's model was unsure (or `escalate` is `always`): the server answered.
+    Escalated,
+    /// The server should have answered but was down, too slow or answered wrongly; the Worker's
+    /// model answered instead (`oip.on_failure: worker`).
+    ServerFailed,
 }
 
 impl ClassifyResponse {
@@ -173,6 +206,12 @@ pub enum ErrorCode {
     Internal,
     /// Client side only: the response could not be used.
     BadResponse,
+    /// 503: the set's Open Inference Protocol server is down, not ready or too slow, and the set
+    /// answers that with an error (`oip.on_failure: error`).
+    UpstreamUnavailable,
+    /// 502: the set's Open Inference Protocol server answered with an error or with something that
+    /// is not a valid answer for this set (`oip.on_failure: error`).
+    UpstreamBadResponse,
 }
 
 impl ErrorCode {
@@ -192,7 +231,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::BadResponse => 502,
+            ErrorCode::BadResponse | ErrorCode::UpstreamBadResponse => 502,
+            ErrorCode::UpstreamUnavailable => 503,
         }
     }
 }

@@ -52,15 +52,26 @@ impl Preprocessor {
 
     /// Normalised input values in the model's layout.
     pub fn run(&self, pixels: &[u8]) -> Result<Vec<f32>> {
+        let c = self.chw.0;
+        // Pixels are interleaved: value i belongs to channel i % c.
+        self.in_layout(pixels, |i, p| self.norm.apply(p as f32, i % c))
+    }
+
+    /// The pixels themselves in the model's layout (planes for `NCHW`), for a model that takes
+    /// `u8` input as it is (an Open Inference Protocol server's `UINT8` tensor).
+    pub fn pixels_in_layout(&self, pixels: &[u8]) -> Result<Vec<u8>> {
+        self.in_layout(pixels, |_, p| p)
+    }
+
+    /// `f(i, pixel)` for every interleaved pixel `i`, placed where the model's layout puts it.
+    fn in_layout<T: Copy + Default>(&self, pixels: &[u8], f: impl Fn(usize, u8) -> T) -> Result<Vec<T>> {
         self.check_len(pixels.len())?;
         let (c, h, w) = self.chw;
-        // Pixels are interleaved: value i belongs to channel i % c.
-        let f = |i: usize, p: u8| self.norm.apply(p as f32, i % c);
         Ok(match self.layout {
             Layout::Nhwc => pixels.iter().enumerate().map(|(i, &p)| f(i, p)).collect(),
             Layout::Nchw if c == 1 => pixels.iter().enumerate().map(|(i, &p)| f(i, p)).collect(),
             Layout::Nchw => {
-                let mut out = vec![0.0; pixels.len()];
+                let mut out = vec![T::default(); pixels.len()];
                 for (i, &p) in pixels.iter().enumerate() {
                     let (pix, ch) = (i / c, i % c);
                     out[ch * h * w + pix] = f(i, p);
@@ -97,6 +108,12 @@ mod tests {
         // 1x2 image, 3 channels, interleaved RGBRGB -> RR GG BB
         let out = pre([1, 3, 1, 2], Layout::Nchw).run(&[1, 2, 3, 4, 5, 6]).unwrap();
         assert_eq!(out, vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+        // The pixels themselves, in the same places.
+        let raw = pre([1, 3, 1, 2], Layout::Nchw).pixels_in_layout(&[1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(raw, vec![1, 4, 2, 5, 3, 6]);
+        let raw = pre([1, 1, 2, 3], Layout::Nhwc).pixels_in_layout(&[1, 2, 3, 4, 5, 6]).unwrap();
+        assert_eq!(raw, vec![1, 2, 3, 4, 5, 6]);
+        assert!(pre([1, 3, 1, 2], Layout::Nchw).pixels_in_layout(&[1, 2, 3]).is_err());
         let out = pre([1, 1, 2, 3], Layout::Nhwc).run(&[1, 2, 3, 4, 5, 6]).unwrap();
         assert_eq!(out, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     }

@@ -134,6 +134,8 @@ mod tests {
             probs: vec![0.1, 0.2, 0.7],
             model: "large@0123456789ab".into(),
             infer_ms: None,
+            tier: Default::default(),
+            why: None,
         });
         let v: serde_json::Value = serde_json::from_str(&log.to_json()).unwrap();
         assert_eq!(v["event"], REQUEST_EVENT);
@@ -170,6 +172,8 @@ mod tests {
             probs: vec![0.25, 0.75],
             model: "tail@ab".into(),
             infer_ms: Some(3.5),
+            tier: Default::default(),
+            why: None,
         });
         let p = log.analytics_point();
         assert_eq!(p.index, "mnist");

@@ -18,6 +18,7 @@
 mod access;
 mod log;
 mod models;
+pub mod oip;
 
 pub use access::{AccessRules, Admitted, Caching, Refused, RequestHead, RATE_LIMIT_RETRY_AFTER_S};
 pub use log::{RequestLog, REQUEST_EVENT};

@@ -4,7 +4,7 @@
 use crate::manifest::{Manifest, ModelEntry};
 use crate::protocol::{
     self, ApiError, BrokenSet, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList,
-    SampleEncoding,
+    SampleEncoding, Tier,
 };
 use crate::runtime::split::{self, QuantizedFeatures};
 use crate::runtime::{verify, Model, Stage2};
@@ -292,7 +292,14 @@ impl SplitService {
         let probs = crate::prob::softmax(&logits, 1.0);
         check_finite(&probs, "split tail probabilities")?;
         let label = crate::prob::argmax(&probs) as u32;
-        Ok(ClassifyResponse { label, probs, model: self.id.clone(), infer_ms: (elapsed > 0.0).then_some(elapsed) })
+        Ok(ClassifyResponse {
+            label,
+            probs,
+            model: self.id.clone(),
+            infer_ms: (elapsed > 0.0).then_some(elapsed),
+            tier: Tier::Worker,
+            why: None,
+        })
     }
 }
 
@@ -430,6 +437,8 @@ impl ModelService {
             probs: prediction.probs,
             model: self.id.clone(),
             infer_ms: (elapsed > 0.0).then_some(elapsed),
+            tier: Tier::Worker,
+            why: None,
         })
     }
 }

@@ -492,6 +492,7 @@ impl HiSession {
             local_probs: prediction.probs.clone(),
             remote_label: None,
             remote_model: None,
+            remote_why: None,
             fallback_reason: reason,
             timings: Timings { round_trip_ms, ..timings },
             bytes_sent: if outcome == Outcome::Local { 0 } else { local.payload_bytes },
@@ -556,7 +557,8 @@ impl HiSession {
                         probs: response.probs,
                         remote_label: Some(remote_label),
                         remote_model: Some(response.model),
-                        answered_by: Side::Worker,
+                        remote_why: response.why,
+                        answered_by: Side::of_remote(response.tier),
                         ..local_only(Outcome::Offloaded, route.why, None, round_trip_ms, timings)
                     }
                 }

@@ -95,6 +95,18 @@ pub enum Side {
     Device,
     /// The Worker's model.
     Worker,
+    /// The set's inference server behind the Worker (the third tier, the manifest's `oip`).
+    Server,
+}
+
+impl Side {
+    /// The side that gave a remote answer: the Worker's model or, through it, the set's server.
+    pub fn of_remote(tier: crate::protocol::Tier) -> Self {
+        match tier {
+            crate::protocol::Tier::Worker => Side::Worker,
+            crate::protocol::Tier::Server => Side::Server,
+        }
+    }
 }
 
 /// Whether a sample goes to the Worker, and why.
@@ -230,8 +242,10 @@ pub struct HiResult {
     pub local_probs: Vec<f32>,
     /// The remote model's label, when it answered.
     pub remote_label: Option<usize>,
-    /// Remote model id (`large@...`), when it answered.
+    /// Remote model id (`large@...`, `oip:<model>` for the server tier), when it answered.
     pub remote_model: Option<String>,
+    /// For a set with a server tier: why the Worker answered itself or sent the sample on.
+    pub remote_why: Option<crate::protocol::TierWhy>,
     /// Why the offload failed, for `fallback`.
     pub fallback_reason: Option<String>,
     /// Timings.
@@ -288,7 +302,8 @@ impl HiResult {
             },
             bytes_sent,
             local_stage: LocalStage::Full,
-            answered_by: Side::Worker,
+            answered_by: Side::of_remote(response.tier),
+            remote_why: response.why,
             why: Why::Loading,
             arm: None,
             shadow_offload: None,
@@ -308,6 +323,8 @@ pub struct SessionStats {
     pub local: u64,
     /// Offloaded and answered remotely.
     pub offloaded: u64,
+    /// Of `offloaded`: answered by the set's inference server behind the Worker (third tier).
+    pub server: u64,
     /// Offloaded but answered locally because the remote failed.
     pub fallback: u64,
     /// `(offloaded + fallback) / samples`: how often the decision module asked for the remote model.
@@ -355,6 +372,7 @@ impl SessionStats {
             self.sum_round_trip_ms += r.timings.round_trip_ms;
         }
         self.bytes_sent += r.bytes_sent as u64;
+        self.server += (r.answered_by == Side::Server) as u64;
         self.withheld += matches!(r.why, Why::Refused | Why::OffloadCap) as u64;
         let n = self.samples as f64;
         self.offload_fraction = requests as f64 / n;

@@ -1,0 +1,256 @@
+//! The third tier: where a set's largest model runs beyond the Worker, on a server that speaks the
+//! Open Inference Protocol (KServe v2: Triton, KServe, MLServer, Seldon). The manifest names the
+//! model, its tensors and when the Worker sends a sample on; the server's address and credentials
+//! are Worker settings (a variable and a secret the manifest names), so the manifest browsers
+//! download never holds them.
+
+use serde::{Deserialize, Serialize};
+
+use super::OutputKind;
+use crate::error::{Error, Result};
+
+fn default_timeout_ms() -> u32 {
+    5_000
+}
+
+fn default_url_var() -> String {
+    "OIP_URL".into()
+}
+
+/// The longest upstream call a manifest may ask for: Workers on the paid plan may wait on a
+/// subrequest far longer, but a browser waiting for its offload should not.
+pub const MAX_OIP_TIMEOUT_MS: u32 = 30_000;
+
+/// The set's largest model on an Open Inference Protocol server (the manifest's `oip`): the Worker
+/// runs its own large model on every offloaded sample and sends the sample on when `escalate`
+/// says so (device -> Worker -> server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OipTier {
+    /// The model's name on the server (`/v2/models/{model}`).
+    pub model: String,
+    /// The model version (`/v2/models/{model}/versions/{version}`); absent: the server's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The input tensor's name.
+    pub input_name: String,
+    /// The output tensor's name: one value per class.
+    pub output_name: String,
+    /// What the input tensor holds: the sample's pixels (`UINT8`), or the values after the
+    /// manifest's normalisation (`FP32`); either in the manifest's input shape and layout.
+    pub datatype: OipDatatype,
+    /// What the output holds: `logits` (the Worker applies softmax) or `probabilities`.
+    pub output: OutputKind,
+    /// Send the input and ask for the output as raw bytes after the JSON header (the binary
+    /// tensor data extension), instead of JSON number arrays.
+    #[serde(default)]
+    pub binary: bool,
+    /// When the Worker sends a sample on, judged on its own large model's probabilities.
+    pub escalate: Escalate,
+    /// How long the Worker waits for the server's answer (1..=30,000 ms; default 5,000).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    /// What answers when the server is down, slow or wrong (default `worker`).
+    #[serde(default)]
+    pub on_failure: OipFallback,
+    /// The Worker variable holding the server's base URL (default `OIP_URL`).
+    #[serde(default = "default_url_var")]
+    pub url_var: String,
+    /// The Worker secret holding the server's bearer token; absent: no `Authorization` is sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
+}
+
+/// The Open Inference Protocol datatype of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OipDatatype {
+    /// The pixels as they arrived (0..=255).
+    #[serde(rename = "UINT8")]
+    Uint8,
+    /// The normalised values the Worker's own model takes.
+    #[serde(rename = "FP32")]
+    Fp32,
+}
+
+impl OipDatatype {
+    /// The protocol's name (`"UINT8"`, `"FP32"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OipDatatype::Uint8 => "UINT8",
+            OipDatatype::Fp32 => "FP32",
+        }
+    }
+
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            OipDatatype::Uint8 => 1,
+            OipDatatype::Fp32 => 4,
+        }
+    }
+}
+
+/// When the Worker sends a sample on to the server: a threshold on a confidence score of its own
+/// model's probabilities (sent when the score is `<= threshold`, the rule the device's policies
+/// use), or every sample. Serialises as `{"kind": "max_prob", "threshold": 0.8}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Escalate {
+    /// Send when the top probability is `<= threshold`.
+    MaxProb {
+        /// In 0..=1.
+        threshold: f32,
+    },
+    /// Send when top-1 minus top-2 is `<= threshold`.
+    Margin {
+        /// In 0..=1.
+        threshold: f32,
+    },
+    /// Send when `1 - H/ln K` is `<= threshold`.
+    Entropy {
+        /// In 0..=1.
+        threshold: f32,
+    },
+    /// Send every sample (the Worker's model answers only when the server cannot).
+    Always,
+}
+
+/// What answers a sample the server should have answered but could not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OipFallback {
+    /// The Worker's own large model (fail cheap: the sample is answered, by the second tier).
+    #[default]
+    Worker,
+    /// A `503`/`502` JSON error (fail expensive: the client keeps its device answer).
+    Error,
+}
+
+/// A name the Workers platform accepts for a variable or secret: letters, digits and `_`, not
+/// starting with a digit, at most 64 characters (hiedge's own bound).
+fn is_binding_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A model name or version that is one URL path segment as is: letters, digits, `.`, `_`, `-`.
+fn is_path_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s != "."
+        && s != ".."
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> Error {
+    Error::ManifestInvalid { field: format!("oip.{field}"), reason: reason.into() }
+}
+
+impl OipTier {
+    /// Checks every field; the error names it (`oip.timeout_ms`).
+    pub fn validate(&self) -> Result<()> {
+        if !is_path_segment(&self.model) {
+            return Err(invalid("model", "must be 1-128 letters, digits, `.`, `_` or `-`"));
+        }
+        if self.version.as_deref().is_some_and(|v| !is_path_segment(v)) {
+            return Err(invalid("version", "must be 1-128 letters, digits, `.`, `_` or `-`"));
+        }
+        for (field, name) in [("input_name", &self.input_name), ("output_name", &self.output_name)] {
+            if name.trim().is_empty() || name.len() > 256 {
+                return Err(invalid(field, "must be a tensor name of 1-256 characters"));
+            }
+        }
+        if let Escalate::MaxProb { threshold } | Escalate::Margin { threshold } | Escalate::Entropy { threshold } =
+            self.escalate
+        {
+            if !(threshold.is_finite() && (0.0..=1.0).contains(&threshold)) {
+                return Err(invalid("escalate.threshold", format!("{threshold} is not in 0..=1")));
+            }
+        }
+        if !(1..=MAX_OIP_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return Err(invalid("timeout_ms", format!("{} is not in 1..={MAX_OIP_TIMEOUT_MS}", self.timeout_ms)));
+        }
+        if !is_binding_name(&self.url_var) {
+            return Err(invalid("url_var", "must name a Worker variable (letters, digits, `_`)"));
+        }
+        if self.token_secret.as_deref().is_some_and(|s| !is_binding_name(s)) {
+            return Err(invalid("token_secret", "must name a Worker secret (letters, digits, `_`)"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{edit, field_of};
+    use super::*;
+    use crate::manifest::Manifest;
+
+    /// The test manifest with a large model and `oip` set to `oip`.
+    fn with_oip(oip: serde_json::Value) -> String {
+        edit(|v| {
+            v["models"]["large"] = v["models"]["tiny"].clone();
+            v["oip"] = oip;
+        })
+    }
+
+    fn oip() -> serde_json::Value {
+        serde_json::json!({
+            "model": "fashion-large", "version": "3", "input_name": "image", "output_name": "logits",
+            "datatype": "FP32", "output": "logits", "binary": true,
+            "escalate": {"kind": "max_prob", "threshold": 0.8}, "token_secret": "OIP_TOKEN"
+        })
+    }
+
+    #[test]
+    fn reads_a_tier_with_its_defaults_and_round_trips() {
+        let m = Manifest::from_json(&with_oip(oip())).unwrap();
+        let t = m.oip.as_ref().unwrap();
+        assert_eq!((t.model.as_str(), t.version.as_deref()), ("fashion-large", Some("3")));
+        assert_eq!((t.datatype, t.output, t.binary), (OipDatatype::Fp32, OutputKind::Logits, true));
+        assert_eq!(t.escalate, Escalate::MaxProb { threshold: 0.8 });
+        assert_eq!((t.timeout_ms, t.on_failure, t.url_var.as_str()), (5_000, OipFallback::Worker, "OIP_URL"));
+        assert_eq!(Manifest::from_json(&m.to_json_pretty().unwrap()).unwrap(), m);
+        let always = serde_json::json!({"kind": "always"});
+        let m = Manifest::from_json(&with_oip(serde_json::json!({
+            "model": "m", "input_name": "x", "output_name": "y", "datatype": "UINT8", "output": "probabilities",
+            "escalate": always, "on_failure": "error", "timeout_ms": 250, "url_var": "TIER3_URL"
+        })))
+        .unwrap();
+        let t = m.oip.unwrap();
+        assert_eq!(
+            (t.escalate, t.on_failure, t.timeout_ms, t.binary),
+            (Escalate::Always, OipFallback::Error, 250, false)
+        );
+        assert_eq!((t.datatype.name(), t.datatype.size()), ("UINT8", 1));
+    }
+
+    #[test]
+    fn names_the_invalid_field() {
+        let bad = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut o = oip();
+            f(&mut o);
+            field_of(&with_oip(o))
+        };
+        assert_eq!(bad(&|o| o["model"] = "../admin".into()), "oip.model");
+        assert_eq!(bad(&|o| o["model"] = "".into()), "oip.model");
+        assert_eq!(bad(&|o| o["version"] = "1/infer".into()), "oip.version");
+        assert_eq!(bad(&|o| o["input_name"] = " ".into()), "oip.input_name");
+        assert_eq!(bad(&|o| o["output_name"] = "x".repeat(300).into()), "oip.output_name");
+        assert_eq!(bad(&|o| o["escalate"]["threshold"] = 1.5.into()), "oip.escalate.threshold");
+        assert_eq!(bad(&|o| o["timeout_ms"] = 0.into()), "oip.timeout_ms");
+        assert_eq!(bad(&|o| o["timeout_ms"] = 30_001.into()), "oip.timeout_ms");
+        assert_eq!(bad(&|o| o["url_var"] = "OIP-URL".into()), "oip.url_var");
+        assert_eq!(bad(&|o| o["token_secret"] = "1TOKEN".into()), "oip.token_secret");
+        // The server is the tier above the Worker's large model: a set without one is refused.
+        assert_eq!(field_of(&edit(|v| v["oip"] = oip())), "oip");
+        // Unknown keys and datatypes are errors, not ignored.
+        let unknown = with_oip(serde_json::json!({"url": "http://x"}));
+        assert!(Manifest::from_json(&unknown).is_err());
+        let mut o = oip();
+        o["datatype"] = "FP16".into();
+        assert!(Manifest::from_json(&with_oip(o)).is_err());
+    }
+}
