@@ -138,8 +138,8 @@ test-bench: worker wasm ## the benchmark harnesses run on a handful of samples (
 	cargo build -q -p hiedge-cli
 	HIEDGE=$(CARGO_TARGET_DIR)/debug/hiedge node tests/bench/harness.test.mjs
 
-eval: data build ## print the HI trade-off table on the 10,000 test images
-	$(HIEDGE) eval
+eval: data build ## print the HI trade-off table on the 10,000 test images, and three tiers (tiny -> mid -> large)
+	$(HIEDGE) eval --tiers tiny,mid,large
 
 calibrate: data build ## fit the decision module on the calibration set and write it to the manifest
 	$(HIEDGE) calibrate
@@ -190,7 +190,7 @@ www: wasm ## build the demo page (Vite) into www/dist
 demo: data worker www ## build everything, start the Worker and the page on 127.0.0.1, print the URL
 	node scripts/demo.mjs
 
-models: data ## retrain both models from scratch (PyTorch on CPU, ~30 min on 2 cores), then calibrate
+models: data ## retrain the set's models from scratch (PyTorch on CPU, ~40 min on 2 cores), then calibrate
 	@[ -x $(VENV)/bin/python ] || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r models/train/requirements.txt
 	$(VENV)/bin/python models/train/train.py --model all

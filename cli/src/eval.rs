@@ -14,6 +14,7 @@ use hiedge_core::manifest::{EeHiThresholds, EeOutcome};
 use crate::data::{device_ms, ee_samples, logits, split_ms, test_split, ModelSet};
 use crate::Paths;
 use hiedge_eval::split::{SplitOutcome, SplitSamples};
+use hiedge_eval::three_tier::{ThreeTier, TierOutcome};
 
 /// Offload costs reported for every row.
 pub const BETAS: [f64; 3] = [0.1, 0.3, 0.5];
@@ -67,6 +68,113 @@ struct Report {
     ee_hi: Option<EeReport>,
     /// The split model, when the model set has one.
     split: Option<SplitReport>,
+    /// `--tiers`: device -> Worker -> server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    three_tier: Option<ThreeTierReport>,
+}
+
+/// Three tiers (`--tiers DEVICE,WORKER,SERVER`, manifest roles), `max_prob` at both hops: the
+/// device at the manifest's calibrated threshold, the Worker at each threshold of the grid and at
+/// the cheapest one that reaches the server's accuracy less `--max-drop`.
+#[derive(Serialize)]
+struct ThreeTierReport {
+    /// The roles: device, Worker, server.
+    tiers: [String; 3],
+    /// Accuracy of each tier answering every sample alone.
+    alone: [f64; 3],
+    /// The device's threshold (the manifest's calibrated `max_prob`).
+    device_threshold: f32,
+    /// Two tiers for comparison: the device and the Worker's model (nothing sent on).
+    device_worker: TierOutcome,
+    /// Two tiers for comparison: the device and the server's model (everything sent on).
+    device_server: TierOutcome,
+    /// The Worker's threshold at each grid value.
+    rows: Vec<TierOutcome>,
+    /// The server's accuracy alone less `--max-drop`.
+    target_accuracy: f64,
+    /// The cheapest Worker threshold that reaches the target (None: none does).
+    fitted: Option<TierOutcome>,
+}
+
+/// The three-tier report for the roles in `tiers` (`device,worker,server`).
+fn three_tier(
+    paths: &Paths,
+    set: &ModelSet,
+    split: &hiedge_eval::dataset::Split,
+    computed: [&[Vec<f32>]; 2],
+    tiers: &str,
+    max_drop: f64,
+) -> Result<ThreeTierReport> {
+    let roles: Vec<&str> = tiers.split(',').map(str::trim).collect();
+    let [device, worker, server] = roles[..] else {
+        anyhow::bail!("--tiers takes three model roles of the manifest, device,worker,server (e.g. tiny,mid,large)");
+    };
+    let device_threshold = set.manifest.threshold("max_prob").ok_or_else(|| {
+        anyhow::anyhow!("--tiers needs the device's calibrated max_prob threshold: run `hiedge calibrate` first")
+    })?;
+    // A role's outputs: the tiny and large models' already computed, any other's run now.
+    let outputs = |role: &str| -> Result<(Vec<Vec<f32>>, hiedge_core::manifest::OutputKind)> {
+        match role {
+            "tiny" => Ok((computed[0].to_vec(), set.tiny.output_kind())),
+            "large" => Ok((computed[1].to_vec(), set.large.output_kind())),
+            _ => {
+                let model = crate::data::load_model(&paths.models, &set.manifest, role)?;
+                Ok((logits(&model, split, role)?, model.output_kind()))
+            }
+        }
+    };
+    let temperature = set.manifest.temperature();
+    let (d, dk) = outputs(device)?;
+    let (w, wk) = outputs(worker)?;
+    let device_probs = d.iter().map(|l| dk.probabilities(l, temperature)).collect();
+    let worker_probs = w.iter().map(|l| wk.probabilities(l, 1.0)).collect();
+    let server_pred = outputs(server)?.0.iter().map(|l| argmax(l)).collect();
+    let t = ThreeTier::new(split.labels.clone(), device_probs, worker_probs, server_pred)?;
+    let rule = ScoreRule::MaxProb;
+    let alone = [0, 1, 2].map(|k| t.single_tier_accuracy(k));
+    let target = alone[2] - max_drop / 100.0;
+    Ok(ThreeTierReport {
+        tiers: [device, worker, server].map(String::from),
+        alone,
+        device_threshold,
+        device_worker: t.at(&rule, device_threshold, f32::NEG_INFINITY),
+        device_server: t.at(&rule, device_threshold, f32::INFINITY),
+        rows: GRID.iter().map(|&w| t.at(&rule, device_threshold, w)).collect(),
+        target_accuracy: target,
+        fitted: t.fit_worker(&rule, device_threshold, target),
+    })
+}
+
+fn print_three_tier(r: &ThreeTierReport) {
+    let [d, w, s] = &r.tiers;
+    println!("\nThree tiers: {d} (device) -> {w} (Worker) -> {s} (server), max_prob at both hops");
+    println!(
+        "alone: {d} {}%, {w} {}%, {s} {}%; the device sends at max_prob <= {:.4} (calibrated)",
+        pct(r.alone[0]),
+        pct(r.alone[1]),
+        pct(r.alone[2]),
+        r.device_threshold
+    );
+    println!("| tiers | Worker threshold | to Worker % | to server % | sent on at the Worker % | accuracy % |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let row = |name: &str, param: String, o: &TierOutcome| {
+        println!(
+            "| {name} | {param} | {} | {} | {} | {} |",
+            pct(o.to_worker),
+            pct(o.to_server),
+            pct(o.worker_escalation),
+            pct(o.accuracy)
+        );
+    };
+    row(&format!("{d} -> {w}"), "-".into(), &r.device_worker);
+    row(&format!("{d} -> {s}"), "-".into(), &r.device_server);
+    for o in &r.rows {
+        row(&format!("{d} -> {w} -> {s}"), format!("{:.3}", o.worker_threshold), o);
+    }
+    match &r.fitted {
+        Some(o) => row(&format!("{d} -> {w} -> {s}"), format!("fitted {:.4}", o.worker_threshold), o),
+        None => println!("no Worker threshold reaches {}% (the server alone less --max-drop)", pct(r.target_accuracy)),
+    }
 }
 
 /// The split model (MDI-Exit) on the test set: without exit, with the calibrated exit, and at the
@@ -210,6 +318,7 @@ pub fn run(
     max_drop: f64,
     codecs: &[OffloadCodec],
     truth: Truth,
+    tiers: Option<&str>,
 ) -> Result<()> {
     let set = ModelSet::load(&paths.models)?;
     let split = test_split(paths, &set.manifest, limit)?;
@@ -293,6 +402,7 @@ pub fn run(
         None => None,
     };
     let offload_codecs = codec_rows(&set, &split, &tiny, &large, codecs)?;
+    let three_tier = tiers.map(|t| three_tier(paths, &set, &split, [&tiny, &large], t, max_drop)).transpose()?;
     let report = Report {
         offload_codecs,
         model_set: set.manifest.name.clone(),
@@ -304,6 +414,7 @@ pub fn run(
         target_accuracy: target,
         rows,
         operating_points,
+        three_tier,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -317,6 +428,9 @@ pub fn run(
         }
         if !report.offload_codecs.is_empty() {
             print_codecs(&report.offload_codecs, set.manifest.input_len());
+        }
+        if let Some(t) = &report.three_tier {
+            print_three_tier(t);
         }
     }
     Ok(())

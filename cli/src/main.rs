@@ -106,6 +106,10 @@ enum Command {
         /// what a client's shadow report measures).
         #[arg(long, value_enum, default_value = "labels")]
         truth: eval::Truth,
+        /// Three tiers: the manifest roles of the device, Worker and server models (e.g.
+        /// `tiny,mid,large`): where each sample is answered and the accuracy, `max_prob` at both hops.
+        #[arg(long)]
+        tiers: Option<String>,
     },
     /// Fit temperature, LogisticTop2 and per-policy thresholds on the calibration set; write the manifest.
     Calibrate {
@@ -176,8 +180,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Quantize(args) => quantize::run(&args),
         Command::Predict { models, model, logits, files } => predict::run(&models, &model, logits, &files),
         Command::Monitor(args) => monitor::run(&args),
-        Command::Eval { paths, json, limit, max_drop, offload_codec, truth } => {
-            eval::run(&paths, json, limit, max_drop, &offload_codec, truth)
+        Command::Eval { paths, json, limit, max_drop, offload_codec, truth, tiers } => {
+            eval::run(&paths, json, limit, max_drop, &offload_codec, truth, tiers.as_deref())
         }
         Command::Calibrate { paths, data, max_drop, rtt_ms, dry_run } => {
             calibrate::run(&paths, &data, max_drop, rtt_ms, dry_run)

@@ -26,9 +26,10 @@ fn manifest() -> Value {
 
 #[test]
 fn eval_reproduces_manifest_accuracies_and_the_calibrated_hi_claim() {
-    let report = eval_json(&[]);
+    let report = eval_json(&["--tiers", "tiny,mid,large"]);
     assert_eq!(report["images"], 10_000);
     let manifest = manifest();
+    check_three_tiers(&report["three_tier"], &manifest);
     for (policy, model) in [("tiny-only", "tiny"), ("large-only", "large")] {
         let measured = row(&report, policy)["hi_accuracy"].as_f64().unwrap();
         let committed = manifest["models"][model]["test_accuracy"].as_f64().unwrap();
@@ -201,6 +202,50 @@ fn check_model_card_tables(report: &Value) {
         for (cell, value) in cells[1..6].iter().zip(values) {
             assert_pct(cell, value, &format!("models/README.md EE-HI row `{name}`"));
         }
+    }
+}
+
+/// `--tiers tiny,mid,large`: each model alone scores what the manifest says, the device hop is the
+/// calibrated one, sending more on at the Worker never sends fewer to the server, the fitted
+/// threshold reaches its target with fewer server calls than sending everything on, and
+/// models/README.md's table is this report.
+fn check_three_tiers(t: &Value, manifest: &Value) {
+    for (i, role) in ["tiny", "mid", "large"].iter().enumerate() {
+        let (measured, committed) =
+            (t["alone"][i].as_f64().unwrap(), manifest["models"][role]["test_accuracy"].as_f64().unwrap());
+        assert!((measured - committed).abs() <= 0.00051, "{role}: tract {measured}, manifest {committed}");
+    }
+    let device = manifest["decision"]["thresholds"]["max_prob"].as_f64().unwrap();
+    assert!((t["device_threshold"].as_f64().unwrap() - device).abs() < 1e-6);
+    let f = |o: &Value, k: &str| o[k].as_f64().unwrap();
+    let (two_mid, two_large) = (&t["device_worker"], &t["device_server"]);
+    assert_eq!(f(two_mid, "to_server"), 0.0);
+    assert_eq!(f(two_large, "to_server"), f(two_large, "to_worker"));
+    let rows = t["rows"].as_array().unwrap();
+    for pair in rows.windows(2) {
+        assert!(f(&pair[0], "to_server") <= f(&pair[1], "to_server"), "{pair:?}");
+    }
+    let fitted = &t["fitted"];
+    assert!(f(fitted, "accuracy") >= f(t, "target_accuracy"), "{fitted}");
+    assert!(f(fitted, "to_server") < f(two_large, "to_server"), "three tiers send fewer to the server: {fitted}");
+
+    let card = std::fs::read_to_string(repo().join("models/README.md")).unwrap();
+    let table =
+        table(&card, "| tiers | Worker threshold | to Worker % | to server % | sent on at the Worker % | accuracy % |");
+    let mut want: Vec<&Value> = vec![two_mid, two_large];
+    want.extend(rows);
+    want.push(fitted);
+    assert_eq!(
+        table.len(),
+        want.len(),
+        "models/README.md's three-tier table has other rows than `hiedge eval --tiers`"
+    );
+    for (cells, o) in table.iter().zip(want) {
+        let what = format!("models/README.md three-tier row `{} | {}`", cells[0], cells[1]);
+        assert_pct(&cells[2], &o["to_worker"], &what);
+        assert_pct(&cells[3], &o["to_server"], &what);
+        assert_pct(&cells[4], &o["worker_escalation"], &what);
+        assert_pct(&cells[5], &o["accuracy"], &what);
     }
 }
 

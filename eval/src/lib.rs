@@ -8,6 +8,7 @@
 //! * [`calibrate`]: temperature scaling and the logistic decision module.
 //! * [`early_exit`]: EE-HI simulation and threshold fitting ([`early_exit::EeSamples`]).
 //! * [`split`]: the split model (MDI-Exit): exit share, accuracy and bytes sent at an exit threshold.
+//! * [`three_tier`]: device -> Worker -> server, a threshold at each hop ([`three_tier::ThreeTier`]).
 //! * [`dataset`] (IDX files) and [`fixture`] (the committed parity fixture).
 //! * [`import`]: a manifest written from a tiny and a large ONNX file (`hiedge import`).
 //!
@@ -45,6 +46,7 @@ pub mod import;
 pub mod metrics;
 pub mod split;
 pub mod sweep;
+pub mod three_tier;
 
 pub use error::{Error, Result};
 pub use metrics::Metrics;
