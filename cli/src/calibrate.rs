@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use hiedge_core::manifest::{DecisionParams, OutputKind};
+use hiedge_core::manifest::{DecisionParams, Escalate, Manifest, OutputKind};
 use hiedge_core::policy::ScoreRule;
 use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
 use hiedge_eval::split::SplitSamples;
@@ -11,8 +11,9 @@ use hiedge_eval::sweep::Samples;
 
 use hiedge_core::manifest::{EeCost, EeHiCalibrated};
 
-use crate::data::{calibration_split, device_ms, ee_samples, logits, ModelSet};
+use crate::data::{calibration_split, device_ms, ee_samples, logits, parse_tiers, three_tier_samples, ModelSet};
 use crate::Paths;
+use hiedge_eval::three_tier::ThreeTier;
 
 /// Where `calibrate` fits.
 #[derive(clap::Args)]
@@ -35,7 +36,16 @@ fn parse_range(s: &str) -> std::result::Result<std::ops::Range<usize>, String> {
     }
 }
 
-pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dry_run: bool) -> Result<()> {
+pub fn run(
+    paths: &Paths,
+    data: &CalibrationData,
+    max_drop: f64,
+    rtt_ms: f64,
+    tiers: Option<&str>,
+    dry_run: bool,
+) -> Result<()> {
+    // Checked before any work.
+    let roles = tiers.map(parse_tiers).transpose()?;
     let mut set = ModelSet::load(&paths.models)?;
     let (split, described) =
         calibration_split(paths, &set.manifest, data.calibration_data.as_deref(), data.calibration_range.clone())?;
@@ -144,6 +154,15 @@ pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dr
             fitted
         }
     };
+    if let Some(roles) = roles {
+        let device_t = *thresholds.get("max_prob").ok_or_else(|| {
+            anyhow::anyhow!(
+                "--tiers: no device max_prob threshold reaches the target, so the Worker's hop cannot be fitted"
+            )
+        })?;
+        let t = three_tier_samples(paths, &set, &split, [&tiny, &large], roles, temperature)?;
+        fit_escalation(&mut set.manifest, &t, device_t, roles, max_drop);
+    }
     // What a deployment is watched against (hiedge_core::monitor): each policy's offload share
     // here and the tiny model's top probability in 10 quantile bins.
     let p1: Vec<f32> = samples.tiny_probs.iter().map(|p| hiedge_core::prob::top2(p).0).collect();
@@ -169,4 +188,46 @@ pub fn run(paths: &Paths, data: &CalibrationData, max_drop: f64, rtt_ms: f64, dr
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The Worker's hop (`--tiers`): the cheapest threshold, on the rule of the manifest's
+/// `oip.escalate` (`max_prob` without one), that reaches the server model's own accuracy less
+/// `max_drop` with the device at its fitted `max_prob` threshold; written into `oip.escalate` when
+/// the manifest has a threshold rule there, printed either way.
+fn fit_escalation(manifest: &mut Manifest, t: &ThreeTier, device_t: f32, roles: [&str; 3], max_drop: f64) {
+    let escalate = manifest.oip.as_ref().map(|o| o.escalate);
+    let (rule, with) = match escalate {
+        Some(Escalate::Margin { .. }) => {
+            (ScoreRule::Margin, (|threshold| Escalate::Margin { threshold }) as fn(f32) -> Escalate)
+        }
+        Some(Escalate::Entropy { .. }) => {
+            (ScoreRule::Entropy, (|threshold| Escalate::Entropy { threshold }) as fn(f32) -> Escalate)
+        }
+        _ => (ScoreRule::MaxProb, (|threshold| Escalate::MaxProb { threshold }) as fn(f32) -> Escalate),
+    };
+    let [device, worker, server] = roles;
+    let target = t.single_tier_accuracy(2) - max_drop / 100.0;
+    let Some(fit) = t.fit_worker(device_t, &rule, target) else {
+        eprintln!(
+            "{:>14}: no {worker} threshold reaches {:.2}% ({server} alone less {max_drop} pts)",
+            "escalate",
+            100.0 * target
+        );
+        return;
+    };
+    // Never sending on is a threshold below every score.
+    let threshold = if fit.worker_threshold.is_finite() { fit.worker_threshold } else { 0.0 };
+    eprintln!(
+        "{:>14}: {device} -> {worker} -> {server}: {worker} sends on at {} <= {threshold:.4}: {:.2}% reach {worker}, {:.2}% {server}, {:.2}%",
+        "escalate",
+        rule.key(),
+        100.0 * fit.to_worker,
+        100.0 * fit.to_server,
+        100.0 * fit.accuracy
+    );
+    match manifest.oip.as_mut() {
+        Some(oip) if escalate != Some(Escalate::Always) => oip.escalate = with(threshold),
+        Some(_) => eprintln!("{:>14}: oip.escalate is `always`: left as it is", "escalate"),
+        None => eprintln!("{:>14}: the manifest has no `oip`: put this threshold in its `escalate`", "escalate"),
+    }
 }

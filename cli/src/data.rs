@@ -3,12 +3,15 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use hiedge_core::manifest::OutputKind;
+use hiedge_core::policy::ScoreRule;
 use hiedge_core::prob::{argmax, softmax};
 use hiedge_core::runtime::{split, EarlyExitModel, Stage1, Stage2};
 use hiedge_core::{Manifest, Model};
 use hiedge_eval::dataset::{read_capped, IdxArray, Split, CALIBRATION_LEN, CALIBRATION_START};
 use hiedge_eval::early_exit::EeSamples;
 use hiedge_eval::metrics::quantile;
+use hiedge_eval::three_tier::ThreeTier;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Paths;
@@ -187,6 +190,45 @@ pub fn logits(model: &Model, split: &Split, what: &str) -> Result<Vec<Vec<f32>>>
         .collect::<Result<Vec<_>>>();
     bar.finish_and_clear();
     out
+}
+
+/// `--tiers DEVICE,WORKER,SERVER`: three roles of the manifest.
+pub fn parse_tiers(tiers: &str) -> Result<[&str; 3]> {
+    let roles: Vec<&str> = tiers.split(',').map(str::trim).collect();
+    match roles[..] {
+        [device, worker, server] => Ok([device, worker, server]),
+        _ => bail!("--tiers takes three model roles of the manifest, device,worker,server (e.g. tiny,mid,large)"),
+    }
+}
+
+/// Three tiers' answers on `split` for the manifest roles `roles` (device, Worker, server): the
+/// device's probabilities at `temperature` (judged by `max_prob`), the Worker's plain softmax (as the Worker decides), the
+/// server's labels. `computed` holds the tiny and large models' outputs on `split` already; any
+/// other role's model is loaded and run.
+pub fn three_tier_samples(
+    paths: &Paths,
+    set: &ModelSet,
+    split: &Split,
+    computed: [&[Vec<f32>]; 2],
+    roles: [&str; 3],
+    temperature: f32,
+) -> Result<ThreeTier> {
+    let outputs = |role: &str| -> Result<(Vec<Vec<f32>>, OutputKind)> {
+        match role {
+            "tiny" => Ok((computed[0].to_vec(), set.tiny.output_kind())),
+            "large" => Ok((computed[1].to_vec(), set.large.output_kind())),
+            _ => {
+                let model = load_model(&paths.models, &set.manifest, role)?;
+                Ok((logits(&model, split, role)?, model.output_kind()))
+            }
+        }
+    };
+    let (d, dk) = outputs(roles[0])?;
+    let (w, wk) = outputs(roles[1])?;
+    let device_probs = d.iter().map(|l| dk.probabilities(l, temperature)).collect();
+    let worker_probs = w.iter().map(|l| wk.probabilities(l, 1.0)).collect();
+    let server_pred = outputs(roles[2])?.0.iter().map(|l| argmax(l)).collect();
+    Ok(ThreeTier::new(split.labels.clone(), device_probs, &ScoreRule::MaxProb, worker_probs, server_pred)?)
 }
 
 /// EE-HI's per-sample facts for `split`: both early-exit heads run on every image (softmax at

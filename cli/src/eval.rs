@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use hiedge_core::manifest::{EeHiThresholds, EeOutcome};
 
-use crate::data::{device_ms, ee_samples, logits, split_ms, test_split, ModelSet};
+use crate::data::{device_ms, ee_samples, logits, parse_tiers, split_ms, test_split, three_tier_samples, ModelSet};
 use crate::Paths;
 use hiedge_eval::split::{SplitOutcome, SplitSamples};
-use hiedge_eval::three_tier::{ThreeTier, TierOutcome};
+use hiedge_eval::three_tier::TierOutcome;
 
 /// Offload costs reported for every row.
 pub const BETAS: [f64; 3] = [0.1, 0.3, 0.5];
@@ -105,31 +105,11 @@ fn three_tier(
     tiers: &str,
     max_drop: f64,
 ) -> Result<ThreeTierReport> {
-    let roles: Vec<&str> = tiers.split(',').map(str::trim).collect();
-    let [device, worker, server] = roles[..] else {
-        anyhow::bail!("--tiers takes three model roles of the manifest, device,worker,server (e.g. tiny,mid,large)");
-    };
+    let [device, worker, server] = parse_tiers(tiers)?;
     let device_threshold = set.manifest.threshold("max_prob").ok_or_else(|| {
         anyhow::anyhow!("--tiers needs the device's calibrated max_prob threshold: run `hiedge calibrate` first")
     })?;
-    // A role's outputs: the tiny and large models' already computed, any other's run now.
-    let outputs = |role: &str| -> Result<(Vec<Vec<f32>>, hiedge_core::manifest::OutputKind)> {
-        match role {
-            "tiny" => Ok((computed[0].to_vec(), set.tiny.output_kind())),
-            "large" => Ok((computed[1].to_vec(), set.large.output_kind())),
-            _ => {
-                let model = crate::data::load_model(&paths.models, &set.manifest, role)?;
-                Ok((logits(&model, split, role)?, model.output_kind()))
-            }
-        }
-    };
-    let temperature = set.manifest.temperature();
-    let (d, dk) = outputs(device)?;
-    let (w, wk) = outputs(worker)?;
-    let device_probs = d.iter().map(|l| dk.probabilities(l, temperature)).collect();
-    let worker_probs = w.iter().map(|l| wk.probabilities(l, 1.0)).collect();
-    let server_pred = outputs(server)?.0.iter().map(|l| argmax(l)).collect();
-    let t = ThreeTier::new(split.labels.clone(), device_probs, worker_probs, server_pred)?;
+    let t = three_tier_samples(paths, set, split, computed, [device, worker, server], set.manifest.temperature())?;
     let rule = ScoreRule::MaxProb;
     let alone = [0, 1, 2].map(|k| t.single_tier_accuracy(k));
     let target = alone[2] - max_drop / 100.0;
@@ -137,11 +117,11 @@ fn three_tier(
         tiers: [device, worker, server].map(String::from),
         alone,
         device_threshold,
-        device_worker: t.at(&rule, device_threshold, f32::NEG_INFINITY),
-        device_server: t.at(&rule, device_threshold, f32::INFINITY),
-        rows: GRID.iter().map(|&w| t.at(&rule, device_threshold, w)).collect(),
+        device_worker: t.at(device_threshold, &rule, f32::NEG_INFINITY),
+        device_server: t.at(device_threshold, &rule, f32::INFINITY),
+        rows: GRID.iter().map(|&w| t.at(device_threshold, &rule, w)).collect(),
         target_accuracy: target,
-        fitted: t.fit_worker(&rule, device_threshold, target),
+        fitted: t.fit_worker(device_threshold, &rule, target),
     })
 }
 

@@ -123,6 +123,10 @@ enum Command {
         /// Offload round trip (ms) the EE-HI thresholds are fitted for (stage times are measured).
         #[arg(long, default_value_t = 20.0)]
         rtt_ms: f64,
+        /// Three tiers: also fit the Worker's hop (the manifest's `oip.escalate` threshold) for the
+        /// manifest roles of the device, Worker and server models (e.g. `tiny,mid,large`).
+        #[arg(long)]
+        tiers: Option<String>,
         /// Print what would be written without changing the manifest.
         #[arg(long)]
         dry_run: bool,
@@ -183,8 +187,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval { paths, json, limit, max_drop, offload_codec, truth, tiers } => {
             eval::run(&paths, json, limit, max_drop, &offload_codec, truth, tiers.as_deref())
         }
-        Command::Calibrate { paths, data, max_drop, rtt_ms, dry_run } => {
-            calibrate::run(&paths, &data, max_drop, rtt_ms, dry_run)
+        Command::Calibrate { paths, data, max_drop, rtt_ms, tiers, dry_run } => {
+            calibrate::run(&paths, &data, max_drop, rtt_ms, tiers.as_deref(), dry_run)
         }
         Command::Bench { paths, n, out } => bench::run(&paths, n, &out),
         Command::BenchWorker { paths, url, seconds, concurrency, pairs, out } => {

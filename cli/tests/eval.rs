@@ -286,3 +286,37 @@ fn missing_data_dir_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dataset-fashion-mnist"), "{err}");
 }
+
+#[test]
+fn calibrate_fits_the_worker_hop_into_oip_escalate() {
+    // The committed set with a server tier, as a deployment would add it.
+    let tmp = tempfile::tempdir().unwrap();
+    let from = repo().join("models/fashion-mnist");
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let calibrated = |kind: &str| {
+        let mut m = manifest();
+        m["oip"] = serde_json::json!({"model": "fashion-large", "input_name": "image", "output_name": "logits",
+            "datatype": "FP32", "output": "logits", "escalate": {"kind": kind, "threshold": 0.5}});
+        std::fs::write(tmp.path().join("manifest.json"), m.to_string()).unwrap();
+        let out =
+            hiedge(&["calibrate", "--dry-run", "--models", tmp.path().to_str().unwrap(), "--tiers", "tiny,mid,large"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let written: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (written["oip"]["escalate"].clone(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    // The threshold is fitted on calibration images (1,500 of them here), on the rule the manifest chose.
+    let (escalate, log) = calibrated("max_prob");
+    assert_eq!(escalate["kind"], "max_prob");
+    let t = escalate["threshold"].as_f64().unwrap();
+    assert!(t > 0.5 && t < 1.0, "fitted max_prob threshold {t}: {log}");
+    assert!(log.contains("tiny -> mid -> large: mid sends on at max_prob <="), "{log}");
+    // Three roles or nothing.
+    let out = hiedge(&["calibrate", "--dry-run", "--models", tmp.path().to_str().unwrap(), "--tiers", "tiny,large"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tiers takes three model roles"));
+}

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub struct ThreeTier {
     labels: Vec<usize>,
     device: Vec<Vec<f32>>,
+    /// The device's score of each sample, by the rule given at construction.
+    device_score: Vec<f32>,
     worker: Vec<Vec<f32>>,
     server_pred: Vec<usize>,
 }
@@ -38,11 +40,13 @@ pub struct TierOutcome {
 }
 
 impl ThreeTier {
-    /// From each tier's probabilities (the device's at its temperature, the Worker's plain) and
-    /// the server's predicted labels, with the true labels; all as long as `labels`.
+    /// From each tier's probabilities (the device's at its temperature, judged by `device_rule`;
+    /// the Worker's plain) and the server's predicted labels, with the true labels; all as long as
+    /// `labels`.
     pub fn new(
         labels: Vec<usize>,
         device: Vec<Vec<f32>>,
+        device_rule: &ScoreRule,
         worker: Vec<Vec<f32>>,
         server_pred: Vec<usize>,
     ) -> Result<Self> {
@@ -58,7 +62,8 @@ impl ThreeTier {
         for p in device.iter().chain(&worker) {
             validate_probs(p)?;
         }
-        Ok(ThreeTier { labels, device, worker, server_pred })
+        let device_score = device.iter().map(|p| device_rule.score_unchecked(p)).collect();
+        Ok(ThreeTier { labels, device, device_score, worker, server_pred })
     }
 
     /// Number of samples.
@@ -71,12 +76,12 @@ impl ThreeTier {
         self.labels.is_empty()
     }
 
-    /// The outcome with `rule` at both hops: the device sends when its score is `<= device_t`,
-    /// the Worker when its score is `<= worker_t` (`f32::INFINITY`: always; `-inf`: never).
-    pub fn at(&self, rule: &ScoreRule, device_t: f32, worker_t: f32) -> TierOutcome {
+    /// The outcome when the device sends at score `<= device_t` and the Worker at `rule`'s score
+    /// `<= worker_t` (`f32::INFINITY`: always; `-inf`: never).
+    pub fn at(&self, device_t: f32, rule: &ScoreRule, worker_t: f32) -> TierOutcome {
         let (mut to_worker, mut to_server, mut right) = (0usize, 0usize, 0usize);
         for i in 0..self.len() {
-            let answer = if rule.score_unchecked(&self.device[i]) <= device_t {
+            let answer = if self.device_score[i] <= device_t {
                 to_worker += 1;
                 if rule.score_unchecked(&self.worker[i]) <= worker_t {
                     to_server += 1;
@@ -104,14 +109,15 @@ impl ThreeTier {
         }
     }
 
-    /// The Worker's threshold that reaches `target` accuracy with the fewest samples sent to the
-    /// server, at the device's `device_t` (`None` when no threshold reaches it). Exact: every
-    /// distinct Worker score of the samples that reach it is tried, in one pass over them sorted.
-    pub fn fit_worker(&self, rule: &ScoreRule, device_t: f32, target: f64) -> Option<TierOutcome> {
+    /// The Worker's threshold on `rule` that reaches `target` accuracy with the fewest samples sent
+    /// to the server, at the device's `device_t` (`None` when no threshold reaches it). Exact:
+    /// every distinct Worker score of the samples that reach it is tried, in one pass over them
+    /// sorted.
+    pub fn fit_worker(&self, device_t: f32, rule: &ScoreRule, target: f64) -> Option<TierOutcome> {
         let mut reached = Vec::new();
         let mut right = 0i64;
         for i in 0..self.len() {
-            if rule.score_unchecked(&self.device[i]) <= device_t {
+            if self.device_score[i] <= device_t {
                 let worker_right = argmax(&self.worker[i]) == self.labels[i];
                 let server_right = self.server_pred[i] == self.labels[i];
                 reached.push((rule.score_unchecked(&self.worker[i]), server_right as i64 - worker_right as i64));
@@ -169,6 +175,7 @@ mod tests {
         ThreeTier::new(
             vec![0, 0, 0, 0],
             vec![p(0.95), p(0.6), p(0.55), p(0.4)],
+            &ScoreRule::MaxProb,
             vec![p(0.9), p(0.95), p(0.45), p(0.3)],
             vec![1, 1, 0, 1],
         )
@@ -181,13 +188,13 @@ mod tests {
         let r = ScoreRule::MaxProb;
         // The device keeps only the first (0.95 > 0.7); the Worker's tops on the rest are 0.95,
         // 0.55 and 0.7 (the last two for class 1): samples 3 and 4 go to the server.
-        let o = t.at(&r, 0.7, 0.7);
+        let o = t.at(0.7, &r, 0.7);
         assert_eq!((o.to_worker, o.to_server, o.worker_escalation), (0.75, 0.5, 2.0 / 3.0));
         // Right: 1 (device), 2 (Worker), 3 (server); the fourth the server gets wrong.
         assert_eq!(o.accuracy, 0.75);
         // Nothing past the device; everything to the server.
-        assert_eq!(t.at(&r, f32::NEG_INFINITY, 1.0).accuracy, 0.75, "the device alone: right on 0.95, 0.6, 0.55");
-        let all = t.at(&r, f32::INFINITY, f32::INFINITY);
+        assert_eq!(t.at(f32::NEG_INFINITY, &r, 1.0).accuracy, 0.75, "the device alone: right on 0.95, 0.6, 0.55");
+        let all = t.at(f32::INFINITY, &r, f32::INFINITY);
         assert_eq!((all.to_worker, all.to_server, all.accuracy), (1.0, 1.0, 0.25));
         assert_eq!([0, 1, 2].map(|k| t.single_tier_accuracy(k)), [0.75, 0.5, 0.25]);
     }
@@ -197,13 +204,13 @@ mod tests {
         let t = tiers();
         let r = ScoreRule::MaxProb;
         // All to the Worker: it alone is right on 2 of 4 (0.9 and 0.95 tops, class 0).
-        let fit = t.fit_worker(&r, f32::INFINITY, 0.5).unwrap();
+        let fit = t.fit_worker(f32::INFINITY, &r, 0.5).unwrap();
         assert_eq!((fit.to_server, fit.worker_threshold, fit.accuracy), (0.0, f32::NEG_INFINITY, 0.5));
         // 0.75 needs the third sample (Worker 0.55 on class 1, server right): the lowest score first.
-        let fit = t.fit_worker(&r, f32::INFINITY, 0.75).unwrap();
+        let fit = t.fit_worker(f32::INFINITY, &r, 0.75).unwrap();
         assert_eq!((fit.to_server, fit.worker_threshold, fit.accuracy), (0.25, 0.55, 0.75));
-        assert_eq!(t.at(&r, f32::INFINITY, fit.worker_threshold).accuracy, fit.accuracy, "the same outcome as `at`");
-        assert!(t.fit_worker(&r, f32::INFINITY, 0.8).is_none());
-        assert!(ThreeTier::new(vec![0], vec![], vec![], vec![]).is_err());
+        assert_eq!(t.at(f32::INFINITY, &r, fit.worker_threshold).accuracy, fit.accuracy, "the same outcome as `at`");
+        assert!(t.fit_worker(f32::INFINITY, &r, 0.8).is_none());
+        assert!(ThreeTier::new(vec![0], vec![], &r, vec![], vec![]).is_err());
     }
 }
