@@ -195,7 +195,14 @@ pub fn run(
 /// `max_drop` with the device at its fitted `max_prob` threshold; written into `oip.escalate` when
 /// the manifest has a threshold rule there, printed either way.
 fn fit_escalation(manifest: &mut Manifest, t: &ThreeTier, device_t: f32, roles: [&str; 3], max_drop: f64) {
-    let escalate = manifest.oip.as_ref().map(|o| o.escalate);
+    let mut oip = match manifest.oip_tier() {
+        Ok(oip) => oip,
+        Err(e) => {
+            eprintln!("{:>14}: {e}", "escalate");
+            return;
+        }
+    };
+    let escalate = oip.as_ref().map(|o| o.escalate);
     let (rule, with) = match escalate {
         Some(Escalate::Margin { .. }) => {
             (ScoreRule::Margin, (|threshold| Escalate::Margin { threshold }) as fn(f32) -> Escalate)
@@ -225,8 +232,11 @@ fn fit_escalation(manifest: &mut Manifest, t: &ThreeTier, device_t: f32, roles: 
         100.0 * fit.to_server,
         100.0 * fit.accuracy
     );
-    match manifest.oip.as_mut() {
-        Some(oip) if escalate != Some(Escalate::Always) => oip.escalate = with(threshold),
+    match oip.as_mut() {
+        Some(tier) if escalate != Some(Escalate::Always) => {
+            tier.escalate = with(threshold);
+            manifest.oip = serde_json::to_value(tier).ok();
+        }
         Some(_) => eprintln!("{:>14}: oip.escalate is `always`: left as it is", "escalate"),
         None => eprintln!("{:>14}: the manifest has no `oip`: put this threshold in its `escalate`", "escalate"),
     }

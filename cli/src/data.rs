@@ -54,11 +54,14 @@ impl ModelSet {
     }
 }
 
-/// The manifest of the set in `dir` (`dir/manifest.json`), parsed and checked.
+/// The manifest of the set in `dir` (`dir/manifest.json`), parsed and checked, its server tier
+/// (`oip`) included.
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join("manifest.json");
     let json = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Manifest::from_json(&json).with_context(|| format!("in {}", path.display()))
+    let manifest = Manifest::from_json(&json).with_context(|| format!("in {}", path.display()))?;
+    manifest.oip_tier().with_context(|| format!("in {}", path.display()))?;
+    Ok(manifest)
 }
 
 /// Model `name` of the set in `dir`: its file (or parts), checked, parsed and optimised.

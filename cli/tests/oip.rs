@@ -171,7 +171,8 @@ fn write_set(assets: &Path, name: &str, oip: Value) {
     let mut m: Value = serde_json::from_str(&std::fs::read_to_string(from.join("manifest.json")).unwrap()).unwrap();
     m["name"] = name.into();
     m["oip"] = oip;
-    Manifest::from_json(&m.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let parsed = Manifest::from_json(&m.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    parsed.oip_tier().unwrap_or_else(|e| panic!("{name}: {e}"));
     std::fs::write(to.join("manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
 }
 

@@ -369,7 +369,10 @@ fn server_hop(env: &Env, loaded: &LoadedSet) -> std::result::Result<Option<Rc<Se
     if let Some(hop) = loaded.server.borrow().clone() {
         return Ok(Some(hop));
     }
-    let Some(oip) = &loaded.set.manifest().oip else { return Ok(None) };
+    let name = loaded.set.name();
+    let Some(oip) = loaded.set.manifest().oip_tier().map_err(|e| core_server::broken_set(name, e))? else {
+        return Ok(None);
+    };
     // Variables and secrets both read as plain strings.
     let setting = |name: &str| env.var(name).ok().map(|v| v.to_string());
     let token = oip.token_secret.as_deref().and_then(setting);

@@ -70,9 +70,11 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload_codec: Option<OffloadCodec>,
     /// A third tier: the set's largest model on an Open Inference Protocol server, asked by the
-    /// Worker when its own large model is unsure (device -> Worker -> server). Needs `models.large`.
+    /// Worker when its own large model is unsure (device -> Worker -> server). Kept as JSON here
+    /// and read by [`Manifest::oip_tier`] where it is used (the Worker, the CLI), so the browser
+    /// client, which never uses it, does not carry its reader.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oip: Option<OipTier>,
+    pub oip: Option<serde_json::Value>,
 }
 
 /// A split model: `trunk` (on the device) maps the image to exit-head logits and the features it
@@ -399,6 +401,23 @@ impl Manifest {
     /// Calibrated softmax temperature, 1 when the manifest has not been calibrated.
     pub fn temperature(&self) -> f32 {
         self.decision.as_ref().map_or(1.0, |d| d.temperature)
+    }
+
+    /// The server tier ([`OipTier`]) from `oip`, checked: `None` when there is none; an error
+    /// naming the field (`oip.timeout_ms`) when it is not a valid one, or when the set has no
+    /// `models.large`, the Worker's tier below it.
+    pub fn oip_tier(&self) -> Result<Option<OipTier>> {
+        let Some(value) = &self.oip else { return Ok(None) };
+        let tier: OipTier = serde_json::from_value(value.clone())
+            .map_err(|e| Error::ManifestInvalid { field: "oip".into(), reason: e.to_string() })?;
+        if !self.models.contains_key("large") {
+            return Err(Error::ManifestInvalid {
+                field: "oip".into(),
+                reason: "needs models.large, the Worker's tier below the server".into(),
+            });
+        }
+        tier.validate()?;
+        Ok(Some(tier))
     }
 
     /// Calibrated threshold for a policy key (`max_prob`, `margin`, `entropy`, `logistic_top2`).

@@ -184,7 +184,7 @@ impl OipTier {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{edit, field_of};
+    use super::super::tests::edit;
     use super::*;
     use crate::manifest::Manifest;
 
@@ -204,10 +204,19 @@ mod tests {
         })
     }
 
+    /// The field `oip_tier` names for a manifest that reads but whose `oip` is not valid.
+    fn oip_field_of(json: &str) -> String {
+        match Manifest::from_json(json).unwrap().oip_tier() {
+            Err(Error::ManifestInvalid { field, .. }) => field,
+            other => panic!("expected ManifestInvalid, got {other:?}"),
+        }
+    }
+
     #[test]
     fn reads_a_tier_with_its_defaults_and_round_trips() {
         let m = Manifest::from_json(&with_oip(oip())).unwrap();
-        let t = m.oip.as_ref().unwrap();
+        let t = m.oip_tier().unwrap().unwrap();
+        let t = &t;
         assert_eq!((t.model.as_str(), t.version.as_deref()), ("fashion-large", Some("3")));
         assert_eq!((t.datatype, t.output, t.binary), (OipDatatype::Fp32, OutputKind::Logits, true));
         assert_eq!(t.escalate, Escalate::MaxProb { threshold: 0.8 });
@@ -219,7 +228,7 @@ mod tests {
             "escalate": always, "on_failure": "error", "timeout_ms": 250, "url_var": "TIER3_URL"
         })))
         .unwrap();
-        let t = m.oip.unwrap();
+        let t = m.oip_tier().unwrap().unwrap();
         assert_eq!(
             (t.escalate, t.on_failure, t.timeout_ms, t.binary),
             (Escalate::Always, OipFallback::Error, 250, false)
@@ -232,7 +241,7 @@ mod tests {
         let bad = |f: &dyn Fn(&mut serde_json::Value)| {
             let mut o = oip();
             f(&mut o);
-            field_of(&with_oip(o))
+            oip_field_of(&with_oip(o))
         };
         assert_eq!(bad(&|o| o["model"] = "../admin".into()), "oip.model");
         assert_eq!(bad(&|o| o["model"] = "".into()), "oip.model");
@@ -245,12 +254,13 @@ mod tests {
         assert_eq!(bad(&|o| o["url_var"] = "OIP-URL".into()), "oip.url_var");
         assert_eq!(bad(&|o| o["token_secret"] = "1TOKEN".into()), "oip.token_secret");
         // The server is the tier above the Worker's large model: a set without one is refused.
-        assert_eq!(field_of(&edit(|v| v["oip"] = oip())), "oip");
+        assert_eq!(oip_field_of(&edit(|v| v["oip"] = oip())), "oip");
         // Unknown keys and datatypes are errors, not ignored.
         let unknown = with_oip(serde_json::json!({"url": "http://x"}));
-        assert!(Manifest::from_json(&unknown).is_err());
+        assert_eq!(oip_field_of(&unknown), "oip");
         let mut o = oip();
         o["datatype"] = "FP16".into();
-        assert!(Manifest::from_json(&with_oip(o)).is_err());
+        assert_eq!(oip_field_of(&with_oip(o)), "oip");
+        assert!(Manifest::from_json(&edit(|_| {})).unwrap().oip_tier().unwrap().is_none());
     }
 }

@@ -104,12 +104,6 @@ impl Manifest {
         if let Some(sp) = &self.split {
             check_stages("split", [("trunk", &sp.trunk), ("tail", &sp.tail)], &sp.feature_shape)?;
         }
-        if let Some(oip) = &self.oip {
-            if !self.models.contains_key("large") {
-                return Err(invalid("oip", "needs models.large, the Worker's tier below the server"));
-            }
-            oip.validate()?;
-        }
         self.validate_decision()
     }
 

@@ -64,6 +64,9 @@ impl ModelSet {
             });
         }
         manifest.model(SERVER_MODEL)?;
+        // A set whose server tier is not valid is broken here, with the field named, not at its
+        // first escalated sample.
+        manifest.oip_tier()?;
         // Browsers fetch device models whole, by sha256: only the large model may be in parts.
         if let Some((model, _)) = manifest.models.iter().find(|(n, m)| n.as_str() != SERVER_MODEL && m.parts.is_some())
         {

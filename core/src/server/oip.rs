@@ -187,7 +187,7 @@ impl ServerTier {
     /// variable its `url_var` names and of the secret its `token_secret` names. A missing or bad
     /// setting is a `500` whose detail names the setting, never its value.
     pub fn new(manifest: &Manifest, url: Option<&str>, token: Option<&str>) -> Result<Option<Self>, ApiError> {
-        let Some(tier) = manifest.oip.clone() else { return Ok(None) };
+        let Some(tier) = manifest.oip_tier().map_err(misconfigured)? else { return Ok(None) };
         let url = url.ok_or_else(|| misconfigured(format!("the Worker variable {} is not set", tier.url_var)))?;
         let base = base_url(url, &tier.url_var)?;
         let token = match (&tier.token_secret, token.map(str::trim)) {
