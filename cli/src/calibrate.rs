@@ -233,6 +233,12 @@ fn fit_escalation(manifest: &mut Manifest, t: &ThreeTier, device_t: f32, roles: 
         100.0 * fit.accuracy
     );
     match oip.as_mut() {
+        // The threshold is for the model the Worker runs: fitted on another, it is not written.
+        Some(tier) if tier.worker_model != worker => eprintln!(
+            "{:>14}: the Worker runs oip.worker_model `{}`, not `{worker}`: oip.escalate left as it is",
+            "escalate",
+            tier.worker_model.escape_debug()
+        ),
         Some(tier) if escalate != Some(Escalate::Always) => {
             tier.escalate = with(threshold);
             manifest.oip = serde_json::to_value(tier).ok();

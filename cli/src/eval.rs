@@ -1,8 +1,8 @@
 //! `hiedge eval`: the HI trade-off table on the test set.
 
 use anyhow::Result;
-use hiedge_core::manifest::OffloadCodec;
-use hiedge_core::policy::ScoreRule;
+use hiedge_core::manifest::{Manifest, OffloadCodec};
+use hiedge_core::policy::{ScoreRule, ThresholdPolicy};
 use hiedge_core::prob::argmax;
 use hiedge_core::PolicyConfig;
 use hiedge_eval::sweep::Samples;
@@ -14,7 +14,7 @@ use hiedge_core::manifest::{EeHiThresholds, EeOutcome};
 use crate::data::{device_ms, ee_samples, logits, parse_tiers, split_ms, test_split, three_tier_samples, ModelSet};
 use crate::Paths;
 use hiedge_eval::split::{SplitOutcome, SplitSamples};
-use hiedge_eval::three_tier::TierOutcome;
+use hiedge_eval::three_tier::{ThreeTier, TierOutcome};
 
 /// Offload costs reported for every row.
 pub const BETAS: [f64; 3] = [0.1, 0.3, 0.5];
@@ -94,6 +94,18 @@ struct ThreeTierReport {
     target_accuracy: f64,
     /// The cheapest Worker threshold that reaches the target (None: none does).
     fitted: Option<TierOutcome>,
+    /// At the manifest's own `oip.escalate`, where its `oip.worker_model` is the Worker role here:
+    /// what a deployment of this set does (`always`: every sample the Worker receives goes on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployed: Option<Deployed>,
+}
+
+/// The outcome of the manifest's `oip.escalate`, and the rule it uses.
+#[derive(Serialize)]
+struct Deployed {
+    /// `max_prob`, `margin`, `entropy` or `always`.
+    rule: &'static str,
+    outcome: TierOutcome,
 }
 
 /// The three-tier report for the roles in `tiers` (`device,worker,server`).
@@ -122,7 +134,20 @@ fn three_tier(
         rows: GRID.iter().map(|&w| t.at(device_threshold, &rule, w)).collect(),
         target_accuracy: target,
         fitted: t.fit_worker(device_threshold, &rule, target),
+        deployed: deployed(&set.manifest, &t, device_threshold, worker)?,
     })
+}
+
+/// The manifest's `oip.escalate` on these samples, when its Worker model is `worker`.
+fn deployed(manifest: &Manifest, t: &ThreeTier, device_threshold: f32, worker: &str) -> Result<Option<Deployed>> {
+    let Some(oip) = manifest.oip_tier()? else { return Ok(None) };
+    if oip.worker_model != worker {
+        return Ok(None);
+    }
+    Ok(Some(match ThresholdPolicy::escalation(&oip.escalate) {
+        Some(p) => Deployed { rule: p.rule.key(), outcome: t.at(device_threshold, &p.rule, p.threshold) },
+        None => Deployed { rule: "always", outcome: t.at(device_threshold, &ScoreRule::MaxProb, f32::INFINITY) },
+    }))
 }
 
 fn print_three_tier(r: &ThreeTierReport) {
@@ -154,6 +179,13 @@ fn print_three_tier(r: &ThreeTierReport) {
     match &r.fitted {
         Some(o) => row(&format!("{d} -> {w} -> {s}"), format!("fitted {:.4}", o.worker_threshold), o),
         None => println!("no Worker threshold reaches {}% (the server alone less --max-drop)", pct(r.target_accuracy)),
+    }
+    if let Some(dep) = &r.deployed {
+        let at = match dep.rule {
+            "always" => "always".to_string(),
+            rule => format!("{rule} {:.4}", dep.outcome.worker_threshold),
+        };
+        row(&format!("{d} -> {w} -> {s}"), format!("manifest's oip.escalate: {at}"), &dep.outcome);
     }
 }
 

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{bail, Context, Result};
 use hiedge_core::runtime::{split, Features};
-use hiedge_core::server::SERVER_MODEL;
 use hiedge_core::{Manifest, Model};
 
 pub use hiedge_core::protocol::MAX_STATIC_ASSET_BYTES;
@@ -140,8 +139,10 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
     if let Some(heap) = worker_heap {
         if heap > ISOLATE_MEMORY_BYTES {
             bail!(
-                "the models the Worker loads (the large model{}) took {} MB to load and run once, natively: more \
-                 than the {} MB a Worker isolate may use ({LIMITS_PAGE}). Use a smaller large model",
+                "the models the Worker loads (its `{}` model{}) took {} MB to load and run once, natively: more \
+                 than the {} MB a Worker isolate may use ({LIMITS_PAGE}). Use a smaller model there, or run the large model on an inference server (the \
+                 manifest's `oip`: three tiers, edge-worker/README.md)",
+                manifest.worker_model()?,
                 if manifest.split.is_some() { " and the split tail" } else { "" },
                 mb(heap),
                 mb(ISOLATE_MEMORY_BYTES)
@@ -172,12 +173,14 @@ pub fn store_checked(dir: &Path, manifest: &mut Manifest) -> Result<std::path::P
     Ok(path)
 }
 
-/// Stores the large model in parts when its archive is over the static-asset limit (the Worker
-/// joins and checks them); says so on stdout. Returns the part files written.
+/// Stores the Worker's model (`large`, or a three-tier set's `oip.worker_model`) in parts when its
+/// archive is over the static-asset limit (the Worker joins and checks them); says so on stdout.
+/// Returns the part files written.
 pub fn store_large_in_parts(dir: &Path, manifest: &mut Manifest) -> Result<Vec<String>> {
-    let parts = hiedge_eval::compile::store_in_parts(dir, manifest, SERVER_MODEL, MAX_STATIC_ASSET_BYTES)?;
+    let role = manifest.worker_model()?;
+    let parts = hiedge_eval::compile::store_in_parts(dir, manifest, &role, MAX_STATIC_ASSET_BYTES)?;
     if !parts.is_empty() {
-        let entry = manifest.model(SERVER_MODEL)?;
+        let entry = manifest.model(&role)?;
         println!(
             "{} is over Cloudflare's {} MiB static-asset limit ({LIMITS_PAGE}): stored as {} parts ({}), \
              which the Worker joins and checks against its sha256",
@@ -190,11 +193,13 @@ pub fn store_large_in_parts(dir: &Path, manifest: &mut Manifest) -> Result<Vec<S
     Ok(parts)
 }
 
-/// Loads what the Worker loads, from the set's files, and runs each once on a blank sample; both
-/// stay alive together, as they may in one isolate.
+/// Loads what the Worker loads (its model, `large` or a three-tier set's `oip.worker_model`, and
+/// the split tail), from the set's files, and runs each once on a blank sample; both stay alive
+/// together, as they may in one isolate.
 fn worker_models(dir: &Path, manifest: &Manifest) -> Result<()> {
     let read = |file: &str| std::fs::read(dir.join(file)).with_context(|| format!("cannot read {file}"));
-    let large = Model::load(manifest, SERVER_MODEL, &hiedge_eval::compile::read_model(dir, manifest, SERVER_MODEL)?)?;
+    let role = manifest.worker_model()?;
+    let large = Model::load(manifest, &role, &hiedge_eval::compile::read_model(dir, manifest, &role)?)?;
     large.logits(&vec![0u8; manifest.input_len()])?;
     let tail = match &manifest.split {
         Some(sp) => {

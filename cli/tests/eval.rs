@@ -298,10 +298,10 @@ fn calibrate_fits_the_worker_hop_into_oip_escalate() {
             std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
         }
     }
-    let calibrated = |kind: &str| {
+    let calibrated = |kind: &str, worker_model: &str| {
         let mut m = manifest();
         m["oip"] = serde_json::json!({"model": "fashion-large", "input_name": "image", "output_name": "logits",
-            "datatype": "FP32", "output": "logits", "escalate": {"kind": kind, "threshold": 0.5}});
+            "datatype": "FP32", "output": "logits", "escalate": {"kind": kind, "threshold": 0.5}, "worker_model": worker_model});
         std::fs::write(tmp.path().join("manifest.json"), m.to_string()).unwrap();
         let out =
             hiedge(&["calibrate", "--dry-run", "--models", tmp.path().to_str().unwrap(), "--tiers", "tiny,mid,large"]);
@@ -310,11 +310,15 @@ fn calibrate_fits_the_worker_hop_into_oip_escalate() {
         (written["oip"]["escalate"].clone(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
     // The threshold is fitted on calibration images (1,500 of them here), on the rule the manifest chose.
-    let (escalate, log) = calibrated("max_prob");
+    let (escalate, log) = calibrated("max_prob", "mid");
     assert_eq!(escalate["kind"], "max_prob");
     let t = escalate["threshold"].as_f64().unwrap();
     assert!(t > 0.5 && t < 1.0, "fitted max_prob threshold {t}: {log}");
     assert!(log.contains("tiny -> mid -> large: mid sends on at max_prob <="), "{log}");
+    // A threshold fitted on mid is not written for a Worker that runs another model.
+    let (escalate, log) = calibrated("max_prob", "large");
+    assert_eq!(escalate["threshold"].as_f64(), Some(0.5), "{log}");
+    assert!(log.contains("the Worker runs oip.worker_model `large`, not `mid`"), "{log}");
     // Three roles or nothing.
     let out = hiedge(&["calibrate", "--dry-run", "--models", tmp.path().to_str().unwrap(), "--tiers", "tiny,large"]);
     assert!(!out.status.success());

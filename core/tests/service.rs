@@ -47,7 +47,7 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     let json = manifest_json();
     let set = ModelSet::new("fashion-mnist", &json).unwrap();
     let m = set.manifest();
-    assert_eq!(set.server_model_file(), "large.nnef.tar");
+    assert_eq!((set.worker_model(), set.worker_model_file()), ("large", "large.nnef.tar"));
     let files = set.device_files();
     let roles: Vec<&str> = files.iter().map(|(f, _)| f.role.as_str()).collect();
     assert_eq!(roles, ["tiny", "early_exit.stage1", "early_exit.stage2", "split.trunk"]);
@@ -71,6 +71,16 @@ fn a_model_set_serves_its_device_files_and_never_its_large_model() {
     assert_eq!((info.input_length, info.classes.len()), (784, 10));
     assert_eq!(info.large, m.model("large").unwrap().id("large"));
     assert_eq!(info.classify, "/v1/models/fashion-mnist/classify");
+    // Three tiers: the Worker runs `mid`; `large` is the server's, never deployed nor served.
+    let mut three: serde_json::Value = serde_json::from_str(&json).unwrap();
+    three["oip"] = serde_json::json!({"model": "fashion-large", "input_name": "image", "output_name": "logits",
+        "datatype": "UINT8", "output": "logits", "escalate": {"kind": "max_prob", "threshold": 0.78}, "worker_model": "mid"});
+    let three = ModelSet::new("fashion-mnist", &three.to_string()).unwrap();
+    assert_eq!((three.worker_model(), three.worker_model_file()), ("mid", "mid.nnef.tar"));
+    assert!(three.asset_files().contains(&"mid.nnef.tar") && !three.asset_files().contains(&"large.nnef.tar"));
+    assert_eq!(three.info().large, m.model("mid").unwrap().id("mid"));
+    assert_eq!(three.device_file(&m.model("mid").unwrap().sha256).unwrap_err().status(), 404);
+    assert_eq!(three.device_file(large).unwrap_err().status(), 404);
     // A manifest under another directory name is refused, naming the field.
     let e = ModelSet::new("mnist", &json).unwrap_err().to_string();
     assert!(e.contains("`name`") && e.contains("mnist"), "{e}");

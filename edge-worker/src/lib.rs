@@ -25,7 +25,7 @@ use hiedge_core::server::oip::{
 };
 use hiedge_core::server::{
     self as core_server, AccessRules, Caching, ModelService, ModelSet, RequestHead, RequestLog, SplitService,
-    RATE_LIMIT_RETRY_AFTER_S, SERVER_MODEL,
+    RATE_LIMIT_RETRY_AFTER_S,
 };
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{
@@ -595,19 +595,21 @@ async fn load_set(env: &Env, name: &str) -> std::result::Result<Rc<LoadedSet>, A
     Ok(SETS.with(|s| s.borrow_mut().entry(name.to_string()).or_insert(loaded).clone()))
 }
 
-/// A set's large model, fetched and checked once per isolate (parsed on first classify).
+/// A set's Worker model (`large`, or a three-tier set's `oip.worker_model`), fetched and checked
+/// once per isolate (parsed on first classify).
 async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<ModelService>, ApiError> {
     if let Some(service) = loaded.service.borrow().clone() {
         return Ok(service);
     }
     let name = loaded.set.name();
-    let entry = loaded.set.manifest().model(SERVER_MODEL).map_err(|e| core_server::broken_set(name, e))?;
+    let role = loaded.set.worker_model();
+    let entry = loaded.set.manifest().model(role).map_err(|e| core_server::broken_set(name, e))?;
     // A large model over the 25 MiB static-asset limit is stored in parts: each fetched, checked
     // and appended in turn (runtime::PartsJoiner: the model once plus one part in memory), then
     // checked whole.
-    let missing = |file: &str| core_server::broken_set(name, format!("its large model's file `{file}` is missing"));
+    let missing = |file: &str| core_server::broken_set(name, format!("its `{role}` model's file `{file}` is missing"));
     let bytes = if entry.parts.is_some() {
-        let mut joiner = PartsJoiner::new(SERVER_MODEL, entry);
+        let mut joiner = PartsJoiner::new(role, entry);
         for file in entry.stored_files() {
             let part = asset(env, &format!("{name}/{file}")).await?.ok_or_else(|| missing(file))?;
             joiner.push(&part).map_err(|e| core_server::broken_set(name, e))?;
@@ -616,8 +618,8 @@ async fn load_service(env: &Env, loaded: &LoadedSet) -> std::result::Result<Rc<M
     } else {
         asset(env, &format!("{name}/{}", entry.file)).await?.ok_or_else(|| missing(&entry.file))?
     };
-    let service = ModelService::new(loaded.set.manifest_json(), SERVER_MODEL, bytes)
-        .map_err(|e| core_server::broken_set(name, e))?;
+    let service =
+        ModelService::new(loaded.set.manifest_json(), role, bytes).map_err(|e| core_server::broken_set(name, e))?;
     let service = Rc::new(service);
     Ok(loaded.service.borrow_mut().get_or_insert(service).clone())
 }

@@ -404,20 +404,43 @@ impl Manifest {
     }
 
     /// The server tier ([`OipTier`]) from `oip`, checked: `None` when there is none; an error
-    /// naming the field (`oip.timeout_ms`) when it is not a valid one, or when the set has no
-    /// `models.large`, the Worker's tier below it.
+    /// naming the field (`oip.timeout_ms`) when it is not a valid one, when the set has no model
+    /// `oip.worker_model` (the Worker's tier below the server), or when a sample's request could be
+    /// larger than `oip.max_request_bytes`.
     pub fn oip_tier(&self) -> Result<Option<OipTier>> {
         let Some(value) = &self.oip else { return Ok(None) };
         let tier: OipTier = serde_json::from_value(value.clone())
             .map_err(|e| Error::ManifestInvalid { field: "oip".into(), reason: e.to_string() })?;
-        if !self.models.contains_key("large") {
+        tier.validate()?;
+        if tier.worker_model == "tiny" || !self.models.contains_key(&tier.worker_model) {
             return Err(Error::ManifestInvalid {
-                field: "oip".into(),
-                reason: "needs models.large, the Worker's tier below the server".into(),
+                field: "oip.worker_model".into(),
+                reason: format!(
+                    "`{}` must name a model of the set other than the device's `tiny`: the Worker's tier below the server",
+                    tier.worker_model.escape_debug()
+                ),
             });
         }
-        tier.validate()?;
+        let bound = tier.request_bound(self.input_len());
+        if bound > tier.max_request_bytes {
+            return Err(Error::ManifestInvalid {
+                field: "oip.max_request_bytes".into(),
+                reason: format!(
+                    "a sample of {} values as {} {} may take {bound} bytes, over the {} allowed: raise it, or send binary",
+                    self.input_len(),
+                    tier.datatype.name(),
+                    if tier.binary { "binary" } else { "JSON" },
+                    tier.max_request_bytes
+                ),
+            });
+        }
         Ok(Some(tier))
+    }
+
+    /// The model the Worker runs: `oip.worker_model` when the set has a server tier (three tiers
+    /// name their middle model there), else `large`. An error names the field of an invalid `oip`.
+    pub fn worker_model(&self) -> Result<String> {
+        Ok(self.oip_tier()?.map_or_else(|| "large".to_string(), |t| t.worker_model))
     }
 
     /// Calibrated threshold for a policy key (`max_prob`, `margin`, `entropy`, `logistic_top2`).

@@ -17,6 +17,25 @@ fn default_url_var() -> String {
     "OIP_URL".into()
 }
 
+fn default_worker_model() -> String {
+    "large".into()
+}
+
+fn default_max_request_bytes() -> usize {
+    DEFAULT_OIP_REQUEST_BYTES
+}
+
+/// The largest inference request a Worker sends by default (`oip.max_request_bytes`): 8 MiB, far
+/// above a 224x224 RGB sample in any encoding (FP32 JSON: about 3.8 MB).
+pub const DEFAULT_OIP_REQUEST_BYTES: usize = 8 << 20;
+
+/// The most `oip.max_request_bytes` may be: Cloudflare's request body limit on the Free and Pro
+/// plans, 100 MB (<https://developers.cloudflare.com/workers/platform/limits/#request-limits>).
+pub const MAX_OIP_REQUEST_BYTES: usize = 100_000_000;
+
+/// Room for an inference request's JSON around its data (id, names, shape, parameters).
+const REQUEST_ENVELOPE_BYTES: usize = 4096;
+
 /// The longest upstream call a manifest may ask for: Workers on the paid plan may wait on a
 /// subrequest far longer, but a browser waiting for its offload should not.
 pub const MAX_OIP_TIMEOUT_MS: u32 = 30_000;
@@ -59,6 +78,15 @@ pub struct OipTier {
     /// The Worker secret holding the server's bearer token; absent: no `Authorization` is sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret: Option<String>,
+    /// The manifest's model the Worker runs as the tier below the server (default `large`). Three
+    /// tiers name a smaller one (`mid`): `models.large` is then the server's model, kept in the
+    /// manifest for `hiedge eval` and `hiedge calibrate`, and the Worker never loads it.
+    #[serde(default = "default_worker_model")]
+    pub worker_model: String,
+    /// The largest inference request the Worker sends (default 8 MiB; at most 100 MB). A set whose
+    /// samples could need more, in its datatype and encoding, is refused when it is read.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
 }
 
 /// The Open Inference Protocol datatype of the input tensor.
@@ -149,6 +177,18 @@ fn invalid(field: &str, reason: impl Into<String>) -> Error {
 }
 
 impl OipTier {
+    /// The most bytes an inference request for a sample of `input_len` values can take in this
+    /// tier's datatype and encoding: the data (binary: the values' bytes; JSON: each value's longest
+    /// text and a comma, `255,` or an `f32` widened to `f64` as serde_json writes it) and its envelope.
+    pub fn request_bound(&self, input_len: usize) -> usize {
+        let per_value = match (self.binary, self.datatype) {
+            (true, datatype) => datatype.size(),
+            (false, OipDatatype::Uint8) => 4,
+            (false, OipDatatype::Fp32) => 26,
+        };
+        input_len.saturating_mul(per_value).saturating_add(REQUEST_ENVELOPE_BYTES)
+    }
+
     /// Checks every field; the error names it (`oip.timeout_ms`).
     pub fn validate(&self) -> Result<()> {
         if !is_path_segment(&self.model) {
@@ -177,6 +217,15 @@ impl OipTier {
         }
         if self.token_secret.as_deref().is_some_and(|s| !is_binding_name(s)) {
             return Err(invalid("token_secret", "must name a Worker secret (letters, digits, `_`)"));
+        }
+        if !(1..=MAX_OIP_REQUEST_BYTES).contains(&self.max_request_bytes) {
+            return Err(invalid(
+                "max_request_bytes",
+                format!(
+                    "{} is not in 1..={MAX_OIP_REQUEST_BYTES} (Cloudflare's request body limit)",
+                    self.max_request_bytes
+                ),
+            ));
         }
         Ok(())
     }
@@ -237,6 +286,63 @@ mod tests {
     }
 
     #[test]
+    fn three_tiers_name_the_workers_model() {
+        let json = edit(|v| {
+            v["models"]["large"] = v["models"]["tiny"].clone();
+            v["models"]["mid"] = v["models"]["tiny"].clone();
+            let mut o = oip();
+            o["worker_model"] = "mid".into();
+            v["oip"] = o;
+        });
+        let t = Manifest::from_json(&json).unwrap().oip_tier().unwrap().unwrap();
+        assert_eq!(t.worker_model, "mid");
+        // Absent, the Worker runs `large`, as a two-tier set does.
+        let t = Manifest::from_json(&with_oip(oip())).unwrap().oip_tier().unwrap().unwrap();
+        assert_eq!((t.worker_model.as_str(), t.max_request_bytes), ("large", DEFAULT_OIP_REQUEST_BYTES));
+    }
+
+    #[test]
+    fn refuses_a_set_whose_requests_could_pass_the_cap() {
+        // 28x28 (784 values): FP32 binary 3,136 bytes of data, FP32 JSON up to 26 per value.
+        let with_cap = |binary: bool, cap: usize| {
+            let mut o = oip();
+            o["binary"] = binary.into();
+            o["max_request_bytes"] = cap.into();
+            Manifest::from_json(&with_oip(o)).unwrap().oip_tier()
+        };
+        assert!(with_cap(true, 784 * 4 + REQUEST_ENVELOPE_BYTES).is_ok());
+        match with_cap(true, 784 * 4 + REQUEST_ENVELOPE_BYTES - 1) {
+            Err(Error::ManifestInvalid { field, reason }) => {
+                assert_eq!(field, "oip.max_request_bytes");
+                assert!(reason.contains("784 values as FP32 binary"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(with_cap(false, 784 * 26 + REQUEST_ENVELOPE_BYTES).is_ok());
+        assert!(with_cap(false, 784 * 26 + REQUEST_ENVELOPE_BYTES - 1).is_err());
+    }
+
+    /// The bound holds for the longest text serde_json writes for an `f32` sample value.
+    #[test]
+    fn the_json_bound_covers_the_longest_values() {
+        let t: OipTier = serde_json::from_value(serde_json::json!({
+            "model": "m", "input_name": "x", "output_name": "y", "datatype": "FP32", "output": "logits",
+            "escalate": {"kind": "always"}
+        }))
+        .unwrap();
+        let values: Vec<f32> =
+            vec![-1.1754942e-38, -3.4028235e38, -0.1, -1.0 / 3.0, -f32::from_bits(5), -f32::MIN_POSITIVE];
+        let json = serde_json::json!({ "id": "x".repeat(64), "inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP32", "data": values}],
+            "outputs": [{"name": "y"}] })
+        .to_string();
+        assert!(json.len() <= t.request_bound(values.len()), "{} > {}", json.len(), t.request_bound(values.len()));
+        for v in &values {
+            let text = serde_json::Value::from(*v).to_string();
+            assert!(text.len() < 26, "{v}: {text}");
+        }
+    }
+
+    #[test]
     fn names_the_invalid_field() {
         let bad = |f: &dyn Fn(&mut serde_json::Value)| {
             let mut o = oip();
@@ -253,8 +359,13 @@ mod tests {
         assert_eq!(bad(&|o| o["timeout_ms"] = 30_001.into()), "oip.timeout_ms");
         assert_eq!(bad(&|o| o["url_var"] = "OIP-URL".into()), "oip.url_var");
         assert_eq!(bad(&|o| o["token_secret"] = "1TOKEN".into()), "oip.token_secret");
-        // The server is the tier above the Worker's large model: a set without one is refused.
-        assert_eq!(oip_field_of(&edit(|v| v["oip"] = oip())), "oip");
+        assert_eq!(bad(&|o| o["max_request_bytes"] = 0.into()), "oip.max_request_bytes");
+        assert_eq!(bad(&|o| o["max_request_bytes"] = 100_000_001.into()), "oip.max_request_bytes");
+        // The server is the tier above the Worker's model: a set without it is refused, and the
+        // device's model is not a Worker tier.
+        assert_eq!(oip_field_of(&edit(|v| v["oip"] = oip())), "oip.worker_model");
+        assert_eq!(bad(&|o| o["worker_model"] = "mid".into()), "oip.worker_model");
+        assert_eq!(bad(&|o| o["worker_model"] = "tiny".into()), "oip.worker_model");
         // Unknown keys and datatypes are errors, not ignored.
         let unknown = with_oip(serde_json::json!({"url": "http://x"}));
         assert_eq!(oip_field_of(&unknown), "oip");

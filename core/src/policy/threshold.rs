@@ -63,6 +63,21 @@ pub struct ThresholdPolicy {
     pub threshold: f32,
 }
 
+impl ThresholdPolicy {
+    /// The Worker's hop to its server tier (the manifest's `oip.escalate`) as a policy on the
+    /// Worker model's probabilities: `None` for `always` (every sample goes on).
+    pub fn escalation(escalate: &crate::manifest::Escalate) -> Option<Self> {
+        use crate::manifest::Escalate;
+        let (rule, threshold) = match *escalate {
+            Escalate::Always => return None,
+            Escalate::MaxProb { threshold } => (ScoreRule::MaxProb, threshold),
+            Escalate::Margin { threshold } => (ScoreRule::Margin, threshold),
+            Escalate::Entropy { threshold } => (ScoreRule::Entropy, threshold),
+        };
+        Some(ThresholdPolicy { rule, threshold })
+    }
+}
+
 impl DecisionPolicy for ThresholdPolicy {
     fn name(&self) -> &'static str {
         self.rule.key()

@@ -154,7 +154,8 @@ pub struct ModelSetInfo {
     pub manifest: String,
     /// Path to classify with the large model: `/v1/models/<set>/classify`.
     pub classify: String,
-    /// Id of the large model that answers offloads (`large@<sha256 prefix>`).
+    /// Id of the Worker's model that answers offloads (`large@<sha256 prefix>`, or the model
+    /// `oip.worker_model` names in a three-tier set: `mid@...`).
     pub large: String,
     /// The files a browser may download (by content: `/v1/models/<set>/files/<sha256>`).
     pub device_files: Vec<DeviceFile>,

@@ -9,8 +9,9 @@ use crate::protocol::{
 use crate::runtime::split::{self, QuantizedFeatures};
 use crate::runtime::{verify, Model, Stage2};
 
-/// The model that answers offloads in every set: `models.large` of the manifest. It is never
-/// served as a file.
+/// The model that answers offloads in a set without a server tier: `models.large` of the
+/// manifest. A set with one names the Worker's model in `oip.worker_model` ([`ModelSet::worker_model`]).
+/// Neither is ever served as a file.
 pub const SERVER_MODEL: &str = "large";
 
 /// The model that runs on the device: `models.tiny` of the manifest.
@@ -50,11 +51,12 @@ pub struct ModelSet {
     name: String,
     manifest: Manifest,
     manifest_json: String,
+    worker_model: String,
 }
 
 impl ModelSet {
     /// The set `name` from its manifest text. The manifest must be valid, name the set as its
-    /// directory does, and have a `large` model.
+    /// directory does, and have the model the Worker runs ([`Manifest::worker_model`]).
     pub fn new(name: &str, manifest_json: &str) -> crate::error::Result<Self> {
         let manifest = Manifest::from_json(manifest_json)?;
         if manifest.name != name {
@@ -63,19 +65,19 @@ impl ModelSet {
                 reason: format!("is `{}` but the set's directory is `{name}`", manifest.name.escape_debug()),
             });
         }
-        manifest.model(SERVER_MODEL)?;
         // A set whose server tier is not valid is broken here, with the field named, not at its
         // first escalated sample.
-        manifest.oip_tier()?;
-        // Browsers fetch device models whole, by sha256: only the large model may be in parts.
-        if let Some((model, _)) = manifest.models.iter().find(|(n, m)| n.as_str() != SERVER_MODEL && m.parts.is_some())
+        let worker_model = manifest.worker_model()?;
+        manifest.model(&worker_model)?;
+        // Browsers fetch device models whole, by sha256: only the Worker's model may be in parts.
+        if let Some((model, _)) = manifest.models.iter().find(|(n, m)| n.as_str() != worker_model && m.parts.is_some())
         {
             return Err(crate::error::Error::ManifestInvalid {
                 field: format!("models.{model}.parts"),
-                reason: format!("only the `{SERVER_MODEL}` model, which stays in the Worker, may be stored in parts"),
+                reason: format!("only the `{worker_model}` model, which stays in the Worker, may be stored in parts"),
             });
         }
-        Ok(ModelSet { name: name.into(), manifest, manifest_json: manifest_json.into() })
+        Ok(ModelSet { name: name.into(), manifest, manifest_json: manifest_json.into(), worker_model })
     }
 
     /// The set's name.
@@ -104,10 +106,15 @@ impl ModelSet {
         self.manifest.input_len().max(features)
     }
 
-    /// The large model's file, relative to the set's directory.
-    pub fn server_model_file(&self) -> &str {
+    /// The manifest's model the Worker runs on offloaded samples: `large`, or `oip.worker_model`.
+    pub fn worker_model(&self) -> &str {
+        &self.worker_model
+    }
+
+    /// The Worker's model's file, relative to the set's directory.
+    pub fn worker_model_file(&self) -> &str {
         // `new` checked that the model exists.
-        self.manifest.models.get(SERVER_MODEL).map_or("", |m| m.file.as_str())
+        self.manifest.models.get(&self.worker_model).map_or("", |m| m.file.as_str())
     }
 
     /// The files browsers may fetch, by an allow-list of roles ([`DEVICE_ROLES`]): the device model
@@ -172,11 +179,12 @@ impl ModelSet {
     }
 
     /// Every file the Worker reads for this set, relative to its directory: the device files, the
-    /// large model (or its parts) and the split tail (checked to exist when the set is listed).
+    /// Worker's model (or its parts) and the split tail (checked to exist when the set is listed).
+    /// A three-tier set's `large` model runs on the server: its file need not be deployed.
     pub fn asset_files(&self) -> Vec<&str> {
         let mut files: Vec<&str> = self.device_files().into_iter().map(|(_, f)| f).collect();
-        // `new` checked that the large model exists.
-        files.extend(self.manifest.models.get(SERVER_MODEL).map(ModelEntry::stored_files).unwrap_or_default());
+        // `new` checked that the Worker's model exists.
+        files.extend(self.manifest.models.get(&self.worker_model).map(ModelEntry::stored_files).unwrap_or_default());
         if let Some(sp) = &self.manifest.split {
             files.push(&sp.tail.file);
         }
@@ -216,7 +224,7 @@ impl ModelSet {
 
     /// The set as `GET /v1/models` lists it.
     pub fn info(&self) -> ModelSetInfo {
-        let large = self.manifest.models.get(SERVER_MODEL).map(|m| m.id(SERVER_MODEL)).unwrap_or_default();
+        let large = self.manifest.models.get(&self.worker_model).map(|m| m.id(&self.worker_model)).unwrap_or_default();
         ModelSetInfo {
             name: self.name.clone(),
             classes: self.manifest.classes.clone(),

@@ -28,8 +28,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::manifest::{Escalate, Manifest, OipDatatype, OipFallback, OipTier, OutputKind};
-use crate::policy::{DecisionPolicy, ScoreRule, ThresholdPolicy};
+use crate::manifest::{Manifest, OipDatatype, OipFallback, OipTier, OutputKind};
+use crate::policy::{DecisionPolicy, ThresholdPolicy};
 use crate::protocol::{ApiError, ClassifyResponse, ErrorCode, Tier, TierWhy};
 use crate::runtime::Preprocessor;
 
@@ -235,13 +235,7 @@ impl ServerTier {
     /// Whether the Worker's answer goes on to the server: the manifest's `escalate` rule on its
     /// probabilities (the device policies' rule: sent when the score is `<= threshold`).
     pub fn escalates(&self, worker: &ClassifyResponse) -> Result<bool, ApiError> {
-        let rule = match self.tier.escalate {
-            Escalate::Always => return Ok(true),
-            Escalate::MaxProb { threshold } => ThresholdPolicy { rule: ScoreRule::MaxProb, threshold },
-            Escalate::Margin { threshold } => ThresholdPolicy { rule: ScoreRule::Margin, threshold },
-            Escalate::Entropy { threshold } => ThresholdPolicy { rule: ScoreRule::Entropy, threshold },
-        };
-        let mut policy = rule;
+        let Some(mut policy) = ThresholdPolicy::escalation(&self.tier.escalate) else { return Ok(true) };
         let decision = policy
             .decide(&worker.probs)
             .map_err(|e| ApiError::internal("the Worker's model gave an invalid answer", e))?;
@@ -303,6 +297,17 @@ impl ServerTier {
             headers.push(("Content-Type", "application/json".into()));
             header.into_bytes()
         };
+        // The manifest's bound keeps every sample within the cap; this holds the line if it did not.
+        if body.len() > self.tier.max_request_bytes {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!(
+                    "the request to the server is {} bytes, over oip.max_request_bytes {}",
+                    body.len(),
+                    self.tier.max_request_bytes
+                ),
+            ));
+        }
         Ok(UpstreamRequest { method: "POST", url: format!("{}/infer", self.model_path()), headers, body })
     }
 
@@ -533,6 +538,22 @@ mod tests {
         }
         m.oip = None;
         assert!(ServerTier::new(&m, None, None).unwrap().is_none());
+    }
+
+    #[test]
+    fn requests_stay_within_the_bound_and_the_cap() {
+        for (datatype, binary) in [("UINT8", false), ("UINT8", true), ("FP32", false), ("FP32", true)] {
+            let mut t = tier(|o| {
+                o["datatype"] = datatype.into();
+                o["binary"] = binary.into();
+            });
+            let r = t.infer_request(&PIXELS, "req-123").unwrap();
+            assert!(r.body.len() <= t.config().request_bound(PIXELS.len()), "{datatype} binary={binary}");
+            // Were the cap below the request (the manifest's check keeps it above), it is not sent.
+            t.tier.max_request_bytes = r.body.len() - 1;
+            let e = t.infer_request(&PIXELS, "req-123").unwrap_err();
+            assert_eq!((e.code, e.status()), (ErrorCode::PayloadTooLarge, 413));
+        }
     }
 
     #[test]
