@@ -22,7 +22,7 @@ OIP_VENV ?= $(HOME)/.cache/hiedge/oip-venv
 
 .PHONY: help deps tools data rust-targets build wasm worker test lint lint-rust lint-ts test-rust bench-size test-fuzz-corpus \
         test-browser test-worker test-oip oip-server test-hostile test-npm test-e2e www eval calibrate bench bench-streams bench-native bench-client bench-worker \
-        demo models fuzz mnist-data eval-mnist models-mnist models-zoo bench-zoo bench-zoo-hi bench-zoo-full
+        demo models fuzz mnist-data eval-mnist models-mnist models-zoo bench-zoo bench-zoo-hi bench-zoo-full bench-tiers
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -134,9 +134,9 @@ bench-size: tools ## client wasm size levers: one build each (scripts/size-lever
 	scripts/size-levers.sh
 	node scripts/bench-size.mjs
 
-test-bench: worker wasm ## the benchmark harnesses run on a handful of samples (not a benchmark), checked against hiedge eval
+test-bench: worker wasm oip-server ## the benchmark harnesses run on a handful of samples (not a benchmark), checked against hiedge eval
 	cargo build -q -p hiedge-cli
-	HIEDGE=$(CARGO_TARGET_DIR)/debug/hiedge node tests/bench/harness.test.mjs
+	HIEDGE=$(CARGO_TARGET_DIR)/debug/hiedge HIEDGE_OIP_PYTHON=$(OIP_VENV)/bin/python node tests/bench/harness.test.mjs
 
 eval: data build ## print the HI trade-off table on the 10,000 test images, and three tiers (tiny -> mid -> large)
 	$(HIEDGE) eval --tiers tiny,mid,large
@@ -153,13 +153,17 @@ eval-mnist: mnist-data build ## the HI trade-off table of the MNIST set on its 2
 
 # The grid's real-size rows run the full-size pair (exported once when PYTHON has torchvision, as
 # make bench-zoo-full does), else the committed width-reduced 224x224 set, which the report names.
-bench: data build worker wasm ## devices x networks x methods in headless Chromium against the Worker, cold starts, HI at 224x224 RGB (~60 min); writes bench/results.{md,json}, the README grid, docs/bench-tradeoff.png
+bench: data build worker wasm oip-server ## devices x networks x methods in headless Chromium against the Worker, cold starts, HI at 224x224 RGB, three tiers (~70 min); writes bench/results.{md,json}, bench/tiers.md, the README grid, docs/bench-tradeoff.png
 	if [ ! -f $(ZOO_FULL)/manifest.json ] && $(PYTHON) -c "import torchvision" 2>/dev/null; then \
 	  $(PYTHON) models/train/zoo_architectures.py --hiedge $(HIEDGE) --pair $(ZOO_FULL); fi
 	if [ -f $(ZOO_FULL)/manifest.json ]; then set=$(ZOO_FULL); rows=bench/zoo-full-hi; else set=models/zoo-rgb; rows=bench/zoo-hi; \
 	  echo "no full-size pair in $(ZOO_FULL) (PYTHON=$(PYTHON) has no torchvision): the real-size rows run $$set"; fi; \
 	node scripts/bench-zoo-hi.mjs --models $$set --out $$rows.md && \
-	node scripts/bench.mjs --hiedge $(HIEDGE) --out bench --real-size $$rows.json $(BENCH_ARGS)
+	HIEDGE_OIP_PYTHON=$(OIP_VENV)/bin/python node scripts/bench-tiers.mjs --hiedge $(HIEDGE) --out bench/tiers.md && \
+	node scripts/bench.mjs --hiedge $(HIEDGE) --out bench --real-size $$rows.json --tiers bench/tiers.json $(BENCH_ARGS)
+
+bench-tiers: data build worker wasm oip-server ## three tiers (tiny on the device -> mid in the Worker -> large on a KServe server) against two, devices x networks in headless Chromium; writes bench/tiers.{md,json}
+	HIEDGE_OIP_PYTHON=$(OIP_VENV)/bin/python node scripts/bench-tiers.mjs --hiedge $(HIEDGE) --out bench/tiers.md $(BENCH_ARGS)
 
 bench-streams: data worker wasm ## split inference under load: arrivals at fixed rates on a CPU-throttled page; writes bench/streams.{md,json}
 	node scripts/bench-streams.mjs --n $${BENCH_N:-1000} --out bench

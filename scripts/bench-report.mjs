@@ -3,7 +3,7 @@
 // Chart.js in headless Chromium). Called by scripts/bench.mjs after a run; run it by hand to
 // regenerate all three from a results.json:
 //   node scripts/bench-report.mjs [bench/results.json] [--readme README.md|none] [--chart docs/bench-tradeoff.png|none]
-//     [--real-size bench/zoo-full-hi.json|keep|none]
+//     [--real-size bench/zoo-full-hi.json|keep|none] [--tiers bench/tiers.json|keep|none]
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -70,7 +70,63 @@ export function renderGrid(json, { chartPath = null } = {}) {
     }
   }
   if (json.realSize) md += `\n${renderRealSizeGrid(json.realSize)}`;
+  if (json.tiers) md += `\n${renderTiersGrid(json.tiers)}`;
   if (chartPath) md += `\n![Mean latency vs accuracy per method, one panel per device class](${chartPath})\n`;
+  return md;
+}
+
+/** The three-tier rows of the grid, from a `make bench-tiers` record. */
+export function renderTiersGrid(t) {
+  const devices = [...new Set(t.cells.map((c) => c.device))];
+  const networks = [...new Set(t.cells.map((c) => c.network))];
+  const cell = (d, n) => t.cells.find((c) => c.device === d && c.network === n);
+  const check = (m) => t.checks.find((c) => c.method === m)?.browser;
+  const [two, three] = [check("HI, two tiers"), check("HI, three tiers")];
+  const n = t.plan.checkImages;
+  let md = `**Three tiers vs two: change in mean latency** (negative = three tiers faster; 95% paired-bootstrap interval; `;
+  md += `\`make bench-tiers\`, ${t.date.slice(0, 10)}, ${t.machine}). Both run the device's tiny model at the same calibrated threshold; `;
+  md += `two tiers answer every offload with the Worker's large model, three tiers with the Worker's mid model, which sends `;
+  md += `what it is unsure of (max_prob <= ${t.escalate.threshold.toFixed(4)}, fitted by \`hiedge calibrate --tiers\`) on to the large model `;
+  md += `on an Open Inference Protocol server (${t.server}). On ${n} test images: two tiers ${pct(two.correct / n, 2)} accuracy, `;
+  md += `${pct(two.toWorker / n)} to the Worker; three tiers ${pct(three.correct / n, 2)}, ${pct(three.toWorker / n)} to the Worker and `;
+  md += `${pct(three.toServer / n)} on to the server.\n\n`;
+  md += `| device \\ network | ${networks.join(" | ")} |\n|---|${networks.map(() => "---:").join("|")}|\n`;
+  for (const d of devices) md += `| ${device(d)} | ${networks.map((x) => change(cell(d, x)?.comparisons.threeVsTwo)).join(" | ")} |\n`;
+  return md;
+}
+
+/** `make bench-tiers`' page (bench/tiers.md) from its record. */
+export function renderTiers(t) {
+  const n = t.plan.checkImages;
+  let md = `# Three tiers: device -> Worker -> inference server (\`make bench-tiers\`)\n\n`;
+  md += `Command: \`${t.command}\`, ${t.date}. Machine: ${t.machine}. Browser: ${t.chromium}. The Worker under \`wrangler dev\` `;
+  md += `(workerd) and the server on the same machine. Set: \`${t.set}\`: tiny ${t.models.tiny.params} parameters on the device, `;
+  md += `mid ${t.models.mid.params} in the Worker (three tiers), large ${t.models.large.params} in the Worker (two tiers) or on the server (three tiers).\n\n`;
+  md += `- **Device**: the tiny model, policy ${t.devicePolicy} (the manifest's calibration), for both HI methods.\n`;
+  md += `- **Worker -> server** (three tiers): the mid model sends a sample on when its max_prob <= ${t.escalate.threshold.toFixed(4)} `;
+  md += t.escalate.fitted ? `(fitted by \`hiedge calibrate --tiers tiny,mid,large\` on the calibration images before the run).\n` : `(given on the command line).\n`;
+  md += `- **Server**: ${t.server}; ${t.serverRequests} inference requests in this run. A GPU server elsewhere would compute faster and add a network round trip.\n\n`;
+  md += `## Where samples were answered, and how well\n\nThe first ${n} test images, unthrottled, loopback; in brackets \`hiedge eval --tiers tiny,mid,large\` `;
+  md += `natively on the same images (tolerance: ${t.checks[0]?.tolerance ?? "-"} of them).\n\n`;
+  md += `| method | to the Worker | on to the server | accuracy | fallbacks |\n|---|---:|---:|---:|---:|\n`;
+  for (const c of t.checks) {
+    const b = c.browser, e = c.hiedgeEval;
+    md += `| ${c.method} | ${pct(b.toWorker / n)} (${pct(e.toWorker / n)}) | ${pct(b.toServer / n)} (${pct(e.toServer / n)}) | `;
+    md += `${pct(b.correct / n, 2)} (${pct(e.correct / n, 2)}) | ${b.fallbacks} |\n`;
+  }
+  md += `\n## Latency per sample\n\nMean and median ms around \`await classify()\` (95% intervals: bootstrap for means, order statistics for medians); `;
+  md += `changes in mean latency with a 95% paired-bootstrap interval (negative = faster). ${t.plan.samples} samples per method per cell, `;
+  md += `blocks of ${t.plan.block}, methods in a seeded random order (seed ${t.plan.seed}) on the same images.\n\n`;
+  md += `| device, network | large-on-device | HI, two tiers | HI, three tiers | three vs two tiers | three tiers vs large-on-device | to the server (three tiers) |\n`;
+  md += `|---|---:|---:|---:|---:|---:|---:|\n`;
+  const cellText = (s) => `${ms(s.meanMs)}${ci(s.meanCi, ms)}; median ${ms(s.medianMs)}`;
+  for (const c of t.cells) {
+    const m = c.methods;
+    md += `| ${device(c.device)}, ${NETWORK_NAMES[c.network] ?? c.network} | ${cellText(m["large-on-device"])} | ${cellText(m["HI, two tiers"])} | `;
+    md += `${cellText(m["HI, three tiers"])} | ${change(c.comparisons.threeVsTwo)} | ${change(c.comparisons.threeVsLarge)} | ${pct(m["HI, three tiers"].toServer)} |\n`;
+  }
+  md += `\nDevices: CPU throttling by \`Emulation.setCPUThrottlingRate\`; networks: \`Network.emulateNetworkConditions\` on the page's `;
+  md += `fetches to the Worker (tests/support/conditions.mjs). The hop from the Worker to the server is not emulated.\n`;
   return md;
 }
 
@@ -246,6 +302,11 @@ export function renderResults(json) {
     md += `before the grid above. Its page, with every method's mean and median in every cell:\n\n`;
     md += renderZooHi(z).replace(/^# [^\n]*\n\n/, "").replace(/^### /gm, "### Real size: ");
   }
+  if (json.tiers) {
+    md += `\n## Three tiers: every cell\n\nThe grid's three-tier rows come from \`${json.tiers.command}\` (${json.tiers.date}), run by \`make bench\` `;
+    md += `before the grid above:\n\n`;
+    md += renderTiers(json.tiers).replace(/^# [^\n]*\n\n/, "").replace(/^## /gm, "### Three tiers: ");
+  }
   md += `\nSplit inference under load (arrival rates, admission): \`make bench-streams\`, [streams.md](streams.md).\n`;
   return md;
 }
@@ -285,8 +346,8 @@ export async function writeReport(json, { out, readme = null, chart = null }) {
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   const { values, positionals } = readArgs({
     usage: "node scripts/bench-report.mjs [RESULTS_JSON] [--readme README.md|none] [--chart docs/bench-tradeoff.png|none] " +
-      "[--real-size ZOO_HI_JSON|keep|none]",
-    flags: { readme: "README.md", chart: "docs/bench-tradeoff.png", "real-size": "keep" },
+      "[--real-size ZOO_HI_JSON|keep|none] [--tiers TIERS_JSON|keep|none]",
+    flags: { readme: "README.md", chart: "docs/bench-tradeoff.png", "real-size": "keep", tiers: "keep" },
     positionals: [0, 1],
   });
   const file = resolve(positionals[0] ?? join(repo, "bench/results.json"));
@@ -297,8 +358,14 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   if (realSize !== "keep") {
     if (realSize === "none") delete json.realSize;
     else json.realSize = JSON.parse(readFileSync(resolve(realSize), "utf8"));
-    writeFileSync(file, JSON.stringify(json) + "\n");
   }
+  // --tiers: the same for a `make bench-tiers` record (the grid's three-tier rows).
+  const tiers = String(values.tiers);
+  if (tiers !== "keep") {
+    if (tiers === "none") delete json.tiers;
+    else json.tiers = JSON.parse(readFileSync(resolve(tiers), "utf8"));
+  }
+  if (realSize !== "keep" || tiers !== "keep") writeFileSync(file, JSON.stringify(json) + "\n");
   await writeReport(json, {
     out: dirname(file), readme: readme === "none" ? null : resolve(repo, readme), chart: chart === "none" ? null : resolve(repo, chart),
   });

@@ -22,8 +22,11 @@
 //   [--cold-networks loopback,broadband,4g,slow-4g,3g] [--cold-reps 2,3g=1] [--models models/fashion-mnist]
 //   [--data $FASHION_MNIST_DIR] [--hiedge target/release/hiedge] [--seed 20261124] [--out bench]
 //   [--readme README.md|none] [--chart docs/bench-tradeoff.png|none] [--real-size bench/zoo-full-hi.json|none]
+//   [--tiers bench/tiers.json|none]
 // --real-size: a record written by scripts/bench-zoo-hi.mjs (HI at 224x224 RGB against the Worker),
 // embedded in results.json as the grid's real-size rows (`make bench` runs that benchmark first).
+// --tiers: a record written by scripts/bench-tiers.mjs (three tiers against two), embedded the same
+// way as the grid's three-tier rows.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, homedir } from "node:os";
@@ -40,13 +43,13 @@ const repo = resolve(import.meta.dirname, "..");
 const { values: args } = readArgs({
   usage: "node scripts/bench.mjs [--devices 1,4,6] [--networks LIST] [--samples SPEC] [--block N] [--check-n all|N] " +
     "[--cold-devices LIST] [--cold-networks LIST] [--cold-reps SPEC] [--models DIR] [--data DIR] [--hiedge BIN] " +
-    "[--seed N] [--out DIR] [--readme FILE|none] [--chart FILE|none] [--real-size FILE|none]",
+    "[--seed N] [--out DIR] [--readme FILE|none] [--chart FILE|none] [--real-size FILE|none] [--tiers FILE|none]",
   flags: {
     devices: "1,4,6", networks: "loopback,broadband,4g,slow-4g,3g", samples: "200,slow-4g=120,3g=60", block: "20",
     "check-n": "all", "cold-devices": "1,6", "cold-networks": "loopback,broadband,4g,slow-4g,3g", "cold-reps": "2,3g=1",
     models: "models/fashion-mnist", data: process.env.FASHION_MNIST_DIR ?? "/usr/share/datasets/fashion-mnist",
     hiedge: join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME ?? homedir(), ".cache/hiedge/target"), "release/hiedge"),
-    seed: "20261124", out: "bench", readme: "README.md", chart: "docs/bench-tradeoff.png", "real-size": "none",
+    seed: "20261124", out: "bench", readme: "README.md", chart: "docs/bench-tradeoff.png", "real-size": "none", tiers: "none",
   },
 });
 /** A flag's value (every flag has a default). */
@@ -81,6 +84,7 @@ const chart = arg("chart");
 const realSizeFile = arg("real-size");
 // Read before the run: a missing or broken record fails now, not after the grid's 40 minutes.
 const realSize = realSizeFile === "none" ? undefined : JSON.parse(readFileSync(resolve(repo, realSizeFile), "utf8"));
+const tiers = arg("tiers") === "none" ? undefined : JSON.parse(readFileSync(resolve(repo, arg("tiers")), "utf8"));
 for (const n of [...networks, ...coldNetworks]) if (!(n in NETWORKS)) throw new Error(`unknown network ${n}: use ${Object.keys(NETWORKS).join(", ")}`);
 for (const d of [...devices, ...coldDevices]) if (!(d >= 1)) throw new Error(`--devices: CPU throttling rates >= 1, not ${d}`);
 if (!(blockSize >= 1)) throw new Error("--block must be >= 1");
@@ -318,7 +322,7 @@ const json = {
     operatingPoints: info.policies, checkImages: checkN,
   },
   accuracy, accuracyImages: checkN, checks: results.checks, profile: results.profile, cells: results.cells, cold: results.cold,
-  realSize,
+  realSize, tiers,
 };
 mkdirSync(out, { recursive: true });
 writeFileSync(join(out, "results.json"), JSON.stringify(json) + "\n");

@@ -1,7 +1,8 @@
 // The benchmark harnesses run end to end on a handful of samples (measuring nothing worth
 // reporting at this size): scripts/bench.mjs on two device classes and one emulated network, its
 // rows' accuracy and offload checked against `hiedge eval` on the same images, its report, README
-// grid (with the real-size rows of scripts/bench-zoo-hi.mjs, run first) and chart; then
+// grid (with the real-size rows of scripts/bench-zoo-hi.mjs and the three-tier rows of
+// scripts/bench-tiers.mjs, run first) and chart; then
 // scripts/bench-streams.mjs.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -44,9 +45,30 @@ assert.ok(Math.abs(hiZoo.ratio - hiZoo.mean / largeZoo.mean) <= 1e-9, "ratio of 
 const ratioText = `${fixed(hiZoo.ratio, 2)} [${fixed(hiZoo.interval[0], 2)}, ${fixed(hiZoo.interval[1], 2)}]`;
 assert.equal(zooRow("HI 34% (webp:80)")[6], ratioText);
 
+// Three tiers against two (scripts/bench-tiers.mjs), as make bench runs it before the grid: the real
+// Worker in front of a real KServe server. Its own check fails unless where each sample was
+// answered (device, Worker, server) and how well match `hiedge eval --tiers` on the same images; a
+// Worker threshold that sends some samples on is given (fitting it is `hiedge calibrate`'s, tested
+// in cli/tests/eval.rs).
+const tiersMd = join(out, "tiers.md");
+execFileSync("node", ["scripts/bench-tiers.mjs", "--devices", "1", "--networks", "broadband", "--samples", "10", "--block", "5",
+  "--check-n", String(N), "--escalate", "0.9", "--hiedge", hiedge, "--out", tiersMd], { cwd: repo, stdio: "inherit" });
+const tiers = JSON.parse(readFileSync(join(out, "tiers.json"), "utf8"));
+const tiersCheck = (m) => tiers.checks.find((c) => c.method === m).browser;
+assert.equal(tiersCheck("HI, two tiers").toServer, 0);
+assert.equal(tiersCheck("HI, three tiers").toWorker, tiersCheck("HI, two tiers").toWorker, "the same device decisions");
+assert.ok(tiersCheck("HI, three tiers").toServer > 0, "some samples went on to the server");
+assert.ok(tiers.serverRequests >= tiersCheck("HI, three tiers").toServer, `the server saw ${tiers.serverRequests} requests`);
+assert.deepEqual(tiers.cells.map((c) => [c.device, c.network, c.samples]), [[1, "broadband", 10]]);
+const tc = tiers.cells[0];
+// The change is 1 - the ratio of the two methods' mean times in the cell.
+const wantChange = 1 - tc.methods["HI, three tiers"].meanMs / tc.methods["HI, two tiers"].meanMs;
+assert.ok(Math.abs(tc.comparisons.threeVsTwo.reduction - wantChange) <= 1e-9, `${tc.comparisons.threeVsTwo.reduction} vs ${wantChange}`);
+assert.match(readFileSync(tiersMd, "utf8"), /\| HI, three tiers \| [\d.]+% \([\d.]+%\) \| [\d.]+% \([\d.]+%\) \|/);
+
 execFileSync("node", ["scripts/bench.mjs", "--devices", "1,4", "--networks", "broadband", "--samples", "20", "--block", "10", "--check-n", String(N),
   "--cold-devices", "1", "--cold-networks", "broadband", "--cold-reps", "1", "--hiedge", hiedge, "--out", out, "--readme", readme,
-  "--chart", join(out, "chart.png"), "--real-size", join(out, "zoo-hi.json")], { cwd: repo, stdio: "inherit" });
+  "--chart", join(out, "chart.png"), "--real-size", join(out, "zoo-hi.json"), "--tiers", join(out, "tiers.json")], { cwd: repo, stdio: "inherit" });
 const r = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
 
 // Accuracy and offload of the rows against `hiedge eval` on the same N images, read here on its own.
@@ -138,6 +160,13 @@ for (const [name, text] of [["README grid", grid], ["results.md", md]]) {
   assert.ok(text.includes(realRow), `${name} lacks "${realRow}"`);
 }
 assert.ok(md.includes("### Real size: desktop (1x), loopback"), "results.md lacks the real-size cell");
+// Its three-tier rows: the record's change in the README's grid and in results.md.
+assert.deepEqual(r.tiers, tiers);
+for (const [name, text] of [["README grid", grid], ["results.md", md]]) {
+  assert.ok(text.includes("**Three tiers vs two: change in mean latency**"), `${name} lacks the three-tier rows`);
+  assert.ok(text.includes("| desktop (1x) | "), `${name} lacks the three-tier row for desktop`);
+}
+assert.ok(md.includes("### Three tiers: Latency per sample"), "results.md lacks the three-tier cells");
 assert.ok(statSync(join(out, "chart.png")).size > 10_000, "chart image");
 
 // A model set the project was not built around: written by `hiedge import` here (an NHWC pair whose
