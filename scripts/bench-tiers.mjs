@@ -137,10 +137,10 @@ const expected = {
 // The inference server: a port of its own choosing, announced on stdout once it is ready.
 const token = randomBytes(16).toString("hex");
 const { scale, mean: normMean, std } = manifest.input.normalize;
-const oneValue = (v) => (Array.isArray(v) ? v[0] : v);
+const perChannel = (v) => [v].flat().join(",");
 const kserve = spawn(arg("python"), ["tests/oip/kserve_onnx.py", "--model-name", serverModel, "--onnx",
   join(setDir, manifest.models.large.source?.file ?? manifest.models.large.file), "--output-name", "logits", "--token", token,
-  "--scale", String(scale), "--mean", String(oneValue(normMean)), "--std", String(oneValue(std))],
+  "--scale", String(scale), "--mean", perChannel(normMean), "--std", perChannel(std)],
 { cwd: repo, detached: true, stdio: ["ignore", "pipe", "ignore"] });
 let serverRequests = 0;
 const serverUrl = await new Promise((ok, fail) => {

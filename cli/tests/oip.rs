@@ -15,9 +15,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use hiedge_cli::wrangler::WranglerDev;
+use hiedge_core::manifest::PerChannel;
 use hiedge_core::prob::{softmax, top2};
 use hiedge_core::protocol::{ClassifyResponse, ErrorCode, Tier, TierWhy};
-use hiedge_core::Manifest;
+use hiedge_core::runtime::image::{to_model_pixels, Image, PixelFormat};
+use hiedge_core::{Manifest, Model};
 use hiedge_eval::fixture::Fixture;
 use serde_json::{json, Value};
 use support::http::{assert_error, req, send, Resp};
@@ -37,17 +39,27 @@ struct OipServer {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// `0.5`, or `0.485,0.456,0.406`: a manifest's per-channel value as the server script takes it.
+fn per_channel(v: &PerChannel) -> String {
+    match v {
+        PerChannel::All(x) => x.to_string(),
+        PerChannel::Each(xs) => xs.iter().map(f32::to_string).collect::<Vec<_>>().join(","),
+    }
+}
+
 impl OipServer {
-    fn start(m: &Manifest) -> Self {
+    /// Serves `onnx` (relative to the repository) as `model`, its output named `logits`,
+    /// normalising UINT8 input as `m` says.
+    fn start(m: &Manifest, model: &str, onnx: &str) -> Self {
         let python = std::env::var("HIEDGE_OIP_PYTHON")
             .expect("HIEDGE_OIP_PYTHON names the Python with kserve and onnxruntime: run `make test-oip`");
         let norm = &m.input.normalize;
         let mut child = Command::new(python)
             .current_dir(repo())
             .arg("tests/oip/kserve_onnx.py")
-            .args(["--model-name", "fashion-large", "--onnx", "models/fashion-mnist/large.onnx"])
+            .args(["--model-name", model, "--onnx", onnx, "--output-name", "logits"])
             .args(["--token", SERVER_TOKEN, "--scale", &norm.scale.to_string()])
-            .args(["--mean", &norm.mean.get(0).to_string(), "--std", &norm.std.get(0).to_string()])
+            .args(["--mean", &per_channel(&norm.mean), "--std", &per_channel(&norm.std)])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)
@@ -158,7 +170,12 @@ fn answer_hostile(mut stream: TcpStream) {
 
 /// The committed Fashion-MNIST set copied as `name`, with `oip` in its manifest.
 fn write_set(assets: &Path, name: &str, oip: Value) {
-    let from = repo().join("models/fashion-mnist");
+    write_set_from(assets, "models/fashion-mnist", name, oip)
+}
+
+/// The committed set in `from` (relative to the repository) copied as `name`, with `oip`.
+fn write_set_from(assets: &Path, from: &str, name: &str, oip: Value) {
+    let from = repo().join(from);
     let to = assets.join(name);
     std::fs::create_dir_all(&to).unwrap();
     for entry in std::fs::read_dir(&from).unwrap() {
@@ -208,7 +225,7 @@ fn the_worker_cascades_to_a_real_oip_server_and_survives_a_broken_one() {
     // onnxruntime's own answers for the large and mid models (models/train wrote them with onnxruntime).
     let reference = |i: usize| softmax(fx.reference_logits("large", i).unwrap(), 1.0);
     let mid_reference = |i: usize| softmax(fx.reference_logits("mid", i).unwrap(), 1.0);
-    let mut server = OipServer::start(&m);
+    let mut server = OipServer::start(&m, "fashion-large", "models/fashion-mnist/large.onnx");
     let hostile = hostile_server();
     let host = |url: &str| url.trim_start_matches("http://").to_string();
     let secrets = [host(&server.url), host(&hostile), SERVER_TOKEN.to_string(), "hostile-secret".to_string()];
@@ -366,5 +383,74 @@ fn the_worker_cascades_to_a_real_oip_server_and_survives_a_broken_one() {
         "oip: hostile answers -> {} errors as JSON; server stopped: 10 of 10 answered by the Worker (fallback), \
          {answered} kept and {unavailable} answered 503 (on_failure: error)",
         hostile_cases.len()
+    );
+}
+
+/// At real size, in another layout: the committed 224x224 RGB set (models/zoo-rgb, NCHW, ImageNet's
+/// per-channel normalisation, random weights) with its large model on the server, fed three photos
+/// through hiedge-core's image conversion. As JSON with UINT8 pixels (the server normalises per
+/// channel) and as the binary extension with the Worker's FP32 values, the server's answers are
+/// those of native tract on the same model within 1e-3 (tract and onnxruntime); the photos' answers
+/// differ from each other by far more than that, so a sample sent in the wrong layout or order
+/// would not pass.
+#[test]
+#[ignore = "needs the built Worker, wrangler and the KServe environment: run by `make test-oip`"]
+fn a_224x224_rgb_set_reaches_the_server_in_its_layout() {
+    const RGB_TOLERANCE: f32 = 1e-3;
+    let repo = repo();
+    let dir = repo.join("models/zoo-rgb");
+    let m = Manifest::from_json(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let large = Model::load(&m, "large", &std::fs::read(dir.join(&m.model("large").unwrap().file)).unwrap()).unwrap();
+    let photos: Vec<Vec<u8>> = ["chelsea", "coffee", "astronaut"]
+        .iter()
+        .map(|name| {
+            let photo = hiedge_eval::dataset::open_image(&repo.join(format!("cli/tests/fixtures/photos/{name}.jpg")))
+                .unwrap()
+                .to_rgba8();
+            let img =
+                Image::new(photo.as_raw(), photo.width() as usize, photo.height() as usize, PixelFormat::Rgba).unwrap();
+            to_model_pixels(&img, &m.input).unwrap()
+        })
+        .collect();
+    let want: Vec<Vec<f32>> = photos.iter().map(|p| large.predict(p, 1.0).unwrap().probs).collect();
+    let spread = (0..want.len())
+        .flat_map(|a| (a + 1..want.len()).map(move |b| (a, b)))
+        .map(|(a, b)| max_diff(&want[a], &want[b]))
+        .fold(f32::INFINITY, f32::min);
+    assert!(spread > 20.0 * RGB_TOLERANCE, "the photos' answers are too alike to tell a layout apart: {spread}");
+
+    let server = OipServer::start(&m, "zoo-large", "models/zoo-rgb/large.onnx");
+    let tmp = tempfile::tempdir().unwrap();
+    let assets = tmp.path().join("assets");
+    for (name, datatype, binary) in [("zoo-json", "UINT8", false), ("zoo-binary", "FP32", true)] {
+        let oip = json!({"model": "zoo-large", "input_name": m.model("large").unwrap().input_name, "output_name": "logits",
+            "datatype": datatype, "binary": binary, "output": "logits", "escalate": {"kind": "always"},
+            "on_failure": "error", "timeout_ms": 30000, "token_secret": "OIP_TOKEN"});
+        write_set_from(&assets, "models/zoo-rgb", name, oip);
+    }
+    std::fs::copy(repo.join("models/.assetsignore"), assets.join(".assetsignore")).unwrap();
+    let vars = [
+        ("DEFAULT_MODEL_SET", "zoo-json"),
+        ("API_TOKEN", CLIENT_TOKEN),
+        ("OIP_URL", server.url.as_str()),
+        ("OIP_TOKEN", SERVER_TOKEN),
+    ];
+    let dev = WranglerDev::start_with_assets(&repo, &vars, Some(&assets)).unwrap();
+    let mut worst = 0.0f32;
+    for set in ["zoo-json", "zoo-binary"] {
+        for (i, pixels) in photos.iter().enumerate() {
+            let resp = classify(&dev.url, set, pixels);
+            assert_eq!(resp.status, 200, "{set} photo {i}: {}", resp.body);
+            let r = ClassifyResponse::from_json(&resp.body, m.classes.len()).unwrap();
+            assert_eq!((r.tier, r.model.as_str()), (Tier::Server, "oip:zoo-large"), "{set} photo {i}");
+            let diff = max_diff(&r.probs, &want[i]);
+            assert!(diff <= RGB_TOLERANCE, "{set} photo {i}: the server's answer is {diff} from native tract's");
+            worst = worst.max(diff);
+        }
+    }
+    assert_eq!(server.requests().len(), 6);
+    eprintln!(
+        "oip at 224x224 RGB (NCHW): 3 photos as UINT8 JSON and as FP32 binary, max |diff| to native tract {worst:e} \
+         (photos differ from each other by at least {spread:e})"
     );
 }

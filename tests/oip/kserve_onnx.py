@@ -7,7 +7,8 @@ runs an ONNX file with onnxruntime.
 
 It binds a loopback port of its own choosing (port 0) and prints one JSON line,
 `{"url": "http://127.0.0.1:PORT"}`, once it answers `/v2/health/ready`. It serves `FP32` input
-as is and normalises `UINT8` pixels with --scale/--mean/--std (what a preprocessing server does),
+as is and normalises `UINT8` pixels with --scale/--mean/--std (what a preprocessing server does;
+--mean and --std take one value, or one per channel of an NCHW input: `0.485,0.456,0.406`),
 answers as JSON or, where the request asks, with the binary tensor data extension. With --token,
 a request without `Authorization: Bearer TOKEN` is refused (400). Every request prints one line
 `{"event": "request", "authorization": "ok" | "missing" | "wrong", "headers": [...]}` with the
@@ -27,6 +28,12 @@ import onnxruntime as ort
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 from kserve.errors import InvalidInput
 from kserve.protocol.rest import server as rest
+
+
+def per_channel(values):
+    """`0.5` as a scalar; `0.485,0.456,0.406` shaped to broadcast over an NCHW tensor's channels."""
+    v = np.array([float(x) for x in values.split(",")], dtype=np.float32)
+    return v[0] if v.size == 1 else v.reshape(1, -1, 1, 1)
 
 
 class OnnxModel(Model):
@@ -52,7 +59,7 @@ class OnnxModel(Model):
         tensor = payload.inputs[0]
         x = tensor.as_numpy()
         if tensor.datatype == "UINT8":
-            x = (x.astype(np.float32) * self.args.scale - self.args.mean) / self.args.std
+            x = (x.astype(np.float32) * self.args.scale - per_channel(self.args.mean)) / per_channel(self.args.std)
         elif tensor.datatype != "FP32":
             raise InvalidInput(f"input datatype {tensor.datatype} is not UINT8 or FP32")
         (y,) = self.session.run([self.output], {self.input: x.astype(np.float32)})
@@ -75,8 +82,8 @@ def main():
     p.add_argument("--output-name", default=None, help="the output tensor's name (default: the ONNX output's)")
     p.add_argument("--token", default="")
     p.add_argument("--scale", type=float, default=1 / 255)
-    p.add_argument("--mean", type=float, default=0.0)
-    p.add_argument("--std", type=float, default=1.0)
+    p.add_argument("--mean", default="0", help="one value, or one per channel (NCHW), comma-separated")
+    p.add_argument("--std", default="1", help="one value, or one per channel (NCHW), comma-separated")
     args = p.parse_args()
 
     # The port: this process binds a loopback socket on port 0 (the kernel picks a free one) and
