@@ -185,8 +185,10 @@ bench-zoo-full: build worker wasm ## the full-size pair (torchvision MobileNetV3
 	node scripts/bench-zoo.mjs --models $(ZOO_FULL) --out bench/zoo-full.md
 	node scripts/bench-zoo-hi.mjs --models $(ZOO_FULL) --out bench/zoo-full-hi.md
 
-bench-worker: data build worker ## load-test the Worker under wrangler dev; writes bench/worker.md
+bench-worker: data build worker ## load-test the Worker under wrangler dev, workerd vs native tract; writes bench/worker.md (Fashion-MNIST) and bench/worker-zoo-rgb.md (224x224 RGB, the committed photos)
 	$(HIEDGE) bench-worker --out bench/worker.md
+	rm -rf test-results/zoo-photos && mkdir -p "test-results/zoo-photos/random 0" && cp cli/tests/fixtures/photos/*.jpg "test-results/zoo-photos/random 0/"
+	$(HIEDGE) bench-worker --models models/zoo-rgb --data test-results/zoo-photos --out bench/worker-zoo-rgb.md
 
 www: wasm ## build the demo page (Vite) into www/dist
 	scripts/build-www.sh

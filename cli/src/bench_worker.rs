@@ -1,8 +1,9 @@
 //! `hiedge bench-worker`: the Worker under `wrangler dev` on loopback, measured from outside.
 //!
 //! * throughput and latency at several concurrencies, each for a fixed duration;
-//! * the large model's inference time in workerd vs native tract on the same images in the same
-//!   run. workerd does not advance its clock during CPU work, so the Worker cannot time itself:
+//! * the Worker model's inference time in workerd vs native tract on the same samples in the
+//!   same run, for any set (`--models`; its route `/v1/models/<set>/classify`, samples from
+//!   `--data`: IDX files or a folder of class folders of images, converted to the set's input). workerd does not advance its clock during CPU work, so the Worker cannot time itself:
 //!   inference is estimated as median(classify latency) - median(`/v1/health` latency), the two
 //!   requests interleaved one by one over the same connection pool;
 //! * the built bundle's size, raw and gzip.
@@ -19,7 +20,7 @@ use hiedge_core::protocol::ClassifyResponse;
 use hiedge_eval::metrics::quantile;
 
 use crate::bench::{cpu_name, summarise, Summary};
-use crate::data::{test_split, ModelSet};
+use crate::data::{load_model, read_manifest, test_split};
 use crate::Paths;
 
 fn post(agent: &ureq::Agent, url: &str, pixels: &[u8]) -> Result<f64> {
@@ -126,23 +127,33 @@ pub fn run(
     pairs: usize,
     out: &Path,
 ) -> Result<()> {
-    let set = ModelSet::load(&paths.models)?;
-    let split = test_split(paths, &set.manifest, Some(1000))?;
+    let manifest = read_manifest(&paths.models)?;
+    // The model the Worker runs for this set (`large`, or a three-tier set's `oip.worker_model`),
+    // natively here, on the same samples.
+    let role = manifest.worker_model()?;
+    let worker_model = load_model(&paths.models, &manifest, &role)?;
+    let split = test_split(paths, &manifest, Some(1000))?;
     let images: Arc<Vec<Vec<u8>>> = Arc::new((0..split.len()).map(|i| split.image(i).to_vec()).collect());
+    if images.is_empty() {
+        bail!("{} holds no samples", paths.data.display());
+    }
     let repo = std::env::current_dir()?;
     let _dev;
     let base = match url {
         Some(u) => u.trim_end_matches('/').to_string(),
         None => {
-            eprintln!("starting wrangler dev...");
-            let dev = WranglerDev::start(&repo, &[])?;
+            // The set's own directory of sets is the Worker's assets; the set is its default.
+            let models = std::fs::canonicalize(&paths.models)?;
+            let assets = models.parent().context("the set's directory has no parent")?;
+            eprintln!("starting wrangler dev on the sets of {}...", assets.display());
+            let dev = WranglerDev::start_with_assets(&repo, &[("DEFAULT_MODEL_SET", &manifest.name)], Some(assets))?;
             let u = dev.url.clone();
             _dev = dev;
             u
         }
     };
     let agent = agent();
-    let classify_url = format!("{base}/v1/classify");
+    let classify_url = format!("{base}/v1/models/{}/classify", manifest.name);
     let health_url = format!("{base}/v1/health");
     eprintln!("warming up {base}...");
     for img in images.iter().take(50) {
@@ -157,11 +168,11 @@ pub fn run(
         health.push(get(&agent, &health_url)?);
         let (ms, body) = post_body(&agent, &classify_url, img)?;
         classify.push(ms);
-        let response = ClassifyResponse::from_json(&body, set.manifest.classes.len())
+        let response = ClassifyResponse::from_json(&body, manifest.classes.len())
             .map_err(|e| anyhow::anyhow!("bad classify response: {e}"))?;
         reported.extend(response.infer_ms);
         let t0 = Instant::now();
-        std::hint::black_box(set.large.predict(img, 1.0)?);
+        std::hint::black_box(worker_model.predict(img, 1.0)?);
         native.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     let n_reported = reported.len();
@@ -191,13 +202,16 @@ pub fn run(
 
     let mut md = String::from("# Worker benchmark (`hiedge bench-worker`)\n\n");
     md += &format!(
-        "The hiedge Worker (large model, {} params) under `wrangler dev` (workerd) on 127.0.0.1, driven from \
-         the same machine: {} ({} logical CPUs, shared, so client, proxy and workerd compete for the cores). \
-         Bodies are {}-byte Fashion-MNIST test images, round-robin over the first {}.\n\n",
-        set.manifest.model("large")?.params.unwrap_or(0),
+        "The hiedge Worker (set `{}`, its `{role}` model: {} params) under `wrangler dev` (workerd) on \
+         127.0.0.1, driven from the same machine: {} ({} logical CPUs, shared, so client, proxy and workerd \
+         compete for the cores). Bodies are {}-byte samples (input {:?}) of `{}`, round-robin over the first {}.\n\n",
+        manifest.name,
+        manifest.model(&role)?.params.unwrap_or(0),
         cpu_name(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        set.manifest.input_len(),
+        manifest.input_len(),
+        manifest.input.shape,
+        paths.data.display(),
         images.len()
     );
     md += "## Throughput and latency\n\n| concurrency | seconds | requests | errors | requests/s | p50 ms | p99 ms | mean ms |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n";
@@ -223,18 +237,20 @@ pub fn run(
         );
     }
     md += &format!(
-        "\n## Large-model inference: workerd vs native tract\n\n\
+        "\n## Worker-model inference: workerd vs native tract\n\n\
          Workers freeze their clock during CPU work, so a Worker cannot in general time its own inference. \
          Measured from outside instead, at concurrency 1 over {pairs} interleaved \
-         pairs: median `POST /v1/classify` latency minus median `GET /v1/health` latency (same route through \
+         pairs: median `POST /v1/models/<set>/classify` latency minus median `GET /v1/health` latency (same route through \
          wrangler's proxy, no inference). Native: the same images through the same hiedge-core code, \
          native tract, in this process, in the same loop.\n\n\
          | measure | median ms | p95 ms |\n|---|---:|---:|\n\
          | `GET /v1/health` round trip | {:.3} | {:.3} |\n\
-         | `POST /v1/classify` round trip | {:.3} | {:.3} |\n\
-         | native tract, large model | {:.3} | {:.3} |\n\n\
+         | `POST /v1/models/<set>/classify` round trip | {:.3} | {:.3} |\n\
+         | native tract, the Worker's model | {:.3} | {:.3} |\n\n\
          workerd inference (classify - health medians): **{workerd_infer:.3} ms**; native: **{:.3} ms**; \
-         ratio workerd / native: **{:.2}x** (goal <= 2x). The Workers Free plan allows 10 ms CPU per request.\n\n\
+         ratio workerd / native: **{:.2}x** (goal <= 2x). The Workers Free plan allows 10 ms CPU per request. \
+         The difference also holds what a classify request costs beyond a health check besides inference: \
+         sending, reading and checking its {}-byte body.\n\n\
          {reported_note}\n",
         h.median,
         h.p95,
@@ -243,7 +259,8 @@ pub fn run(
         n.median,
         n.p95,
         n.median,
-        workerd_infer / n.median
+        workerd_infer / n.median,
+        manifest.input_len()
     );
     md += &format!(
         "\n## Bundle\n\n| file | raw bytes | gzip -9 bytes |\n|---|---:|---:|\n\

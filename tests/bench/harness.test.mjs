@@ -192,6 +192,20 @@ assert.ok(Math.abs(t.accuracy["always-offload"].accuracy - tev.large_only_accura
 assert.ok(Math.abs(t.accuracy["tiny-only"].accuracy - tev.rows.find((x) => x.policy === "tiny-only").hi_accuracy) <= tolerance, "imported tiny-only");
 assert.deepEqual(t.cold[0].methods["always-offload"].answeredBy, ["worker"]);
 
+// hiedge bench-worker on a set the project was not trained around, at 224x224 RGB: its own route,
+// the committed photos as a folder of one class, the Worker's model natively beside it.
+const photos = join(out, "zoo-photos", "random 0");
+execFileSync("rm", ["-rf", join(out, "zoo-photos")]);
+mkdirSync(photos, { recursive: true });
+for (const p of ["chelsea", "coffee", "astronaut"]) copyFileSync(join(repo, `cli/tests/fixtures/photos/${p}.jpg`), join(photos, `${p}.jpg`));
+execFileSync(hiedge, ["bench-worker", "--models", "models/zoo-rgb", "--data", join(out, "zoo-photos"), "--concurrency", "1", "--seconds", "1",
+  "--pairs", "5", "--out", join(out, "worker-zoo.md")], { cwd: repo, stdio: "inherit" });
+const bw = readFileSync(join(out, "worker-zoo.md"), "utf8");
+assert.match(bw, /set `zoo-rgb`, its `large` model/);
+assert.match(bw, /Bodies are 150528-byte samples \(input \[1, 3, 224, 224\]\)/);
+assert.match(bw, /\| 1 \| [\d.]+ \| \d+ \| 0 \|/, "no errors at concurrency 1");
+assert.match(bw, /ratio workerd \/ native: \*\*\d+\.\d\dx\*\*/);
+
 // Streams (split inference under load): every method at every rate; every arrival processed or skipped.
 execFileSync("node", ["scripts/bench-streams.mjs", "--n", "12", "--stream-rates", "50,400", "--stream-n", "24", "--throttle", "4", "--out", out],
   { cwd: repo, stdio: "inherit" });
