@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use hiedge_core::manifest::{DecisionParams, Escalate, Manifest, OutputKind};
-use hiedge_core::policy::ScoreRule;
+use hiedge_core::policy::{ScoreRule, ThresholdPolicy};
 use hiedge_eval::calibrate::{fit_logistic_top2, fit_temperature, nll};
 use hiedge_eval::split::SplitSamples;
 use hiedge_eval::sweep::Samples;
@@ -203,15 +203,8 @@ fn fit_escalation(manifest: &mut Manifest, t: &ThreeTier, device_t: f32, roles: 
         }
     };
     let escalate = oip.as_ref().map(|o| o.escalate);
-    let (rule, with) = match escalate {
-        Some(Escalate::Margin { .. }) => {
-            (ScoreRule::Margin, (|threshold| Escalate::Margin { threshold }) as fn(f32) -> Escalate)
-        }
-        Some(Escalate::Entropy { .. }) => {
-            (ScoreRule::Entropy, (|threshold| Escalate::Entropy { threshold }) as fn(f32) -> Escalate)
-        }
-        _ => (ScoreRule::MaxProb, (|threshold| Escalate::MaxProb { threshold }) as fn(f32) -> Escalate),
-    };
+    // The manifest's threshold rule; `max_prob` without one (no `oip`, or `always`).
+    let rule = escalate.as_ref().and_then(ThresholdPolicy::escalation).map_or(ScoreRule::MaxProb, |p| p.rule);
     let [device, worker, server] = roles;
     let target = t.single_tier_accuracy(2) - max_drop / 100.0;
     let Some(fit) = t.fit_worker(device_t, &rule, target) else {
@@ -240,7 +233,7 @@ fn fit_escalation(manifest: &mut Manifest, t: &ThreeTier, device_t: f32, roles: 
             tier.worker_model.escape_debug()
         ),
         Some(tier) if escalate != Some(Escalate::Always) => {
-            tier.escalate = with(threshold);
+            tier.escalate = tier.escalate.with_threshold(threshold);
             manifest.oip = serde_json::to_value(tier).ok();
         }
         Some(_) => eprintln!("{:>14}: oip.escalate is `always`: left as it is", "escalate"),

@@ -134,7 +134,8 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
             );
         }
     }
-    let (loaded, worker_heap) = PeakAlloc::measure(|| worker_models(dir, manifest));
+    let role = manifest.worker_model()?;
+    let (loaded, worker_heap) = PeakAlloc::measure(|| worker_models(dir, manifest, &role));
     loaded?;
     if let Some(heap) = worker_heap {
         if heap > ISOLATE_MEMORY_BYTES {
@@ -142,7 +143,7 @@ pub fn check_set(dir: &Path, manifest: &Manifest) -> Result<SetNeeds> {
                 "the models the Worker loads (its `{}` model{}) took {} MB to load and run once, natively: more \
                  than the {} MB a Worker isolate may use ({LIMITS_PAGE}). Use a smaller model there, or run the large model on an inference server (the \
                  manifest's `oip`: three tiers, edge-worker/README.md)",
-                manifest.worker_model()?,
+                role,
                 if manifest.split.is_some() { " and the split tail" } else { "" },
                 mb(heap),
                 mb(ISOLATE_MEMORY_BYTES)
@@ -193,13 +194,12 @@ pub fn store_large_in_parts(dir: &Path, manifest: &mut Manifest) -> Result<Vec<S
     Ok(parts)
 }
 
-/// Loads what the Worker loads (its model, `large` or a three-tier set's `oip.worker_model`, and
-/// the split tail), from the set's files, and runs each once on a blank sample; both stay alive
-/// together, as they may in one isolate.
-fn worker_models(dir: &Path, manifest: &Manifest) -> Result<()> {
+/// Loads what the Worker loads (its model `role`, `large` or a three-tier set's
+/// `oip.worker_model`, and the split tail), from the set's files, and runs each once on a blank
+/// sample; both stay alive together, as they may in one isolate.
+fn worker_models(dir: &Path, manifest: &Manifest, role: &str) -> Result<()> {
     let read = |file: &str| std::fs::read(dir.join(file)).with_context(|| format!("cannot read {file}"));
-    let role = manifest.worker_model()?;
-    let large = Model::load(manifest, &role, &hiedge_eval::compile::read_model(dir, manifest, &role)?)?;
+    let large = Model::load(manifest, role, &hiedge_eval::compile::read_model(dir, manifest, role)?)?;
     large.logits(&vec![0u8; manifest.input_len()])?;
     let tail = match &manifest.split {
         Some(sp) => {

@@ -369,16 +369,13 @@ fn server_hop(env: &Env, loaded: &LoadedSet) -> std::result::Result<Option<Rc<Se
     if let Some(hop) = loaded.server.borrow().clone() {
         return Ok(Some(hop));
     }
-    let name = loaded.set.name();
-    let Some(oip) = loaded.set.manifest().oip_tier().map_err(|e| core_server::broken_set(name, e))? else {
-        return Ok(None);
-    };
+    // Read and checked with the set's manifest (ModelSet::new).
+    let Some(oip) = loaded.set.oip() else { return Ok(None) };
     // Variables and secrets both read as plain strings.
     let setting = |name: &str| env.var(name).ok().map(|v| v.to_string());
     let token = oip.token_secret.as_deref().and_then(setting);
-    let Some(tier) = ServerTier::new(loaded.set.manifest(), setting(&oip.url_var).as_deref(), token.as_deref())? else {
-        return Ok(None);
-    };
+    let url = setting(&oip.url_var);
+    let tier = ServerTier::new(loaded.set.manifest(), oip.clone(), url.as_deref(), token.as_deref())?;
     let hop = Rc::new(ServerHop { tier, readiness: Cell::new(Readiness::default()) });
     Ok(Some(loaded.server.borrow_mut().get_or_insert(hop).clone()))
 }

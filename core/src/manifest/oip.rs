@@ -143,6 +143,18 @@ pub enum Escalate {
     Always,
 }
 
+impl Escalate {
+    /// The same rule at `threshold`; `always` has no threshold and stays as it is.
+    pub fn with_threshold(self, threshold: f32) -> Escalate {
+        match self {
+            Escalate::MaxProb { .. } => Escalate::MaxProb { threshold },
+            Escalate::Margin { .. } => Escalate::Margin { threshold },
+            Escalate::Entropy { .. } => Escalate::Entropy { threshold },
+            Escalate::Always => Escalate::Always,
+        }
+    }
+}
+
 /// What answers a sample the server should have answered but could not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -299,6 +311,14 @@ mod tests {
         // Absent, the Worker runs `large`, as a two-tier set does.
         let t = Manifest::from_json(&with_oip(oip())).unwrap().oip_tier().unwrap().unwrap();
         assert_eq!((t.worker_model.as_str(), t.max_request_bytes), ("large", DEFAULT_OIP_REQUEST_BYTES));
+    }
+
+    #[test]
+    fn a_rule_keeps_its_kind_at_a_new_threshold() {
+        assert_eq!(Escalate::MaxProb { threshold: 0.5 }.with_threshold(0.7), Escalate::MaxProb { threshold: 0.7 });
+        assert_eq!(Escalate::Margin { threshold: 0.5 }.with_threshold(0.2), Escalate::Margin { threshold: 0.2 });
+        assert_eq!(Escalate::Entropy { threshold: 0.5 }.with_threshold(0.3), Escalate::Entropy { threshold: 0.3 });
+        assert_eq!(Escalate::Always.with_threshold(0.3), Escalate::Always);
     }
 
     #[test]

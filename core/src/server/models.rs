@@ -1,7 +1,7 @@
 //! A deployment's model sets as the Worker serves them: the set index, each set's manifest and the
 //! files browsers may fetch (device roles only), the large model's service and the split tail's.
 
-use crate::manifest::{Manifest, ModelEntry};
+use crate::manifest::{Manifest, ModelEntry, OipTier};
 use crate::protocol::{
     self, ApiError, BrokenSet, ClassifyResponse, DeviceFile, ErrorCode, HealthResponse, ModelSetInfo, ModelSetList,
     SampleEncoding, Tier,
@@ -51,6 +51,9 @@ pub struct ModelSet {
     name: String,
     manifest: Manifest,
     manifest_json: String,
+    /// The manifest's `oip`, read once here.
+    oip: Option<OipTier>,
+    /// The model the Worker runs: `oip.worker_model`, else `large`.
     worker_model: String,
 }
 
@@ -67,7 +70,8 @@ impl ModelSet {
         }
         // A set whose server tier is not valid is broken here, with the field named, not at its
         // first escalated sample.
-        let worker_model = manifest.worker_model()?;
+        let oip = manifest.oip_tier()?;
+        let worker_model = oip.as_ref().map_or(SERVER_MODEL, |t| t.worker_model.as_str()).to_string();
         manifest.model(&worker_model)?;
         // Browsers fetch device models whole, by sha256: only the Worker's model may be in parts.
         if let Some((model, _)) = manifest.models.iter().find(|(n, m)| n.as_str() != worker_model && m.parts.is_some())
@@ -77,7 +81,7 @@ impl ModelSet {
                 reason: format!("only the `{worker_model}` model, which stays in the Worker, may be stored in parts"),
             });
         }
-        Ok(ModelSet { name: name.into(), manifest, manifest_json: manifest_json.into(), worker_model })
+        Ok(ModelSet { name: name.into(), manifest, manifest_json: manifest_json.into(), oip, worker_model })
     }
 
     /// The set's name.
@@ -104,6 +108,11 @@ impl ModelSet {
             .as_ref()
             .map_or(0, |sp| protocol::FEATURES_HEADER_LEN + sp.feature_shape.iter().product::<usize>());
         self.manifest.input_len().max(features)
+    }
+
+    /// The set's server tier, the manifest's `oip` (checked by [`ModelSet::new`]); `None` without one.
+    pub fn oip(&self) -> Option<&OipTier> {
+        self.oip.as_ref()
     }
 
     /// The manifest's model the Worker runs on offloaded samples: `large`, or `oip.worker_model`.

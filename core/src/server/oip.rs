@@ -17,7 +17,8 @@
 //! #   "oip":{"model":"big","input_name":"x","output_name":"y","datatype":"UINT8","output":"probabilities",
 //! #          "escalate":{"kind":"max_prob","threshold":0.9}}}"#;
 //! let manifest = hiedge_core::Manifest::from_json(json).unwrap();
-//! let tier = ServerTier::new(&manifest, Some("http://10.0.0.7:8080"), None).unwrap().unwrap();
+//! let oip = manifest.oip_tier().unwrap().unwrap();
+//! let tier = ServerTier::new(&manifest, oip, Some("http://10.0.0.7:8080"), None).unwrap();
 //! let call = tier.infer_request(&[0, 255], "1").unwrap();
 //! assert_eq!(call.url, "http://10.0.0.7:8080/v2/models/big/infer");
 //! let answer = br#"{"model_name":"big","outputs":[{"name":"y","shape":[1,2],"datatype":"FP32","data":[0.25,0.75]}]}"#;
@@ -183,11 +184,11 @@ fn base_url(raw: &str, var: &str) -> Result<String, ApiError> {
 }
 
 impl ServerTier {
-    /// The set's server tier (`None` when its manifest has no `oip`), with the value of the
-    /// variable its `url_var` names and of the secret its `token_secret` names. A missing or bad
-    /// setting is a `500` whose detail names the setting, never its value.
-    pub fn new(manifest: &Manifest, url: Option<&str>, token: Option<&str>) -> Result<Option<Self>, ApiError> {
-        let Some(tier) = manifest.oip_tier().map_err(misconfigured)? else { return Ok(None) };
+    /// The server tier `tier` (the manifest's `oip`, read once by [`Manifest::oip_tier`], as
+    /// [`ModelSet::oip`](super::ModelSet::oip) keeps it), with the value of the variable its
+    /// `url_var` names and of the secret its `token_secret` names. A missing or bad setting is a
+    /// `500` whose detail names the setting, never its value.
+    pub fn new(manifest: &Manifest, tier: OipTier, url: Option<&str>, token: Option<&str>) -> Result<Self, ApiError> {
         let url = url.ok_or_else(|| misconfigured(format!("the Worker variable {} is not set", tier.url_var)))?;
         let base = base_url(url, &tier.url_var)?;
         let token = match (&tier.token_secret, token.map(str::trim)) {
@@ -198,14 +199,14 @@ impl ServerTier {
             }
             (Some(_), Some(t)) => Some(t.to_string()),
         };
-        Ok(Some(ServerTier {
+        Ok(ServerTier {
             shape: manifest.input.shape.clone(),
             classes: manifest.classes.len(),
             pre: Preprocessor::new(manifest),
             tier,
             base,
             token,
-        }))
+        })
     }
 
     /// The manifest's `oip`.
@@ -500,8 +501,13 @@ mod tests {
         Manifest::from_json(&v.to_string()).unwrap()
     }
 
+    /// The server tier of `m`'s `oip` with `url` and `token` as the Worker's settings.
+    fn server_tier(m: &Manifest, url: Option<&str>, token: Option<&str>) -> Result<ServerTier, ApiError> {
+        ServerTier::new(m, m.oip_tier().unwrap().unwrap(), url, token)
+    }
+
     fn tier(f: impl FnOnce(&mut Value)) -> ServerTier {
-        ServerTier::new(&manifest(f), Some("https://gpu.internal:8443/kserve/"), Some("s3cret")).unwrap().unwrap()
+        server_tier(&manifest(f), Some("https://gpu.internal:8443/kserve/"), Some("s3cret")).unwrap()
     }
 
     /// Pixels 0..12 interleaved RGB: pixel k has channels (3k, 3k+1, 3k+2).
@@ -519,7 +525,7 @@ mod tests {
     #[test]
     fn a_set_without_oip_has_no_server_tier_and_settings_are_checked() {
         let mut m = manifest(|_| {});
-        let err = |url: Option<&str>, token: Option<&str>| ServerTier::new(&m, url, token).unwrap_err();
+        let err = |url: Option<&str>, token: Option<&str>| server_tier(&m, url, token).unwrap_err();
         for (url, token, names) in [
             (None, Some("t"), "variable OIP_URL is not set"),
             (Some("ftp://x"), Some("t"), "OIP_URL is not an http(s) URL"),
@@ -537,7 +543,7 @@ mod tests {
             assert!(!e.message.contains("pw") && !e.detail.as_deref().unwrap().contains("pw"));
         }
         m.oip = None;
-        assert!(ServerTier::new(&m, None, None).unwrap().is_none());
+        assert!(crate::server::ModelSet::new("t", &m.to_json_pretty().unwrap()).unwrap().oip().is_none());
     }
 
     #[test]
@@ -615,7 +621,7 @@ mod tests {
         let m = manifest(|o| {
             o.as_object_mut().unwrap().remove("token_secret");
         });
-        let t = ServerTier::new(&m, Some("http://x"), Some("ignored")).unwrap().unwrap();
+        let t = server_tier(&m, Some("http://x"), Some("ignored")).unwrap();
         assert!(t.infer_request(&PIXELS, "1").unwrap().headers.iter().all(|(k, _)| *k != "Authorization"));
         let [health, model] = t.ready_requests();
         assert_eq!(
