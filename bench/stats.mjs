@@ -67,6 +67,19 @@ export function seededRandom(seed) {
 }
 
 /**
+ * The benchmarks' sample schedule: the indices 0..count-1 in one order shuffled by `random`, handed
+ * out `n` at a time and round again after the last, so every index is used once before any twice.
+ * @param {number} count
+ * @param {() => number} random
+ * @returns {(n: number) => number[]}
+ */
+export function sampleSchedule(count, random) {
+  const order = shuffled([...Array(count).keys()], random);
+  let next = 0;
+  return (n) => Array.from({ length: n }, () => order[next++ % count]);
+}
+
+/**
  * A shuffled copy of `items` (Fisher-Yates with `random`).
  * @template T
  * @param {T[]} items

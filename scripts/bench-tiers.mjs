@@ -37,7 +37,7 @@ import { randomBytes } from "node:crypto";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { emulateDevice, emulateNetwork, NETWORK_NAMES } from "../tests/support/conditions.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
-import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
+import { bootstrapInterval, mean, medianInterval, quantile, sampleSchedule, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";
 import { renderTiers } from "./bench-report.mjs";
 
@@ -201,9 +201,7 @@ try {
   if (problems.length) throw new Error(`the browser's answers differ from hiedge eval (tolerance ${tolerance} images): ${problems.join("; ")}`);
 
   const random = seededRandom(seed);
-  const order = shuffled([...Array(count).keys()], random);
-  let next = 0;
-  const take = (n) => Array.from({ length: n }, () => order[next++ % count]);
+  const take = sampleSchedule(count, random);
   for (const rate of devices) {
     await emulateDevice(cdp, rate);
     for (const network of networks) {

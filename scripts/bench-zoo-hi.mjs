@@ -25,7 +25,7 @@ import { gzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { emulateDevice, emulateNetwork, NETWORK_NAMES } from "../tests/support/conditions.mjs";
 import { startWorkerForSet } from "../tests/support/wrangler.mjs";
-import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
+import { bootstrapInterval, mean, medianInterval, quantile, sampleSchedule, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";
 import { renderZooHi } from "./bench-report.mjs";
 
@@ -67,9 +67,7 @@ try {
   });
   console.log(`thresholds (offloading ${JSON.stringify(info.offloadedAtThreshold)} of ${info.samples}): ${JSON.stringify(info.thresholds)}`);
   const random = seededRandom(Number(values.seed));
-  const order = shuffled([...Array(n).keys()], random);
-  let next = 0;
-  const take = (k) => Array.from({ length: k }, () => order[next++ % n]);
+  const take = sampleSchedule(n, random);
   for (const rate of devices) {
     await emulateDevice(cdp, rate);
     for (const network of networks) {

@@ -35,7 +35,7 @@ import { gunzipSync } from "node:zlib";
 import { launchChromium, serveStatic } from "../tests/support/browser.mjs";
 import { DEVICES, emulateDevice, emulateNetwork, NETWORKS } from "../tests/support/conditions.mjs";
 import { startWorker } from "../tests/support/wrangler.mjs";
-import { bootstrapInterval, mean, medianInterval, quantile, seededRandom, shuffled } from "../bench/stats.mjs";
+import { bootstrapInterval, mean, medianInterval, quantile, sampleSchedule, seededRandom, shuffled } from "../bench/stats.mjs";
 import { readArgs } from "./args.mjs";
 import { writeReport } from "./bench-report.mjs";
 
@@ -191,9 +191,7 @@ try {
   // The grid: every device class x network; in each cell, rounds of one block per method in a
   // seeded random order, the same images for every method within a round.
   const random = seededRandom(seed);
-  const order = shuffled([...Array(count).keys()], random);
-  let next = 0;
-  const take = (n) => Array.from({ length: n }, () => order[next++ % count]);
+  const take = sampleSchedule(count, random);
   for (const rate of devices) {
     await emulateDevice(cdp, rate);
     for (const network of networks) {

@@ -193,6 +193,20 @@ fn write_set_from(assets: &Path, from: &str, name: &str, oip: Value) {
     std::fs::write(to.join("manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
 }
 
+/// The Worker under `wrangler dev` serving the sets in `assets` (the default `default_set`), with
+/// the client's token, `server` as `OIP_URL`, the Worker's token for it as `OIP_TOKEN`, and `more`.
+fn start_worker(assets: &Path, default_set: &str, server: &OipServer, more: &[(&str, &str)]) -> WranglerDev {
+    std::fs::copy(repo().join("models/.assetsignore"), assets.join(".assetsignore")).unwrap();
+    let mut vars = vec![
+        ("DEFAULT_MODEL_SET", default_set),
+        ("API_TOKEN", CLIENT_TOKEN),
+        ("OIP_URL", server.url.as_str()),
+        ("OIP_TOKEN", SERVER_TOKEN),
+    ];
+    vars.extend_from_slice(more);
+    WranglerDev::start_with_assets(&repo(), &vars, Some(assets)).unwrap()
+}
+
 fn classify(base: &str, set: &str, pixels: &[u8]) -> Resp {
     let r = req("POST", &format!("/v1/models/{set}/classify"))
         .header("Authorization", &format!("Bearer {CLIENT_TOKEN}"))
@@ -264,16 +278,7 @@ fn the_worker_cascades_to_a_real_oip_server_and_survives_a_broken_one() {
         write_set(&assets, &format!("bad-{model}"), bad(model, "error"));
     }
     write_set(&assets, "bad-fallback", bad("junk", "worker"));
-    std::fs::copy(repo.join("models/.assetsignore"), assets.join(".assetsignore")).unwrap();
-
-    let vars = [
-        ("DEFAULT_MODEL_SET", "tier3-json"),
-        ("API_TOKEN", CLIENT_TOKEN),
-        ("OIP_URL", server.url.as_str()),
-        ("OIP_TOKEN", SERVER_TOKEN),
-        ("HOSTILE_URL", hostile.as_str()),
-    ];
-    let dev = WranglerDev::start_with_assets(&repo, &vars, Some(&assets)).unwrap();
+    let dev = start_worker(&assets, "tier3-json", &server, &[("HOSTILE_URL", hostile.as_str())]);
     let base = dev.url.as_str();
 
     // The manifest a browser downloads names the variable and the secret, never their values.
@@ -428,14 +433,7 @@ fn a_224x224_rgb_set_reaches_the_server_in_its_layout() {
             "on_failure": "error", "timeout_ms": 30000, "token_secret": "OIP_TOKEN"});
         write_set_from(&assets, "models/zoo-rgb", name, oip);
     }
-    std::fs::copy(repo.join("models/.assetsignore"), assets.join(".assetsignore")).unwrap();
-    let vars = [
-        ("DEFAULT_MODEL_SET", "zoo-json"),
-        ("API_TOKEN", CLIENT_TOKEN),
-        ("OIP_URL", server.url.as_str()),
-        ("OIP_TOKEN", SERVER_TOKEN),
-    ];
-    let dev = WranglerDev::start_with_assets(&repo, &vars, Some(&assets)).unwrap();
+    let dev = start_worker(&assets, "zoo-json", &server, &[]);
     let mut worst = 0.0f32;
     for set in ["zoo-json", "zoo-binary"] {
         for (i, pixels) in photos.iter().enumerate() {
