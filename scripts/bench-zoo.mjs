@@ -39,6 +39,10 @@ const models = committed
 /** What each timed runtime is: its page (ort thread count) and the runner on it. */
 const THREADED = "onnxruntime-web (2 threads)";
 const median = (v) => quantile(v, 0.5);
+/** Runs of each model in its per-operation profile. */
+const PROFILE_RUNS = 30;
+/** Operation kinds listed per model in the profile table (the rest summed in one row). */
+const PROFILE_KINDS = 8;
 
 const server = await serveStatic(repo);
 const browser = await launchChromium();
@@ -91,6 +95,21 @@ try {
     }
   }
   await single.cdp.send("Emulation.setCPUThrottlingRate", { rate: 1 });
+  // Where hiedge's time goes, at 1x after the timing: HiClient.profile per model (every
+  // operation timed with performance.now(), so the timer's own cost is in it), summed by the
+  // operation's kind.
+  const profiles = {};
+  for (const model of Object.keys(models)) {
+    const { ops, preprocessMs } = await single.page.evaluate((a) => window.profile(a), { model, runs: PROFILE_RUNS });
+    const kinds = new Map();
+    for (const { op, ms } of ops) {
+      const kind = kinds.get(op) ?? { op, ms: 0, nodes: 0 };
+      kind.ms += ms;
+      kind.nodes += 1;
+      kinds.set(op, kind);
+    }
+    profiles[model] = { kinds: [...kinds.values()].sort((a, b) => b.ms - a.ms), total: ops.reduce((a, o) => a + o.ms, 0), preprocessMs };
+  }
   const f = (x, d = 1) => x.toFixed(d);
   const cpu = cpus();
   let md = `# Real-size models in the browser: hiedge vs onnxruntime-web (\`make bench-zoo\`)\n\n`;
@@ -117,6 +136,24 @@ try {
   md += `\`numThreads = 2\` (its thread pool runs in Web Workers); timed at 1x only, because Chromium's CPU throttling `;
   md += `slows a page's main thread and not its Workers. hiedge runs one thread (its threaded build is issue 31).`;
   md += threaded ? `\n` : ` This run had no second page: the page was not cross-origin isolated or the browser reported one core.\n`;
+  md += `\n## Where hiedge's time goes (1x)\n\n`;
+  md += `\`HiClient.profile\` on the same sample after the timing, ${PROFILE_RUNS} runs per model: every operation of the `;
+  md += `optimised plan timed with performance.now() (the timer's own cost included), summed by tract's name for the `;
+  md += `operation after optimisation (\`Hiedge*\`: hiedge's own kernels); preprocessing (pixels to the normalised input) `;
+  md += `timed apart, by \`classifyLocal\`.\n\n`;
+  md += `| model | operation | nodes | ms per run | share of the plan |\n|---|---|---:|---:|---:|\n`;
+  for (const [model, p] of Object.entries(profiles)) {
+    const shown = p.kinds.slice(0, PROFILE_KINDS);
+    const rest = p.kinds.slice(PROFILE_KINDS);
+    const pct = (ms) => `${f((100 * ms) / p.total, 1)}%`;
+    for (const k of shown) md += `| ${models[model]} | ${k.op} | ${k.nodes} | ${f(k.ms, 3)} | ${pct(k.ms)} |\n`;
+    if (rest.length) {
+      const ms = rest.reduce((a, k) => a + k.ms, 0);
+      md += `| ${models[model]} | (${rest.length} other kinds) | ${rest.reduce((a, k) => a + k.nodes, 0)} | ${f(ms, 3)} | ${pct(ms)} |\n`;
+    }
+    md += `| ${models[model]} | **the plan** | ${p.kinds.reduce((a, k) => a + k.nodes, 0)} | ${f(p.total, 3)} | 100% |\n`;
+    md += `| ${models[model]} | preprocessing (not in the plan) | | ${f(p.preprocessMs, 3)} | |\n`;
+  }
   md += committed
     ? `\nOnly these two width-reduced architectures are committed (\`models/train/zoo_fixtures.py\`); the full-size pair `
       + `(torchvision's MobileNetV3-small and EfficientNet-B0, exported with PyTorch) is timed by \`make bench-zoo-full\` into `
