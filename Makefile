@@ -62,8 +62,8 @@ lint: lint-rust lint-ts ## rustfmt check, clippy -D warnings for native and wasm
 lint-rust: rust-targets ## rustfmt --check; clippy -D warnings natively and for wasm32 (client and its loader build, Worker, core with and without tract); vendored tract-nnef = upstream + patch
 	cargo fmt --all --check
 	scripts/check-vendor.sh
-	cargo clippy -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
-	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib -- -D warnings
+	cargo clippy -p hiedge-kernels -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz --all-targets -- -D warnings
+	cargo clippy --target wasm32-unknown-unknown -p hiedge-kernels -p hiedge-core --lib -- -D warnings
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-wasm -p hiedge-worker --all-targets -- -D warnings
 	@# The package's loader build: hiedge-wasm without `device`, hiedge-core without `runtime` (no tract).
 	cargo clippy --target wasm32-unknown-unknown -p hiedge-core --lib --no-default-features --features ts -- -D warnings
@@ -96,7 +96,7 @@ lint-ts: wasm ## type-check the demo page (strict), the package's JS entry and e
 	node_modules/.bin/tsc --noEmit -p tsconfig.scripts.json
 
 test-rust: data tools ## native unit, parity, session/service, CLI and fuzz-corpus tests; fails if none ran
-	scripts/cargo-test-counted.sh -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz
+	scripts/cargo-test-counted.sh -p hiedge-kernels -p hiedge-core -p hiedge-eval -p hiedge-cli -p hiedge-fuzz
 
 test-fuzz-corpus: ## replay the committed fuzz corpus (stable, seconds; part of test-rust)
 	scripts/cargo-test-counted.sh -p hiedge-fuzz

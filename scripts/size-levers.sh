@@ -64,7 +64,12 @@ CFG[z-linalg3-data3]="opt-level='z' package.tract-linalg.opt-level=3 package.tra
 CFG[z-linalg3-wo3]="opt-level='z' package.tract-linalg.opt-level=3" ; OPT[z-linalg3-wo3]="-O3"
 # client: Cargo.toml's own profile `client`, the one `make wasm` ships (as z-kernels3-cgu1 says it).
 CFG[client]="profile client (Cargo.toml)" ; OPT[client]="-Oz"
-ALL=(client release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# client-*: the profile `client` with these package settings on top (every other setting as it is).
+# client-core-z: hiedge-core at 'z' rather than 's'; client-core-3: at 3, as before the kernels
+# had their own crate (hiedge-kernels).
+CFG[client-core-z]="package.hiedge-core.opt-level='z'" ; OPT[client-core-z]="-Oz"
+CFG[client-core-3]="package.hiedge-core.opt-level=3" ; OPT[client-core-3]="-Oz"
+ALL=(client client-core-z client-core-3 release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
@@ -73,6 +78,9 @@ for lever in "${LEVERS[@]}"; do
   [ -n "${OPT[$lever]+x}" ] || { echo "unknown lever $lever (known: ${ALL[*]})" >&2; exit 2; }
   if [ "$lever" = client ]; then
     profile=client; args=()   # Cargo.toml's profile as it is, no --config
+  elif [[ $lever == client-* ]]; then
+    profile=client; args=()   # Cargo.toml's profile with the lever's settings on top
+    for kv in ${CFG[$lever]}; do args+=(--config "profile.client.${kv%%=*}=${kv#*=}"); done
   else
     profile=lever
     args=(--config 'profile.lever.inherits="release"')

@@ -17,7 +17,8 @@
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
-use crate::runtime::model::{optimised_plan, Plan, RunState};
+use crate::runtime::kernels::RunState;
+use crate::runtime::model::{optimised_plan, Plan};
 use crate::runtime::preprocess::Preprocessor;
 use crate::runtime::verify::verify;
 

@@ -9,7 +9,7 @@ pub mod decode;
 pub mod early_exit;
 pub mod image;
 #[cfg(feature = "runtime")]
-pub mod kernels;
+pub use hiedge_kernels as kernels;
 #[cfg(feature = "runtime")]
 pub mod model;
 #[cfg(feature = "runtime")]

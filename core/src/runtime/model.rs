@@ -5,19 +5,17 @@
 //! needs only tract's core, which keeps the browser client and the Worker small; builds with the
 //! `onnx` feature (the native tools) also read ONNX files directly.
 
-use std::sync::{Arc, Mutex};
-
 use tract_nnef::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, OutputKind};
 use crate::prob::{argmax, softmax};
-use crate::runtime::kernels::use_fast_kernels;
+use crate::runtime::kernels::{use_fast_kernels, RunState};
 use crate::runtime::preprocess::Preprocessor;
 use crate::runtime::reader::read;
 use crate::runtime::verify::verify;
 
-pub(crate) type Plan = Arc<TypedRunnableModel>;
+pub(crate) type Plan = hiedge_kernels::Plan;
 
 /// A classifier ready to run: the optimised plan plus the manifest's preprocessing.
 #[derive(Debug, Clone)]
@@ -29,44 +27,6 @@ pub struct Model {
     num_classes: usize,
     id: String,
     state: RunState,
-}
-
-/// The plan's run state, kept from one run to the next: tract's `SimplePlan::run` builds a new one
-/// (every node's slots and operator states) per call, which was a visible part of the tiny model's
-/// time in the browser. Kept only for plans whose operators hold no state between runs (every
-/// classifier the reader loads); a plan with a stateful operator gets a fresh state per run, as
-/// with `SimplePlan::run`. A clone of the model starts without one.
-#[derive(Debug, Default)]
-pub(crate) struct RunState(Mutex<Option<TypedSimpleState>>);
-
-impl Clone for RunState {
-    fn clone(&self) -> Self {
-        RunState::default()
-    }
-}
-
-impl RunState {
-    /// Runs `plan` on one f32 input of `shape`; every output as a flat `Vec<f32>`.
-    pub(crate) fn outputs(&self, plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
-        run_f32(shape, input, |inputs| self.run(plan, inputs))
-    }
-
-    /// Runs `plan` on `inputs` with the kept state (or a new one), keeping it afterwards if no
-    /// operator holds state.
-    fn run(&self, plan: &Plan, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        // The state is out of the slot (and the lock released) while it runs, and goes back only
-        // after a run that succeeded: a failed or panicking run leaves no half-run state behind.
-        let kept = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        let mut state = match kept {
-            Some(state) => state,
-            None => TypedSimpleState::new(plan)?,
-        };
-        let outputs = state.run(inputs)?;
-        if state.op_states.iter().all(Option::is_none) {
-            *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
-        }
-        Ok(outputs)
-    }
 }
 
 /// One classification by one model.
@@ -385,18 +345,7 @@ pub(crate) fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
 /// reference the checks compare against.
 #[cfg(any(test, feature = "onnx"))]
 pub(crate) fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
-    run_f32(shape, input, |inputs| plan.run(inputs))
-}
-
-/// One f32 input of `shape` through `run`; every output as a flat `Vec<f32>`.
-fn run_f32(
-    shape: &[usize],
-    input: &[f32],
-    run: impl FnOnce(TVec<TValue>) -> TractResult<TVec<TValue>>,
-) -> Result<Vec<Vec<f32>>> {
-    let tensor = Tensor::from_shape(shape, input)?;
-    let outputs = run(tvec!(tensor.into_tvalue()))?;
-    outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
+    Ok(hiedge_kernels::run_f32(shape, input, |inputs| plan.run(inputs))?)
 }
 
 #[cfg(test)]
@@ -444,10 +393,10 @@ mod tests {
         // A fresh state for each image (tract's own per-call run) is the reference.
         let fresh = |px: &[u8]| run_plan(&model.plan, &model.shape, &model.pre.run(px).unwrap()).unwrap().remove(0);
         let first = model.logits(a).unwrap();
-        assert!(model.state.0.lock().unwrap().is_some(), "the classifier's state is kept");
+        assert!(model.state.is_kept(), "the classifier's state is kept");
         let (second, third) = (model.logits(b).unwrap(), model.logits(a).unwrap());
         let copy = model.clone();
-        assert!(copy.state.0.lock().unwrap().is_none(), "a clone starts with its own state");
+        assert!(!copy.state.is_kept(), "a clone starts with its own state");
         assert_eq!((first.clone(), second, third), (fresh(a), fresh(b), first));
         assert_eq!(copy.logits(b).unwrap(), fresh(b));
     }

@@ -11,10 +11,10 @@ use crate::manifest::{InputSpec, Layout, Manifest, Normalize};
 /// data); for an `NCHW` model they are reordered to planes.
 ///
 /// A pixel is a `u8`, so each channel has 256 possible inputs: the preprocessor works out
-/// [`Normalize::apply`] for all of them once, and a sample is then a table lookup per value (the
-/// same bits as the formula, a fraction of its time: one division per value, and a channel's mean
-/// and std looked up per value, were 15% of a 224x224 RGB model's time in the browser,
-/// bench/zoo.md).
+/// [`Normalize::apply`] for all of them once, and a sample is then a table lookup per value
+/// ([`hiedge_kernels::lookup_pixels`]): the same bits as the formula, a fraction of its time (one
+/// division per value, and a channel's mean and std looked up per value, were 15% of a 224x224
+/// RGB model's time in the browser, bench/zoo.md).
 ///
 /// ```
 /// # let manifest = hiedge_core::Manifest::from_json(r#"{"schema_version":1,"name":"d",
@@ -60,49 +60,20 @@ impl Preprocessor {
 
     /// Normalised input values in the model's layout.
     pub fn run(&self, pixels: &[u8]) -> Result<Vec<f32>> {
-        // (A `[f32; 256]` indexed by a u8 needs no bounds check.)
-        self.in_layout(pixels, |channel| {
-            let values = &self.table[channel];
-            move |p: u8| values[usize::from(p)]
-        })
+        self.check_len(pixels.len())?;
+        Ok(hiedge_kernels::lookup_pixels(pixels, &self.table, self.layout == Layout::Nchw))
     }
 
     /// The pixels themselves in the model's layout (planes for `NCHW`), for a model that takes
     /// `u8` input as it is (an Open Inference Protocol server's `UINT8` tensor).
     pub fn pixels_in_layout(&self, pixels: &[u8]) -> Result<Vec<u8>> {
-        self.in_layout(pixels, |_| |p| p)
-    }
-
-    /// Every interleaved pixel mapped by its channel's function (`per_channel(channel)`), placed
-    /// where the model's layout puts it.
-    fn in_layout<T, F>(&self, pixels: &[u8], per_channel: impl Fn(usize) -> F) -> Result<Vec<T>>
-    where
-        F: Fn(u8) -> T,
-    {
         self.check_len(pixels.len())?;
         let c = self.chw.0;
-        let maps: Vec<F> = (0..c).map(&per_channel).collect();
-        let mut out = Vec::with_capacity(pixels.len());
-        if c == 0 {
-            return Ok(out); // no 4-D shape, no pixels (check_len let only an empty sample through)
+        if self.layout == Layout::Nhwc || c <= 1 {
+            return Ok(pixels.to_vec());
         }
-        match (self.layout, maps.as_slice()) {
-            // One channel: the same order either way.
-            (_, [map]) => out.extend(pixels.iter().map(|&p| map(p))),
-            // Interleaved, as the pixels are.
-            (Layout::Nhwc, _) => {
-                for pixel in pixels.chunks_exact(c) {
-                    out.extend(pixel.iter().zip(&maps).map(|(&p, map)| map(p)));
-                }
-            }
-            // One plane per channel: channel `ch` is every c-th value from offset `ch`.
-            (Layout::Nchw, _) => {
-                for (ch, map) in maps.iter().enumerate() {
-                    out.extend(pixels.iter().skip(ch).step_by(c).map(|&p| map(p)));
-                }
-            }
-        }
-        Ok(out)
+        // One plane per channel: channel `ch` is every c-th value from offset `ch`.
+        Ok((0..c).flat_map(|ch| pixels.iter().skip(ch).step_by(c).copied()).collect())
     }
 }
 

@@ -122,8 +122,8 @@ super::f32_kernel_op!(SumPool2d, "HiedgeSumPool", pool);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::kernels::test_support::{one_op_plan, pool_spec, run, values_with_ties};
-    use crate::runtime::model::Plan;
+    use crate::test_support::Plan;
+    use crate::test_support::{one_op_plan, pool_spec, run, values_with_ties};
     use tract_nnef::tract_core::ops::cnn::{PaddingSpec, SumPool};
     use tract_nnef::tract_core::ops::nn::DataFormat;
 

@@ -1,4 +1,9 @@
-//! Kernels hiedge puts in place of tract's where tract is slow in the browser.
+//! hiedge-kernels: the kernels hiedge puts in place of tract's where tract is slow in the browser.
+//!
+//! hiedge-core's compute layer, in its own crate (as tract-linalg is tract's) so that the browser
+//! client can build it for speed and the rest of hiedge-core (manifests, policies, the session,
+//! serde code) for size: Cargo sets optimisation per crate (Cargo.toml's profile `client`,
+//! bench/size.md). hiedge-core re-exports it as `hiedge_core::runtime::kernels`.
 //!
 //! Each replaces one kind of optimised tract node wherever it computes exactly the same values,
 //! and leaves every other node to tract:
@@ -10,7 +15,10 @@
 //! - [`SumPool2d`]: the f32 sum or average pool over whole windows (no padding), which tract runs
 //!   through its generic patch scanner in tract-core.
 //!
-//! [`use_fast_kernels`] does the swapping, once, after tract's optimisation.
+//! [`use_fast_kernels`] does the swapping, once, after tract's optimisation. Beside them, the two
+//! other loops every inference goes through: [`lookup_pixels`] (preprocessing: pixels to the
+//! model's input values by a table per channel) and [`RunState`] (running the plan with a kept
+//! state).
 
 /// tract's operator traits for a kernel type with one f32 input and one f32 output: the type has
 /// `output_shape: TVec<usize>`, a method `$apply(&self, input: &[f32]) -> TractResult<Vec<f32>>`
@@ -64,9 +72,19 @@ macro_rules! f32_kernel_op {
 }
 use f32_kernel_op;
 
+/// The README's example, compiled and run by `cargo test --doc`.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
+mod lookup;
 mod max_pool;
 mod pad;
+mod run_state;
 mod sum_pool;
+
+pub use lookup::lookup_pixels;
+pub use run_state::{run_f32, Plan, RunState};
 
 pub use max_pool::MaxPool2x2;
 pub use pad::ConstantPad;
@@ -110,7 +128,6 @@ pub fn use_fast_kernels(model: &mut TypedModel) -> TractResult<usize> {
 #[cfg(test)]
 mod test_support {
     use super::use_fast_kernels;
-    use crate::runtime::model::{run_plan, seeded_values, Plan};
     use tract_nnef::internal::*;
     use tract_nnef::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
     use tract_nnef::tract_core::ops::nn::DataFormat;
@@ -157,5 +174,24 @@ mod test_support {
     /// The plan's first output on `x`.
     pub fn run(plan: &Plan, shape: &[usize], x: &[f32]) -> Vec<f32> {
         run_plan(plan, shape, x).unwrap().remove(0)
+    }
+
+    pub use crate::Plan;
+
+    /// Runs a plan on one f32 input of `shape` with a fresh state, as tract's `SimplePlan::run`
+    /// does; every output as a flat `Vec<f32>`.
+    pub fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> TractResult<Vec<Vec<f32>>> {
+        crate::run_f32(shape, input, |inputs| plan.run(inputs))
+    }
+
+    /// `len` pseudo-random values in [-2, 2) from a linear congruential generator at `seed` (left
+    /// where the next call continues), as hiedge-core's model checks draw them.
+    pub fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
+        (0..len)
+            .map(|_| {
+                *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (*seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
     }
 }

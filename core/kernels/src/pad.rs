@@ -116,8 +116,8 @@ super::f32_kernel_op!(ConstantPad, "HiedgeConstantPad", pad);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::kernels::test_support::one_op_plan;
-    use crate::runtime::model::{run_plan, seeded_values, Plan};
+    use crate::test_support::one_op_plan;
+    use crate::test_support::{run_plan, seeded_values, Plan};
 
     /// One pad as a model, optimised by tract, with or without hiedge's kernels.
     fn pad_model(shape: &[usize], pads: &[(usize, usize)], mode: PadMode, fast: bool) -> (Plan, usize) {
