@@ -84,7 +84,7 @@ mod run_state;
 mod sum_pool;
 
 pub use lookup::lookup_pixels;
-pub use run_state::{run_f32, Plan, RunState};
+pub use run_state::{run_f32, run_plan, seeded_values, Plan, RunState};
 
 pub use max_pool::MaxPool2x2;
 pub use pad::ConstantPad;
@@ -176,22 +176,5 @@ mod test_support {
         run_plan(plan, shape, x).unwrap().remove(0)
     }
 
-    pub use crate::Plan;
-
-    /// Runs a plan on one f32 input of `shape` with a fresh state, as tract's `SimplePlan::run`
-    /// does; every output as a flat `Vec<f32>`.
-    pub fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> TractResult<Vec<Vec<f32>>> {
-        crate::run_f32(shape, input, |inputs| plan.run(inputs))
-    }
-
-    /// `len` pseudo-random values in [-2, 2) from a linear congruential generator at `seed` (left
-    /// where the next call continues), as hiedge-core's model checks draw them.
-    pub fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
-        (0..len)
-            .map(|_| {
-                *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (*seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-            })
-            .collect()
-    }
+    pub use crate::{run_plan, seeded_values, Plan};
 }

@@ -61,3 +61,21 @@ pub fn run_f32(
     let outputs = run(tvec!(tensor.into_tvalue()))?;
     outputs.iter().map(|o| Ok(o.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())).collect()
 }
+
+/// Runs a plan on one f32 input of `shape` with a fresh state, as tract's `SimplePlan::run` does;
+/// every output as a flat `Vec<f32>`. Models keep their state ([`RunState`]); this is the
+/// reference hiedge's checks and the kernels' tests compare against.
+pub fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> TractResult<Vec<Vec<f32>>> {
+    run_f32(shape, input, |inputs| plan.run(inputs))
+}
+
+/// `len` pseudo-random values in [-2, 2) from a linear congruential generator at `seed` (left
+/// where the next call continues): model inputs that are the same on every machine.
+pub fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
+    (0..len)
+        .map(|_| {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (*seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+        })
+        .collect()
+}

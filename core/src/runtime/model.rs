@@ -328,25 +328,9 @@ pub fn onnx_to_nnef_stored(onnx: &[u8], shape: &[usize], storage: crate::manifes
     Ok(bytes)
 }
 
-/// `len` pseudo-random values in [-2, 2) from a linear congruential generator at `seed` (left
-/// where the next call continues): model inputs that are the same on every machine.
+/// The reference the compile checks and tests run plans against, and their seeded inputs.
 #[cfg(any(test, feature = "onnx"))]
-pub(crate) fn seeded_values(len: usize, seed: &mut u32) -> Vec<f32> {
-    (0..len)
-        .map(|_| {
-            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (*seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-        })
-        .collect()
-}
-
-/// Runs a plan on one f32 input of `shape` with a fresh state, as tract's `SimplePlan::run` does;
-/// every output as a flat `Vec<f32>`. The models keep their state ([`RunState`]); this is the
-/// reference the checks compare against.
-#[cfg(any(test, feature = "onnx"))]
-pub(crate) fn run_plan(plan: &Plan, shape: &[usize], input: &[f32]) -> Result<Vec<Vec<f32>>> {
-    Ok(hiedge_kernels::run_f32(shape, input, |inputs| plan.run(inputs))?)
-}
+pub(crate) use hiedge_kernels::{run_plan, seeded_values};
 
 #[cfg(test)]
 mod tests {
