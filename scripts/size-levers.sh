@@ -69,7 +69,10 @@ CFG[client]="profile client (Cargo.toml)" ; OPT[client]="-Oz"
 # had their own crate (hiedge-kernels).
 CFG[client-core-z]="package.hiedge-core.opt-level='z'" ; OPT[client-core-z]="-Oz"
 CFG[client-core-3]="package.hiedge-core.opt-level=3" ; OPT[client-core-3]="-Oz"
-ALL=(client client-core-z client-core-3 release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# client-relaxed: the profile `client` with relaxed SIMD on too (tract-linalg's wide matmul kernels
+# then use f32x4.relaxed_madd, a fused multiply-add where the CPU has one).
+CFG[client-relaxed]="" ; OPT[client-relaxed]="-Oz" ; RUSTFLAGS_OF[client-relaxed]="-C target-feature=+simd128,+relaxed-simd"
+ALL=(client client-core-z client-core-3 client-relaxed release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"
@@ -94,14 +97,20 @@ for lever in "${LEVERS[@]}"; do
   echo "== $lever: ${CFG[$lever]:-release defaults}, wasm-opt ${OPT[$lever]}"
   t0=$(date +%s)
   # A lever's own RUSTFLAGS replace .cargo/config.toml's (simd128) for this build only.
-  flags=()
-  [ -z "${RUSTFLAGS_OF[$lever]:-}" ] || flags=("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=${RUSTFLAGS_OF[$lever]}")
-  env "${flags[@]}" cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile "$profile" "${args[@]}"
+  # Such a build has its own target dir: cargo keeps one copy of each crate per target dir whatever
+  # its flags, so sharing one would rebuild all of tract at every switch.
+  flags=() target=$CARGO_TARGET_DIR
+  if [ -n "${RUSTFLAGS_OF[$lever]:-}" ]; then
+    target=$CARGO_TARGET_DIR/flags-$lever
+    flags=("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS=${RUSTFLAGS_OF[$lever]}")
+  fi
+  env "${flags[@]}" CARGO_TARGET_DIR="$target" \
+    cargo build -q -p hiedge-wasm --lib --target wasm32-unknown-unknown --profile "$profile" "${args[@]}"
   t1=$(date +%s)
   dir=$OUT/$lever
   rm -rf "$dir" && mkdir -p "$dir"
   wasm-bindgen --target web --out-dir "$dir" --out-name hiedge \
-    "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$profile/hiedge_wasm.wasm"
+    "$target/wasm32-unknown-unknown/$profile/hiedge_wasm.wasm"
   wasm=$dir/hiedge_bg.wasm
   if [ "${OPT[$lever]}" != none ]; then
     # shellcheck disable=SC2086

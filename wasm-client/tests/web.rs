@@ -448,6 +448,74 @@ fn simd_max_pool_takes_each_windows_maximum() {
     assert!(MaxPool2x2::new(false, 1, 1, 4, 4).pool(&[0.0; 15]).is_err(), "a wrong length is refused");
 }
 
+/// hiedge's direct convolution with wasm SIMD (natively its tests compare it with tract's
+/// convolution; natively it has no SIMD path) against a plain loop that adds each output's products
+/// in the same order (input channel, kernel row, kernel column, from zero, then the bias): without
+/// a fused multiply-add both round the same way, so the values are equal. Stems, a patch
+/// embedding, padding on every side, an overhanging last window, a part block of channels.
+#[wasm_bindgen_test]
+fn simd_direct_conv_adds_each_outputs_products_in_order() {
+    use hiedge_core::runtime::kernels::DirectConv;
+    let mut seed = 11u32;
+    let mut values = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect()
+    };
+    // (images, channels, input, outputs, kernel, strides, padding before, output)
+    type Conv = (usize, usize, [usize; 2], usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+    let cases: &[Conv] = &[
+        (1, 3, [32, 30], 16, [3, 3], [2, 2], [1, 1], [16, 15]),
+        (2, 3, [17, 19], 10, [3, 3], [2, 2], [1, 1], [9, 10]),
+        (1, 3, [48, 64], 12, [16, 16], [16, 16], [0, 0], [3, 4]),
+        (1, 1, [20, 23], 7, [5, 5], [1, 1], [2, 2], [20, 23]),
+        (1, 2, [10, 10], 5, [4, 4], [3, 3], [0, 2], [3, 4]),
+    ];
+    for &(n, c, [h, w], m, [kh, kw], [sh, sw], [top, left], [oh, ow]) in cases {
+        let (x, weights, bias) = (values(n * c * h * w), values(m * c * kh * kw), values(m));
+        let conv =
+            DirectConv::new(Some(n), c, [h, w], [kh, kw], [sh, sw], [top, left], [oh, ow], &weights, &bias).unwrap();
+        let got = conv.conv(&x).unwrap();
+        let mut want = Vec::with_capacity(n * m * oh * ow);
+        for i in 0..n {
+            for o in 0..m {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut sum = 0.0f32;
+                        for ch in 0..c {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let (y, xx) = (
+                                        (oy * sh + ky) as isize - top as isize,
+                                        (ox * sw + kx) as isize - left as isize,
+                                    );
+                                    let inside = y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w;
+                                    let v =
+                                        if inside { x[((i * c + ch) * h + y as usize) * w + xx as usize] } else { 0.0 };
+                                    sum += weights[((o * c + ch) * kh + ky) * kw + kx] * v;
+                                }
+                            }
+                        }
+                        want.push(sum + bias[o]);
+                    }
+                }
+            }
+        }
+        assert_eq!(got, want, "{n}x{c}x{h}x{w}, {m} outputs of {kh}x{kw} stride {sh}x{sw}");
+    }
+    assert!(conv_refuses_a_wrong_length(), "a wrong length is refused");
+}
+
+/// Whether a direct convolution made for 16 floats refuses 15.
+fn conv_refuses_a_wrong_length() -> bool {
+    use hiedge_core::runtime::kernels::DirectConv;
+    let conv = DirectConv::new(Some(1), 1, [4, 4], [3, 3], [1, 1], [0, 0], [2, 2], &[0.5; 9], &[0.0]).unwrap();
+    conv.conv(&[0.0; 15]).is_err()
+}
+
 const ZOO_MANIFEST: &str = include_str!("../../models/zoo-rgb/manifest.json");
 const ZOO_TINY: &[u8] = include_bytes!("../../models/zoo-rgb/tiny.nnef.tar");
 const ZOO_LARGE: &[u8] = include_bytes!("../../models/zoo-rgb/large.nnef.tar");

@@ -5,8 +5,9 @@
 //! serde code) for size: Cargo sets optimisation per crate (Cargo.toml's profile `client`,
 //! bench/size.md). hiedge-core re-exports it as `hiedge_core::runtime::kernels`.
 //!
-//! Each replaces one kind of optimised tract node wherever it computes exactly the same values,
-//! and leaves every other node to tract:
+//! Each replaces one kind of tract node wherever it computes the same values (the same sums in
+//! the same order; the direct convolution within rounding of tract's where tract fuses a
+//! multiply-add and it does not), and leaves every other node to tract:
 //! - [`MaxPool2x2`]: the 2x2, stride-2 f32 max pool (tract has no fast path for it in wasm).
 //! - [`ConstantPad`]: f32 padding with a constant, which convolutions with padding start with.
 //!   tract pads through ndarray's generic slicing, which is fast only when the crate that
@@ -15,7 +16,11 @@
 //! - [`SumPool2d`]: the f32 sum or average pool over whole windows (no padding), which tract runs
 //!   through its generic patch scanner in tract-core.
 //!
-//! [`use_fast_kernels`] does the swapping, once, after tract's optimisation. Beside them, the two
+//! - [`DirectConv`]: the first convolution of an image model (a few input channels, any kernel and
+//!   stride), computed from the image rather than through tract's im2col gather.
+//!
+//! [`optimise`] is tract's optimisation with the swapping around it: [`use_direct_convs`] before
+//! (in the browser and the Worker), [`use_fast_kernels`] after. Beside them, the two
 //! other loops every inference goes through: [`lookup_pixels`] (preprocessing: pixels to the
 //! model's input values by a table per channel) and [`RunState`] (running the plan with a kept
 //! state).
@@ -77,6 +82,7 @@ use f32_kernel_op;
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+mod direct_conv;
 mod lookup;
 mod max_pool;
 mod pad;
@@ -86,13 +92,55 @@ mod sum_pool;
 pub use lookup::lookup_pixels;
 pub use run_state::{run_f32, run_plan, seeded_values, Plan, RunState};
 
+pub use direct_conv::DirectConv;
 pub use max_pool::MaxPool2x2;
 pub use pad::ConstantPad;
 pub use sum_pool::SumPool2d;
 
 use tract_nnef::internal::*;
 use tract_nnef::tract_core::ops::array::Pad;
-use tract_nnef::tract_core::ops::cnn::{OptMaxPool, OptSumPool};
+use tract_nnef::tract_core::ops::cnn::{Conv, OptMaxPool, OptSumPool};
+
+/// tract's optimisation of `model` (declutter, then codegen) with hiedge's kernels: the
+/// convolutions [`use_direct_convs`] covers where tract's kernels are wasm's (the browser and the
+/// Worker; natively tract's x86 and ARM matrix products are faster than its plain loops), then
+/// [`use_fast_kernels`] on the optimised model.
+pub fn optimise(mut model: TypedModel) -> TractResult<TypedModel> {
+    model.declutter()?;
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        use_direct_convs(&mut model)?;
+    }
+    model.optimize()?;
+    use_fast_kernels(&mut model)?;
+    Ok(model)
+}
+
+/// Puts [`DirectConv`] in place of every convolution of a decluttered model it covers (see
+/// [`DirectConv::replacing`]): the node keeps its data input and drops the kernel and bias
+/// constants (which the kernel holds), left without successors for tract to prune. Returns how
+/// many nodes changed.
+pub fn use_direct_convs(model: &mut TypedModel) -> TractResult<usize> {
+    let mut swaps = Vec::new();
+    for node in &model.nodes {
+        let Some(conv) = node.op_as::<Conv>() else { continue };
+        let inputs: TVec<&TypedFact> = node.inputs.iter().map(|i| model.outlet_fact(*i)).collect::<TractResult<_>>()?;
+        if let Some(kernel) = DirectConv::replacing(conv, &inputs)? {
+            swaps.push((node.id, kernel));
+        }
+    }
+    let count = swaps.len();
+    // Edited in place rather than through a tract patch, whose code would make the browser client
+    // 15 KB bigger (bench/size.md).
+    for (id, kernel) in swaps {
+        let dropped: TVec<OutletId> = model.nodes[id].inputs.drain(1..).collect();
+        model.nodes[id].op = Box::new(kernel);
+        for (slot, outlet) in dropped.into_iter().enumerate() {
+            let successors = &mut model.nodes[outlet.node].outputs[outlet.slot].successors;
+            successors.retain(|inlet| *inlet != InletId::new(id, slot + 1));
+        }
+    }
+    Ok(count)
+}
 
 /// Puts hiedge's kernels in place of tract's in an optimised model, node by node, wherever they
 /// compute the same thing (see [`MaxPool2x2::replacing`], [`ConstantPad::replacing`],

@@ -10,7 +10,7 @@ use tract_nnef::prelude::*;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, OutputKind};
 use crate::prob::{argmax, softmax};
-use crate::runtime::kernels::{use_fast_kernels, RunState};
+use crate::runtime::kernels::{optimise, RunState};
 use crate::runtime::preprocess::Preprocessor;
 use crate::runtime::reader::read;
 use crate::runtime::verify::verify;
@@ -209,15 +209,13 @@ impl ModelFormat {
 }
 
 /// Parses a model file (see [`ModelFormat`]) with input 0 an f32 tensor of `shape`, optimises it
-/// and makes it runnable.
+/// with hiedge's kernels (`hiedge_kernels::optimise`) and makes it runnable.
 pub(crate) fn optimised_plan(bytes: &[u8], shape: &[usize]) -> Result<Plan> {
     let model = match ModelFormat::of(bytes) {
         ModelFormat::Nnef => read_nnef(bytes, shape)?,
         ModelFormat::Onnx => read_onnx(bytes, shape)?,
     };
-    let mut model = model.into_optimized()?;
-    use_fast_kernels(&mut model)?;
-    Ok(model.into_runnable()?)
+    Ok(optimise(model)?.into_runnable()?)
 }
 
 /// An NNEF archive, read by hiedge's reader ([`read`]), as a typed model whose single input is an f32
@@ -396,6 +394,34 @@ mod tests {
         assert_eq!((count("HiedgeConstantPad"), count("Pad")), (2, 0), "{names:?}");
         // Its 3x3, stride-2 average pool.
         assert_eq!((count("HiedgeSumPool"), count("OptSumPool")), (1, 0), "{names:?}");
+    }
+
+    /// What the browser and the Worker run (`optimise` puts the direct convolution in only in wasm
+    /// builds) against tract's plan, on the real-size set: the MobileNetV3-style model's 3 -> 16
+    /// channel stem and the ViT-style model's 3 -> 48 channel patch embedding are swapped, and the
+    /// outputs stay within rounding of tract's.
+    #[test]
+    fn the_direct_convolution_takes_the_real_size_stem_and_keeps_the_outputs() {
+        use crate::runtime::kernels::{use_direct_convs, use_fast_kernels};
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo-rgb");
+        let shape = [1, 3, 224, 224];
+        let input = seeded_values(shape.iter().product(), &mut 7);
+        for (name, swaps) in [("tiny", 1), ("large", 1)] {
+            let model = read(&std::fs::read(dir.join(format!("{name}.nnef.tar"))).unwrap()).unwrap();
+            let tract: Plan = model.clone().into_optimized().unwrap().into_runnable().unwrap();
+            let mut direct = model;
+            direct.declutter().unwrap();
+            assert_eq!(use_direct_convs(&mut direct).unwrap(), swaps, "{name}");
+            direct.optimize().unwrap();
+            use_fast_kernels(&mut direct).unwrap();
+            let direct: Plan = direct.into_runnable().unwrap();
+            let names: Vec<String> = direct.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
+            assert_eq!(names.iter().filter(|n| *n == "HiedgeDirectConv").count(), swaps, "{name}: {names:?}");
+            let (want, got) = (run_plan(&tract, &shape, &input).unwrap(), run_plan(&direct, &shape, &input).unwrap());
+            for (w, g) in want[0].iter().zip(&got[0]) {
+                assert!((w - g).abs() <= 1e-4 * w.abs().max(1.0), "{name}: tract {w}, with the direct convolution {g}");
+            }
+        }
     }
 
     #[test]
