@@ -2,6 +2,8 @@
 // side by side in one headless Chromium page (bench/size.html), tiny and large model, as a ratio to
 // the shipped build. Writes <out>/size.md and <out>/size.json.
 // Usage: node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--reps 10] [--out bench]
+//   [--models models/zoo-rgb --name size-zoo-rgb] (another set's tiny and large models, on seeded
+//   pixels of its input size, written to <out>/<name>.md and .json)
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -11,8 +13,8 @@ import { readArgs } from "./args.mjs";
 
 const repo = resolve(import.meta.dirname, "..");
 const { values: args } = readArgs({
-  usage: "node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--reps 10] [--warmup 300] [--levers a,b] [--out bench]",
-  flags: { baseline: "release-oz", rounds: "400", reps: "10", warmup: "300", levers: null, out: "bench" },
+  usage: "node scripts/bench-size.mjs [--baseline release-oz] [--rounds 400] [--reps 10] [--warmup 300] [--levers a,b] [--out bench] [--models DIR --name NAME]",
+  flags: { baseline: "release-oz", rounds: "400", reps: "10", warmup: "300", levers: null, out: "bench", models: null, name: "size" },
 });
 /** A flag's value, or null for an absent flag without a default. */
 const arg = (k) => (args[k] === undefined ? null : String(args[k]));
@@ -21,6 +23,11 @@ const rounds = Number(arg("rounds"));
 // Classifications per build and image, timed as their mean (bench/size.html: the clock's 5 us step).
 const reps = Number(arg("reps"));
 const out = resolve(repo, arg("out"));
+// Another set than Fashion-MNIST: its manifest's models, timed on seeded pixels.
+const setDir = arg("models") === null ? null : resolve(repo, arg("models"));
+if (setDir !== null && !setDir.startsWith(`${repo}/`)) throw new Error("--models must be inside the repository (the page is served from it)");
+const setUrl = setDir === null ? null : `/${setDir.slice(repo.length + 1)}`;
+const name = arg("name");
 const cache = join(process.env.HIEDGE_CACHE ?? join(homedir(), ".cache/hiedge"), "levers");
 
 // The last line per lever of sizes.tsv (a lever rebuilt later replaces its earlier line).
@@ -56,7 +63,7 @@ let result;
 try {
   const page = await browser.newPage();
   await page.goto(`${server.url}/bench/size.html?levers=${levers.join(",")}&baseline=${baseline}&rounds=${rounds}&reps=${reps}&warmup=${warmup}` +
-    "&images=/test-results/bench-data/size-images.u8");
+    (setUrl === null ? "&images=/test-results/bench-data/size-images.u8" : `&models=${encodeURIComponent(setUrl)}`));
   await page.waitForFunction(() => window.__bench !== undefined, null, { timeout: 3600_000 });
   result = await page.evaluate(() => window.__bench);
 } finally {
@@ -69,7 +76,7 @@ const mb = (b) => (b / 1e6).toFixed(2);
 const ratio = (r) => `${r.ratio.toFixed(3)} (${r.ratioCI[0].toFixed(3)}-${r.ratioCI[1].toFixed(3)})`;
 let md = `# Client wasm size levers\n\nWritten by \`node scripts/bench-size.mjs\` from the builds of \`scripts/size-levers.sh\` ` +
   `(cargo profile \`lever\` = release + the settings shown, or Cargo.toml's \`client\`; simd128 always on; V8 flag \`--no-liftoff\`). Sizes are of \`hiedge_bg.wasm\` in MB ` +
-  `(10^6 bytes): raw, \`gzip -9\`, brotli quality 11. Speed: ${result.rounds} Fashion-MNIST test images, each classified ` +
+  `(10^6 bytes): raw, \`gzip -9\`, brotli quality 11. Speed: ${result.rounds} ${setUrl === null ? "Fashion-MNIST test images" : `samples of seeded pixels for \`${setUrl.slice(1)}\`'s models`}, each classified ` +
   `by every build in turn in one page (order rotating), ${result.reps} times in a row, the mean of \`classifyLocal\`'s ` +
   `model time (the page's clock steps by ${(result.clockTickMs * 1000).toFixed(1)} us); the ratio is the median of ` +
   `per-image time ratios to \`${baseline}\`${baseline === "release-oz" ? " (the release profile: what \`make wasm\` built before the profile \`client\`)" : ""}, with a 95% interval for that ` +
@@ -84,6 +91,6 @@ for (const l of levers) {
     `${t.medianMs.toFixed(3)} | ${ratio(t)} | ${g.medianMs.toFixed(3)} | ${ratio(g)} | ${t.sameLabels && g.sameLabels ? "yes" : "NO"} |\n`;
 }
 mkdirSync(out, { recursive: true });
-writeFileSync(join(out, "size.md"), md);
-writeFileSync(join(out, "size.json"), JSON.stringify({ sizes: Object.fromEntries(sizes), ...result }, null, 2));
+writeFileSync(join(out, `${name}.md`), md);
+writeFileSync(join(out, `${name}.json`), JSON.stringify({ sizes: Object.fromEntries(sizes), ...result }, null, 2));
 console.log(md);

@@ -72,7 +72,10 @@ CFG[client-core-3]="package.hiedge-core.opt-level=3" ; OPT[client-core-3]="-Oz"
 # client-relaxed: the profile `client` with relaxed SIMD on too (tract-linalg's wide matmul kernels
 # then use f32x4.relaxed_madd, a fused multiply-add where the CPU has one).
 CFG[client-relaxed]="" ; OPT[client-relaxed]="-Oz" ; RUSTFLAGS_OF[client-relaxed]="-C target-feature=+simd128,+relaxed-simd"
-ALL=(client client-core-z client-core-3 client-relaxed release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
+# client-tract-convs: the profile `client` with every convolution left to tract (no direct
+# convolution, hiedge-kernels' `--cfg hiedge_tract_convs`): what the direct convolution is timed against.
+CFG[client-tract-convs]="" ; OPT[client-tract-convs]="-Oz" ; RUSTFLAGS_OF[client-tract-convs]="-C target-feature=+simd128 --cfg hiedge_tract_convs"
+ALL=(client client-core-z client-core-3 client-relaxed client-tract-convs release release-oz release-o3 relaxed s z z-kernels3 z-linalg3 z-linalg3-data3 z-linalg3-wo3 z-linalg3-msf z-core-s z-core-s-hz z-kernels3-cgu1 z-linalg3-cgu1 release-cgu1 z-tract3 deps-z lto s-lto s-lto-o3 s-lto-linalg3 s-lto-tract3)
 LEVERS=("${@:-${ALL[@]}}")
 
 WASM_OPT_FEATURES="--enable-relaxed-simd --enable-simd --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue"

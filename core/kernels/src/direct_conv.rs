@@ -58,9 +58,10 @@ impl DirectConv {
     /// multiply and one add per product; what tract does on top is the gather, whose share of the
     /// time shrinks as output channels grow, while tract's 8x8 tile loads less per product than
     /// this kernel's 4x8. Measured in headless Chromium, two builds side by side in one page,
-    /// whole models: 0.76-0.81x tract's time for models/zoo-rgb's device model (a 3 -> 16 channel
-    /// stem), 0.89-0.97x for its large model (a 3 -> 48 channel ViT patch embedding); 64 takes
-    /// ResNet's stem too, and leaves ViT-B's 768 channels to tract, where it was not measured.
+    /// whole models (bench/size.md): 0.76x tract's time for models/zoo-rgb's device model (a 3 ->
+    /// 16 channel stem), 0.95x for its large model (a 3 -> 48 channel ViT patch embedding),
+    /// 1.00x for EfficientNet-B0 (3 -> 32); 64 takes ResNet's stem too, and leaves ViT-B's 768
+    /// channels to tract, where it was not measured.
     pub const MAX_OUTPUT_CHANNELS: usize = 64;
 
     /// The kernel for a decluttered tract convolution, given its three input facts (data, kernel,

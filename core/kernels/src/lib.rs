@@ -107,7 +107,8 @@ use tract_nnef::tract_core::ops::cnn::{Conv, OptMaxPool, OptSumPool};
 /// [`use_fast_kernels`] on the optimised model.
 pub fn optimise(mut model: TypedModel) -> TractResult<TypedModel> {
     model.declutter()?;
-    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+    // `--cfg hiedge_tract_convs`: a build without it, to time it against (scripts/size-levers.sh).
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128", not(hiedge_tract_convs))) {
         use_direct_convs(&mut model)?;
     }
     model.optimize()?;
