@@ -105,10 +105,16 @@ use tract_nnef::tract_core::ops::cnn::{Conv, OptMaxPool, OptSumPool};
 /// convolutions [`use_direct_convs`] covers where tract's kernels are wasm's (the browser and the
 /// Worker; natively tract's x86 and ARM matrix products are faster than its plain loops), then
 /// [`use_fast_kernels`] on the optimised model.
-pub fn optimise(mut model: TypedModel) -> TractResult<TypedModel> {
-    model.declutter()?;
+pub fn optimise(model: TypedModel) -> TractResult<TypedModel> {
     // `--cfg hiedge_tract_convs`: a build without it, to time it against (scripts/size-levers.sh).
-    if cfg!(all(target_arch = "wasm32", target_feature = "simd128", not(hiedge_tract_convs))) {
+    optimise_with(model, cfg!(all(target_arch = "wasm32", target_feature = "simd128", not(hiedge_tract_convs))))
+}
+
+/// [`optimise`], with the direct convolutions or without them whatever the target: what a native
+/// test of the browser's plan runs.
+pub fn optimise_with(mut model: TypedModel, direct_convs: bool) -> TractResult<TypedModel> {
+    model.declutter()?;
+    if direct_convs {
         use_direct_convs(&mut model)?;
     }
     model.optimize()?;

@@ -402,19 +402,14 @@ mod tests {
     /// outputs stay within rounding of tract's.
     #[test]
     fn the_direct_convolution_takes_the_real_size_stem_and_keeps_the_outputs() {
-        use crate::runtime::kernels::{use_direct_convs, use_fast_kernels};
+        use crate::runtime::kernels::optimise_with;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/zoo-rgb");
         let shape = [1, 3, 224, 224];
         let input = seeded_values(shape.iter().product(), &mut 7);
         for (name, swaps) in [("tiny", 1), ("large", 1)] {
             let model = read(&std::fs::read(dir.join(format!("{name}.nnef.tar"))).unwrap()).unwrap();
             let tract: Plan = model.clone().into_optimized().unwrap().into_runnable().unwrap();
-            let mut direct = model;
-            direct.declutter().unwrap();
-            assert_eq!(use_direct_convs(&mut direct).unwrap(), swaps, "{name}");
-            direct.optimize().unwrap();
-            use_fast_kernels(&mut direct).unwrap();
-            let direct: Plan = direct.into_runnable().unwrap();
+            let direct: Plan = optimise_with(model, true).unwrap().into_runnable().unwrap();
             let names: Vec<String> = direct.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
             assert_eq!(names.iter().filter(|n| *n == "HiedgeDirectConv").count(), swaps, "{name}: {names:?}");
             let (want, got) = (run_plan(&tract, &shape, &input).unwrap(), run_plan(&direct, &shape, &input).unwrap());
